@@ -1,0 +1,157 @@
+"""THE composition root: config -> adapters -> pipelines -> Daemon.
+
+Nothing else in posgate builds adapters or decides their start order. ``Runtime`` is what the
+components share: the current configuration (swapped atomically on a valid SIGHUP reload), the
+ledger and the clock. Components read ``runtime.config`` each time they need it, so a reload
+reaches new SFTP logins, the next file and the next scheduled run without restarting anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway import metrics
+from gateway.config import Config, ConfigError, load_config
+from gateway.daemon import Component, Daemon, StartupError
+from gateway.store import Ledger
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+
+
+def system_clock() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def clock_from_environment(environ: dict[str, str] | None = None) -> Clock:
+    """The wall clock, or with ``POSGATE_CLOCK_START=ISO8601`` a clock that starts at that instant.
+
+    The shifted clock runs at real speed from the given instant; it exists for drills and tests of
+    cycle boundaries (e.g. an upload at 23:59:59 CT) against the real process.
+    """
+    env = os.environ if environ is None else environ
+    start = env.get("POSGATE_CLOCK_START")
+    if not start:
+        return system_clock
+    origin = dt.datetime.fromisoformat(start)
+    if origin.tzinfo is None:
+        raise ValueError("POSGATE_CLOCK_START needs a UTC offset, e.g. 2026-11-20T23:59:59-06:00")
+    began = time.monotonic()
+
+    def shifted() -> dt.datetime:
+        return origin.astimezone(dt.UTC) + dt.timedelta(seconds=time.monotonic() - began)
+
+    log.warning("clock shifted: now is %s", origin.isoformat())
+    return shifted
+
+
+class Runtime:
+    """Shared state of one daemon: current config, ledger, clock."""
+
+    def __init__(self, config: Config, ledger: Ledger, clock: Clock) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        self.ledger = ledger
+        self.clock = clock
+        self.reload_listeners: list[Callable[[Config], None]] = []
+
+    @property
+    def config(self) -> Config:
+        with self._lock:
+            return self._config
+
+    def replace_config(self, config: Config) -> None:
+        with self._lock:
+            self._config = config
+        for listener in self.reload_listeners:
+            try:
+                listener(config)
+            except Exception:
+                log.exception("reload listener failed")
+
+
+def prepare_spool(config: Config) -> None:
+    """Create the spool tree for every account and receiving exchange (idempotent)."""
+    root = config.spool.root
+    for folder in ("internal/theo", "internal/ebe", "quarantine", "archive", "state", "work"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    os.chmod(root / "state", 0o700)
+    for account in config.accounts:
+        if account.kind == "firm":
+            firm = root / "firms" / account.entity_id
+            for sub in ("inbound/dpl", "inbound/pmc", "inbound/ebe", "outbound/dpl",
+                        "outbound/pmc", "outbound/ebe"):
+                (firm / sub).mkdir(parents=True, exist_ok=True)
+        else:
+            (root / "exchanges" / account.entity_id / "outbound" / "dpl").mkdir(
+                parents=True, exist_ok=True)
+    for exchange in config.reference.exchanges:
+        if exchange.delivery == "spool":
+            (root / "exchanges" / exchange.exchange_id / "outbound" / "dpl").mkdir(
+                parents=True, exist_ok=True)
+
+
+class LedgerComponent:
+    """Keeps the ledger open for the daemon's lifetime; closes it last."""
+
+    name = "ledger"
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def start(self) -> None:
+        log.info("ledger %s at schema version %d", self.ledger.path,
+                 self.ledger.schema_version())
+
+    def stop(self, timeout: float) -> None:
+        self.ledger.close()
+
+    def healthy(self) -> bool:
+        try:
+            self.ledger.connect().execute("SELECT 1").fetchone()
+            return True
+        except Exception:
+            return False
+
+
+def build_daemon(config_path: str | Path | None) -> Daemon:
+    """Load config, build every adapter and pipeline, return the Daemon ready to ``run``."""
+    config = load_config(config_path)
+    prepare_spool(config)
+    try:
+        ledger = Ledger(config.spool.ledger_path)
+    except Exception as exc:
+        raise StartupError(f"cannot open ledger {config.spool.ledger_path}: {exc}") from exc
+    runtime = Runtime(config, ledger, clock_from_environment())
+    components: list[Component] = [LedgerComponent(ledger)]
+    components.extend(_flow_components(runtime))
+
+    def reload() -> bool:
+        try:
+            new = load_config(config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload rejected: %s", problem)
+            return False
+        prepare_spool(new)
+        runtime.replace_config(new)
+        log.info("configuration reloaded: %d accounts", len(new.accounts))
+        return True
+
+    return Daemon(components, shutdown_grace_s=config.daemon.shutdown_grace_s, reload=reload)
+
+
+def _flow_components(runtime: Runtime) -> list[Component]:
+    """Adapters in start order: metrics -> AMQP -> scheduler -> SFTP -> intake (scan, watcher)."""
+    config = runtime.config
+    out: list[Component] = []
+    if config.metrics.enabled:
+        out.append(metrics.MetricsServer(config.metrics.host, config.metrics.port))
+    return out

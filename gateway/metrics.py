@@ -1,0 +1,99 @@
+"""Prometheus metrics of posgate and the HTTP endpoint that serves them.
+
+Names follow ``posgate_<what>_<unit>`` with ``_total`` for counters; histograms of seconds have
+buckets reaching minutes. Labels never carry file names. Metrics live in the default registry
+(with the process and platform collectors) and are module-level: one daemon per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import threading
+
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+
+from gateway import __version__
+
+log = logging.getLogger(__name__)
+
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+                   600, 1800)
+
+BUILD_INFO = Info("posgate_build", "posgate build information")
+BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
+
+UP = Gauge("posgate_up", "1 while the daemon is running and every component is healthy")
+START_TIME = Gauge("posgate_start_time_seconds", "Unix time the daemon became ready")
+CONFIG_RELOADS = Counter("posgate_config_reloads_total", "SIGHUP reloads by outcome", ["outcome"])
+CONFIG_LAST_RELOAD = Gauge("posgate_config_last_reload_success_timestamp_seconds",
+                           "Unix time of the last successful config load")
+
+FILES_RECEIVED = Counter("posgate_files_received_total", "Input files received", ["flow", "firm"])
+FILES_DUPLICATE = Counter("posgate_files_duplicate_total", "Input files recognised as duplicates",
+                          ["flow"])
+FILES_QUARANTINED = Counter("posgate_files_quarantined_total", "Files that could not be read",
+                            ["flow"])
+FILES_FAILED = Counter("posgate_files_failed_total",
+                       "Files whose processing failed transiently and will be retried", ["flow"])
+PROCESSING_SECONDS = Histogram("posgate_processing_seconds", "Time to process one input file",
+                               ["flow"], buckets=SECONDS_BUCKETS)
+SPOOL_BACKLOG = Gauge("posgate_spool_backlog_files",
+                      "Files waiting in inbound folders or claimed but not finished")
+
+RECORDS_VALID = Counter("posgate_records_valid_total", "Valid records", ["flow"])
+RECORDS_REJECTED = Counter("posgate_records_rejected_total", "Rejected records", ["flow"])
+DPL_REJECTS_BY_REASON = Counter("posgate_dpl_rejected_records_total",
+                                "DPL reject reasons (a record may carry several)", ["reason"])
+
+DPL_LAST_PUBLICATION = Gauge("posgate_dpl_last_publication_timestamp_seconds",
+                             "Unix time of the last successful delivery", ["exchange"])
+DPL_LAST_PUBLISHED_CYCLE = Gauge("posgate_dpl_last_published_cycle_timestamp_seconds",
+                                 "Cycle date (as Unix time of its midnight UTC) last published")
+DPL_PUBLISHED_RECORDS = Counter("posgate_dpl_published_records_total",
+                                "Records written into aggregated files")
+DPL_PUBLICATION_SECONDS = Histogram("posgate_dpl_publication_seconds",
+                                    "Time to build and deliver one cycle",
+                                    buckets=SECONDS_BUCKETS)
+DPL_FIRMS_MISSING = Gauge("posgate_dpl_missing_submitters",
+                          "Firms that submitted in recent cycles but not in the current one")
+
+SCHEDULER_RUNS = Counter("posgate_scheduler_runs_total", "Scheduled job runs", ["job", "outcome"])
+SCHEDULER_MISSES = Counter("posgate_scheduler_misses_total",
+                           "Scheduled jobs missed (late or not delivered by the deadline)",
+                           ["job"])
+
+ALERTS = Counter("posgate_alerts_total", "Operator alerts raised", ["name"])
+
+SFTP_FAILED_LOGINS = Counter("posgate_sftp_failed_logins_total", "Failed SFTP logins")
+SFTP_SESSIONS = Gauge("posgate_sftp_sessions", "Open SFTP sessions")
+SFTP_UPLOADS = Counter("posgate_sftp_uploads_total", "Completed SFTP uploads", ["kind"])
+
+
+class MetricsServer:
+    """The /metrics endpoint as a daemon component."""
+
+    name = "metrics"
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._server: object | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        server, thread = start_http_server(self.port, addr=self.host)
+        self._server, self._thread = server, thread
+        self.port = server.server_address[1]
+        log.info("metrics listening on http://%s:%d/metrics", self.host, self.port)
+
+    def stop(self, timeout: float) -> None:
+        server = self._server
+        if server is not None:
+            server.shutdown()  # type: ignore[attr-defined]
+            server.server_close()  # type: ignore[attr-defined]
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def healthy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()

@@ -1,0 +1,454 @@
+"""The SQLite ledger: the only module that knows table names.
+
+Theory of operation: one database file under ``spool/state/`` in WAL mode with
+``synchronous=FULL``, so a committed transaction survives ``kill -9`` and power loss. Each thread
+gets its own connection (``sqlite3`` connections are not shared across threads). The schema is
+versioned with ``PRAGMA user_version``; ``MIGRATIONS`` is an append-only list and ``open`` applies
+whatever a ledger file has not seen yet. Tables are created through sqlite-utils; hot paths (bulk
+record inserts) use ``executemany`` inside one transaction.
+
+Every state change of an input file is a row in ``file_events`` as well as the current state in
+``files``; states are ``received -> claimed -> processed -> archived`` or ``quarantined`` or
+``duplicate``. Non-terminal rows are reconciled with the disk at start-up by the intake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+FILES = "files"
+FILE_EVENTS = "file_events"
+DPL_RECORDS = "dpl_records"
+DPL_PUBLICATIONS = "dpl_publications"
+DPL_DELIVERIES = "dpl_deliveries"
+PMC_RESULTS = "pmc_results"
+SCHEDULER_RUNS = "scheduler_runs"
+
+TERMINAL_STATES = frozenset({"archived", "quarantined", "duplicate"})
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(instant: dt.datetime) -> str:
+    return instant.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    db[FILES].create(  # type: ignore[union-attr]
+        {
+            "id": int, "flow": str, "firm": str, "account": str, "name": str, "sha256": str,
+            "size": int, "received_at": str, "cycle": str, "state": str, "work_path": str,
+            "archive_path": str, "reason": str, "superseded_by": int, "duplicate_of": int,
+            "total": int, "valid": int, "rejected": int, "source": str, "updated_at": str,
+        },
+        pk="id",
+        not_null={"flow", "firm", "name", "sha256", "received_at", "state"},
+        if_not_exists=True,
+    )
+    db[FILES].create_index(["firm", "flow", "sha256"], if_not_exists=True)  # type: ignore[union-attr]
+    db[FILES].create_index(["state"], if_not_exists=True)  # type: ignore[union-attr]
+    db[FILES].create_index(["flow", "cycle", "firm"], if_not_exists=True)  # type: ignore[union-attr]
+    db[FILE_EVENTS].create(  # type: ignore[union-attr]
+        {"id": int, "file_id": int, "state": str, "at": str, "detail": str},
+        pk="id", foreign_keys=[("file_id", FILES, "id")], if_not_exists=True,
+    )
+    db[FILE_EVENTS].create_index(["file_id"], if_not_exists=True)  # type: ignore[union-attr]
+    db[DPL_RECORDS].create(  # type: ignore[union-attr]
+        {
+            "id": int, "file_id": int, "line": int, "raw": bytes, "status": str, "reasons": str,
+            "details": str, "firm": str, "agg_unit": str, "symbol": str, "sub_typ": str,
+            "biz_dt": str, "fields": str, "cycle": str, "submitter": str, "superseded": int,
+        },
+        pk="id", foreign_keys=[("file_id", FILES, "id")], if_not_exists=True,
+    )
+    db[DPL_RECORDS].create_index(["file_id"], if_not_exists=True)  # type: ignore[union-attr]
+    db[DPL_RECORDS].create_index(["cycle", "status", "superseded"], if_not_exists=True)  # type: ignore[union-attr]
+    db[DPL_PUBLICATIONS].create(  # type: ignore[union-attr]
+        {"cycle": str, "published_at": str, "delivery_date": str, "sha256": str, "records": int,
+         "path": str, "runs": int},
+        pk="cycle", if_not_exists=True,
+    )
+    db[DPL_DELIVERIES].create(  # type: ignore[union-attr]
+        {"cycle": str, "exchange": str, "delivered_at": str, "sha256": str, "target": str},
+        pk=("cycle", "exchange"), if_not_exists=True,
+    )
+    db[PMC_RESULTS].create(  # type: ignore[union-attr]
+        {"file_id": int, "theo_date": str, "accepted": int, "rejected": int,
+         "invalid_series": int, "warnings": int, "requirement": float, "outputs": str},
+        pk="file_id", if_not_exists=True,
+    )
+    db[SCHEDULER_RUNS].create(  # type: ignore[union-attr]
+        {"id": int, "job": str, "cycle": str, "at": str, "outcome": str, "detail": str},
+        pk="id", if_not_exists=True,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1]
+EXTRA_TABLE_CREATORS: list[Callable[[sqlite3.Connection], None]] = []
+"""Adapters that own tables of their own (AMQP outbox, processed ids) register creators here."""
+
+
+def schema_version() -> int:
+    return len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class FileRow:
+    id: int
+    flow: str
+    firm: str
+    account: str
+    name: str
+    sha256: str
+    size: int
+    received_at: dt.datetime
+    cycle: str | None
+    state: str
+    work_path: str | None
+    archive_path: str | None
+    reason: str | None
+    source: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> FileRow:
+        return cls(
+            id=row["id"], flow=row["flow"], firm=row["firm"], account=row["account"] or "",
+            name=row["name"], sha256=row["sha256"], size=row["size"] or 0,
+            received_at=dt.datetime.fromisoformat(row["received_at"]), cycle=row["cycle"],
+            state=row["state"], work_path=row["work_path"], archive_path=row["archive_path"],
+            reason=row["reason"], source=row["source"],
+        )
+
+
+class Ledger:
+    """Thread-safe access to the ledger file: one sqlite3 connection per thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate()
+
+    # -- connections --------------------------------------------------------------------------
+
+    def connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self.connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    def _migrate(self) -> None:
+        conn = self.connect()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"ledger {self.path} has schema version {version}, newer than this posgate "
+                f"({len(MIGRATIONS)}); refusing to touch it"
+            )
+        db = sqlite_utils.Database(conn)
+        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            # sqlite-utils commits per statement, so migrations are written to be idempotent
+            # (if_not_exists): a crash halfway simply reruns the migration at the next start.
+            migration(db)
+            conn.execute(f"PRAGMA user_version={number}")
+        for creator in EXTRA_TABLE_CREATORS:
+            creator(conn)
+
+    def schema_version(self) -> int:
+        return int(self.connect().execute("PRAGMA user_version").fetchone()[0])
+
+    # -- files --------------------------------------------------------------------------------
+
+    def record_file(self, *, flow: str, firm: str, account: str, name: str, sha256: str,
+                    size: int, received_at: dt.datetime, cycle: str | None, work_path: str,
+                    source: str) -> int:
+        """Record the intent to claim a file (state ``received``) and return its id."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                f"INSERT INTO {FILES} (flow, firm, account, name, sha256, size, received_at,"
+                " cycle, state, work_path, source, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?, ?)",
+                (flow, firm, account, name, sha256, size, _iso(received_at), cycle, work_path,
+                 source, _iso(utc_now())),
+            )
+            file_id = int(cur.lastrowid or 0)
+            self._event(conn, file_id, "received", f"{source} -> {work_path}")
+        return file_id
+
+    def set_file_state(self, file_id: int, state: str, detail: str = "", **columns: Any) -> None:
+        with self.transaction() as conn:
+            self._set_state(conn, file_id, state, detail, **columns)
+
+    def _set_state(self, conn: sqlite3.Connection, file_id: int, state: str, detail: str,
+                   **columns: Any) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        conn.execute(
+            f"UPDATE {FILES} SET state = ?, updated_at = ?"
+            + (f", {assignments}" if assignments else "") + " WHERE id = ?",
+            (state, _iso(utc_now()), *columns.values(), file_id),
+        )
+        self._event(conn, file_id, state, detail)
+
+    def _event(self, conn: sqlite3.Connection, file_id: int, state: str, detail: str) -> None:
+        conn.execute(
+            f"INSERT INTO {FILE_EVENTS} (file_id, state, at, detail) VALUES (?, ?, ?, ?)",
+            (file_id, state, _iso(utc_now()), detail),
+        )
+
+    def file(self, file_id: int) -> FileRow:
+        row = self.connect().execute(f"SELECT * FROM {FILES} WHERE id = ?", (file_id,)).fetchone()
+        if row is None:
+            raise KeyError(file_id)
+        return FileRow.from_row(row)
+
+    def find_processed_duplicate(self, firm: str, flow: str, sha256: str,
+                                 exclude_id: int) -> int | None:
+        """Id of an earlier file with the same content from the same firm and flow, if any."""
+        row = self.connect().execute(
+            f"SELECT id FROM {FILES} WHERE firm = ? AND flow = ? AND sha256 = ? AND id != ?"
+            " AND state IN ('processed', 'archived') ORDER BY id LIMIT 1",
+            (firm, flow, sha256, exclude_id),
+        ).fetchone()
+        return int(row["id"]) if row else None
+
+    def unfinished_files(self) -> list[FileRow]:
+        placeholders = ", ".join("?" for _ in TERMINAL_STATES)
+        rows = self.connect().execute(
+            f"SELECT * FROM {FILES} WHERE state NOT IN ({placeholders}) ORDER BY id",
+            tuple(sorted(TERMINAL_STATES)),
+        ).fetchall()
+        return [FileRow.from_row(r) for r in rows]
+
+    def files(self, *, flow: str | None = None, firm: str | None = None,
+              state: str | None = None) -> list[FileRow]:
+        clauses, params = [], []
+        for column, value in (("flow", flow), ("firm", firm), ("state", state)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self.connect().execute(f"SELECT * FROM {FILES}{where} ORDER BY id",
+                                      params).fetchall()
+        return [FileRow.from_row(r) for r in rows]
+
+    def file_events(self, file_id: int) -> list[tuple[str, str]]:
+        rows = self.connect().execute(
+            f"SELECT state, detail FROM {FILE_EVENTS} WHERE file_id = ? ORDER BY id", (file_id,)
+        ).fetchall()
+        return [(r["state"], r["detail"]) for r in rows]
+
+    def count_files(self, state: str) -> int:
+        return int(self.connect().execute(f"SELECT count(*) FROM {FILES} WHERE state = ?",
+                                          (state,)).fetchone()[0])
+
+    # -- DPL records ---------------------------------------------------------------------------
+
+    def replace_dpl_records(self, file_id: int, rows: Iterable[Sequence[Any]], *, cycle: str,
+                            submitter: str, totals: tuple[int, int, int]) -> int | None:
+        """Store a file's records, mark it processed and supersede the submitter's older files.
+
+        ``rows`` are ``(line, raw, status, reasons, details_json, firm, agg_unit, symbol,
+        sub_typ, biz_dt, fields_json)``. All in one transaction: a crash leaves either nothing
+        or everything. Returns the id of the file this one superseded, if any. Idempotent: a
+        rerun after a crash first deletes what an earlier attempt may have stored.
+        """
+        total, valid, rejected = totals
+        with self.transaction() as conn:
+            conn.execute(f"DELETE FROM {DPL_RECORDS} WHERE file_id = ?", (file_id,))
+            conn.executemany(
+                f"INSERT INTO {DPL_RECORDS} (file_id, line, raw, status, reasons, details, firm,"
+                " agg_unit, symbol, sub_typ, biz_dt, fields, cycle, submitter, superseded)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                ((file_id, *row, cycle, submitter) for row in rows),
+            )
+            older = conn.execute(
+                f"SELECT id FROM {FILES} WHERE flow = 'dpl' AND firm = ? AND cycle = ?"
+                " AND id < ? AND state IN ('processed', 'archived') AND superseded_by IS NULL"
+                " ORDER BY id",
+                (submitter, cycle, file_id),
+            ).fetchall()
+            superseded = None
+            for row in older:
+                superseded = int(row["id"])
+                conn.execute(f"UPDATE {FILES} SET superseded_by = ? WHERE id = ?",
+                             (file_id, superseded))
+                conn.execute(f"UPDATE {DPL_RECORDS} SET superseded = 1 WHERE file_id = ?",
+                             (superseded,))
+                self._event(conn, superseded, "superseded", f"by file {file_id}")
+            newer = conn.execute(
+                f"SELECT id FROM {FILES} WHERE flow = 'dpl' AND firm = ? AND cycle = ?"
+                " AND id > ? AND state IN ('processed', 'archived') ORDER BY id DESC LIMIT 1",
+                (submitter, cycle, file_id),
+            ).fetchone()
+            if newer is not None:  # processed out of order after a restart: newer one wins
+                conn.execute(f"UPDATE {FILES} SET superseded_by = ? WHERE id = ?",
+                             (int(newer["id"]), file_id))
+                conn.execute(f"UPDATE {DPL_RECORDS} SET superseded = 1 WHERE file_id = ?",
+                             (file_id,))
+            self._set_state(conn, file_id, "processed", f"{total} records", total=total,
+                            valid=valid, rejected=rejected)
+        return superseded
+
+    def dpl_records_for_file(self, file_id: int) -> list[sqlite3.Row]:
+        return self.connect().execute(
+            f"SELECT * FROM {DPL_RECORDS} WHERE file_id = ? ORDER BY line", (file_id,)
+        ).fetchall()
+
+    def iter_publishable_dpl(self, cycle: str, batch: int = 5000) -> Iterator[sqlite3.Row]:
+        """Valid, current records of a cycle, in publication order, streamed in batches."""
+        conn = self.connect()
+        cursor = conn.execute(
+            f"SELECT r.id, r.fields, r.firm, r.agg_unit, r.symbol, r.sub_typ FROM {DPL_RECORDS} r"
+            f" JOIN {FILES} f ON f.id = r.file_id"
+            " WHERE r.cycle = ? AND r.status = 'valid' AND r.superseded = 0"
+            " AND f.superseded_by IS NULL AND f.state IN ('processed', 'archived')"
+            " ORDER BY r.firm, r.agg_unit, r.symbol, r.sub_typ, r.file_id, r.line",
+            (cycle,),
+        )
+        while True:
+            rows = cursor.fetchmany(batch)
+            if not rows:
+                return
+            yield from rows
+
+    def iter_dpl_report(self, cycle: str, *, firm: str | None = None,
+                        status: str = "all") -> Iterator[sqlite3.Row]:
+        clauses = ["r.cycle = ?", "r.superseded = 0", "f.superseded_by IS NULL"]
+        params: list[Any] = [cycle]
+        if firm is not None:
+            clauses.append("r.submitter = ?")
+            params.append(firm)
+        if status != "all":
+            clauses.append("r.status = ?")
+            params.append(status)
+        cursor = self.connect().execute(
+            f"SELECT r.*, f.name AS file_name, f.received_at FROM {DPL_RECORDS} r"
+            f" JOIN {FILES} f ON f.id = r.file_id WHERE " + " AND ".join(clauses)
+            + " ORDER BY r.submitter, r.file_id, r.line",
+            params,
+        )
+        while True:
+            rows = cursor.fetchmany(2000)
+            if not rows:
+                return
+            yield from rows
+
+    def dpl_submitters(self, cycles: Sequence[str]) -> dict[str, set[str]]:
+        """cycle -> the submitting firms that have a current (not superseded) file for it."""
+        if not cycles:
+            return {}
+        placeholders = ", ".join("?" for _ in cycles)
+        rows = self.connect().execute(
+            f"SELECT DISTINCT cycle, firm FROM {FILES} WHERE flow = 'dpl'"
+            f" AND cycle IN ({placeholders}) AND state IN ('processed', 'archived')",
+            tuple(cycles),
+        ).fetchall()
+        out: dict[str, set[str]] = {c: set() for c in cycles}
+        for row in rows:
+            out[row["cycle"]].add(row["firm"])
+        return out
+
+    # -- publications ---------------------------------------------------------------------------
+
+    def publication(self, cycle: str) -> sqlite3.Row | None:
+        return self.connect().execute(
+            f"SELECT * FROM {DPL_PUBLICATIONS} WHERE cycle = ?", (cycle,)
+        ).fetchone()
+
+    def record_publication(self, *, cycle: str, delivery_date: str, sha256: str, records: int,
+                           path: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                f"INSERT INTO {DPL_PUBLICATIONS} (cycle, published_at, delivery_date, sha256,"
+                " records, path, runs) VALUES (?, ?, ?, ?, ?, ?, 1)"
+                " ON CONFLICT(cycle) DO UPDATE SET published_at = excluded.published_at,"
+                " delivery_date = excluded.delivery_date, sha256 = excluded.sha256,"
+                " records = excluded.records, path = excluded.path, runs = runs + 1",
+                (cycle, _iso(utc_now()), delivery_date, sha256, records, path),
+            )
+
+    def record_delivery(self, *, cycle: str, exchange: str, sha256: str, target: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                f"INSERT INTO {DPL_DELIVERIES} (cycle, exchange, delivered_at, sha256, target)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(cycle, exchange) DO UPDATE SET"
+                " delivered_at = excluded.delivered_at, sha256 = excluded.sha256,"
+                " target = excluded.target",
+                (cycle, exchange, _iso(utc_now()), sha256, target),
+            )
+
+    def deliveries(self, cycle: str) -> dict[str, str]:
+        rows = self.connect().execute(
+            f"SELECT exchange, sha256 FROM {DPL_DELIVERIES} WHERE cycle = ?", (cycle,)
+        ).fetchall()
+        return {r["exchange"]: r["sha256"] for r in rows}
+
+    def last_deliveries(self) -> dict[str, dt.datetime]:
+        rows = self.connect().execute(
+            f"SELECT exchange, max(delivered_at) AS at FROM {DPL_DELIVERIES} GROUP BY exchange"
+        ).fetchall()
+        return {r["exchange"]: dt.datetime.fromisoformat(r["at"]) for r in rows}
+
+    # -- pmc and scheduler ------------------------------------------------------------------------
+
+    def record_pmc_result(self, file_id: int, *, theo_date: str, counts: dict[str, int],
+                          requirement: float, outputs: Sequence[str]) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO {PMC_RESULTS} (file_id, theo_date, accepted, rejected,"
+                " invalid_series, warnings, requirement, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (file_id, theo_date, counts.get("accepted", 0), counts.get("rejected", 0),
+                 counts.get("invalid_series", 0), counts.get("warnings", 0), requirement,
+                 json.dumps(list(outputs))),
+            )
+            self._set_state(conn, file_id, "processed", f"theo {theo_date}")
+
+    def record_scheduler_run(self, job: str, cycle: str, outcome: str, detail: str = "") -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                f"INSERT INTO {SCHEDULER_RUNS} (job, cycle, at, outcome, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (job, cycle, _iso(utc_now()), outcome, detail),
+            )

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import DaemonProcess, TestConfig, make_test_config
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("TZ", "UTC")
+
+
+@pytest.fixture
+def test_config(tmp_path: Path) -> TestConfig:
+    return make_test_config(tmp_path)
+
+
+@pytest.fixture
+def daemon(test_config: TestConfig) -> Iterator[DaemonProcess]:
+    proc = DaemonProcess(test_config)
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()

@@ -1,0 +1,107 @@
+"""The real ``posgate serve`` process: readiness, metrics over HTTP, signals, exit codes."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.daemon import REPO, DaemonProcess, make_test_config, wait_for
+
+
+def test_serves_metrics_and_stops_cleanly_on_sigterm(daemon: DaemonProcess) -> None:
+    text = daemon.scrape()
+    assert 'posgate_build_info{python="' in text
+    assert "process_resident_memory_bytes" in text
+    assert daemon.metric("posgate_up") == 1.0
+    started = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 10
+    assert "stopped cleanly" in daemon.log()
+
+
+def test_sighup_with_broken_config_keeps_the_old_one(daemon: DaemonProcess) -> None:
+    cfg = daemon.cfg
+    good = cfg.path.read_text()
+    cfg.path.write_text(good + "\n[sftp]\nport = \"not a port\"\n")
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: daemon.metric("posgate_config_reloads_total", {"outcome": "rejected"}) == 1,
+             what="rejected reload counted")
+    assert daemon.proc.poll() is None
+    assert "reload rejected" in daemon.log()
+    assert daemon.metric("posgate_up") == 1.0
+    # A valid change is taken: a new firm account appears in the spool tree after SIGHUP.
+    cfg.path.write_text(good)
+    (cfg.root / "config" / "accounts" / "00352.toml").write_text(
+        '[[account]]\nname = "00352"\nkind = "firm"\nid = "00352"\n')
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: daemon.metric("posgate_config_reloads_total", {"outcome": "ok"}) == 1,
+             what="accepted reload counted")
+    assert (cfg.spool / "firms" / "00352" / "inbound" / "dpl").is_dir()
+    assert daemon.stop() == 0
+
+
+def test_bad_config_at_start_exits_78(tmp_path: Path) -> None:
+    cfg = make_test_config(tmp_path)
+    cfg.path.write_text(cfg.path.read_text() + "\n[bogus]\nx = 1\n")
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(cfg.path),
+                             "serve"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 78
+    assert "bogus" in result.stderr
+
+
+def test_metrics_port_taken_exits_with_failure(tmp_path: Path) -> None:
+    cfg = make_test_config(tmp_path)
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", cfg.metrics_port))
+        blocker.listen()
+        result = subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(cfg.path),
+                                 "serve"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode != 0
+    assert "metrics failed to start" in result.stderr
+
+
+SLOW_DAEMON = """
+import sys, time
+from gateway.daemon import Daemon
+
+class Slow:
+    name = "slow"
+    def start(self): pass
+    def stop(self, timeout): time.sleep(30)
+    def healthy(self): return True
+
+print("ready", flush=True)
+sys.exit(Daemon([Slow()], shutdown_grace_s=%s, reload=lambda: True, tick_s=0.05).run())
+"""
+
+
+def _slow_daemon(grace: float) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_DAEMON % grace], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    time.sleep(0.3)
+    return proc
+
+
+def test_second_signal_forces_exit() -> None:
+    proc = _slow_daemon(grace=60)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 1
+    assert time.monotonic() - started < 5
+    assert "exiting now" in proc.stderr.read()  # type: ignore[union-attr]
+
+
+def test_grace_deadline_forces_exit() -> None:
+    proc = _slow_daemon(grace=1)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 1
+    assert time.monotonic() - started < 5
