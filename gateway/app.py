@@ -18,7 +18,10 @@ from pathlib import Path
 
 from gateway import metrics
 from gateway.config import Config, ConfigError, load_config
-from gateway.daemon import Component, Daemon, StartupError
+from gateway.daemon import EXIT_UNAVAILABLE, Component, Daemon, StartupError
+from gateway.pipelines.dpl import DplArrival
+from gateway.sftp import SftpAccount, SftpServer, SftpStartError
+from gateway.spool import SpoolIntake
 from gateway.store import Ledger
 
 log = logging.getLogger(__name__)
@@ -148,10 +151,74 @@ def build_daemon(config_path: str | Path | None) -> Daemon:
     return Daemon(components, shutdown_grace_s=config.daemon.shutdown_grace_s, reload=reload)
 
 
+def sftp_accounts(config: Config) -> dict[str, SftpAccount]:
+    """SFTP logins of the config: a firm's root is its spool folder, an exchange's likewise."""
+    root = config.spool.root
+    out = {}
+    for account in config.accounts:
+        folder = "firms" if account.kind == "firm" else "exchanges"
+        out[account.name] = SftpAccount(login=account.name, kind=account.kind,  # type: ignore[arg-type]
+                                        root=root / folder / account.entity_id,
+                                        public_keys=account.public_keys)
+    return out
+
+
+class _SftpMetrics:
+    failed_logins = metrics.SFTP_FAILED_LOGINS
+    sftp_connections = metrics.SFTP_SESSIONS
+    sftp_uploads = metrics.SFTP_UPLOADS
+
+
 def _flow_components(runtime: Runtime) -> list[Component]:
     """Adapters in start order: metrics -> AMQP -> scheduler -> SFTP -> intake (scan, watcher)."""
     config = runtime.config
     out: list[Component] = []
     if config.metrics.enabled:
         out.append(metrics.MetricsServer(config.metrics.host, config.metrics.port))
+    dpl_arrival = DplArrival(spool_root=config.spool.root, ledger=runtime.ledger,
+                             config=lambda: runtime.config)
+    intake = SpoolIntake(
+        spool_root=config.spool.root,
+        ledger=runtime.ledger,
+        handlers={"dpl": dpl_arrival},
+        clock=runtime.clock,
+        stable_interval_s=config.intake.stable_interval_s,
+        sweep_interval_s=config.intake.sweep_interval_s,
+        workers=config.intake.workers,
+        technical_contact=lambda firm: runtime.config.technical_contact(firm),
+    )
+    if config.sftp.enabled:
+        out.append(_SftpComponent(SftpServer(
+            host=config.sftp.host,
+            port=config.sftp.port,
+            host_key_path=config.sftp.host_key_path,
+            accounts=lambda: sftp_accounts(runtime.config),
+            max_file_bytes=config.sftp.max_file_bytes,
+            failed_login_delay_s=config.sftp.failed_login_delay_s,
+            on_upload=lambda account, path: intake.nominate(path, complete=True),
+            metrics=_SftpMetrics(),
+        )))
+    out.append(intake)
     return out
+
+
+class _SftpComponent:
+    """The embedded SFTP server as a daemon component; a port in use is a dependency problem."""
+
+    name = "sftp"
+
+    def __init__(self, server: SftpServer) -> None:
+        self.server = server
+
+    def start(self) -> None:
+        try:
+            self.server.start()
+        except SftpStartError as exc:
+            raise StartupError(f"SFTP server: {exc}", EXIT_UNAVAILABLE) from exc
+        log.info("SFTP listening on %s:%d", self.server.host, self.server.port)
+
+    def stop(self, timeout: float) -> None:
+        self.server.stop(timeout)
+
+    def healthy(self) -> bool:
+        return self.server.healthy()

@@ -18,6 +18,9 @@ from gateway import __version__
 
 VERB_MODULES = [
     "gateway.commands.core",
+    "gateway.commands.accounts",
+    "gateway.commands.dpl_validate",
+    "gateway.commands.calendar",
 ]
 
 EX_OK = 0

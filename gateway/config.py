@@ -636,6 +636,7 @@ def load_reference(folder: Path, problems: _Problems | None = None) -> Reference
         loaded[key] = tuple(_read_reference_csv(folder / filename, columns, REFERENCE_TYPES[key],
                                                 problems))
     _check_unique(folder, loaded, problems)
+    _check_holidays(folder, loaded["occ_holidays"], problems)
     if own and problems.items:
         raise ConfigError(problems.items)
     return ReferenceData(**loaded)
@@ -677,6 +678,14 @@ def _read_reference_csv(path: Path, columns: Mapping[str, Callable[[str], Any]],
         if ok:
             rows.append(kind(**values))
     return rows
+
+
+def _check_holidays(folder: Path, holidays: Iterable[OccHoliday], problems: _Problems) -> None:
+    path = folder / REFERENCE_FILES["occ_holidays"][0]
+    for h in holidays:
+        if h.action == "open" and h.date.weekday() >= 5:
+            problems.add(path, f"{h.date} is a weekend: a weekend is never a business day",
+                         None, "action")
 
 
 def _check_unique(folder: Path, loaded: Mapping[str, tuple[Any, ...]], problems: _Problems) -> None:

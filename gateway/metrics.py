@@ -67,7 +67,7 @@ ALERTS = Counter("posgate_alerts_total", "Operator alerts raised", ["name"])
 
 SFTP_FAILED_LOGINS = Counter("posgate_sftp_failed_logins_total", "Failed SFTP logins")
 SFTP_SESSIONS = Gauge("posgate_sftp_sessions", "Open SFTP sessions")
-SFTP_UPLOADS = Counter("posgate_sftp_uploads_total", "Completed SFTP uploads", ["kind"])
+SFTP_UPLOADS = Counter("posgate_sftp_uploads_total", "Completed SFTP uploads")
 
 
 class MetricsServer:

@@ -34,7 +34,7 @@ DPL_DELIVERIES = "dpl_deliveries"
 PMC_RESULTS = "pmc_results"
 SCHEDULER_RUNS = "scheduler_runs"
 
-TERMINAL_STATES = frozenset({"archived", "quarantined", "duplicate"})
+TERMINAL_STATES = frozenset({"archived", "quarantined", "duplicate", "vanished"})
 
 
 def utc_now() -> dt.datetime:
@@ -68,7 +68,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db[DPL_RECORDS].create(  # type: ignore[union-attr]
         {
             "id": int, "file_id": int, "line": int, "raw": bytes, "status": str, "reasons": str,
-            "details": str, "firm": str, "agg_unit": str, "symbol": str, "sub_typ": str,
+            "details": str, "firm": str, "firm_sort": str, "agg_unit": str, "symbol": str, "sub_typ": str,
             "biz_dt": str, "fields": str, "cycle": str, "submitter": str, "superseded": int,
         },
         pk="id", foreign_keys=[("file_id", FILES, "id")], if_not_exists=True,
@@ -285,24 +285,31 @@ class Ledger:
 
     # -- DPL records ---------------------------------------------------------------------------
 
-    def replace_dpl_records(self, file_id: int, rows: Iterable[Sequence[Any]], *, cycle: str,
-                            submitter: str, totals: tuple[int, int, int]) -> int | None:
+    def replace_dpl_records(
+        self, file_id: int, rows: Iterable[Sequence[Any]], *, cycle: str, submitter: str,
+        totals: tuple[int, int, int] | Callable[[], tuple[int, int, int]],
+        before_commit: Callable[[int | None], None] | None = None,
+    ) -> int | None:
         """Store a file's records, mark it processed and supersede the submitter's older files.
 
-        ``rows`` are ``(line, raw, status, reasons, details_json, firm, agg_unit, symbol,
-        sub_typ, biz_dt, fields_json)``. All in one transaction: a crash leaves either nothing
-        or everything. Returns the id of the file this one superseded, if any. Idempotent: a
-        rerun after a crash first deletes what an earlier attempt may have stored.
+        ``rows`` are ``(line, raw, status, reasons, details_json, firm, firm_sort, agg_unit,
+        symbol, sub_typ, biz_dt, fields_json)`` and may be a generator (consumed inside the
+        transaction); ``totals`` (total, valid, rejected) may be a callable read after the rows
+        are consumed. ``before_commit(superseded_id)`` runs inside the transaction, so outputs
+        it writes exist whenever the ledger says ``processed``. All in one transaction: a crash
+        leaves either nothing or everything. Returns the id of the file this one superseded, if
+        any. Idempotent: a rerun first deletes what an earlier attempt may have stored.
         """
-        total, valid, rejected = totals
         with self.transaction() as conn:
             conn.execute(f"DELETE FROM {DPL_RECORDS} WHERE file_id = ?", (file_id,))
+            conn.execute(f"UPDATE {FILES} SET cycle = ? WHERE id = ?", (cycle, file_id))
             conn.executemany(
                 f"INSERT INTO {DPL_RECORDS} (file_id, line, raw, status, reasons, details, firm,"
-                " agg_unit, symbol, sub_typ, biz_dt, fields, cycle, submitter, superseded)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                " firm_sort, agg_unit, symbol, sub_typ, biz_dt, fields, cycle, submitter,"
+                " superseded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
                 ((file_id, *row, cycle, submitter) for row in rows),
             )
+            total, valid, rejected = totals() if callable(totals) else totals
             older = conn.execute(
                 f"SELECT id FROM {FILES} WHERE flow = 'dpl' AND firm = ? AND cycle = ?"
                 " AND id < ? AND state IN ('processed', 'archived') AND superseded_by IS NULL"
@@ -329,7 +336,19 @@ class Ledger:
                              (file_id,))
             self._set_state(conn, file_id, "processed", f"{total} records", total=total,
                             valid=valid, rejected=rejected)
+            if before_commit is not None:
+                before_commit(superseded)
         return superseded
+
+    def current_dpl_file(self, submitter: str, cycle: str, before_id: int) -> FileRow | None:
+        """The submitter's latest processed file of a cycle received before ``before_id``."""
+        row = self.connect().execute(
+            f"SELECT * FROM {FILES} WHERE flow = 'dpl' AND firm = ? AND cycle = ? AND id < ?"
+            " AND state IN ('processed', 'archived') AND superseded_by IS NULL"
+            " ORDER BY id DESC LIMIT 1",
+            (submitter, cycle, before_id),
+        ).fetchone()
+        return FileRow.from_row(row) if row else None
 
     def dpl_records_for_file(self, file_id: int) -> list[sqlite3.Row]:
         return self.connect().execute(
@@ -344,7 +363,7 @@ class Ledger:
             f" JOIN {FILES} f ON f.id = r.file_id"
             " WHERE r.cycle = ? AND r.status = 'valid' AND r.superseded = 0"
             " AND f.superseded_by IS NULL AND f.state IN ('processed', 'archived')"
-            " ORDER BY r.firm, r.agg_unit, r.symbol, r.sub_typ, r.file_id, r.line",
+            " ORDER BY r.firm_sort, r.agg_unit, r.symbol, r.sub_typ, r.file_id, r.line",
             (cycle,),
         )
         while True:
@@ -431,6 +450,23 @@ class Ledger:
         ).fetchall()
         return {r["exchange"]: dt.datetime.fromisoformat(r["at"]) for r in rows}
 
+    def count_publishable_dpl(self, cycle: str) -> int:
+        """How many records ``iter_publishable_dpl(cycle)`` yields (for progress reporting)."""
+        return int(self.connect().execute(
+            f"SELECT count(*) FROM {DPL_RECORDS} r JOIN {FILES} f ON f.id = r.file_id"
+            " WHERE r.cycle = ? AND r.status = 'valid' AND r.superseded = 0"
+            " AND f.superseded_by IS NULL AND f.state IN ('processed', 'archived')",
+            (cycle,),
+        ).fetchone()[0])
+
+    def earliest_dpl_cycle(self) -> str | None:
+        """The oldest cycle with a DPL file or a publication, or None for a fresh ledger."""
+        row = self.connect().execute(
+            f"SELECT min(c) FROM (SELECT min(cycle) AS c FROM {FILES} WHERE flow = 'dpl'"
+            f" AND cycle IS NOT NULL UNION ALL SELECT min(cycle) FROM {DPL_PUBLICATIONS})"
+        ).fetchone()
+        return str(row[0]) if row and row[0] is not None else None
+
     # -- pmc and scheduler ------------------------------------------------------------------------
 
     def record_pmc_result(self, file_id: int, *, theo_date: str, counts: dict[str, int],
@@ -452,3 +488,11 @@ class Ledger:
                 " VALUES (?, ?, ?, ?, ?)",
                 (job, cycle, _iso(utc_now()), outcome, detail),
             )
+
+    def scheduler_outcomes(self, job: str, cycle: str) -> list[str]:
+        """Outcomes of the recorded runs of ``job`` for ``cycle``, oldest first."""
+        rows = self.connect().execute(
+            f"SELECT outcome FROM {SCHEDULER_RUNS} WHERE job = ? AND cycle = ? ORDER BY id",
+            (job, cycle),
+        ).fetchall()
+        return [r["outcome"] for r in rows]

@@ -41,6 +41,7 @@ class TestConfig:
     metrics_port: int
     firm_key: Path
     overrides: dict[str, dict[str, object]] = field(default_factory=dict)
+    __test__ = False  # not a test class, despite its name
 
     @property
     def path(self) -> Path:

@@ -1,0 +1,267 @@
+"""DPL arrival: read a claimed submission -> engine -> ledger -> rejects file, receipt, events.
+
+One submission, whether it came over SFTP, dropped into the spool, or over AMQP, goes through
+``DplArrival.process``: the cycle comes from the receipt instant (SPEC §6.1); every record is
+validated and stored with its raw bytes, status and all reasons; the firm gets, in
+``outbound/dpl/``, ``<stem>.rejects.fixml`` (rejected records byte-identical, input order, no error
+text; the input's own line ending) and ``<stem>.receipt.json``. Outputs are written inside the
+ledger transaction that marks the file processed, so after a crash either both exist or the file
+is processed again (outputs are rewritten identically). Latest file wins per (submitting firm,
+cycle): the ledger marks older files' records superseded in the same transaction.
+
+A file that cannot be read at all raises ``UnreadableInput``; the intake quarantines it and the
+alert names the firm's technical contact. No records are returned for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from engine import dpl as dpl_engine
+from engine.calendar import BusinessCalendar
+from engine.dpl import ValidationResult
+from gateway import metrics
+from gateway.config import Config, ReferenceData
+from gateway.fsio import atomic_writer, write_atomic
+from gateway.reference import business_calendar, dpl_reference, firm_entitlements
+from gateway.spool import ClaimedFile
+from gateway.store import Ledger
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[str, Mapping[str, Any]], None]
+CHUNK_BYTES = 1 << 20
+
+
+def no_events(routing_key: str, payload: Mapping[str, Any]) -> None:
+    """The event sink when AMQP is off: events are only logged at debug level."""
+    log.debug("event %s (AMQP off)", routing_key)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    file: str
+    firm: str
+    cycle: dt.date
+    received_at: dt.datetime
+    sha256: str
+    total: int
+    valid: int
+    rejected: int
+    superseded: Mapping[str, Any] | None
+    rejects_file: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "file": self.file,
+            "firm": self.firm,
+            "cycle": self.cycle.isoformat(),
+            "received_at": self.received_at.isoformat(),
+            "sha256": self.sha256,
+            "counts": {"total": self.total, "valid": self.valid, "rejected": self.rejected},
+            "superseded": self.superseded,
+            "rejects_file": self.rejects_file,
+        }
+
+
+class _ReferenceCache:
+    """Engine views of the reference data, rebuilt only when a reload replaced it."""
+
+    def __init__(self) -> None:
+        self._source: ReferenceData | None = None
+        self._calendar: BusinessCalendar | None = None
+        self._reference: dpl_engine.DplReference | None = None
+
+    def get(self, reference: ReferenceData) -> tuple[BusinessCalendar, dpl_engine.DplReference]:
+        if reference is not self._source or self._calendar is None or self._reference is None:
+            self._calendar = business_calendar(reference)
+            self._reference = dpl_reference(reference)
+            self._source = reference
+        return self._calendar, self._reference
+
+
+class _RejectsWriter:
+    """Streams rejected raw records into ``<stem>.rejects.fixml``; opened on the first reject."""
+
+    def __init__(self, path: Path, newline: bytes) -> None:
+        self.path = path
+        self.newline = newline
+        self._stack = contextlib.ExitStack()
+        self._fh: BinaryIO | None = None
+        self.count = 0
+
+    def add(self, raw: bytes) -> None:
+        if self._fh is None:
+            self._fh = self._stack.enter_context(atomic_writer(self.path))
+        self._fh.write(raw + self.newline)
+        self.count += 1
+
+    def finish(self) -> None:
+        if self._fh is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()  # no rejects now: remove a stale file of an earlier upload
+        self._stack.close()
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+class DplArrival:
+    """The DPL flow handler for claimed files."""
+
+    def __init__(self, *, spool_root: Path, ledger: Ledger, config: Callable[[], Config],
+                 emit: Emit = no_events) -> None:
+        self.spool_root = spool_root
+        self.ledger = ledger
+        self.config = config
+        self.emit = emit
+        self._cache = _ReferenceCache()
+
+    def __call__(self, claimed: ClaimedFile) -> None:
+        self.process(claimed)
+
+    def outbound_dir(self, firm: str) -> Path:
+        return self.spool_root / "firms" / firm / "outbound" / "dpl"
+
+    def process(self, claimed: ClaimedFile) -> Receipt:
+        config = self.config()
+        calendar, reference = self._cache.get(config.reference)
+        cycle = calendar.cycle_of(claimed.received_at)
+        entitled = firm_entitlements(config.accounts, claimed.firm)
+        previous = self.ledger.current_dpl_file(claimed.firm, cycle.isoformat(), claimed.file_id)
+        outbound = self.outbound_dir(claimed.firm)
+        outbound.mkdir(parents=True, exist_ok=True)
+        stem = claimed.stem
+        rejects = _RejectsWriter(outbound / f"{stem}.rejects.fixml", _newline_of(claimed.path))
+        counts = {"total": 0, "valid": 0, "rejected": 0}
+        by_reason: dict[str, int] = {}
+        rejected_events: list[dict[str, Any]] = []
+        notify = _wants_notification(config, claimed.firm)
+
+        results = dpl_engine.iter_validate(
+            _chunks(claimed.path), reference=reference, cycle=cycle, calendar=calendar,
+            entitled_firms=entitled, max_line_bytes=config.dpl.max_line_bytes, name=claimed.name,
+        )
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            for result in results:
+                counts["total"] += 1
+                if result.status == dpl_engine.VALID:
+                    counts["valid"] += 1
+                else:
+                    counts["rejected"] += 1
+                    rejects.add(result.raw)
+                    for reason in result.reasons:
+                        by_reason[reason] = by_reason.get(reason, 0) + 1
+                    if notify:
+                        rejected_events.append(_rejected_event(claimed, cycle, result))
+                yield _ledger_row(result)
+
+        receipt_holder: list[Receipt] = []
+
+        def write_outputs(superseded_id: int | None) -> None:
+            rejects.finish()
+            superseded = previous if previous is not None else None
+            receipt = Receipt(
+                file=claimed.name, firm=claimed.firm, cycle=cycle,
+                received_at=claimed.received_at, sha256=claimed.sha256,
+                total=counts["total"], valid=counts["valid"], rejected=counts["rejected"],
+                superseded=(
+                    {"file": superseded.name, "received_at": superseded.received_at.isoformat(),
+                     "sha256": superseded.sha256}
+                    if superseded is not None else None
+                ),
+                rejects_file=rejects.path.name if rejects.count else None,
+            )
+            write_atomic(outbound / f"{stem}.receipt.json",
+                         (json.dumps(receipt.as_json(), indent=2) + "\n").encode())
+            receipt_holder.append(receipt)
+
+        try:
+            self.ledger.replace_dpl_records(
+                claimed.file_id, rows(), cycle=cycle.isoformat(), submitter=claimed.firm,
+                totals=lambda: (counts["total"], counts["valid"], counts["rejected"]),
+                before_commit=write_outputs,
+            )
+        except BaseException:
+            rejects.abort()
+            raise
+        receipt = receipt_holder[0]
+        metrics.RECORDS_VALID.labels(flow="dpl").inc(receipt.valid)
+        metrics.RECORDS_REJECTED.labels(flow="dpl").inc(receipt.rejected)
+        for reason, n in by_reason.items():
+            metrics.DPL_REJECTS_BY_REASON.labels(reason=reason).inc(n)
+        log.info("dpl %s from firm %s: cycle %s, %d records (%d valid, %d rejected)%s",
+                 claimed.name, claimed.firm, cycle, receipt.total, receipt.valid,
+                 receipt.rejected,
+                 f", supersedes {previous.name}" if previous is not None else "")
+        if notify:
+            self.emit(f"firm.{claimed.firm}.dpl.receipt", receipt.as_json())
+            for event in rejected_events:
+                self.emit(f"firm.{claimed.firm}.dpl.rejected", event)
+        return receipt
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK_BYTES):
+            yield chunk
+
+
+def _newline_of(path: Path) -> bytes:
+    """The line ending the sender used (CRLF when its first line ends so), for the rejects file."""
+    with open(path, "rb") as fh:
+        head = fh.read(CHUNK_BYTES)
+    end = head.find(b"\n")
+    return b"\r\n" if end > 0 and head[end - 1:end] == b"\r" else b"\n"
+
+
+def _ledger_row(result: ValidationResult) -> tuple[Any, ...]:
+    fields = result.fields
+    firm = fields.firm_id if fields is not None else None
+    return (
+        result.line,
+        result.raw,
+        result.status,
+        " ".join(result.reasons),
+        json.dumps([p._asdict() for p in result.problems]) if result.problems else "[]",
+        firm,
+        dpl_engine.firm_sort_text(firm) if firm else None,
+        fields.agg_unit if fields is not None else None,
+        fields.symbol if fields is not None else None,
+        fields.sub_typ if fields is not None else None,
+        fields.biz_dt if fields is not None else None,
+        json.dumps(fields._asdict()) if fields is not None else None,
+    )
+
+
+def _wants_notification(config: Config, firm: str) -> bool:
+    key = dpl_engine.id_key(firm)
+    for cm in config.reference.clearing_members:
+        if dpl_engine.id_key(cm.cm_number) == key:
+            return cm.notify
+    for nco in config.reference.ncos:
+        if dpl_engine.id_key(nco.nco_id) == key:
+            return nco.notify
+    return False
+
+
+def _rejected_event(claimed: ClaimedFile, cycle: dt.date, result: ValidationResult
+                    ) -> dict[str, Any]:
+    """One rejected record as sent, for the firm's notification (reasons stay in the report)."""
+    return {
+        "schema_version": 1,
+        "file": claimed.name,
+        "cycle": cycle.isoformat(),
+        "line": result.line,
+        "record": result.raw.decode("utf-8", errors="replace"),
+    }

@@ -1,0 +1,168 @@
+"""DPL arrival through the real daemon and the real OpenSSH sftp client."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.store import Ledger
+from tests.support.daemon import DaemonProcess, TestConfig, make_test_config, wait_for
+from tests.support.dpl_records import posrpt
+
+SFTP = shutil.which("sftp")
+FRIDAY_AFTERNOON = "2026-11-20T15:00:00-06:00"  # cycle 2026-11-20, BizDt 2026-11-19 or -20
+
+
+def sftp_put(cfg: TestConfig, local: Path, remote_dir: str = "inbound/dpl") -> None:
+    batch = cfg.root / "batch.txt"
+    batch.write_text(f"put {local} {remote_dir}/{local.name}\n")
+    result = subprocess.run(
+        [SFTP or "sftp", "-b", str(batch), "-i", str(cfg.firm_key), "-P", str(cfg.sftp_port),
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "00005@127.0.0.1"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def clocked_daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
+    if SFTP is None:
+        pytest.skip("OpenSSH sftp client not installed")
+    cfg = make_test_config(tmp_path)
+    proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": FRIDAY_AFTERNOON})
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_mixed_file_gives_byte_identical_rejects_and_receipt(clocked_daemon: DaemonProcess,
+                                                             tmp_path: Path) -> None:
+    cfg = clocked_daemon.cfg
+    lines = [
+        posrpt("2026-11-20", sym="GOOG"),
+        posrpt("2026-11-18", sym="IBM"),                                  # BIZDT_OUT_OF_RANGE
+        b"<FIXML><PosRpt BizDt='2026-11-20'>  broken",                    # MALFORMED
+        posrpt("2026-11-19", sym="AAPL", qty='Long="5" Short="7"'),        # LONG_AND_SHORT
+        posrpt("2026-11-19", sym="MSFT", qty='Short="500"'),
+        posrpt("2026-11-20", firm="00352", sym="TSLA"),                   # NOT_ENTITLED
+    ]
+    upload = tmp_path / "positions-2026-11-20.fixml"
+    upload.write_bytes(b"\r\n".join(lines) + b"\r\n")
+    sftp_put(cfg, upload)
+    outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
+    receipt_path = outbound / "positions-2026-11-20.receipt.json"
+    wait_for(receipt_path.exists, timeout=20, what="receipt")
+    receipt = json.loads(receipt_path.read_text())
+    assert receipt["cycle"] == "2026-11-20"
+    assert receipt["counts"] == {"total": 6, "valid": 2, "rejected": 4}
+    assert receipt["superseded"] is None
+    assert receipt["sha256"] == __import__("hashlib").sha256(upload.read_bytes()).hexdigest()
+    rejects = (outbound / "positions-2026-11-20.rejects.fixml").read_bytes()
+    assert rejects == b"\r\n".join([lines[1], lines[2], lines[3], lines[5]]) + b"\r\n"
+    assert b"BIZDT" not in rejects  # no error text goes back to the firm
+    wait_for(lambda: clocked_daemon.metric("posgate_dpl_rejected_records_total",
+                                           {"reason": "NOT_ENTITLED"}) == 1.0, what="metric")
+    assert clocked_daemon.metric("posgate_records_valid_total", {"flow": "dpl"}) == 2.0
+    assert clocked_daemon.metric("posgate_files_received_total",
+                                 {"flow": "dpl", "firm": "00005"}) == 1.0
+
+    # A second file for the same cycle supersedes the first.
+    second = tmp_path / "positions-fix.fixml"
+    second.write_bytes(posrpt("2026-11-20", sym="NFLX") + b"\n")
+    sftp_put(cfg, second)
+    receipt2_path = outbound / "positions-fix.receipt.json"
+    wait_for(receipt2_path.exists, timeout=20, what="second receipt")
+    receipt2 = json.loads(receipt2_path.read_text())
+    assert receipt2["counts"] == {"total": 1, "valid": 1, "rejected": 0}
+    assert receipt2["superseded"]["file"] == "positions-2026-11-20.fixml"
+    assert not (outbound / "positions-fix.rejects.fixml").exists()
+    ledger = Ledger(cfg.spool / "state" / "ledger.sqlite3")
+    try:
+        current = [json.loads(r["fields"])["symbol"]
+                   for r in ledger.iter_publishable_dpl("2026-11-20")]
+        assert current == ["NFLX"]
+        first = ledger.files(flow="dpl")[0]
+        assert all(r["superseded"] == 1 for r in ledger.dpl_records_for_file(first.id))
+        assert len(ledger.dpl_records_for_file(first.id)) == 6
+    finally:
+        ledger.close()
+
+
+def test_unreadable_upload_is_quarantined_and_alerted(clocked_daemon: DaemonProcess,
+                                                      tmp_path: Path) -> None:
+    cfg = clocked_daemon.cfg
+    junk = tmp_path / "garbage.fixml"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00binary")
+    sftp_put(cfg, junk)
+    wait_for(lambda: list((cfg.spool / "quarantine").glob("*.reason.json")), what="quarantine")
+    reason = json.loads(next((cfg.spool / "quarantine").glob("*.reason.json")).read_text())
+    assert reason["firm"] == "00005" and reason["file"] == "garbage.fixml"
+    assert "clearing-ops@gs.example" in reason["technical_contact"]
+    assert not list((cfg.spool / "firms" / "00005" / "outbound" / "dpl").iterdir())
+    wait_for(lambda: "file_quarantined" in clocked_daemon.log(), what="alert logged")
+    assert "clearing-ops@gs.example" in clocked_daemon.log()
+    assert clocked_daemon.metric("posgate_files_quarantined_total", {"flow": "dpl"}) == 1.0
+
+
+@pytest.mark.parametrize("clock, cycle", [
+    ("2026-11-19T23:59:58-06:00", "2026-11-19"),   # Thursday, just before midnight CT
+    ("2026-11-20T00:00:01-06:00", "2026-11-20"),   # one second after midnight CT
+    ("2026-11-21T10:00:00-06:00", "2026-11-23"),   # Saturday -> Monday's cycle
+])
+def test_cycle_assignment_with_an_injected_clock(tmp_path: Path, clock: str, cycle: str) -> None:
+    cfg = make_test_config(tmp_path)
+    proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": clock})
+    try:
+        proc.wait_ready()
+        inbound = cfg.spool / "firms" / "00005" / "inbound" / "dpl"
+        tmp = inbound / ".drop.tmp"
+        tmp.write_bytes(posrpt(cycle) + b"\n")
+        tmp.rename(inbound / "drop.fixml")
+        receipt = cfg.spool / "firms" / "00005" / "outbound" / "dpl" / "drop.receipt.json"
+        wait_for(receipt.exists, timeout=20, what="receipt")
+        data = json.loads(receipt.read_text())
+        assert data["cycle"] == cycle
+        assert data["counts"]["valid"] == 1
+    finally:
+        assert proc.stop() == 0
+
+
+def test_kill9_between_claim_and_archive_then_restart_processes_once(tmp_path: Path) -> None:
+    cfg = make_test_config(tmp_path)
+    env = {"POSGATE_CLOCK_START": FRIDAY_AFTERNOON}
+    inbound = cfg.spool / "firms" / "00005" / "inbound" / "dpl"
+    inbound.mkdir(parents=True)
+    big = b"\n".join(posrpt("2026-11-20", unit=f"AU{i}") for i in range(60000)) + b"\n"
+    for i in range(3):
+        (inbound / f"batch{i}.fixml").write_bytes(big.replace(b"AU", f"U{i}-".encode()))
+    proc = DaemonProcess(cfg, env=env)
+    proc.wait_ready()
+    ledger = Ledger(cfg.spool / "state" / "ledger.sqlite3")
+    try:
+        wait_for(lambda: ledger.files(), timeout=20, what="a claim")
+        proc.kill9()
+        assert any(f.state != "archived" for f in ledger.files()) or len(ledger.files()) < 3
+        proc = DaemonProcess(cfg, env=env)
+        proc.wait_ready()
+        wait_for(lambda: len(ledger.files(state="archived")) == 3, timeout=90,
+                 what="all three archived")
+        for row in ledger.files():
+            records = ledger.dpl_records_for_file(row.id)
+            assert len(records) == 60000 and len({r["line"] for r in records}) == 60000
+        assert not list(inbound.iterdir())
+        assert not list((cfg.spool / "work").rglob("*.fixml"))
+        outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
+        assert sorted(p.name for p in outbound.iterdir()) == [
+            f"batch{i}.receipt.json" for i in range(3)]
+    finally:
+        ledger.close()
+        proc.signal(signal.SIGTERM)
+        proc.stop()

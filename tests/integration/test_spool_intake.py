@@ -1,0 +1,187 @@
+"""The intake with real watchdog, real files and the real ledger; flow handlers are small fakes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.errors import UnreadableInput
+from gateway.spool import ClaimedFile, SpoolIntake
+from gateway.store import Ledger
+from tests.support.daemon import wait_for
+
+
+class RecordingHandler:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.seen: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, claimed: ClaimedFile) -> None:
+        data = claimed.path.read_bytes()
+        if data.startswith(b"\x00"):
+            raise UnreadableInput("BINARY", "file starts with a NUL byte")
+        with self.lock:
+            self.seen.append((claimed.name, data))
+        self.ledger.set_file_state(claimed.file_id, "processed", "test")
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Path:
+    root = tmp_path / "spool"
+    for sub in ("inbound/dpl", "inbound/ebe", "outbound/dpl"):
+        (root / "firms" / "00005" / sub).mkdir(parents=True)
+    return root
+
+
+@pytest.fixture
+def ledger(spool: Path) -> Iterator[Ledger]:
+    led = Ledger(spool / "state" / "ledger.sqlite3")
+    yield led
+    led.close()
+
+
+def make_intake(spool: Path, ledger: Ledger, handler: RecordingHandler,
+                stable: float = 0.6) -> SpoolIntake:
+    return SpoolIntake(spool_root=spool, ledger=ledger, handlers={"dpl": handler},
+                       clock=lambda: dt.datetime.now(dt.UTC), stable_interval_s=stable,
+                       sweep_interval_s=1.0, workers=2,
+                       technical_contact=lambda firm: "Ops <ops@example.com>")
+
+
+def test_temp_name_then_rename_is_taken_once_complete(spool: Path, ledger: Ledger) -> None:
+    handler = RecordingHandler(ledger)
+    intake = make_intake(spool, ledger, handler)
+    intake.start()
+    try:
+        inbound = spool / "firms" / "00005" / "inbound" / "dpl"
+        tmp = inbound / "upload.fixml.part"
+        payload = b"<FIXML/>\n" * 5000
+        with open(tmp, "wb") as fh:
+            fh.write(payload[:1000])
+            fh.flush()
+            time.sleep(1.0)  # longer than the stable interval: a .part file is never taken
+            fh.write(payload[1000:])
+        assert handler.seen == []
+        os.rename(tmp, inbound / "upload.fixml")
+        wait_for(lambda: len(handler.seen) == 1, what="file processed")
+        wait_for(lambda: ledger.files(state="archived"), what="file archived")
+        time.sleep(1.5)  # a sweep later, still exactly once
+        assert handler.seen == [("upload.fixml", payload)]
+        row = ledger.files()[0]
+        assert row.state == "archived" and Path(row.archive_path or "").read_bytes() == payload
+        states = [s for s, _ in ledger.file_events(row.id)]
+        assert states == ["received", "claimed", "processed", "archived"]
+        assert not list(inbound.iterdir())
+    finally:
+        intake.stop(5)
+
+
+def test_slow_writer_in_place_is_taken_only_when_stable(spool: Path, ledger: Ledger) -> None:
+    handler = RecordingHandler(ledger)
+    intake = make_intake(spool, ledger, handler, stable=1.0)
+    intake.start()
+    try:
+        target = spool / "firms" / "00005" / "inbound" / "dpl" / "slow.fixml"
+        chunks = [b"x" * 4096 for _ in range(6)]
+        with open(target, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+                fh.flush()
+                time.sleep(0.4)  # shorter than the stable interval
+        wait_for(lambda: handler.seen, what="slow file processed")
+        assert handler.seen == [("slow.fixml", b"".join(chunks))]
+    finally:
+        intake.stop(5)
+
+
+def test_duplicate_is_recognised_and_not_processed_twice(spool: Path, ledger: Ledger) -> None:
+    handler = RecordingHandler(ledger)
+    intake = make_intake(spool, ledger, handler)
+    intake.start()
+    try:
+        inbound = spool / "firms" / "00005" / "inbound" / "dpl"
+        (inbound / "a.fixml").write_bytes(b"same content")
+        intake.nominate(inbound / "a.fixml", complete=True)
+        wait_for(lambda: ledger.files(state="archived"), what="first archived")
+        (inbound / "b.fixml").write_bytes(b"same content")
+        intake.nominate(inbound / "b.fixml", complete=True)
+        wait_for(lambda: ledger.files(state="duplicate"), what="duplicate recorded")
+        assert [name for name, _ in handler.seen] == ["a.fixml"]
+        dup = ledger.files(state="duplicate")[0]
+        assert dup.name == "b.fixml" and Path(dup.archive_path or "").exists()
+    finally:
+        intake.stop(5)
+
+
+def test_unreadable_file_is_quarantined_with_reason(spool: Path, ledger: Ledger) -> None:
+    handler = RecordingHandler(ledger)
+    intake = make_intake(spool, ledger, handler)
+    intake.start()
+    try:
+        inbound = spool / "firms" / "00005" / "inbound" / "dpl"
+        (inbound / "junk.fixml").write_bytes(b"\x00\x01\x02")
+        intake.nominate(inbound / "junk.fixml", complete=True)
+        wait_for(lambda: ledger.files(state="quarantined"), what="quarantined")
+        row = ledger.files(state="quarantined")[0]
+        reason = json.loads((spool / "quarantine" / f"{row.id}__junk.fixml.reason.json")
+                            .read_text())
+        assert reason["reason"] == "BINARY" and reason["firm"] == "00005"
+        assert reason["technical_contact"] == "Ops <ops@example.com>"
+        assert (spool / "quarantine" / f"{row.id}__junk.fixml").read_bytes() == b"\x00\x01\x02"
+    finally:
+        intake.stop(5)
+
+
+def test_folder_without_a_flow_handler_is_left_alone(spool: Path, ledger: Ledger) -> None:
+    handler = RecordingHandler(ledger)
+    intake = make_intake(spool, ledger, handler)
+    intake.start()
+    try:
+        waiting = spool / "firms" / "00005" / "inbound" / "ebe" / "instructions.csv"
+        waiting.write_bytes(b"account,series\n")
+        time.sleep(2.5)
+        assert waiting.exists() and ledger.files() == []
+    finally:
+        intake.stop(5)
+
+
+def test_restart_after_crash_between_claim_and_archive(spool: Path, ledger: Ledger) -> None:
+    """Rows left 'received', 'claimed' and 'processed' by a crash are each finished once."""
+    inbound = spool / "firms" / "00005" / "inbound" / "dpl"
+    work = spool / "work" / "dpl" / "00005"
+    work.mkdir(parents=True)
+    now = dt.datetime.now(dt.UTC)
+    # 1. intent recorded, rename not done yet
+    (inbound / "one.fixml").write_bytes(b"one")
+    ledger.record_file(flow="dpl", firm="00005", account="00005", name="one.fixml",
+                           sha256="", size=3, received_at=now, cycle=None,
+                           work_path=str(work / "x1__one.fixml"), source=str(inbound / "one.fixml"))
+    # 2. claimed, not processed
+    (work / "x2__two.fixml").write_bytes(b"two")
+    b = ledger.record_file(flow="dpl", firm="00005", account="00005", name="two.fixml",
+                           sha256="", size=3, received_at=now, cycle=None,
+                           work_path=str(work / "x2__two.fixml"), source="gone")
+    ledger.set_file_state(b, "claimed", "", sha256="abc")
+    # 3. processed, not archived
+    (work / "x3__three.fixml").write_bytes(b"three")
+    c = ledger.record_file(flow="dpl", firm="00005", account="00005", name="three.fixml",
+                           sha256="", size=5, received_at=now, cycle=None,
+                           work_path=str(work / "x3__three.fixml"), source="gone")
+    ledger.set_file_state(c, "processed", "")
+    handler = RecordingHandler(ledger)
+    intake = make_intake(spool, ledger, handler)
+    intake.start()
+    try:
+        wait_for(lambda: len(ledger.files(state="archived")) == 3, what="all archived")
+        assert sorted(name for name, _ in handler.seen) == ["one.fixml", "two.fixml"]
+        assert not list(work.iterdir())
+    finally:
+        intake.stop(5)
