@@ -21,6 +21,7 @@ VERB_MODULES = [
     "gateway.commands.accounts",
     "gateway.commands.dpl_validate",
     "gateway.commands.calendar",
+    "gateway.commands.dpl_sample",
 ]
 
 EX_OK = 0

@@ -1,0 +1,74 @@
+"""Verb ``dpl sample``: write a small demonstration DPL submission for a cycle.
+
+The file has valid records for the firm and, so the walkthrough shows what comes back, one record
+with a BizDt out of range and one with both Long and Short. BizDt values follow the cycle of the
+given instant (default: now), so the sample stays valid whatever day it is made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from gateway.cli import EX_CONFIG, EX_OK
+from gateway.commands.dpl_validate import dpl_group
+from gateway.config import ConfigError, load_config
+from gateway.reference import business_calendar
+
+TEMPLATE = (
+    '<FIXML><PosRpt BizDt="{biz}" ReqTyp="6" ModelTyp="{model}"><Pty ID="{firm}" R="4"/>'
+    '<Pty ID="{unit}" R="38"/><Pty ID="{crd}" R="82"><Sub ID="{name}" Typ="5"/></Pty>'
+    '<Instrmt Sym="{sym}" SubTyp="{sub}"/><Qty Typ="DLT" {qty}/></PosRpt></FIXML>'
+)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = dpl_group(subparsers).add_parser(
+        "sample", help="write a demonstration DPL file for the current cycle")
+    parser.add_argument("--firm", default="00005", help="clearing member number (default 00005)")
+    parser.add_argument("--at", default=None, help="instant whose cycle to use (ISO 8601)")
+    parser.add_argument("--out", type=Path, default=None, help="output file (default: stdout)")
+    parser.set_defaults(func=run_sample)
+
+
+def sample_lines(firm: str, crd: str, name: str, cycle: dt.date, previous: dt.date) -> list[str]:
+    too_old = previous - dt.timedelta(days=7)
+    rows = [
+        (cycle, "1", "AU-100", "GOOG", "ETO", 'Long="1250"'),
+        (cycle, "1", "AU-100", "IBM", "CMB", 'Short="500"'),
+        (previous, "0", "AU-200", "AAPL", "OTC", 'Long="0" Short="0"'),
+        (too_old, "1", "AU-200", "MSFT", "ETO", 'Long="300"'),
+        (cycle, "1", "AU-300", "TSLA", "ETO", 'Long="10" Short="20"'),
+    ]
+    return [TEMPLATE.format(biz=b.isoformat(), model=m, firm=firm, unit=u, crd=crd, name=name,
+                            sym=s, sub=t, qty=q) for b, m, u, s, t, q in rows]
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return EX_CONFIG
+    calendar = business_calendar(config.reference)
+    at = dt.datetime.fromisoformat(args.at) if args.at else dt.datetime.now(dt.UTC)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    cycle = calendar.cycle_of(at)
+    previous = calendar.previous_business_day(cycle)
+    member = next((cm for cm in config.reference.clearing_members
+                   if cm.cm_number == args.firm), None)
+    crd, name = (member.crd, member.name) if member else ("0", "Demo Firm")
+    name = escape(name, {'"': "&quot;"})
+    text = "\n".join(sample_lines(args.firm, crd, name, cycle, previous)) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out} (cycle {cycle}: 3 valid records, 2 to be rejected)",
+              file=sys.stderr)
+    return EX_OK
