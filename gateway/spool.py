@@ -459,6 +459,44 @@ class SpoolIntake:
                         path=Path(row.work_path), sha256=row.sha256, size=row.size,
                         received_at=row.received_at))
 
+    def submit_bytes(self, *, firm: str, flow: str, name: str, data: bytes, source: str,
+                     process: Callable[[ClaimedFile], object]) -> tuple[object, int | None]:
+        """Take an input that arrived as bytes (AMQP), through the same ledger states as a file.
+
+        The bytes are recorded, written into ``work/``, hashed, checked for duplicates and passed
+        to ``process`` in the caller's thread; the original is archived like any upload. Returns
+        ``(process result, None)``, or ``(None, original file id)`` for a duplicate.
+        ``UnreadableInput`` is quarantined and re-raised so the caller can answer with it.
+        """
+        name = Path(name).name or "submission"
+        if is_temporary_name(name):
+            name = name.lstrip(".") or "submission"
+        work_dir = self.root / "work" / flow / firm
+        work_dir.mkdir(parents=True, exist_ok=True)
+        work_path = work_dir / f"{secrets.token_hex(8)}__{name}"
+        file_id = self.ledger.record_file(
+            flow=flow, firm=firm, account=firm, name=name, sha256="", size=len(data),
+            received_at=self.clock(), cycle=None, work_path=str(work_path), source=source,
+        )
+        write_atomic(work_path, data)
+        claimed = self._finish_claim(self.ledger.file(file_id), work_path)
+        if claimed is None:
+            return None, self.ledger.duplicate_of(file_id)
+        with self._lock:
+            self._in_flight.add(file_id)
+        started = time.monotonic()
+        try:
+            result = process(claimed)
+        except UnreadableInput as exc:
+            self._quarantine(claimed, exc)
+            raise
+        finally:
+            metrics.PROCESSING_SECONDS.labels(flow=flow).observe(time.monotonic() - started)
+            with self._lock:
+                self._in_flight.discard(file_id)
+        self._archive(file_id, work_path)
+        return result, None
+
     def wait_idle(self, timeout: float) -> bool:
         """True once nothing is queued, pending or in flight (for tests and orderly stops)."""
         deadline = time.monotonic() + timeout

@@ -36,6 +36,15 @@ SCHEDULER_RUNS = "scheduler_runs"
 
 TERMINAL_STATES = frozenset({"archived", "quarantined", "duplicate", "vanished"})
 
+# The publishable records of a cycle (valid, of current files) and the order of publication:
+# SPEC §6.6 (firm numeric-aware, aggregation unit, symbol, SubTyp) with a deterministic tie-break.
+_PUBLISHABLE_DPL = (
+    f" FROM {DPL_RECORDS} r JOIN {FILES} f ON f.id = r.file_id"
+    " WHERE r.cycle = ? AND r.status = 'valid' AND r.superseded = 0"
+    " AND f.superseded_by IS NULL AND f.state IN ('processed', 'archived')"
+)
+_PUBLICATION_ORDER = " ORDER BY r.firm_sort, r.agg_unit, r.symbol, r.sub_typ, r.file_id, r.line"
+
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -253,6 +262,11 @@ class Ledger:
         ).fetchone()
         return int(row["id"]) if row else None
 
+    def duplicate_of(self, file_id: int) -> int | None:
+        row = self.connect().execute(f"SELECT duplicate_of FROM {FILES} WHERE id = ?",
+                                     (file_id,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
     def unfinished_files(self) -> list[FileRow]:
         placeholders = ", ".join("?" for _ in TERMINAL_STATES)
         rows = self.connect().execute(
@@ -359,11 +373,8 @@ class Ledger:
         """Valid, current records of a cycle, in publication order, streamed in batches."""
         conn = self.connect()
         cursor = conn.execute(
-            f"SELECT r.id, r.fields, r.firm, r.agg_unit, r.symbol, r.sub_typ FROM {DPL_RECORDS} r"
-            f" JOIN {FILES} f ON f.id = r.file_id"
-            " WHERE r.cycle = ? AND r.status = 'valid' AND r.superseded = 0"
-            " AND f.superseded_by IS NULL AND f.state IN ('processed', 'archived')"
-            " ORDER BY r.firm_sort, r.agg_unit, r.symbol, r.sub_typ, r.file_id, r.line",
+            "SELECT r.id, r.fields, r.firm, r.agg_unit, r.symbol, r.sub_typ"
+            + _PUBLISHABLE_DPL + _PUBLICATION_ORDER,
             (cycle,),
         )
         while True:
@@ -438,6 +449,13 @@ class Ledger:
                 (cycle, exchange, _iso(utc_now()), sha256, target),
             )
 
+    def forget_delivery(self, cycle: str, exchange: str) -> None:
+        """Drop the delivery row before the target is touched again (redelivery), so the ledger
+        never claims a delivery that a crash midway left incomplete."""
+        with self.transaction() as conn:
+            conn.execute(f"DELETE FROM {DPL_DELIVERIES} WHERE cycle = ? AND exchange = ?",
+                         (cycle, exchange))
+
     def deliveries(self, cycle: str) -> dict[str, str]:
         rows = self.connect().execute(
             f"SELECT exchange, sha256 FROM {DPL_DELIVERIES} WHERE cycle = ?", (cycle,)
@@ -450,14 +468,30 @@ class Ledger:
         ).fetchall()
         return {r["exchange"]: dt.datetime.fromisoformat(r["at"]) for r in rows}
 
+    def iter_publishable_dpl_values(self, cycle: str, names: Sequence[str],
+                                    batch: int = 5000) -> Iterator[tuple[Any, ...]]:
+        """Like ``iter_publishable_dpl``, but plain tuples of the named keys of ``fields``.
+
+        SQLite extracts the values (``json_extract``), which is much faster than decoding the
+        JSON in Python for millions of records; a key absent from a record gives None.
+        """
+        for name in names:
+            if not name.isidentifier():
+                raise ValueError(f"not a field name: {name!r}")
+        columns = ", ".join(f"json_extract(r.fields, '$.{name}')" for name in names)
+        cursor = self.connect().cursor()
+        cursor.row_factory = None
+        cursor.execute(f"SELECT {columns}" + _PUBLISHABLE_DPL + _PUBLICATION_ORDER, (cycle,))
+        while True:
+            rows = cursor.fetchmany(batch)
+            if not rows:
+                return
+            yield from rows
+
     def count_publishable_dpl(self, cycle: str) -> int:
         """How many records ``iter_publishable_dpl(cycle)`` yields (for progress reporting)."""
-        return int(self.connect().execute(
-            f"SELECT count(*) FROM {DPL_RECORDS} r JOIN {FILES} f ON f.id = r.file_id"
-            " WHERE r.cycle = ? AND r.status = 'valid' AND r.superseded = 0"
-            " AND f.superseded_by IS NULL AND f.state IN ('processed', 'archived')",
-            (cycle,),
-        ).fetchone()[0])
+        return int(self.connect().execute("SELECT count(*)" + _PUBLISHABLE_DPL,
+                                          (cycle,)).fetchone()[0])
 
     def earliest_dpl_cycle(self) -> str | None:
         """The oldest cycle with a DPL file or a publication, or None for a fresh ledger."""

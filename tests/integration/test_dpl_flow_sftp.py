@@ -166,3 +166,29 @@ def test_kill9_between_claim_and_archive_then_restart_processes_once(tmp_path: P
         ledger.close()
         proc.signal(signal.SIGTERM)
         proc.stop()
+
+
+def test_upload_killed_halfway_is_never_processed(clocked_daemon: DaemonProcess) -> None:
+    import time
+
+    import paramiko
+
+    cfg = clocked_daemon.cfg
+    key = paramiko.Ed25519Key.from_private_key_file(str(cfg.firm_key))
+    transport = paramiko.Transport(("127.0.0.1", cfg.sftp_port))
+    transport.connect(username="00005", pkey=key)
+    client = paramiko.SFTPClient.from_transport(transport)
+    assert client is not None
+    handle = client.open("inbound/dpl/half.fixml", "wb")
+    handle.write(posrpt("2026-11-20") + b"\n" + b"<FIXML><PosRpt BizDt=")
+    time.sleep(0.5)
+    transport.close()  # the connection drops before the client closes the file
+    time.sleep(3.0)    # longer than the stable interval and a sweep
+    inbound = cfg.spool / "firms" / "00005" / "inbound" / "dpl"
+    assert list(inbound.iterdir()) == []
+    assert not list((cfg.spool / "firms" / "00005" / "outbound" / "dpl").iterdir())
+    ledger = Ledger(cfg.spool / "state" / "ledger.sqlite3")
+    try:
+        assert ledger.files() == []
+    finally:
+        ledger.close()
