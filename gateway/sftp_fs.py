@@ -1,0 +1,827 @@
+"""What one SFTP login sees of the spool: path confinement, permissions and crash-safe uploads.
+
+Theory of operation
+-------------------
+Every account has a root folder (``spool/firms/<id>/`` or ``spool/exchanges/<id>/``) that it sees
+as ``/``. A client path is first normalised *lexically*: ``.`` and empty parts are dropped and
+``..`` pops one part but never climbs above ``/`` (exactly like a chroot), so ``/../../state`` is
+``/state``, which does not exist inside the root. The parts are then joined to the real root and
+``os.path.realpath`` resolves any symlink; a result outside the real root is treated as missing.
+Permissions are decided on the *resolved* location, so a symlink cannot lend one folder the rights
+of another. Names starting with ``.`` are invisible: never listed, never opened, never created.
+
+Who may do what (``rel`` is the resolved path relative to the root):
+
+* exchanges: list, stat and read; nothing else.
+* firms: list, stat and read everywhere in their root; create, write, rename and set times of
+  files in folders strictly below ``inbound/`` (``inbound/dpl/`` and friends, not ``inbound/``
+  itself, where no flow would pick a file up); delete files below ``inbound/`` and ``outbound/``
+  (so a firm can clean up what it has picked up). No account may make or remove folders (the
+  layout is provisioned), create symlinks or read symlink targets.
+
+Uploads never write the visible name. ``open`` for writing creates ``.<name>.<token>.upload`` in
+the target folder; writes go there (a write that would pass ``max_file_bytes`` fails and discards
+it); only when the client closes the file normally is it fsynced, renamed over the final name
+(``os.replace``: uploading an existing name replaces it atomically) and the folder fsynced. If the
+session ends with the file still open (connection dropped, client killed) ``session_ended`` removes
+the temporary file, so nothing half-written ever appears. Temporary files left by a daemon that was
+killed are removed by ``remove_stale_uploads`` at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import secrets
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from paramiko import SFTPAttributes, SFTPHandle, SFTPServer, SFTPServerInterface
+from paramiko import sftp as _sftp
+
+log = logging.getLogger(__name__)
+
+SFTP_OK: int = _sftp.SFTP_OK
+SFTP_FAILURE: int = _sftp.SFTP_FAILURE
+SFTP_NO_SUCH_FILE: int = _sftp.SFTP_NO_SUCH_FILE
+SFTP_PERMISSION_DENIED: int = _sftp.SFTP_PERMISSION_DENIED
+SFTP_OP_UNSUPPORTED: int = _sftp.SFTP_OP_UNSUPPORTED
+
+AccountKind = Literal["firm", "exchange"]
+ACCOUNT_KINDS: tuple[str, ...] = ("firm", "exchange")
+
+UPLOAD_SUFFIX = ".upload"
+_TOKEN_HEX = 12
+STALE_UPLOAD_RE = re.compile(r"^\..*\.[0-9a-f]{12}\.upload$", re.DOTALL)
+_NAME_MAX_BYTES = 255
+_FILE_MODE = 0o640
+_COPY_CHUNK = 1024 * 1024
+_WRITE_INTENT = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_INBOUND = "inbound"
+_OUTBOUND = "outbound"
+
+
+@dataclass(frozen=True)
+class SftpAccount:
+    """An SFTP login: its name, whether it is a firm or an exchange, its root and its keys.
+
+    ``public_keys`` are OpenSSH public-key lines (``ssh-ed25519 AAAA... comment``).
+    """
+
+    login: str
+    kind: AccountKind
+    root: Path
+    public_keys: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.kind not in ACCOUNT_KINDS:
+            raise ValueError(
+                f"account {self.login!r}: kind must be firm or exchange, not {self.kind!r}"
+            )
+
+
+UploadCallback = Callable[[SftpAccount, Path], None]
+
+
+@dataclass
+class SessionSettings:
+    """What every SFTP session of one server shares: limits, the upload hook, live sessions."""
+
+    max_file_bytes: int
+    on_upload: UploadCallback | None = None
+    on_upload_done: Callable[[], None] | None = None
+    sessions: set[SpoolSftpInterface] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Refused(Exception):
+    """A request this account may not make; ``code`` is the SFTP status to answer with."""
+
+    def __init__(self, code: int, why: str = "") -> None:
+        super().__init__(why or str(code))
+        self.code = code
+
+
+class UploadFailed(Exception):
+    """Raised from ``close`` so that the client gets a failure status for its close request."""
+
+
+# ---------------------------------------------------------------------------------------------
+# names and paths
+
+
+def split_virtual(path: str) -> list[str]:
+    """Split a client path into parts below ``/``, resolving ``.`` and ``..`` like a chroot.
+
+    >>> split_virtual("/a/./b/../../../c")
+    ['c']
+    """
+    if "\x00" in path:
+        raise Refused(SFTP_NO_SUCH_FILE, "NUL in path")
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(part)
+    return parts
+
+
+def virtual_path(parts: list[str]) -> str:
+    return "/" + "/".join(parts)
+
+
+def upload_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be the name of an uploaded file, or None when it can."""
+    if not name:
+        return "empty name"
+    if name.startswith("."):
+        return "names starting with '.' are reserved"
+    if "/" in name or "\x00" in name:
+        return "'/' or NUL in name"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        return "control character in name"
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name is not valid UTF-8"
+    if len(encoded) > _NAME_MAX_BYTES:
+        return f"name longer than {_NAME_MAX_BYTES} bytes"
+    return None
+
+
+def upload_temp_name(name: str) -> str:
+    """A hidden temporary name for an upload of ``name`` that fits the 255-byte name limit."""
+    token = secrets.token_hex(_TOKEN_HEX // 2)
+    room = _NAME_MAX_BYTES - len(token) - len(UPLOAD_SUFFIX) - 2
+    stem = name.encode("utf-8")[:room].decode("utf-8", errors="ignore")
+    return f".{stem}.{token}{UPLOAD_SUFFIX}"
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def remove_stale_uploads(root: Path) -> int:
+    """Delete upload temporary files left under ``root/inbound`` by a previous run; count them."""
+    removed = 0
+    inbound = root / _INBOUND
+    if not inbound.is_dir():
+        return 0
+    for folder, dirs, files in os.walk(inbound, followlinks=False):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if STALE_UPLOAD_RE.match(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+    return removed
+
+
+def fsync_folder(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _errno_status(exc: OSError) -> int:
+    code: int = SFTPServer.convert_errno(exc.errno)
+    return code
+
+
+# ---------------------------------------------------------------------------------------------
+# handles
+
+
+class ReadHandle(SFTPHandle):  # type: ignore[misc]
+    """An open file for reading: positional reads on a file descriptor."""
+
+    def __init__(self, fd: int, flags: int) -> None:
+        super().__init__(flags)
+        self._fd = fd
+        self._closed = False
+
+    def read(self, offset: int, length: int) -> bytes | int:
+        try:
+            return os.pread(self._fd, length, offset)
+        except OSError as exc:
+            return _errno_status(exc)
+
+    def write(self, offset: int, data: bytes) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def stat(self) -> SFTPAttributes | int:
+        try:
+            return SFTPAttributes.from_stat(os.fstat(self._fd))
+        except OSError as exc:
+            return _errno_status(exc)
+
+    def chattr(self, attr: SFTPAttributes) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+
+
+class UploadHandle(SFTPHandle):  # type: ignore[misc]
+    """A file being uploaded: written under a hidden name, renamed into place on a normal close.
+
+    States: ``open`` -> ``committed`` (closed normally and renamed), or ``failed`` (a write was
+    refused; the temporary file is already gone; the close is answered with a failure), or
+    ``aborted`` (the session ended first; the temporary file is gone).
+    """
+
+    def __init__(
+        self,
+        session: SpoolSftpInterface,
+        fd: int,
+        temp: str,
+        final: str,
+        flags: int,
+    ) -> None:
+        super().__init__(flags)
+        self._session = session
+        self._fd = fd
+        self.temp = temp
+        self.final = final
+        self._append = bool(flags & os.O_APPEND)
+        self._exclusive = bool(flags & os.O_EXCL)
+        self._times: tuple[int, int] | None = None
+        self.state = "open"
+
+    # -- data
+
+    def write(self, offset: int, data: bytes) -> int:
+        if self.state != "open":
+            return SFTP_FAILURE
+        try:
+            if self._append:
+                offset = os.fstat(self._fd).st_size
+            limit = self._session.settings.max_file_bytes
+            if offset + len(data) > limit:
+                log.warning(
+                    "sftp upload refused login=%s path=%s reason=larger than %d bytes",
+                    self._session.account.login,
+                    self._session.shown(self.final),
+                    limit,
+                )
+                self.discard("failed")
+                return SFTP_FAILURE
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(self._fd, view, offset)
+                view = view[written:]
+                offset += written
+        except OSError as exc:
+            log.warning(
+                "sftp upload write failed login=%s path=%s error=%s",
+                self._session.account.login,
+                self._session.shown(self.final),
+                exc.strerror or exc,
+            )
+            self.discard("failed")
+            return _errno_status(exc)
+        return SFTP_OK
+
+    def read(self, offset: int, length: int) -> bytes | int:
+        if self.state != "open":
+            return SFTP_FAILURE
+        try:
+            return os.pread(self._fd, length, offset)
+        except OSError as exc:
+            return _errno_status(exc)
+
+    def stat(self) -> SFTPAttributes | int:
+        if self.state != "open":
+            return SFTP_FAILURE
+        try:
+            return SFTPAttributes.from_stat(os.fstat(self._fd))
+        except OSError as exc:
+            return _errno_status(exc)
+
+    def chattr(self, attr: SFTPAttributes) -> int:
+        if self.state != "open":
+            return SFTP_FAILURE
+        try:
+            times = _requested_times(attr)
+            size = _requested_size(attr)
+        except Refused as refused:
+            return refused.code
+        if size is not None:
+            if size > self._session.settings.max_file_bytes:
+                return SFTP_FAILURE
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError as exc:
+                return _errno_status(exc)
+        if times is not None:
+            self._times = times  # applied at commit, after the last write
+        return SFTP_OK
+
+    # -- endings
+
+    def close(self) -> None:
+        """A normal close by the client: commit. Raises ``UploadFailed`` to report a failure."""
+        if self.state == "failed":
+            self.discard("aborted")
+            raise UploadFailed(f"upload of {self.final} failed")
+        if self.state != "open":
+            return
+        try:
+            self._commit()
+        except OSError as exc:
+            log.error(
+                "sftp upload could not be completed login=%s path=%s error=%s",
+                self._session.account.login,
+                self._session.shown(self.final),
+                exc.strerror or exc,
+            )
+            self.discard("aborted")
+            raise UploadFailed(str(exc)) from exc
+        self.state = "committed"
+        self._session.upload_committed(self)
+
+    def discard(self, state: str) -> None:
+        """Forget the upload: close and delete the temporary file.
+
+        ``failed`` keeps the handle known to the session until its close has been answered with
+        a failure; ``aborted`` is final.
+        """
+        was_open = self.state == "open"
+        self.state = state
+        if was_open:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp)
+        if state != "failed":
+            self._session.upload_finished(self)
+
+    def _commit(self) -> None:
+        if self._times is not None:
+            os.utime(self._fd, self._times)
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = -1
+        if self._exclusive:
+            os.link(self.temp, self.final)  # never replaces: the client asked for O_EXCL
+            os.unlink(self.temp)
+        else:
+            os.replace(self.temp, self.final)
+        fsync_folder(os.path.dirname(self.final))
+        self._session.upload_finished(self)
+
+
+def _requested_times(attr: SFTPAttributes) -> tuple[int, int] | None:
+    flags = attr._flags
+    if flags & SFTPAttributes.FLAG_UIDGID:
+        raise Refused(SFTP_PERMISSION_DENIED, "changing owners is not allowed")
+    if flags & SFTPAttributes.FLAG_AMTIME:
+        return (int(attr.st_atime), int(attr.st_mtime))
+    return None
+
+
+def _requested_size(attr: SFTPAttributes) -> int | None:
+    if attr._flags & SFTPAttributes.FLAG_SIZE:
+        return int(attr.st_size)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the interface paramiko calls
+
+
+class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
+    """One SFTP session of one authenticated account, confined to the account's root.
+
+    paramiko builds it with the ``ServerInterface`` of the connection, whose ``account`` attribute
+    is the authenticated ``SftpAccount`` (and whose optional ``session_closed()`` is called when the
+    session ends). Each method answers an SFTP status code instead of raising.
+    """
+
+    def __init__(self, server: Any, settings: SessionSettings) -> None:
+        super().__init__(server)
+        account = getattr(server, "account", None)
+        if not isinstance(account, SftpAccount):
+            raise RuntimeError("an SFTP session needs an authenticated account")
+        self.account: SftpAccount = account
+        self.settings = settings
+        self.root = os.path.realpath(account.root)
+        self._uploads: set[UploadHandle] = set()
+        self._lock = threading.Lock()
+        self.ended = threading.Event()
+        self._peer = str(getattr(server, "peer", "?"))
+        self._on_end: Callable[[], None] | None = getattr(server, "session_closed", None)
+
+    # -- lifecycle
+
+    def session_started(self) -> None:
+        with self.settings.lock:
+            self.settings.sessions.add(self)
+        log.info("sftp session started login=%s peer=%s", self.account.login, self._peer)
+
+    def session_ended(self) -> None:
+        with self._lock:
+            pending = list(self._uploads)
+        for handle in pending:
+            if handle.state == "open":
+                log.warning(
+                    "sftp upload abandoned login=%s path=%s reason=session ended before close",
+                    self.account.login,
+                    self.shown(handle.final),
+                )
+            handle.discard("aborted")
+        with self.settings.lock:
+            self.settings.sessions.discard(self)
+        log.info("sftp session ended login=%s peer=%s", self.account.login, self._peer)
+        if self._on_end is not None:
+            self._on_end()
+        self.ended.set()
+
+    def upload_started(self, handle: UploadHandle) -> None:
+        with self._lock:
+            self._uploads.add(handle)
+
+    def upload_finished(self, handle: UploadHandle) -> None:
+        with self._lock:
+            self._uploads.discard(handle)
+
+    def upload_committed(self, handle: UploadHandle) -> None:
+        final = Path(handle.final)
+        try:
+            size = final.stat().st_size
+        except OSError:
+            size = -1
+        log.info(
+            "sftp upload complete login=%s path=%s bytes=%d",
+            self.account.login,
+            self.shown(handle.final),
+            size,
+        )
+        self._announce(final)
+
+    def _announce(self, final: Path) -> None:
+        if self.settings.on_upload_done is not None:
+            self.settings.on_upload_done()
+        if self.settings.on_upload is None:
+            return
+        try:
+            self.settings.on_upload(self.account, final)
+        except Exception:  # the hint must never break the client's upload
+            log.exception(
+                "sftp upload hook failed login=%s path=%s",
+                self.account.login,
+                self.shown(str(final)),
+            )
+
+    # -- resolution
+
+    def shown(self, real: str) -> str:
+        """The client's view of a real path (for logs; never reveals the spool location)."""
+        if not _within(real, self.root):
+            return "?"
+        return virtual_path(self._rel(real))
+
+    def _parts(self, path: str) -> list[str]:
+        parts = split_virtual(path)
+        if any(p.startswith(".") for p in parts):
+            raise Refused(SFTP_NO_SUCH_FILE, "hidden name")
+        return parts
+
+    def _resolve(self, parts: list[str]) -> str:
+        """The real path of ``parts``, following symlinks only while they stay inside the root."""
+        real = os.path.realpath(os.path.join(self.root, *parts))
+        if not _within(real, self.root):
+            raise Refused(SFTP_NO_SUCH_FILE, "outside the root")
+        rel = self._rel(real)
+        if any(p.startswith(".") for p in rel):
+            raise Refused(SFTP_NO_SUCH_FILE, "hidden name")
+        return real
+
+    def _rel(self, real: str) -> list[str]:
+        if real == self.root:
+            return []
+        return os.path.relpath(real, self.root).split(os.sep)
+
+    def _entry(self, parts: list[str]) -> tuple[str, str]:
+        """(real parent folder, name) for an entry that is created, removed or renamed.
+
+        The parent is resolved; the last part is not followed, so a symlink there is seen as one.
+        """
+        if not parts:
+            raise Refused(SFTP_PERMISSION_DENIED, "the root itself")
+        parent = self._resolve(parts[:-1])
+        if not os.path.isdir(parent):
+            raise Refused(SFTP_NO_SUCH_FILE, "no such folder")
+        return parent, parts[-1]
+
+    def _is_firm(self) -> bool:
+        return self.account.kind == "firm"
+
+    def _writable_folder(self, real_folder: str) -> bool:
+        rel = self._rel(real_folder)
+        return self._is_firm() and len(rel) >= 2 and rel[0] == _INBOUND
+
+    def _removable_file(self, real_folder: str) -> bool:
+        rel = self._rel(real_folder)
+        return self._is_firm() and len(rel) >= 1 and rel[0] in (_INBOUND, _OUTBOUND)
+
+    # -- reading
+
+    def canonicalize(self, path: str) -> str:
+        try:
+            return virtual_path(split_virtual(path))
+        except Refused:
+            return "/"
+
+    def list_folder(self, path: str) -> list[SFTPAttributes] | int:
+        try:
+            folder = self._resolve(self._parts(path))
+            if not os.path.isdir(folder):
+                return SFTP_NO_SUCH_FILE
+            return list(self._listing(folder))
+        except Refused as refused:
+            return refused.code
+        except OSError as exc:
+            return _errno_status(exc)
+
+    def _listing(self, folder: str) -> Iterator[SFTPAttributes]:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    continue  # not representable in SFTP v3 paths; never served
+                try:
+                    if entry.is_symlink():
+                        target = os.path.realpath(entry.path)
+                        if not _within(target, self.root) or any(
+                            p.startswith(".") for p in self._rel(target)
+                        ):
+                            continue
+                    st = os.stat(entry.path)
+                except OSError:
+                    continue
+                if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                    continue
+                yield SFTPAttributes.from_stat(st, name)
+
+    def stat(self, path: str) -> SFTPAttributes | int:
+        try:
+            parts = self._parts(path)
+            real = self._resolve(parts)
+            st = os.stat(real)
+        except Refused as refused:
+            return refused.code
+        except OSError as exc:
+            return _errno_status(exc)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            return SFTP_NO_SUCH_FILE
+        return SFTPAttributes.from_stat(st, parts[-1] if parts else "/")
+
+    def lstat(self, path: str) -> SFTPAttributes | int:
+        # Symlinks are followed (inside the root) or invisible; there is no link to describe.
+        return self.stat(path)
+
+    def readlink(self, path: str) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def open(self, path: str, flags: int, attr: SFTPAttributes) -> SFTPHandle | int:
+        try:
+            if flags & _WRITE_INTENT:
+                return self._open_upload(path, flags)
+            return self._open_read(path, flags)
+        except Refused as refused:
+            return refused.code
+        except OSError as exc:
+            return _errno_status(exc)
+
+    def _open_read(self, path: str, flags: int) -> SFTPHandle | int:
+        real = self._resolve(self._parts(path))
+        st = os.stat(real)
+        if stat.S_ISDIR(st.st_mode):
+            return SFTP_FAILURE
+        if not stat.S_ISREG(st.st_mode):
+            return SFTP_PERMISSION_DENIED
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return SFTP_PERMISSION_DENIED
+        return ReadHandle(fd, flags)
+
+    # -- writing
+
+    def _open_upload(self, path: str, flags: int) -> SFTPHandle | int:
+        parts = split_virtual(path)
+        if not self._is_firm():
+            self._refuse("write", path, "read-only account")
+        if not parts:
+            return SFTP_FAILURE
+        name = parts[-1]
+        problem = upload_name_problem(name)
+        if problem is not None:
+            self._refuse("write", path, problem)
+        parent, _ = self._entry(self._parts_for_entry(parts))
+        if not self._writable_folder(parent):
+            self._refuse("write", path, "not an inbound folder")
+        final = os.path.join(parent, name)
+        existing = self._existing_file(final)
+        if existing and flags & os.O_EXCL:
+            return SFTP_FAILURE
+        if not existing and not flags & os.O_CREAT:
+            return SFTP_NO_SUCH_FILE
+        temp = os.path.join(parent, upload_temp_name(name))
+        fd = os.open(
+            temp,
+            os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            _FILE_MODE,
+        )
+        try:
+            if existing and not flags & os.O_TRUNC:
+                self._copy_existing(final, fd)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        handle = UploadHandle(self, fd, temp, final, flags)
+        self.upload_started(handle)
+        log.debug("sftp upload started login=%s path=%s", self.account.login, self.shown(final))
+        return handle
+
+    def _parts_for_entry(self, parts: list[str]) -> list[str]:
+        # Parent parts must not be hidden; the last one was checked as an upload name.
+        if any(p.startswith(".") for p in parts[:-1]):
+            raise Refused(SFTP_NO_SUCH_FILE, "hidden name")
+        return parts
+
+    def _existing_file(self, final: str) -> bool:
+        """Whether ``final`` exists; anything there but a regular file is refused."""
+        try:
+            st = os.lstat(final)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISREG(st.st_mode):
+            return True
+        if stat.S_ISDIR(st.st_mode):
+            raise Refused(SFTP_FAILURE, "a folder has that name")
+        raise Refused(SFTP_PERMISSION_DENIED, "not a regular file")
+
+    def _copy_existing(self, final: str, fd: int) -> None:
+        """Start the upload from the current content (resume or append without truncation)."""
+        src = os.open(final, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if os.fstat(src).st_size > self.settings.max_file_bytes:
+                raise Refused(SFTP_FAILURE, "existing file larger than the limit")
+            while chunk := os.read(src, _COPY_CHUNK):
+                os.write(fd, chunk)
+        finally:
+            os.close(src)
+
+    def remove(self, path: str) -> int:
+        try:
+            parent, name = self._entry(self._parts(path))
+            if not self._removable_file(parent):
+                self._refuse("remove", path, "not allowed here")
+            target = os.path.join(parent, name)
+            st = os.lstat(target)
+            if stat.S_ISDIR(st.st_mode):
+                return SFTP_FAILURE
+            if not stat.S_ISREG(st.st_mode):
+                self._refuse("remove", path, "not a regular file")
+            os.unlink(target)
+        except Refused as refused:
+            return refused.code
+        except OSError as exc:
+            return _errno_status(exc)
+        log.info("sftp remove login=%s path=%s", self.account.login, self.shown(target))
+        return SFTP_OK
+
+    def rename(self, oldpath: str, newpath: str) -> int:
+        return self._rename(oldpath, newpath, replace=False)
+
+    def posix_rename(self, oldpath: str, newpath: str) -> int:
+        return self._rename(oldpath, newpath, replace=True)
+
+    def _rename(self, oldpath: str, newpath: str, *, replace: bool) -> int:
+        try:
+            if not self._is_firm():
+                self._refuse("rename", oldpath, "read-only account")
+            src_parent, src_name = self._entry(self._parts(oldpath))
+            new_parts = split_virtual(newpath)
+            if not new_parts:
+                return SFTP_FAILURE
+            problem = upload_name_problem(new_parts[-1])
+            if problem is not None:
+                self._refuse("rename", newpath, problem)
+            dst_parent, dst_name = self._entry(self._parts_for_entry(new_parts))
+            if not (self._writable_folder(src_parent) and self._writable_folder(dst_parent)):
+                self._refuse("rename", oldpath, "both names must be in an inbound folder")
+            src = os.path.join(src_parent, src_name)
+            dst = os.path.join(dst_parent, dst_name)
+            if not stat.S_ISREG(os.lstat(src).st_mode):
+                self._refuse("rename", oldpath, "not a regular file")
+            if replace:
+                self._existing_file(dst)
+                os.replace(src, dst)
+            else:
+                if os.path.lexists(dst):
+                    return SFTP_FAILURE
+                try:
+                    os.link(src, dst)
+                except FileExistsError:
+                    return SFTP_FAILURE
+                os.unlink(src)
+            fsync_folder(dst_parent)
+            if src_parent != dst_parent:
+                fsync_folder(src_parent)
+        except Refused as refused:
+            return refused.code
+        except OSError as exc:
+            return _errno_status(exc)
+        log.info(
+            "sftp rename login=%s from=%s to=%s",
+            self.account.login,
+            self.shown(src),
+            self.shown(dst),
+        )
+        self._announce(Path(dst))
+        return SFTP_OK
+
+    def chattr(self, path: str, attr: SFTPAttributes) -> int:
+        """Setting times of an inbound file is allowed; modes are ignored; the rest refused."""
+        try:
+            parent, name = self._entry(self._parts(path))
+            if not self._writable_folder(parent):
+                self._refuse("setstat", path, "not an inbound file")
+            target = os.path.join(parent, name)
+            if not stat.S_ISREG(os.lstat(target).st_mode):
+                self._refuse("setstat", path, "not a regular file")
+            if _requested_size(attr) is not None:
+                self._refuse("setstat", path, "truncating a closed upload")
+            times = _requested_times(attr)
+            if times is not None:
+                os.utime(target, times, follow_symlinks=False)
+        except Refused as refused:
+            return refused.code
+        except OSError as exc:
+            return _errno_status(exc)
+        return SFTP_OK
+
+    def mkdir(self, path: str, attr: SFTPAttributes) -> int:
+        return self._denied("mkdir", path)
+
+    def rmdir(self, path: str) -> int:
+        return self._denied("rmdir", path)
+
+    def symlink(self, target_path: str, path: str) -> int:
+        return self._denied("symlink", path)
+
+    # -- refusals
+
+    def _refuse(self, what: str, path: str, why: str) -> None:
+        log.info(
+            "sftp refused login=%s op=%s path=%r reason=%s",
+            self.account.login,
+            what,
+            path[:256],
+            why,
+        )
+        raise Refused(SFTP_PERMISSION_DENIED, why)
+
+    def _denied(self, what: str, path: str) -> int:
+        try:
+            self._refuse(what, path, "not offered")
+        except Refused as refused:
+            return refused.code
+        return SFTP_OP_UNSUPPORTED  # pragma: no cover
+
+
+__all__ = [
+    "SftpAccount",
+    "SessionSettings",
+    "SpoolSftpInterface",
+    "UploadFailed",
+    "remove_stale_uploads",
+    "split_virtual",
+    "upload_name_problem",
+    "upload_temp_name",
+    "STALE_UPLOAD_RE",
+]
