@@ -20,8 +20,11 @@ VERB_MODULES = [
     "gateway.commands.core",
     "gateway.commands.accounts",
     "gateway.commands.dpl_validate",
+    "gateway.commands.dpl_publish",
+    "gateway.commands.report",
     "gateway.commands.calendar",
     "gateway.commands.dpl_sample",
+    "gateway.commands.margin",
 ]
 
 EX_OK = 0

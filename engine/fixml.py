@@ -1,0 +1,505 @@
+"""FIXML position-report files: bytes in, one record per PosRpt with its raw bytes out (SPEC §6.2).
+
+Theory of operation. A file is either *line mode* (one ``<FIXML><PosRpt …/></FIXML>`` message per
+physical line, the normal case) or *Batch mode* (one ``<FIXML><Batch>…</Batch></FIXML>`` document).
+The mode is decided from the first significant line (after blank lines and an optional XML
+declaration line): an opening ``<FIXML …>`` tag followed, on that line or the next significant one,
+by ``<Batch`` means Batch mode; anything else is line mode.
+
+* Line mode streams: each line is parsed alone with one shared, locked-down lxml parser (no entity
+  resolution, no network, no DTD, no huge trees). A line that is not a well-formed FIXML envelope
+  around exactly one PosRpt becomes a record with a ``problem`` (the MALFORMED reason) rather than
+  failing the file; so does a DOCTYPE and a line over ``max_line_bytes``. Blank lines are skipped.
+  Every record keeps the exact bytes of its line (without the terminator) and its 1-based line.
+* Batch mode reads the rest of the input and parses it whole; the exact bytes of each Batch child
+  come from a second pass with the stdlib expat parser, which reports byte offsets. A Batch that is
+  cut short is ``TRUNCATED_BATCH``; one that is otherwise not well-formed is ``MALFORMED_BATCH``.
+
+Whole-input failures raise :class:`~engine.errors.UnreadableInput` with one of ``EMPTY``,
+``BINARY``, ``ENCODING``, ``NO_FIXML``, ``TRUNCATED_BATCH``, ``MALFORMED_BATCH``. They are checked
+chunk by chunk, so a caller that feeds a file in several chunks may receive records before a later
+chunk turns out to be binary or not UTF-8: such a caller must treat records as provisional until
+the iterator is exhausted. Fed as one chunk, every whole-input failure is raised before the first
+record. Lines before the first line that contains ``<FIXML`` are held back until one does, so a
+file without any FIXML line yields nothing and raises ``NO_FIXML``.
+
+The UTF-8 byte order mark is tolerated at the start of the input and is not part of any record.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import xml.parsers.expat
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+from lxml import etree
+
+from engine.errors import EngineBug, Location, UnreadableInput
+
+FIXML_NS = "http://www.fixprotocol.org/FIXML-5-0-SP2"
+DEFAULT_MAX_LINE_BYTES = 64 * 1024
+
+# Reasons of UnreadableInput raised here.
+EMPTY = "EMPTY"
+BINARY = "BINARY"
+ENCODING = "ENCODING"
+NO_FIXML = "NO_FIXML"
+TRUNCATED_BATCH = "TRUNCATED_BATCH"
+MALFORMED_BATCH = "MALFORMED_BATCH"
+
+_BOM_UTF8 = codecs.BOM_UTF8
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+FIXML_TAGS = frozenset({"FIXML", f"{{{FIXML_NS}}}FIXML"})
+POSRPT_TAGS = frozenset({"PosRpt", f"{{{FIXML_NS}}}PosRpt"})
+BATCH_TAGS = frozenset({"Batch", f"{{{FIXML_NS}}}Batch"})
+
+_XML_DECL_LINE = re.compile(rb"\s*<\?xml\s[^>]*\?>\s*\Z")
+_BATCH_OPEN = re.compile(
+    rb"\s*(?:<\?xml\s[^>]*\?>)?\s*<(?:[A-Za-z_][\w.-]*:)?FIXML(?:\s[^>]*)?>\s*(?P<rest>.*)\Z",
+    re.DOTALL,
+)
+_DECL_ENCODING = re.compile(rb"encoding\s*=\s*[\"']([A-Za-z0-9._-]+)")
+_UTF8_NAMES = frozenset({b"utf-8", b"utf8", b"us-ascii", b"ascii"})
+_BATCH_TAG = re.compile(rb"\s*<(?:[A-Za-z_][\w.-]*:)?Batch[\s>/]")
+# A start tag at a known offset of a well-formed document; group 1 is "/" for an empty element.
+_START_TAG = re.compile(rb"<[^\s/>]+(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>")
+
+
+class FixmlRecord(NamedTuple):
+    """One record: its physical line, its exact bytes, and the PosRpt element or why not.
+
+    ``posrpt`` is the parsed PosRpt element (tags possibly in the FIXML namespace) when the record
+    is a well-formed FIXML PosRpt; otherwise it is None and ``problem`` says why (MALFORMED).
+    """
+
+    line: int
+    raw: bytes
+    posrpt: Any
+    problem: str | None
+
+
+def make_parser() -> Any:
+    """A new lxml parser for untrusted XML: no entities, no network, no DTD, no huge trees."""
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        recover=False,
+    )
+
+
+def local_name(tag: object) -> str:
+    """``{ns}Name`` -> ``Name``; non-string tags (never produced by our parser) -> ''."""
+    if not isinstance(tag, str):
+        return ""
+    return tag.rpartition("}")[2]
+
+
+def parse_bytes(
+    data: bytes, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, name: str | None = None
+) -> list[FixmlRecord]:
+    """All records of an in-memory file (see :func:`iter_records`)."""
+    return list(iter_records((data,), max_line_bytes=max_line_bytes, name=name))
+
+
+def iter_records(
+    chunks: Iterable[bytes],
+    *,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    name: str | None = None,
+) -> Iterator[FixmlRecord]:
+    """Records of a file given as byte chunks of any size, in input order.
+
+    Raises UnreadableInput (see the module docstring for when). ``name`` only labels messages.
+    """
+    reader = _FileReader(max_line_bytes, name)
+    return reader.run(chunks)
+
+
+class _Line(NamedTuple):
+    number: int
+    content: bytes
+    terminator: bytes
+
+
+class _FileReader:
+    """State of one pass over one file; not shared between threads."""
+
+    def __init__(self, max_line_bytes: int, name: str | None) -> None:
+        if max_line_bytes <= 0:
+            raise ValueError("max_line_bytes must be positive")
+        self.max_line_bytes = max_line_bytes
+        self.name = name
+        self.parser = make_parser()
+
+    def _unreadable(self, reason: str, message: str, line: int | None = None) -> UnreadableInput:
+        return UnreadableInput(reason, message, Location(self.name, line, None))
+
+    # -- physical layer: chunks -> checked, numbered lines --------------------------------------
+
+    def _lines(self, chunks: Iterable[bytes]) -> Iterator[_Line]:
+        decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        # The unfinished last line, as pieces: joined once its end arrives, so that a huge line
+        # fed in many chunks costs linear, not quadratic, time. It never holds a newline.
+        carry: list[bytes] = []
+        number = 0
+        offset = 0  # bytes of the input consumed before the current chunk
+        started = False
+        head = b""
+        for raw_chunk in chunks:
+            chunk = bytes(raw_chunk)
+            if not started:
+                # Hold the first bytes until a BOM can be recognised whole.
+                head += chunk
+                if len(head) < 4:
+                    continue
+                chunk, started = self._strip_bom(head), True
+                offset = len(head) - len(chunk)
+            if not chunk:
+                continue
+            self._check_text(decoder, chunk, offset, number)
+            offset += len(chunk)
+            if b"\n" not in chunk:
+                carry.append(chunk)
+                continue
+            parts = chunk.split(b"\n")
+            if carry:
+                carry.append(parts[0])
+                parts[0] = b"".join(carry)
+                carry.clear()
+            last = parts.pop()
+            if last:
+                carry.append(last)
+            for part in parts:
+                number += 1
+                if part.endswith(b"\r"):
+                    yield _Line(number, part[:-1], b"\r\n")
+                else:
+                    yield _Line(number, part, b"\n")
+        if not started:
+            chunk = self._strip_bom(head)
+            offset = len(head) - len(chunk)
+            if head and not chunk:
+                raise self._unreadable(EMPTY, "the file holds only a byte order mark")
+            if not head:
+                raise self._unreadable(EMPTY, "the file is empty (0 bytes)")
+            self._check_text(decoder, chunk, offset, number)
+            carry = [chunk]
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise self._unreadable(
+                ENCODING, "not UTF-8: the file ends inside a multi-byte character", number + 1
+            ) from None
+        if carry:
+            number += 1
+            yield _Line(number, b"".join(carry), b"")
+
+    def _strip_bom(self, head: bytes) -> bytes:
+        for bom, encoding in _WIDE_BOMS:
+            if head.startswith(bom):
+                raise self._unreadable(
+                    ENCODING, f"the file is {encoding} (byte order mark); expected UTF-8", 1
+                )
+        return head[len(_BOM_UTF8) :] if head.startswith(_BOM_UTF8) else head
+
+    def _check_text(self, decoder: Any, chunk: bytes, offset: int, lines_before: int) -> None:
+        """BINARY or ENCODING for a chunk; ``lines_before`` complete lines precede it."""
+        nul = chunk.find(b"\x00")
+        if nul >= 0:
+            line = lines_before + chunk[:nul].count(b"\n") + 1
+            raise self._unreadable(
+                BINARY, f"NUL byte at byte offset {offset + nul}: a binary file, not text", line
+            )
+        try:
+            decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            # exc.start indexes the decoder's pending bytes followed by this chunk.
+            pending = len(exc.object) - len(chunk)
+            at = max(exc.start - pending, 0)
+            line = lines_before + chunk[:at].count(b"\n") + 1
+            bad = bytes(exc.object[exc.start : exc.start + 4])
+            raise self._unreadable(
+                ENCODING,
+                f"not UTF-8: invalid byte(s) {bad!r} at byte offset {offset + at}",
+                line,
+            ) from None
+
+    # -- logical layer: lines -> records ----------------------------------------------------------
+
+    def run(self, chunks: Iterable[bytes]) -> Iterator[FixmlRecord]:
+        lines = self._lines(chunks)
+        lookahead: list[_Line] = []
+        significant = 0
+        for line in lines:
+            lookahead.append(line)
+            if _is_blank(line.content):
+                continue
+            significant += 1
+            if significant == 1 and _XML_DECL_LINE.match(line.content):
+                self._check_declared_encoding(line)
+                continue  # the optional declaration; the FIXML line comes next
+            opening = _BATCH_OPEN.match(line.content)
+            if opening is None:
+                break
+            rest = opening.group("rest")
+            if rest and not rest.isspace():
+                if _BATCH_TAG.match(rest):
+                    yield from self._batch(lookahead, lines)
+                    return
+                break
+            # "<FIXML …>" alone on its line: Batch mode if the next significant line opens a Batch.
+            for following in lines:
+                lookahead.append(following)
+                if _is_blank(following.content):
+                    continue
+                if _BATCH_TAG.match(following.content):
+                    yield from self._batch(lookahead, lines)
+                    return
+                break
+            break
+        if all(_is_blank(x.content) for x in lookahead):
+            raise self._unreadable(EMPTY, "the file holds only blank lines")
+        yield from self._line_mode(lookahead, lines)
+
+    def _check_declared_encoding(self, line: _Line) -> None:
+        declared = _DECL_ENCODING.search(line.content)
+        if declared and declared.group(1).lower() not in _UTF8_NAMES:
+            name = declared.group(1).decode("ascii")
+            raise self._unreadable(
+                ENCODING, f"the XML declaration says encoding {name!r}; expected UTF-8", line.number
+            )
+
+    def _line_mode(self, lookahead: list[_Line], rest: Iterator[_Line]) -> Iterator[FixmlRecord]:
+        parse = self._parse_line
+        # Lines before the first one holding "<FIXML" wait, unparsed: if none ever does, the file
+        # is NO_FIXML and yields nothing. (They cost memory up to the file size limit.)
+        held: list[tuple[int, bytes]] = []
+        seen_fixml = False
+        first_significant = True
+        pending: Iterable[_Line] = lookahead
+        for source in (pending, rest):
+            for number, content, _ in source:
+                if not content or content.isspace():
+                    continue
+                if first_significant:
+                    first_significant = False
+                    if _XML_DECL_LINE.match(content):
+                        continue
+                if seen_fixml:
+                    yield parse(number, content)
+                    continue
+                held.append((number, content))
+                if b"<FIXML" in content or b":FIXML" in content:
+                    seen_fixml = True
+                    for number_held, content_held in held:
+                        yield parse(number_held, content_held)
+                    held.clear()
+        if not seen_fixml:
+            if held:
+                raise self._unreadable(
+                    NO_FIXML, f"none of its {len(held)} non-blank line(s) holds a <FIXML> message"
+                )
+            raise self._unreadable(EMPTY, "the file holds only an XML declaration")
+
+    def _parse_line(self, number: int, content: bytes) -> FixmlRecord:
+        if len(content) > self.max_line_bytes:
+            return FixmlRecord(
+                number,
+                content,
+                None,
+                f"line of {len(content)} bytes exceeds the limit of {self.max_line_bytes}",
+            )
+        if b"<!DOCTYPE" in content:
+            return FixmlRecord(number, content, None, "a DOCTYPE is not allowed")
+        if content.startswith(b"<?xml"):
+            end = content.find(b"?>")
+            declared = _DECL_ENCODING.search(content, 0, end if end > 0 else len(content))
+            if declared and declared.group(1).lower() not in _UTF8_NAMES:
+                name = declared.group(1).decode("ascii")
+                message = f"the line declares encoding {name!r}, not UTF-8"
+                return FixmlRecord(number, content, None, message)
+        try:
+            root = etree.fromstring(content, self.parser)
+        except etree.XMLSyntaxError as exc:
+            return FixmlRecord(number, content, None, f"not well-formed XML: {exc.msg}")
+        problem = _envelope_problem(root)
+        if problem is not None:
+            return FixmlRecord(number, content, None, problem)
+        return FixmlRecord(number, content, root[0], None)
+
+    # -- Batch mode -------------------------------------------------------------------------------
+
+    def _batch(self, lookahead: list[_Line], rest: Iterator[_Line]) -> Iterator[FixmlRecord]:
+        start = next(i for i, x in enumerate(lookahead) if not _is_blank(x.content))
+        first_line = lookahead[start].number
+        doc = b"".join(x.content + x.terminator for x in lookahead[start:])
+        doc += b"".join(x.content + x.terminator for x in rest)
+        if b"<!DOCTYPE" in doc:
+            raise self._unreadable(MALFORMED_BATCH, "a DOCTYPE is not allowed", first_line)
+        try:
+            root = etree.fromstring(doc, make_parser())
+        except etree.XMLSyntaxError as exc:
+            line = first_line + exc.lineno - 1 if exc.lineno else None
+            if _ends_early(doc):
+                raise self._unreadable(
+                    TRUNCATED_BATCH, f"the Batch document ends early ({exc.msg})", line
+                ) from None
+            raise self._unreadable(
+                MALFORMED_BATCH, f"the Batch document is not well-formed XML: {exc.msg}", line
+            ) from None
+        batch = self._batch_element(root, first_line)
+        children = list(batch)
+        if not children:
+            raise self._unreadable(MALFORMED_BATCH, "the Batch holds no PosRpt", first_line)
+        try:
+            spans = _child_spans(doc, depth=3)
+        except xml.parsers.expat.ExpatError as exc:  # pragma: no cover - lxml accepted it
+            raise self._unreadable(
+                MALFORMED_BATCH, f"the Batch document is not well-formed XML: {exc}", first_line
+            ) from None
+        if len(spans) != len(children):  # pragma: no cover
+            raise EngineBug(f"expat saw {len(spans)} Batch children, lxml {len(children)}")
+        for element, (begin, end, line) in zip(children, spans, strict=True):
+            number = first_line + line - 1
+            raw = doc[begin:end]
+            if element.tag not in POSRPT_TAGS:
+                problem = f"<{local_name(element.tag)}> in a Batch is not a PosRpt"
+                yield FixmlRecord(number, raw, None, problem)
+            else:
+                yield FixmlRecord(number, raw, element, None)
+
+    def _batch_element(self, root: Any, first_line: int) -> Any:
+        if root.tag not in FIXML_TAGS:
+            raise self._unreadable(
+                MALFORMED_BATCH, f"root element <{local_name(root.tag)}> is not FIXML", first_line
+            )
+        if len(root) != 1 or root[0].tag not in BATCH_TAGS:
+            raise self._unreadable(
+                MALFORMED_BATCH, "the FIXML document must hold exactly one Batch", first_line
+            )
+        batch = root[0]
+        if _has_text(root.text) or _has_text(batch.tail) or _has_text(batch.text):
+            raise self._unreadable(MALFORMED_BATCH, "text outside any element", first_line)
+        for child in batch:
+            if _has_text(child.tail):
+                raise self._unreadable(
+                    MALFORMED_BATCH,
+                    f"text after <{local_name(child.tag)}> inside the Batch",
+                    first_line + (child.sourceline or 1) - 1,
+                )
+        return batch
+
+
+def _envelope_problem(root: Any) -> str | None:
+    """Why a parsed line is not a FIXML envelope around exactly one PosRpt, or None."""
+    if root.tag not in FIXML_TAGS:
+        if isinstance(root.tag, str) and local_name(root.tag) == "FIXML":
+            return f"FIXML in an unsupported namespace {root.tag.partition('}')[0][1:]!r}"
+        return f"root element <{local_name(root.tag)}> is not FIXML"
+    if len(root) != 1:
+        if len(root) == 0:
+            return "FIXML holds no PosRpt"
+        names = ", ".join(local_name(c.tag) for c in root)
+        return f"FIXML must hold exactly one PosRpt, not: {names}"
+    posrpt = root[0]
+    if posrpt.tag not in POSRPT_TAGS:
+        return f"FIXML holds <{local_name(posrpt.tag)}>, not a PosRpt"
+    if _has_text(root.text) or _has_text(posrpt.tail):
+        return "text outside the PosRpt element"
+    return None
+
+
+_TRUNCATION_ERRORS = frozenset(
+    xml.parsers.expat.errors.codes[message]
+    for message in (
+        xml.parsers.expat.errors.XML_ERROR_NO_ELEMENTS,
+        xml.parsers.expat.errors.XML_ERROR_UNCLOSED_TOKEN,
+        xml.parsers.expat.errors.XML_ERROR_PARTIAL_CHAR,
+        xml.parsers.expat.errors.XML_ERROR_UNCLOSED_CDATA_SECTION,
+    )
+)
+
+
+def _ends_early(doc: bytes) -> bool:
+    """Whether a document lxml refused is a cut-off prefix rather than wrong somewhere inside.
+
+    expat reports problems in input order, so a document that is only cut short fails at its end
+    with "no element found", "unclosed token" and the like while its root is still open. Only
+    called on documents without a DOCTYPE: expat sees no entity declarations.
+    """
+    parser = xml.parsers.expat.ParserCreate()
+    depth = 0
+    root_closed = False
+
+    def start(_name: str, _attrs: object) -> None:
+        nonlocal depth
+        depth += 1
+
+    def end(_name: str) -> None:
+        nonlocal depth, root_closed
+        depth -= 1
+        root_closed = root_closed or depth == 0
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    try:
+        parser.Parse(doc, True)
+    except xml.parsers.expat.ExpatError as exc:
+        return exc.code in _TRUNCATION_ERRORS and not root_closed
+    return False
+
+
+def _child_spans(doc: bytes, depth: int) -> list[tuple[int, int, int]]:
+    """(start byte, end byte, 1-based line) of every element at ``depth`` (root = 1) of ``doc``.
+
+    Only called on documents lxml has parsed without a DOCTYPE, so expat sees no entity
+    declarations: nothing can expand.
+    """
+    parser = xml.parsers.expat.ParserCreate()
+    spans: list[tuple[int, int, int]] = []
+    open_at: list[tuple[int, int, bool]] = []
+    level = 0
+
+    def start(_name: str, _attrs: object) -> None:
+        nonlocal level
+        level += 1
+        if level == depth:
+            begin = parser.CurrentByteIndex
+            tag = _START_TAG.match(doc, begin)
+            empty = tag is not None and tag.group(1) == b"/"
+            open_at.append((begin, parser.CurrentLineNumber, empty))
+
+    def end(_name: str) -> None:
+        nonlocal level
+        if level == depth:
+            begin, line, empty = open_at.pop()
+            at = parser.CurrentByteIndex
+            stop = at if empty else doc.index(b">", at) + 1
+            spans.append((begin, stop, line))
+        level -= 1
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.Parse(doc, True)
+    return spans
+
+
+def _is_blank(content: bytes) -> bool:
+    return not content or content.isspace()
+
+
+def _has_text(text: str | None) -> bool:
+    return text is not None and text != "" and not text.isspace()

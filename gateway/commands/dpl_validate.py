@@ -1,0 +1,176 @@
+"""Verb ``dpl validate``: check one delta position limit file offline, one JSON line per record.
+
+Also owns the ``dpl`` verb group: :func:`dpl_group` creates it on first use and hands the same
+sub-command registry to every module that adds a ``dpl`` action (``publish`` lives elsewhere).
+
+Output (stdout): ``{"line": N, "status": "valid"|"rejected", "reasons": [...]}`` per record in input
+order (``--details`` adds each reason's message), then ``{"summary": {...}}``. A file that cannot be
+read at all prints ``{"error": {...}}`` instead and exits 65; a readable file exits 0 even when
+records were rejected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeAlias, cast
+
+from engine.dpl import DplValidator, ValidationResult, ValidationSummary
+from engine.errors import UnreadableInput
+from engine.fixml import iter_records
+from gateway.cli import EX_CONFIG, EX_DATAERR, EX_OK, EX_USAGE
+from gateway.config import ConfigError, load_config
+from gateway.reference import business_calendar, dpl_reference, firm_entitlements
+
+log = logging.getLogger(__name__)
+
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def dpl_group(subparsers: SubParsers) -> SubParsers:
+    """The sub-command registry of ``posgate dpl``, created on the first call."""
+    parser = subparsers.choices.get("dpl")
+    if parser is None:
+        parser = subparsers.add_parser(
+            "dpl",
+            help="delta position limit files: validate, publish",
+            description="Delta position limit (DPL) files.",
+        )
+        actions = parser.add_subparsers(dest="dpl_action", metavar="ACTION")
+        parser.set_defaults(func=_group_usage(parser))
+        return actions
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return cast(SubParsers, action)
+    raise RuntimeError("the 'dpl' verb exists without sub-commands")  # pragma: no cover
+
+
+def _group_usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    def usage(_args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return EX_USAGE
+
+    return usage
+
+
+def register(subparsers: SubParsers) -> None:
+    validate = dpl_group(subparsers).add_parser(
+        "validate",
+        help="validate one DPL file offline; one JSON line per record",
+        description="Validate a delta position limit file as if the firm had uploaded it.",
+    )
+    validate.add_argument("file", metavar="FILE", help="the FIXML file")
+    validate.add_argument(
+        "--firm", required=True, metavar="ID", help="the submitting firm (its account's rights)"
+    )
+    validate.add_argument(
+        "--received-at",
+        metavar="ISO8601",
+        help="instant of receipt with its offset, e.g. 2026-03-09T18:30:00-05:00 (default: now)",
+    )
+    validate.add_argument(
+        "--details", action="store_true", help="add each reason's message to rejected records"
+    )
+    validate.set_defaults(func=run_validate)
+
+
+def parse_instant(text: str) -> dt.datetime:
+    """An ISO 8601 instant with an offset (``Z`` allowed); ValueError when naive or malformed."""
+    value = dt.datetime.fromisoformat(text.strip())
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{text!r} has no UTC offset (add e.g. Z or -06:00)")
+    return value
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+
+
+def _record_line(result: ValidationResult, details: bool) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "line": result.line,
+        "status": result.status,
+        "reasons": list(result.reasons),
+    }
+    if details and result.problems:
+        line["details"] = [
+            {"reason": p.code, "field": p.field, "value": p.value, "message": p.message}
+            for p in result.problems
+        ]
+    return line
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    try:
+        received_at = (
+            parse_instant(args.received_at) if args.received_at else dt.datetime.now(dt.UTC)
+        )
+    except ValueError as exc:
+        print(f"posgate dpl validate: --received-at: {exc}", file=sys.stderr)
+        return EX_USAGE
+    try:
+        config = load_config(args.config)
+        calendar = business_calendar(config.reference)
+    except ConfigError as exc:
+        print(f"{len(exc.problems)} problem(s) in the configuration:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EX_CONFIG
+    except ValueError as exc:
+        print(f"configuration: occ_holidays: {exc}", file=sys.stderr)
+        return EX_CONFIG
+
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        print(f"posgate dpl validate: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return EX_USAGE
+
+    cycle = calendar.cycle_of(received_at)
+    validator = DplValidator(
+        dpl_reference(config.reference),
+        cycle,
+        calendar,
+        firm_entitlements(config.accounts, args.firm),
+    )
+    summary = ValidationSummary()
+    try:
+        # One chunk: every whole-file failure is raised before the first record.
+        records = iter_records((data,), max_line_bytes=config.dpl.max_line_bytes, name=str(path))
+        for record in records:
+            result = validator.validate(record)
+            summary.add(result)
+            _emit(_record_line(result, args.details))
+    except UnreadableInput as exc:
+        _emit(
+            {
+                "error": {
+                    "file": str(path),
+                    "reason": exc.reason,
+                    "message": exc.message,
+                    "line": exc.location.line,
+                }
+            }
+        )
+        print(f"posgate dpl validate: {path}: unreadable: {exc}", file=sys.stderr)
+        return EX_DATAERR
+    previous, current = calendar.allowed_bizdts(cycle)
+    _emit(
+        {
+            "summary": {
+                "file": str(path),
+                "firm": args.firm,
+                "received_at": received_at.isoformat(),
+                "cycle": cycle.isoformat(),
+                "allowed_bizdt": [previous.isoformat(), current.isoformat()],
+                **summary.as_dict(),
+            }
+        }
+    )
+    return EX_OK
