@@ -14,7 +14,6 @@ import hashlib
 import sys
 from pathlib import Path
 
-from gateway.app import prepare_spool
 from gateway.cli import EX_CONFIG, EX_DATAERR, EX_FAILURE, EX_OK
 from gateway.config import ACCOUNT_ID_RE, KEY_LINE_RE, Config, ConfigError, load_config
 
@@ -110,6 +109,8 @@ def add_account(args: argparse.Namespace, kind: str) -> int:
         target.unlink()
         return _fail("the new account made the configuration invalid; nothing was changed",
                      EX_CONFIG)
+    from gateway.app import prepare_spool  # heavy import (adapters): only when needed
+
     prepare_spool(new)
     print(f"added {kind} {account_id} ({key_fingerprint(key_line)}) in {target}")
     print("a running daemon picks it up on reload: systemctl reload posgate (or kill -HUP)")
