@@ -17,12 +17,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway import metrics
+from gateway.amqp import AmqpService, Handler
 from gateway.config import Config, ConfigError, load_config
 from gateway.daemon import EXIT_UNAVAILABLE, Component, Daemon, StartupError
-from gateway.pipelines.dpl import DplArrival
+from gateway.outbox import Outbox, SqliteProcessedStore
+from gateway.pipelines.dpl import DplArrival, Emit, no_events
+from gateway.pipelines.requests import (
+    compute_handlers,
+    dpl_report_handler,
+    dpl_submission_handler,
+)
+from gateway.scheduler import build_publication_components
 from gateway.sftp import SftpAccount, SftpServer, SftpStartError
 from gateway.spool import SpoolIntake
 from gateway.store import Ledger
+from gateway.worker import identities_of
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +184,12 @@ def _flow_components(runtime: Runtime) -> list[Component]:
     out: list[Component] = []
     if config.metrics.enabled:
         out.append(metrics.MetricsServer(config.metrics.host, config.metrics.port))
+    # Events go to the outbox table first (sent from there when the broker is up); with AMQP
+    # off they are only logged.
+    outbox = Outbox(config.spool.ledger_path) if config.amqp.enabled else None
+    emit: Emit = outbox.emit if outbox is not None else no_events  # type: ignore[assignment]
     dpl_arrival = DplArrival(spool_root=config.spool.root, ledger=runtime.ledger,
-                             config=lambda: runtime.config)
+                             config=lambda: runtime.config, emit=emit)
     intake = SpoolIntake(
         spool_root=config.spool.root,
         ledger=runtime.ledger,
@@ -187,6 +200,20 @@ def _flow_components(runtime: Runtime) -> list[Component]:
         workers=config.intake.workers,
         technical_contact=lambda firm: runtime.config.technical_contact(firm),
     )
+    if outbox is not None:
+        handlers: dict[str, Handler] = {
+            "dpl.submission": dpl_submission_handler(intake, dpl_arrival),
+            "dpl.report": dpl_report_handler(runtime.ledger),
+        }
+        handlers.update(compute_handlers())
+        out.append(AmqpService(
+            config.amqp,
+            lambda: identities_of(runtime.config),
+            handlers,
+            outbox,
+            SqliteProcessedStore(config.spool.ledger_path),
+        ))
+    out.extend(build_publication_components(runtime, emit=emit))
     if config.sftp.enabled:
         out.append(_SftpComponent(SftpServer(
             host=config.sftp.host,

@@ -1,0 +1,112 @@
+"""The real daemon with the real broker: DPL submitted over AMQP, events through the outbox,
+and file flows that keep running while the broker is unreachable."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.amqp_fixtures import *  # noqa: F403
+from tests.integration.amqp_fixtures import AmqpSandbox, FirmClient, get_messages
+from tests.support.daemon import DaemonProcess, TestConfig, free_port, make_test_config, wait_for
+from tests.support.dpl_records import posrpt
+
+FRIDAY_AFTERNOON = "2026-11-20T15:00:00-06:00"
+
+
+def _daemon_config(tmp_path: Path, box: AmqpSandbox) -> TestConfig:
+    cfg = make_test_config(tmp_path, amqp={"enabled": True, "url": box.url(),
+                                           "username": box.service_user, "max_backoff_s": 1.0})
+    account = cfg.root / "config" / "accounts" / "00005.toml"
+    account.write_text(account.read_text().replace('amqp_user = "posgate-test-00005"',
+                                                   f'amqp_user = "{box.firm_a}"'))
+    return cfg
+
+
+@pytest.fixture
+def amqp_daemon(tmp_path: Path, amqp_sandbox: AmqpSandbox) -> Iterator[DaemonProcess]:
+    cfg = _daemon_config(tmp_path, amqp_sandbox)
+    proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": FRIDAY_AFTERNOON,
+                                   "POSGATE_AMQP_PASSWORD": amqp_sandbox.broker.password})
+    try:
+        proc.wait_ready()
+        wait_for(lambda: proc.metric("posgate_amqp_up") == 1.0, timeout=30, what="AMQP up")
+        yield proc
+    finally:
+        assert proc.stop() == 0
+
+
+@pytest.mark.broker
+def test_dpl_submission_over_amqp_gives_receipt_outputs_and_events(
+        amqp_daemon: DaemonProcess, amqp_sandbox: AmqpSandbox) -> None:
+    box = amqp_sandbox
+    admin = box.admin()
+    events = admin.channel()
+    events.queue_declare("test.events.00005", exclusive=False)
+    events.queue_bind("test.events.00005", "posgate.events", "firm.00005.#")
+    client = FirmClient(box, box.firm_a)
+    try:
+        body = b"\n".join([posrpt("2026-11-20", sym="GOOG"),
+                           posrpt("2026-11-20", sym="IBM", qty='Long="1" Short="2"')]) + b"\n"
+        corr = client.send("dpl.submission", body, content_type="application/xml")
+        replies = client.replies(1, timeout=30)
+        assert len(replies) == 1
+        props, raw = replies[0]
+        assert props.correlation_id == corr
+        reply = json.loads(raw)
+        assert reply["status"] == "processed", reply
+        assert reply["receipt"]["counts"] == {"total": 2, "valid": 1, "rejected": 1}
+        assert reply["receipt"]["cycle"] == "2026-11-20"
+        outbound = amqp_daemon.cfg.spool / "firms" / "00005" / "outbound" / "dpl"
+        rejects = next(outbound.glob("*.rejects.fixml")).read_bytes()
+        assert rejects == body.split(b"\n")[1] + b"\n"
+        # notify=Y for 00005: one receipt event and one event per rejected record, via the outbox
+        got = get_messages(box, "test.events.00005", 2, timeout=20)
+        keys = sorted(m.routing_key for m, _, _ in got)
+        assert keys == ["firm.00005.dpl.receipt", "firm.00005.dpl.rejected"]
+        rejected = next(json.loads(b) for m, _, b in got if m.routing_key.endswith("rejected"))
+        assert rejected["record"].encode() == body.split(b"\n")[1]
+        # the same body again is a recognised duplicate, not processed twice
+        client.send("dpl.submission", body, content_type="application/xml")
+        again = json.loads(client.replies(1, timeout=30)[0][1])
+        assert again["status"] == "duplicate"
+    finally:
+        client.close()
+        admin.close()
+
+
+@pytest.mark.broker
+def test_report_over_amqp_refuses_unpublished_cycle(amqp_daemon: DaemonProcess,
+                                                    amqp_sandbox: AmqpSandbox) -> None:
+    client = FirmClient(amqp_sandbox, amqp_sandbox.firm_a)
+    try:
+        client.send("dpl.report", json.dumps({"cycle": "2026-11-20"}).encode())
+        reply = json.loads(client.replies(1, timeout=30)[0][1])
+        assert reply["error"]["reason"] == "NOT_PUBLISHED"
+    finally:
+        client.close()
+
+
+def test_file_flows_run_while_the_broker_is_unreachable(tmp_path: Path) -> None:
+    closed_port = free_port()
+    cfg = make_test_config(tmp_path, amqp={"enabled": True, "max_backoff_s": 1.0,
+                                           "url": f"amqp://127.0.0.1:{closed_port}/%2F"})
+    proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": FRIDAY_AFTERNOON})
+    try:
+        proc.wait_ready()
+        assert proc.metric("posgate_amqp_up") == 0.0
+        inbound = cfg.spool / "firms" / "00005" / "inbound" / "dpl"
+        (inbound / ".x.tmp").write_bytes(posrpt("2026-11-20") + b"\n")
+        (inbound / ".x.tmp").rename(inbound / "x.fixml")
+        receipt = cfg.spool / "firms" / "00005" / "outbound" / "dpl" / "x.receipt.json"
+        wait_for(receipt.exists, timeout=20, what="receipt without broker")
+        # the receipt event waits in the outbox
+        wait_for(lambda: (proc.metric("posgate_outbox_depth") or 0) >= 1, what="outbox depth")
+        proc.signal(signal.SIGTERM)
+        assert proc.proc.wait(timeout=20) == 0
+    finally:
+        proc.stop()
