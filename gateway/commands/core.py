@@ -16,6 +16,13 @@ log = logging.getLogger(__name__)
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run the daemon in the foreground")
     serve.set_defaults(func=run_serve)
+    worker = subparsers.add_parser(
+        "worker", help="serve compute requests (margin what-if) from RabbitMQ as a scale-out worker")
+    worker.add_argument("--handler", action="append", default=[], metavar="TYPE=MODULE:FUNC",
+                        help="serve only these request types (default: every compute type)")
+    worker.add_argument("--metrics-port", type=int, default=None,
+                        help="serve /metrics on 127.0.0.1:PORT (default: no endpoint)")
+    worker.set_defaults(func=run_worker_verb)
     check = subparsers.add_parser("check-config",
                                   help="validate config and reference data (exit 0 or 78)")
     check.set_defaults(func=run_check_config)
@@ -43,6 +50,29 @@ def run_serve(args: argparse.Namespace) -> int:
         log.error("startup failed: %s", exc)
         return exc.exit_code
     return daemon.run()
+
+
+def run_worker_verb(args: argparse.Namespace) -> int:
+    from gateway.pipelines.requests import compute_handlers
+    from gateway.worker import load_handler, run_worker
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        configure_logging("INFO", "kv")
+        for problem in exc.problems:
+            log.error("config: %s", problem)
+        return EX_CONFIG
+    configure_logging(config.daemon.log_level, config.daemon.log_format)
+    try:
+        handlers = dict(load_handler(spec) for spec in args.handler) or compute_handlers()
+    except (ValueError, ImportError, AttributeError) as exc:
+        log.error("worker: %s", exc)
+        return EX_CONFIG
+    if not handlers:
+        log.error("worker: no compute request type to serve")
+        return EX_CONFIG
+    return run_worker(config, handlers, metrics_port=args.metrics_port)
 
 
 def run_check_config(args: argparse.Namespace) -> int:
