@@ -469,29 +469,43 @@ class Ledger:
         return {r["exchange"]: dt.datetime.fromisoformat(r["at"]) for r in rows}
 
     def iter_publishable_dpl_values(self, cycle: str, names: Sequence[str],
-                                    batch: int = 5000) -> Iterator[tuple[Any, ...]]:
-        """Like ``iter_publishable_dpl``, but plain tuples of the named keys of ``fields``.
+                                    batch: int = 5000) -> Iterator[Sequence[Any]]:
+        """Like ``iter_publishable_dpl``, but only the values of the named keys of ``fields``.
 
-        SQLite extracts the values (``json_extract``), which is much faster than decoding the
-        JSON in Python for millions of records; a key absent from a record gives None.
+        SQLite parses each record's JSON once (``json_extract`` with several paths returns them
+        as a JSON array), which is much cheaper than decoding whole objects in Python for
+        millions of records. A key absent from a record gives None.
         """
         for name in names:
             if not name.isidentifier():
                 raise ValueError(f"not a field name: {name!r}")
-        columns = ", ".join(f"json_extract(r.fields, '$.{name}')" for name in names)
+        paths = ", ".join(f"'$.{name}'" for name in names)
+        extract = f"json_extract(r.fields, {paths})"
+        if len(names) == 1:  # one path returns the bare value, not an array
+            extract = f"json_array({extract})"
         cursor = self.connect().cursor()
         cursor.row_factory = None
-        cursor.execute(f"SELECT {columns}" + _PUBLISHABLE_DPL + _PUBLICATION_ORDER, (cycle,))
+        cursor.execute(f"SELECT {extract}" + _PUBLISHABLE_DPL + _PUBLICATION_ORDER, (cycle,))
+        loads = json.loads
         while True:
             rows = cursor.fetchmany(batch)
             if not rows:
                 return
-            yield from rows
+            for (values,) in rows:
+                yield loads(values)
 
     def count_publishable_dpl(self, cycle: str) -> int:
         """How many records ``iter_publishable_dpl(cycle)`` yields (for progress reporting)."""
         return int(self.connect().execute("SELECT count(*)" + _PUBLISHABLE_DPL,
                                           (cycle,)).fetchone()[0])
+
+    def count_unfinished_dpl_files(self, received_before: dt.datetime) -> int:
+        """DPL files received before an instant but not processed yet (still in the intake)."""
+        return int(self.connect().execute(
+            f"SELECT count(*) FROM {FILES} WHERE flow = 'dpl'"
+            " AND state IN ('received', 'claimed') AND received_at < ?",
+            (_iso(received_before),),
+        ).fetchone()[0])
 
     def earliest_dpl_cycle(self) -> str | None:
         """The oldest cycle with a DPL file or a publication, or None for a fresh ledger."""

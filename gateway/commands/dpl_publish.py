@@ -1,0 +1,192 @@
+"""Verbs ``dpl publish`` (build and deliver a cycle's aggregated file now) and ``dpl push-key``.
+
+``dpl publish --date D [--force]`` publishes cycle D like the scheduler does, safe to run while the
+daemon runs (the two take turns on the publication lock). It refuses a cycle that is not a
+business day, and without ``--force`` one whose cutoff has not passed yet (records could still
+arrive). Exit codes: 0 every receiving exchange has the file, 1 failure, 69 an ``sftp://``
+exchange stayed unreachable after retries, 78 bad configuration.
+
+``dpl push-key`` prints the public key posgate uses to push files to ``sftp://`` exchanges
+(``spool/state/push_key.pub``, created on first use) for the exchange to authorize.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.cli import EX_CONFIG, EX_FAILURE, EX_OK, EX_UNAVAILABLE
+from gateway.commands.dpl_validate import SubParsers, dpl_group
+from gateway.config import Config, ConfigError, load_config
+from gateway.errors import TransientError
+from gateway.store import Ledger
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: SubParsers) -> None:
+    group = dpl_group(subparsers)
+    publish = group.add_parser(
+        "publish",
+        help="build and deliver the aggregated DPL file of a cycle now",
+        description="Build DPL_<YYYYMMDD>.fixml for a cycle and deliver it to every exchange "
+        "that receives it. Does nothing when every exchange already has it, unless --force.",
+    )
+    publish.add_argument(
+        "--date",
+        required=True,
+        type=parse_date,
+        metavar="YYYY-MM-DD",
+        help="the cycle (business day) to publish",
+    )
+    publish.add_argument(
+        "--force",
+        action="store_true",
+        help="rebuild and redeliver even if published (identical bytes when "
+        "nothing changed); also allows a cycle whose cutoff has not passed",
+    )
+    publish.set_defaults(func=run_publish)
+    key = group.add_parser(
+        "push-key",
+        help="print the public key used to push DPL files to sftp:// exchanges",
+        description="Print (creating on first use) the SSH public key posgate authenticates "
+        "with when it pushes the aggregated file to an exchange's SFTP server.",
+    )
+    key.set_defaults(func=run_push_key)
+
+
+def parse_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
+
+
+@dataclass
+class CliRuntime:
+    """The parts of the daemon's Runtime a publication needs."""
+
+    config: Config
+    ledger: Ledger
+    clock: Callable[[], dt.datetime]
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{len(exc.problems)} problem(s) in the configuration:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    from gateway.app import clock_from_environment
+    from gateway.publication import (
+        IntakePending,
+        PublicationCancelled,
+        PublicationError,
+        publish_cycle,
+    )
+    from gateway.reference import business_calendar
+
+    config = _load(args.config)
+    if config is None:
+        return EX_CONFIG
+    try:
+        calendar = business_calendar(config.reference)
+    except ValueError as exc:
+        print(f"configuration: occ_holidays: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    cycle: dt.date = args.date
+    if not calendar.is_business_day(cycle):
+        print(
+            f"posgate dpl publish: {cycle} is not a business day ({calendar.explain(cycle)}), "
+            "so it is not a cycle",
+            file=sys.stderr,
+        )
+        return EX_FAILURE
+    clock = clock_from_environment()
+    cutoff = calendar.cutoff(cycle)
+    if clock() < cutoff and not args.force:
+        print(
+            f"posgate dpl publish: cycle {cycle} is still open until its cutoff "
+            f"{cutoff.isoformat()}; records may still arrive (use --force to publish anyway)",
+            file=sys.stderr,
+        )
+        return EX_FAILURE
+    try:
+        ledger = Ledger(config.spool.ledger_path)
+    except Exception as exc:
+        print(
+            f"posgate dpl publish: cannot open the ledger {config.spool.ledger_path}: {exc}",
+            file=sys.stderr,
+        )
+        return EX_FAILURE
+    try:
+        result = publish_cycle(
+            CliRuntime(config, ledger, clock),
+            cycle,
+            force=args.force,
+            progress=True,
+            lock_timeout_s=900.0,
+        )
+    except IntakePending as exc:
+        print(
+            f"posgate dpl publish: cycle {cycle}: {exc}; retry in a moment "
+            "(or --force to publish without them)",
+            file=sys.stderr,
+        )
+        return EX_FAILURE
+    except (TransientError, PublicationError, PublicationCancelled, OSError) as exc:
+        print(f"posgate dpl publish: cycle {cycle}: {exc}", file=sys.stderr)
+        return EX_FAILURE
+    finally:
+        ledger.close()
+
+    if result.skipped:
+        print(
+            f"cycle {cycle}: already published to every receiving exchange "
+            f"({result.name}, {result.records} records, sha256 {result.sha256}); "
+            "use --force to publish again"
+        )
+        return EX_OK
+    verb = "built" if result.built else "reused"
+    print(
+        f"cycle {cycle}: {verb} {result.name}: {result.records} records, "
+        f"DlvDt {result.delivery_date}, sha256 {result.sha256}"
+    )
+    for delivery in result.delivered:
+        print(f"  delivered to {delivery.exchange}: {delivery.target}")
+    for exchange in result.already:
+        print(f"  {exchange}: already had it")
+    for failure in result.failures:
+        kind = "UNREACHABLE" if failure.unreachable else "FAILED"
+        print(f"  {kind} {failure.exchange} ({failure.target}): {failure.error}")
+    if result.complete:
+        return EX_OK
+    return EX_UNAVAILABLE if result.unreachable else EX_FAILURE
+
+
+def run_push_key(args: argparse.Namespace) -> int:
+    from gateway.publication import DeliveryRefused, push_public_key
+
+    config = _load(args.config)
+    if config is None:
+        return EX_CONFIG
+    try:
+        path, line = push_public_key(config)
+    except (DeliveryRefused, OSError) as exc:
+        print(f"posgate dpl push-key: {exc}", file=sys.stderr)
+        return EX_FAILURE
+    print(line)
+    print(
+        f"(from {path}; the exchange authorizes this key for the sftp:// delivery user)",
+        file=sys.stderr,
+    )
+    return EX_OK

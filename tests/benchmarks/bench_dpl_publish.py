@@ -1,0 +1,251 @@
+"""Benchmark: publication of a large DPL cycle (SPEC §13: 2,000,000 records < 60 s, RSS < 300 MB).
+
+Usage: ``python -m tests.benchmarks.bench_dpl_publish [--records N] [--small M]``
+(``scripts/bench dpl-publish``). It fills a throw-away ledger with N valid records spread over
+many firms, aggregation units and symbols in random order (so the publication really sorts), then
+publishes the cycle in a fresh child process and reports the time and that process's peak RSS;
+the same is done for M records (default N/4) to show that memory does not grow with the cycle.
+Results print as markdown.
+
+The module also provides the ledger-filling helpers the publication tests use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.dpl import DplFields, firm_sort_text
+from gateway.store import Ledger
+
+CYCLE = dt.date(2026, 3, 9)  # a Monday
+SUB_TYPES = ("ETO", "OTC", "CMB")
+
+
+def valid_fields(
+    firm: str,
+    agg_unit: str,
+    symbol: str,
+    sub_typ: str = "ETO",
+    *,
+    biz_dt: dt.date = CYCLE,
+    role: str = "4",
+    long: str | None = "100",
+    short: str | None = None,
+) -> DplFields:
+    return DplFields(
+        rpt_id=None,
+        biz_dt=biz_dt.isoformat(),
+        dlv_dt=None,
+        req_typ="6",
+        model_typ="1",
+        firm_id=firm,
+        firm_role=role,
+        agg_unit=agg_unit,
+        crd="123456",
+        firm_name=f"Firm {firm} & Co <Ltd>",
+        symbol=symbol,
+        sub_typ=sub_typ,
+        long=long,
+        short=short,
+    )
+
+
+def ledger_row(
+    line: int,
+    fields: DplFields | None,
+    status: str = "valid",
+    reasons: Sequence[str] = (),
+    problems: Sequence[dict[str, Any]] = (),
+    raw: bytes | None = None,
+) -> tuple[Any, ...]:
+    """One row for ``Ledger.replace_dpl_records`` (the order the DPL pipeline stores)."""
+    firm = fields.firm_id if fields is not None else None
+    return (
+        line,
+        raw if raw is not None else f"<raw line {line}>".encode(),
+        status,
+        " ".join(reasons),
+        json.dumps(list(problems)),
+        firm,
+        firm_sort_text(firm) if firm else None,
+        fields.agg_unit if fields is not None else None,
+        fields.symbol if fields is not None else None,
+        fields.sub_typ if fields is not None else None,
+        fields.biz_dt if fields is not None else None,
+        json.dumps(fields._asdict()) if fields is not None else None,
+    )
+
+
+def add_dpl_file(
+    ledger: Ledger,
+    *,
+    submitter: str,
+    cycle: dt.date,
+    rows: Iterable[tuple[Any, ...]],
+    name: str = "positions.fixml",
+    received_at: dt.datetime | None = None,
+    totals: tuple[int, int, int] = (0, 0, 0),
+) -> int:
+    """Record a processed DPL file of ``submitter`` for ``cycle`` with the given ledger rows."""
+    received = received_at or dt.datetime.combine(cycle, dt.time(18), tzinfo=dt.UTC)
+    file_id = ledger.record_file(
+        flow="dpl",
+        firm=submitter,
+        account=submitter,
+        name=name,
+        sha256=hashlib.sha256(f"{submitter}{name}{received}".encode()).hexdigest(),
+        size=0,
+        received_at=received,
+        cycle=cycle.isoformat(),
+        work_path=f"work/{name}",
+        source="test",
+    )
+    ledger.replace_dpl_records(
+        file_id, rows, cycle=cycle.isoformat(), submitter=submitter, totals=totals
+    )
+    return file_id
+
+
+def random_valid_rows(count: int, *, seed: int = 7, firms: int = 40) -> Iterator[tuple[Any, ...]]:
+    """``count`` valid rows over ``firms`` firms (numeric and not), 20 aggregation units,
+    2,000 symbols and the three SubTyps, in random order."""
+    rng = random.Random(seed)
+    firm_ids = [f"{rng.randint(1, 99999):05d}" for _ in range(firms - 3)] + ["IAN", "ZED", "7"]
+    for line in range(1, count + 1):
+        fields = valid_fields(
+            rng.choice(firm_ids),
+            f"AU{rng.randint(1, 20):03d}",
+            f"S{rng.randint(1, 2000):04d}",
+            rng.choice(SUB_TYPES),
+            long=str(rng.randint(0, 10**6)),
+        )
+        yield ledger_row(line, fields)
+
+
+def fill_ledger(ledger: Ledger, cycle: dt.date, count: int, *, seed: int = 7) -> None:
+    """One file of ``count`` valid records (one executemany in one transaction)."""
+    add_dpl_file(
+        ledger,
+        submitter="BENCH",
+        cycle=cycle,
+        rows=random_valid_rows(count, seed=seed),
+        name="bench.fixml",
+        totals=(count, count, 0),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the benchmark
+
+
+def _child(config_path: str) -> None:
+    """Publish CYCLE with the config at ``config_path``; print time and peak RSS as JSON."""
+    from gateway.commands.dpl_publish import CliRuntime
+    from gateway.config import load_config
+    from gateway.publication import publish_cycle
+
+    config = load_config(config_path)
+    ledger = Ledger(config.spool.ledger_path)
+    clock = lambda: dt.datetime(2026, 3, 10, 6, 5, tzinfo=dt.UTC)  # noqa: E731
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    result = publish_cycle(CliRuntime(config, ledger, clock), CYCLE, force=True)
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(
+        json.dumps(
+            {
+                "records": result.records,
+                "seconds": seconds,
+                "cpu_seconds": cpu,
+                "load": os.getloadavg()[0],
+                "rss_mb": after.ru_maxrss / 1024,
+                "bytes": result.path.stat().st_size,
+                "exchanges": len(result.delivered),
+                "complete": result.complete,
+            }
+        )
+    )
+
+
+def _measure(count: int, workdir: Path) -> dict[str, Any]:
+    from gateway.config import load_config
+    from tests.support.daemon import make_test_config
+
+    cfg = make_test_config(workdir)
+    config = load_config(cfg.path)
+    ledger = Ledger(config.spool.ledger_path)
+    started = time.perf_counter()
+    fill_ledger(ledger, CYCLE, count)
+    fill_seconds = time.perf_counter() - started
+    ledger.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.bench_dpl_publish", "--child", str(cfg.path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["fill_seconds"] = fill_seconds
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench dpl-publish", description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=2_000_000)
+    parser.add_argument(
+        "--small",
+        type=int,
+        default=None,
+        help="second, smaller size for the memory comparison (default N/4)",
+    )
+    parser.add_argument("--child", metavar="CONFIG", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args.child)
+        return 0
+    sizes = [args.small if args.small is not None else max(1, args.records // 4), args.records]
+    rows = []
+    for count in sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-dpl-publish-") as tmp:
+            rows.append(_measure(count, Path(tmp)))
+    command = "python -m tests.benchmarks.bench_dpl_publish " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    print(f"command: `{command.strip()}`  (cpus: {os.cpu_count()})\n")
+    print(
+        "| records | file MB | fill s | publish wall s | publish CPU s | records/s (wall) "
+        "| peak RSS MB | load avg |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['records']:,} | {r['bytes'] / 1e6:,.0f} | {r['fill_seconds']:.1f} "
+            f"| {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['records'] / r['seconds']:,.0f} "
+            f"| {r['rss_mb']:.0f} | {r['load']:.1f} |"
+        )
+    big = rows[-1]
+    ratio = rows[-1]["rss_mb"] / rows[0]["rss_mb"]
+    print(f"\nPeak RSS {sizes[-1]:,} vs {sizes[0]:,} records: ×{ratio:.2f} (flat ≈ 1).")
+    if big["records"] >= 2_000_000:
+        ok = big["seconds"] < 60 and big["rss_mb"] < 300
+        print(f"Target (2,000,000 records < 60 s, < 300 MB): {'met' if ok else 'NOT met'}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
