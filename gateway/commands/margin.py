@@ -1,0 +1,230 @@
+"""CLI verbs of the portfolio margin flow: ``margin`` and ``theo generate`` (SPEC §3, §7).
+
+Neither needs the config: ``margin`` takes a theo set folder and a 346 position file, and
+``theo generate`` a market snapshot. Bad input data (unreadable position file, theo set or market
+snapshot) exits 65 with a message naming file, line and column; a usage mistake exits 2.
+Long work shows a progress bar when stderr is a terminal and plain log lines otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+
+from engine.errors import UnreadableInput
+from engine.margin import margin_for_file
+from engine.market import generate_instruments, parse_market_snapshot
+from engine.positions import parse_position_file
+from engine.pricing import DEFAULT_STEPS
+from engine.theo import TheoSetInvalid, parse_theo_set, render_theo_set
+
+log = logging.getLogger(__name__)
+
+EX_OK = 0
+EX_FAILURE = 1
+EX_USAGE = 2
+EX_DATAERR = 65
+FORMATS = ("table", "csv", "json", "pdf")
+PROGRESS_MIN_BYTES = 2_000_000
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``margin`` and ``theo generate``."""
+    p = subparsers.add_parser(
+        "margin",
+        help="portfolio margin (CPM/RBH) of a 346 position file",
+        description="Compute portfolio margin requirements of a CSV or ASCII 346 position file "
+        "against a theoretical P&L set.",
+    )
+    p.add_argument("--theo", required=True, metavar="DIR", help="theo set folder (SPEC §7.1)")
+    p.add_argument("--positions", required=True, metavar="FILE", help="346 position file")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output (default: table)")
+    p.add_argument("--out", metavar="PATH", help="write here instead of standard output")
+    p.add_argument(
+        "--firm",
+        metavar="ID",
+        help="clearing firm number for records that leave it blank",
+    )
+    p.set_defaults(func=run_margin)
+
+    t = subparsers.add_parser("theo", help="theoretical P&L sets")
+    tsub = t.add_subparsers(dest="theo_verb", metavar="VERB")
+    g = tsub.add_parser(
+        "generate",
+        help="build a theo set from a market snapshot",
+        description="Price every instrument of a market snapshot at the 10 points of its "
+        "product group's move range (CRR binomial for American, Black-Scholes for European) "
+        "and write a theo set; meta.csv is written last.",
+    )
+    g.add_argument("--market", required=True, metavar="FILE", help="market snapshot CSV")
+    g.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="activity date")
+    g.add_argument("--out", required=True, metavar="DIR", help="folder of the new set")
+    g.add_argument(
+        "--equity-product-group",
+        default="999",
+        metavar="ID",
+        help="product group of stocks not in the set (default 999)",
+    )
+    g.add_argument(
+        "--steps", type=int, default=DEFAULT_STEPS, help="binomial steps (default %(default)s)"
+    )
+    g.add_argument("--force", action="store_true", help="replace an existing set in DIR")
+    g.set_defaults(func=run_theo_generate)
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(f"posgate: {message}\n")
+    return code
+
+
+def _describe(exc: UnreadableInput) -> str:
+    problems = getattr(exc, "problems", None)
+    if problems:
+        return "\n  ".join([f"{exc.reason}:"] + list(problems))
+    where = exc.location.describe()
+    return f"{exc.reason}: {exc.message}" + (f" ({where})" if where else "")
+
+
+@contextlib.contextmanager
+def _progress(label: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on a terminal; otherwise plain log lines every 25 %."""
+    if enabled and sys.stderr.isatty():
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as bar:
+            task = bar.add_task(label, total=None)
+
+            def update(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            yield update
+    elif enabled:
+        last = [-1]
+
+        def log_update(done: int, total: int) -> None:
+            quarter = (4 * done) // max(total, 1)
+            if quarter != last[0]:
+                last[0] = quarter
+                log.info("%s progress=%d/%d", label, done, total)
+
+        yield log_update
+    else:
+        yield None
+
+
+def run_margin(args: argparse.Namespace) -> int:
+    from gateway.theo_store import load_theo_set
+
+    try:
+        theo = load_theo_set(args.theo)
+    except UnreadableInput as exc:
+        return _fail(f"theo set {args.theo} cannot be used: {_describe(exc)}", EX_DATAERR)
+    try:
+        data = Path(args.positions).read_bytes()
+    except OSError as exc:
+        return _fail(
+            f"position file {args.positions} cannot be read: {exc.strerror or exc}", EX_DATAERR
+        )
+    try:
+        with _progress("reading positions", len(data) >= PROGRESS_MIN_BYTES) as progress:
+            parsed = parse_position_file(data, default_firm=args.firm, progress=progress)
+    except UnreadableInput as exc:
+        return _fail(f"position file {args.positions} cannot be read: {_describe(exc)}", EX_DATAERR)
+    report = margin_for_file(parsed, theo)
+
+    from gateway import margin_outputs as out
+
+    fmt = args.format
+    if fmt == "pdf" and not args.out and sys.stdout.isatty():
+        return _fail("--format pdf writes binary data: give --out PATH", EX_USAGE)
+    if fmt == "table":
+        if args.out:
+            payload = out.table_text(report).encode("utf-8")
+        else:
+            from rich.console import Console
+
+            out.render_table(
+                report, Console(width=None if sys.stdout.isatty() else out.PLAIN_WIDTH)
+            )
+            return EX_OK
+    elif fmt == "csv":
+        payload = out.results_csv(report)
+    elif fmt == "json":
+        payload = out.report_json(report)
+    else:
+        payload = out.report_pdf(report)
+    if args.out:
+        try:
+            from gateway.errors import TransientError
+            from gateway.fsio import write_atomic
+
+            write_atomic(Path(args.out), payload)
+        except TransientError as exc:
+            return _fail(str(exc), EX_FAILURE)
+    else:
+        sys.stdout.buffer.write(payload)
+        sys.stdout.flush()
+    return EX_OK
+
+
+def run_theo_generate(args: argparse.Namespace) -> int:
+    from gateway.errors import TransientError
+    from gateway.fsio import write_atomic
+
+    try:
+        activity = date.fromisoformat(args.date)
+    except ValueError:
+        return _fail(f"--date {args.date!r} is not YYYY-MM-DD", EX_USAGE)
+    if args.steps < 1:
+        return _fail("--steps must be at least 1", EX_USAGE)
+    out_dir = Path(args.out)
+    if (out_dir / "meta.csv").exists() and not args.force:
+        return _fail(f"{out_dir} already holds a theo set (meta.csv); use --force", EX_FAILURE)
+    try:
+        data = Path(args.market).read_bytes()
+    except OSError as exc:
+        return _fail(f"market snapshot {args.market} cannot be read: {exc.strerror or exc}", 65)
+    try:
+        snap = parse_market_snapshot(data, file=Path(args.market).name)
+        log.info(
+            "pricing underlyings=%d series=%d date=%s",
+            len(snap.und_symbol),
+            len(snap.ser_symbol),
+            activity.isoformat(),
+        )
+        instruments = generate_instruments(snap, activity.isoformat(), steps=args.steps)
+        big = len(instruments.symbol) >= 200_000
+        with _progress("writing pnl.csv", big) as progress:
+            files = render_theo_set(
+                activity_date=activity.isoformat(),
+                source=f"posgate theo generate {Path(args.market).name}",
+                equity_product_group=args.equity_product_group,
+                groups=snap.groups,
+                instruments=instruments,
+                progress=progress,
+            )
+        parse_theo_set(files, name=activity.isoformat())  # a generated set must load
+    except TheoSetInvalid as exc:
+        return _fail(f"market snapshot {args.market} cannot be used: {_describe(exc)}", 65)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            (out_dir / "meta.csv").unlink()  # the set is incomplete until meta.csv is back
+        for name, payload in files.items():
+            if name != "meta.csv":
+                write_atomic(out_dir / name, payload)
+        write_atomic(out_dir / "meta.csv", files["meta.csv"])
+    except (TransientError, OSError) as exc:
+        return _fail(f"cannot write the set into {out_dir}: {exc}", EX_FAILURE)
+    log.info("theo set written dir=%s instruments=%d", out_dir, len(instruments.symbol))
+    return EX_OK

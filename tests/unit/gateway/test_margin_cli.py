@@ -1,0 +1,279 @@
+"""``posgate margin`` and ``posgate theo generate`` through the real command line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from engine.positions import parse_position_file
+from gateway.cli import main
+from gateway.theo_store import load_theo_set
+from tests.benchmarks.bench_margin import reference_margin
+
+ROOT = Path(__file__).resolve().parents[3]
+SAMPLES = ROOT / "config" / "samples" / "pmc"
+THEO = SAMPLES / "theo" / "2026-11-20"
+CSV_FILE = SAMPLES / "positions.csv"
+ASCII_FILE = SAMPLES / "positions.txt"
+
+
+def run(capsysbinary: pytest.CaptureFixture[bytes], *args: str) -> tuple[int, bytes, str]:
+    code = main(list(args))
+    out = capsysbinary.readouterr()
+    return code, out.out, out.err.decode()
+
+
+def test_json_is_the_spec_document(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    code, out, _ = run(
+        capsysbinary,
+        "margin",
+        "--theo",
+        str(THEO),
+        "--positions",
+        str(CSV_FILE),
+        "--format",
+        "json",
+    )
+    assert code == 0
+    doc = json.loads(out)
+    assert set(doc) == {"theo_date", "counts", "accounts", "firms", "problems"}
+    assert doc["theo_date"] == "2026-11-20"
+    assert doc["counts"] == {
+        "accepted": 15,
+        "rejected": 1,
+        "invalid_series": 1,
+        "warnings": 1,
+        "total": 17,
+    }
+    for acct in doc["accounts"]:
+        assert set(acct) == {
+            "firm",
+            "account",
+            "account_type",
+            "nav",
+            "risk",
+            "minimum",
+            "requirement",
+            "groups",
+        }
+        assert acct["requirement"] >= 0 and acct["minimum"] >= 0 and acct["risk"] >= 0
+        assert acct["requirement"] == pytest.approx(sum(g["requirement"] for g in acct["groups"]))
+    assert [f["firm"] for f in doc["firms"]] == ["5"]
+    assert doc["firms"][0]["requirement"] == pytest.approx(
+        sum(a["requirement"] for a in doc["accounts"]), abs=0.02
+    )
+    assert [(p["line"], p["kind"]) for p in doc["problems"]] == [
+        (13, "invalid_series"),
+        (14, "rejected"),
+        (15, "warning"),
+    ]
+    # the requirement is the one the independent per-position loop finds
+    theo = load_theo_set(THEO)
+    ref = reference_margin(parse_position_file(CSV_FILE.read_bytes()).positions, theo)
+    for acct in doc["accounts"]:
+        key = (acct["firm"], acct["account"], acct["account_type"])
+        assert acct["requirement"] == pytest.approx(ref[key], abs=0.01)
+
+
+def test_csv_has_positive_requirements_in_a_requirement_column(
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    code, out, _ = run(
+        capsysbinary,
+        "margin",
+        "--theo",
+        str(THEO),
+        "--positions",
+        str(ASCII_FILE),
+        "--format",
+        "csv",
+    )
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out.decode())))
+    assert "requirement" in rows[0]
+    levels = {r["level"] for r in rows}
+    assert {
+        "account",
+        "portfolio_group",
+        "product_group",
+        "class_group",
+        "contract",
+        "firm",
+    } <= levels
+    accounts = [r for r in rows if r["level"] == "account"]
+    assert accounts and all(float(r["requirement"]) > 0 for r in accounts)
+    firm = [r for r in rows if r["level"] == "firm"]
+    assert float(firm[0]["requirement"]) == pytest.approx(
+        sum(float(r["requirement"]) for r in accounts), abs=0.02
+    )
+    gains = [r for r in rows if r["row"] == "Gains"]
+    assert gains and all(float(v) >= 0 for r in gains for v in list(r.values())[-10:])
+
+
+def test_table_on_standard_output(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    code, out, _ = run(capsysbinary, "margin", "--theo", str(THEO), "--positions", str(CSV_FILE))
+    text = out.decode()
+    assert code == 0
+    assert "Account summary" in text and "CUST01" in text and "Reqt" in text
+    assert "Gains" in text and "Losses" in text and "Total" in text
+    assert "INVALID_SERIES" in text
+
+
+def test_pdf_opens_and_shows_the_requirement(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    out_pdf = tmp_path / "margin.pdf"
+    code, _, _ = run(
+        capsysbinary,
+        "margin",
+        "--theo",
+        str(THEO),
+        "--positions",
+        str(CSV_FILE),
+        "--format",
+        "pdf",
+        "--out",
+        str(out_pdf),
+    )
+    assert code == 0
+    text = "".join(page.extract_text() for page in PdfReader(out_pdf).pages)
+    assert "Portfolio margin results" in text
+    code, out, _ = run(
+        capsysbinary,
+        "margin",
+        "--theo",
+        str(THEO),
+        "--positions",
+        str(CSV_FILE),
+        "--format",
+        "json",
+    )
+    firm_req = json.loads(out)["firms"][0]["requirement"]
+    assert f"-{firm_req:,.0f}" in text
+    assert "Requirement" in text
+
+
+def test_out_writes_a_file(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    target = tmp_path / "table.txt"
+    code, out, _ = run(
+        capsysbinary,
+        "margin",
+        "--theo",
+        str(THEO),
+        "--positions",
+        str(CSV_FILE),
+        "--out",
+        str(target),
+    )
+    assert code == 0 and out == b""
+    assert "Account summary" in target.read_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x00\x01\x02\x03", "binary"),
+        (b"", "empty"),
+        (b"not a position file\n", "no 346 record"),
+    ],
+)
+def test_unreadable_positions_exit_65(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes], content: bytes, message: str
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(content)
+    code, out, err = run(capsysbinary, "margin", "--theo", str(THEO), "--positions", str(bad))
+    assert code == 65 and out == b""
+    assert message in err and "bad.csv" in err
+
+
+def test_missing_positions_file_exits_65(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    code, _, err = run(
+        capsysbinary, "margin", "--theo", str(THEO), "--positions", str(tmp_path / "nope.csv")
+    )
+    assert code == 65 and "cannot be read" in err
+
+
+def test_bad_theo_set_exits_65_with_location(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    broken = tmp_path / "2026-11-20"
+    shutil.copytree(THEO, broken)
+    text = (broken / "pnl.csv").read_text().splitlines()
+    cells = text[3].split(",")
+    cells[11] = "strike!"
+    text[3] = ",".join(cells)
+    (broken / "pnl.csv").write_text("\n".join(text) + "\n")
+    code, _, err = run(capsysbinary, "margin", "--theo", str(broken), "--positions", str(CSV_FILE))
+    assert code == 65
+    assert "pnl.csv line 4 column strike: strike='strike!'" in err
+    (broken / "meta.csv").unlink()
+    code, _, err = run(capsysbinary, "margin", "--theo", str(broken), "--positions", str(CSV_FILE))
+    assert code == 65 and "meta.csv is missing" in err
+
+
+def test_theo_generate_writes_a_loadable_set(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    out_dir = tmp_path / "theo" / "2026-11-20"
+    args = ["theo", "generate", "--market", str(SAMPLES / "market.csv"), "--date", "2026-11-20"]
+    code, _, err = run(capsysbinary, *args, "--out", str(out_dir))
+    assert code == 0, err
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "class_groups.csv",
+        "meta.csv",
+        "pnl.csv",
+        "portfolio_groups.csv",
+        "product_groups.csv",
+    ]
+    generated = load_theo_set(out_dir)
+    shipped = load_theo_set(THEO)
+    assert generated.size == shipped.size
+    assert abs(generated.pnl - shipped.pnl).max() < 1e-6  # the shipped sample is reproducible
+    code, _, err = run(capsysbinary, *args, "--out", str(out_dir))
+    assert code == 1 and "--force" in err
+    code, _, _ = run(capsysbinary, *args, "--out", str(out_dir), "--force")
+    assert code == 0
+
+
+def test_theo_generate_bad_inputs(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    market = tmp_path / "market.csv"
+    market.write_text(
+        (SAMPLES / "market.csv")
+        .read_text()
+        .replace("SPX,,,,,,,,,,6000,0.16", "SPX,,,,,,,,,,lots,0.16")
+    )
+    base = ["theo", "generate", "--out", str(tmp_path / "out")]
+    code, _, err = run(capsysbinary, *base, "--market", str(market), "--date", "2026-11-20")
+    assert code == 65 and "market.csv line" in err and "price='lots'" in err
+    assert not (tmp_path / "out").exists()
+    code, _, err = run(capsysbinary, *base, "--market", str(market), "--date", "2026-13-40")
+    assert code == 2 and "YYYY-MM-DD" in err
+    code, _, err = run(
+        capsysbinary, *base, "--market", str(tmp_path / "no.csv"), "--date", "2026-11-20"
+    )
+    assert code == 65
+
+
+def test_progress_is_plain_log_lines_off_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
+    from gateway.commands.margin import _progress
+
+    caplog.set_level("INFO", logger="gateway.commands.margin")
+    with _progress("reading positions", True) as update:
+        assert update is not None
+        for done in range(0, 101, 5):
+            update(done, 100)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [f"reading positions progress={d}/100" for d in (0, 25, 50, 75, 100)]
+    with _progress("small file", False) as none:
+        assert none is None
