@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from engine.calendar import BusinessCalendar
 from engine.dpl import DplFields, firm_sort_text
-from gateway.store import Ledger
+from gateway.store import Ledger, unpack_fields
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ def dpl_report_rows(
 
 def _rows(ledger: Ledger, cycle: dt.date, firm: str | None, status: str) -> Iterator[ReportRow]:
     for row in ledger.iter_dpl_report(cycle.isoformat(), firm=firm, status=status):
-        fields = json.loads(row["fields"]) if row["fields"] else None
+        values = unpack_fields(row["fields"])
+        fields = dict(zip(FIELD_NAMES, values, strict=True)) if values is not None else None
         yield {
             "cycle": row["cycle"],
             "submitter": row["submitter"],

@@ -26,6 +26,8 @@ from typing import Any
 
 import sqlite_utils
 
+from engine.dpl import DplFields
+
 FILES = "files"
 FILE_EVENTS = "file_events"
 DPL_RECORDS = "dpl_records"
@@ -38,12 +40,39 @@ TERMINAL_STATES = frozenset({"archived", "quarantined", "duplicate", "vanished"}
 
 # The publishable records of a cycle (valid, of current files) and the order of publication:
 # SPEC §6.6 (firm numeric-aware, aggregation unit, symbol, SubTyp) with a deterministic tie-break.
+_LINE_BITS = 32
+_LINE_MASK = (1 << _LINE_BITS) - 1
+# The records of file f: rowids from f.id << 32 to f.id << 32 | 0xffffffff.
+_RECORDS_OF_FILE = f"r.id BETWEEN (f.id << {_LINE_BITS}) AND ((f.id << {_LINE_BITS}) | {_LINE_MASK})"
+_RECORD_COLUMNS = f"r.id >> {_LINE_BITS} AS file_id, r.id & {_LINE_MASK} AS line"
 _PUBLISHABLE_DPL = (
-    f" FROM {DPL_RECORDS} r JOIN {FILES} f ON f.id = r.file_id"
-    " WHERE r.cycle = ? AND r.status = 'valid' AND r.superseded = 0"
-    " AND f.superseded_by IS NULL AND f.state IN ('processed', 'archived')"
+    f" FROM {FILES} f JOIN {DPL_RECORDS} r ON {_RECORDS_OF_FILE}"
+    " WHERE f.flow = 'dpl' AND f.cycle = ? AND f.superseded_by IS NULL"
+    " AND f.state IN ('processed', 'archived') AND r.status = 'valid'"
 )
-_PUBLICATION_ORDER = " ORDER BY r.firm_sort, r.agg_unit, r.symbol, r.sub_typ, r.file_id, r.line"
+_PUBLICATION_ORDER = " ORDER BY r.sort_key, r.id"
+
+# Record fields are stored packed: values joined by US (0x1f), None written as STX (0x02). Neither
+# character can occur in an XML attribute value, and this is several times cheaper than JSON.
+_FIELD_SEP = "\x1f"
+_NONE = "\x02"
+_SORT_SEP = "\x01"
+
+
+def pack_fields(values: Sequence[str | None]) -> str:
+    return _FIELD_SEP.join([_NONE if v is None else v for v in values])
+
+
+def unpack_fields(text: str | None) -> tuple[str | None, ...] | None:
+    if text is None:
+        return None
+    return tuple(None if v == _NONE else v for v in text.split(_FIELD_SEP))
+
+
+def dpl_sort_key(firm_sort: str, agg_unit: str, symbol: str, sub_typ: str) -> str:
+    """One text whose order is the publication order (SPEC §6.6): the parts joined by SOH,
+    which sorts before every character an attribute value can hold."""
+    return _SORT_SEP.join((firm_sort, agg_unit, symbol, sub_typ))
 
 
 def utc_now() -> dt.datetime:
@@ -74,16 +103,15 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         pk="id", foreign_keys=[("file_id", FILES, "id")], if_not_exists=True,
     )
     db[FILE_EVENTS].create_index(["file_id"], if_not_exists=True)  # type: ignore[union-attr]
+    # One row per record, keyed by (file, line); cycle, submitter and superseding live on the
+    # file row. Kept lean on purpose: this insert is on the hot path of the intake.
+    # The rowid encodes (file id, line) as file_id << 32 | line: the table is one append-only
+    # b-tree, and a file's records are a rowid range.
     db[DPL_RECORDS].create(  # type: ignore[union-attr]
-        {
-            "id": int, "file_id": int, "line": int, "raw": bytes, "status": str, "reasons": str,
-            "details": str, "firm": str, "firm_sort": str, "agg_unit": str, "symbol": str, "sub_typ": str,
-            "biz_dt": str, "fields": str, "cycle": str, "submitter": str, "superseded": int,
-        },
-        pk="id", foreign_keys=[("file_id", FILES, "id")], if_not_exists=True,
+        {"id": int, "raw": bytes, "status": str, "reasons": str, "details": str, "fields": str,
+         "sort_key": str},
+        pk="id", if_not_exists=True,
     )
-    db[DPL_RECORDS].create_index(["file_id"], if_not_exists=True)  # type: ignore[union-attr]
-    db[DPL_RECORDS].create_index(["cycle", "status", "superseded"], if_not_exists=True)  # type: ignore[union-attr]
     db[DPL_PUBLICATIONS].create(  # type: ignore[union-attr]
         {"cycle": str, "published_at": str, "delivery_date": str, "sha256": str, "records": int,
          "path": str, "runs": int},
@@ -306,8 +334,8 @@ class Ledger:
     ) -> int | None:
         """Store a file's records, mark it processed and supersede the submitter's older files.
 
-        ``rows`` are ``(line, raw, status, reasons, details_json, firm, firm_sort, agg_unit,
-        symbol, sub_typ, biz_dt, fields_json)`` and may be a generator (consumed inside the
+        ``rows`` are ``(line, raw, status, reasons, details_json, packed_fields, sort_key)``
+        (see ``pack_fields`` and ``dpl_sort_key``) and may be a generator (consumed inside the
         transaction); ``totals`` (total, valid, rejected) may be a callable read after the rows
         are consumed. ``before_commit(superseded_id)`` runs inside the transaction, so outputs
         it writes exist whenever the ledger says ``processed``. All in one transaction: a crash
@@ -315,13 +343,14 @@ class Ledger:
         any. Idempotent: a rerun first deletes what an earlier attempt may have stored.
         """
         with self.transaction() as conn:
-            conn.execute(f"DELETE FROM {DPL_RECORDS} WHERE file_id = ?", (file_id,))
+            base = file_id << _LINE_BITS
+            conn.execute(f"DELETE FROM {DPL_RECORDS} WHERE id BETWEEN ? AND ?",
+                         (base, base | _LINE_MASK))
             conn.execute(f"UPDATE {FILES} SET cycle = ? WHERE id = ?", (cycle, file_id))
             conn.executemany(
-                f"INSERT INTO {DPL_RECORDS} (file_id, line, raw, status, reasons, details, firm,"
-                " firm_sort, agg_unit, symbol, sub_typ, biz_dt, fields, cycle, submitter,"
-                " superseded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                ((file_id, *row, cycle, submitter) for row in rows),
+                f"INSERT INTO {DPL_RECORDS} (id, raw, status, reasons, details, fields, sort_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((base | r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows),
             )
             total, valid, rejected = totals() if callable(totals) else totals
             older = conn.execute(
@@ -335,8 +364,6 @@ class Ledger:
                 superseded = int(row["id"])
                 conn.execute(f"UPDATE {FILES} SET superseded_by = ? WHERE id = ?",
                              (file_id, superseded))
-                conn.execute(f"UPDATE {DPL_RECORDS} SET superseded = 1 WHERE file_id = ?",
-                             (superseded,))
                 self._event(conn, superseded, "superseded", f"by file {file_id}")
             newer = conn.execute(
                 f"SELECT id FROM {FILES} WHERE flow = 'dpl' AND firm = ? AND cycle = ?"
@@ -346,8 +373,6 @@ class Ledger:
             if newer is not None:  # processed out of order after a restart: newer one wins
                 conn.execute(f"UPDATE {FILES} SET superseded_by = ? WHERE id = ?",
                              (int(newer["id"]), file_id))
-                conn.execute(f"UPDATE {DPL_RECORDS} SET superseded = 1 WHERE file_id = ?",
-                             (file_id,))
             self._set_state(conn, file_id, "processed", f"{total} records", total=total,
                             valid=valid, rejected=rejected)
             if before_commit is not None:
@@ -365,38 +390,28 @@ class Ledger:
         return FileRow.from_row(row) if row else None
 
     def dpl_records_for_file(self, file_id: int) -> list[sqlite3.Row]:
+        base = file_id << _LINE_BITS
         return self.connect().execute(
-            f"SELECT * FROM {DPL_RECORDS} WHERE file_id = ? ORDER BY line", (file_id,)
+            f"SELECT {_RECORD_COLUMNS}, r.* FROM {DPL_RECORDS} r WHERE r.id BETWEEN ? AND ?"
+            " ORDER BY r.id", (base, base | _LINE_MASK),
         ).fetchall()
-
-    def iter_publishable_dpl(self, cycle: str, batch: int = 5000) -> Iterator[sqlite3.Row]:
-        """Valid, current records of a cycle, in publication order, streamed in batches."""
-        conn = self.connect()
-        cursor = conn.execute(
-            "SELECT r.id, r.fields, r.firm, r.agg_unit, r.symbol, r.sub_typ"
-            + _PUBLISHABLE_DPL + _PUBLICATION_ORDER,
-            (cycle,),
-        )
-        while True:
-            rows = cursor.fetchmany(batch)
-            if not rows:
-                return
-            yield from rows
 
     def iter_dpl_report(self, cycle: str, *, firm: str | None = None,
                         status: str = "all") -> Iterator[sqlite3.Row]:
-        clauses = ["r.cycle = ?", "r.superseded = 0", "f.superseded_by IS NULL"]
+        clauses = ["f.flow = 'dpl'", "f.cycle = ?", "f.superseded_by IS NULL",
+                   "f.state IN ('processed', 'archived')"]
         params: list[Any] = [cycle]
         if firm is not None:
-            clauses.append("r.submitter = ?")
+            clauses.append("f.firm = ?")
             params.append(firm)
         if status != "all":
             clauses.append("r.status = ?")
             params.append(status)
         cursor = self.connect().execute(
-            f"SELECT r.*, f.name AS file_name, f.received_at FROM {DPL_RECORDS} r"
-            f" JOIN {FILES} f ON f.id = r.file_id WHERE " + " AND ".join(clauses)
-            + " ORDER BY r.submitter, r.file_id, r.line",
+            f"SELECT {_RECORD_COLUMNS}, r.*, f.cycle AS cycle, f.firm AS submitter,"
+            f" f.name AS file_name, f.received_at FROM {FILES} f JOIN {DPL_RECORDS} r"
+            f" ON {_RECORDS_OF_FILE} WHERE " + " AND ".join(clauses)
+            + " ORDER BY f.firm, r.id",
             params,
         )
         while True:
@@ -470,32 +485,27 @@ class Ledger:
 
     def iter_publishable_dpl_values(self, cycle: str, names: Sequence[str],
                                     batch: int = 5000) -> Iterator[Sequence[Any]]:
-        """Like ``iter_publishable_dpl``, but only the values of the named keys of ``fields``.
-
-        SQLite parses each record's JSON once (``json_extract`` with several paths returns them
-        as a JSON array), which is much cheaper than decoding whole objects in Python for
-        millions of records. A key absent from a record gives None.
-        """
-        for name in names:
-            if not name.isidentifier():
-                raise ValueError(f"not a field name: {name!r}")
-        paths = ", ".join(f"'$.{name}'" for name in names)
-        extract = f"json_extract(r.fields, {paths})"
-        if len(names) == 1:  # one path returns the bare value, not an array
-            extract = f"json_array({extract})"
+        """Valid records of the cycle's current files, in publication order, streamed: the
+        values of the named fields (names of ``engine.dpl.DplFields``, the packed order)."""
+        order = {name: i for i, name in enumerate(DplFields._fields)}
+        try:
+            picks = [order[name] for name in names]
+        except KeyError as exc:
+            raise ValueError(f"not a field name: {exc.args[0]!r}") from None
         cursor = self.connect().cursor()
         cursor.row_factory = None
-        cursor.execute(f"SELECT {extract}" + _PUBLISHABLE_DPL + _PUBLICATION_ORDER, (cycle,))
-        loads = json.loads
+        cursor.execute("SELECT r.fields" + _PUBLISHABLE_DPL + _PUBLICATION_ORDER, (cycle,))
+        everything = picks == list(range(len(DplFields._fields)))
         while True:
             rows = cursor.fetchmany(batch)
             if not rows:
                 return
-            for (values,) in rows:
-                yield loads(values)
+            for (text,) in rows:
+                values = unpack_fields(text) or ()
+                yield values if everything else tuple(values[i] for i in picks)
 
     def count_publishable_dpl(self, cycle: str) -> int:
-        """How many records ``iter_publishable_dpl(cycle)`` yields (for progress reporting)."""
+        """How many records ``iter_publishable_dpl_values(cycle, ...)`` yields (for progress reporting)."""
         return int(self.connect().execute("SELECT count(*)" + _PUBLISHABLE_DPL,
                                           (cycle,)).fetchone()[0])
 

@@ -7,7 +7,7 @@ validated and stored with its raw bytes, status and all reasons; the firm gets, 
 text; the input's own line ending) and ``<stem>.receipt.json``. Outputs are written inside the
 ledger transaction that marks the file processed, so after a crash either both exist or the file
 is processed again (outputs are rewritten identically). Latest file wins per (submitting firm,
-cycle): the ledger marks older files' records superseded in the same transaction.
+cycle): the ledger marks the older file superseded in the same transaction.
 
 A file that cannot be read at all raises ``UnreadableInput``; the intake quarantines it and the
 alert names the firm's technical contact. No records are returned for it.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -26,13 +27,13 @@ from typing import Any, BinaryIO
 
 from engine import dpl as dpl_engine
 from engine.calendar import BusinessCalendar
-from engine.dpl import ValidationResult
+from engine.dpl import VALID, ValidationResult, firm_sort_text
 from gateway import metrics
 from gateway.config import Config, ReferenceData
 from gateway.fsio import atomic_writer, write_atomic
 from gateway.reference import business_calendar, dpl_reference, firm_entitlements
 from gateway.spool import ClaimedFile
-from gateway.store import Ledger
+from gateway.store import Ledger, dpl_sort_key, pack_fields
 
 log = logging.getLogger(__name__)
 
@@ -153,18 +154,25 @@ class DplArrival:
         )
 
         def rows() -> Iterator[tuple[Any, ...]]:
+            # The hot loop of the intake: valid records take the short path.
+            valid = rejected = 0
+            firm_sort = _firm_sort
             for result in results:
-                counts["total"] += 1
-                if result.status == dpl_engine.VALID:
-                    counts["valid"] += 1
-                else:
-                    counts["rejected"] += 1
-                    rejects.add(result.raw)
-                    for reason in result.reasons:
-                        by_reason[reason] = by_reason.get(reason, 0) + 1
-                    if notify:
-                        rejected_events.append(_rejected_event(claimed, cycle, result))
+                if result.status == VALID:
+                    valid += 1
+                    f = result.fields
+                    assert f is not None  # a valid record has every field
+                    yield (result.line, result.raw, VALID, "", None, pack_fields(f),
+                           dpl_sort_key(firm_sort(f.firm_id), f.agg_unit, f.symbol, f.sub_typ))  # type: ignore[arg-type]
+                    continue
+                rejected += 1
+                rejects.add(result.raw)
+                for reason in result.reasons:
+                    by_reason[reason] = by_reason.get(reason, 0) + 1
+                if notify:
+                    rejected_events.append(_rejected_event(claimed, cycle, result))
                 yield _ledger_row(result)
+            counts.update(total=valid + rejected, valid=valid, rejected=rejected)
 
         receipt_holder: list[Receipt] = []
 
@@ -225,23 +233,18 @@ def _newline_of(path: Path) -> bytes:
     return b"\r\n" if end > 0 and head[end - 1:end] == b"\r" else b"\n"
 
 
+_firm_sort = functools.lru_cache(maxsize=4096)(firm_sort_text)
+
+
 def _ledger_row(result: ValidationResult) -> tuple[Any, ...]:
+    """The ledger row of a rejected record (see ``Ledger.replace_dpl_records``)."""
     fields = result.fields
-    firm = fields.firm_id if fields is not None else None
-    return (
-        result.line,
-        result.raw,
-        result.status,
-        " ".join(result.reasons),
-        json.dumps([p._asdict() for p in result.problems]) if result.problems else "[]",
-        firm,
-        dpl_engine.firm_sort_text(firm) if firm else None,
-        fields.agg_unit if fields is not None else None,
-        fields.symbol if fields is not None else None,
-        fields.sub_typ if fields is not None else None,
-        fields.biz_dt if fields is not None else None,
-        json.dumps(fields._asdict()) if fields is not None else None,
-    )
+    packed = pack_fields(fields) if fields is not None else None
+    sort_key = None  # only valid records are published, so only they need one
+    details = (json.dumps([p._asdict() for p in result.problems]) if result.problems
+               else None)
+    return (result.line, result.raw, result.status, " ".join(result.reasons), details, packed,
+            sort_key)
 
 
 def _wants_notification(config: Config, firm: str) -> bool:

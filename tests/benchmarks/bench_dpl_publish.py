@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.dpl import DplFields, firm_sort_text
-from gateway.store import Ledger
+from gateway.store import Ledger, dpl_sort_key, pack_fields
 
 CYCLE = dt.date(2026, 3, 9)  # a Monday
 SUB_TYPES = ("ETO", "OTC", "CMB")
@@ -78,14 +78,10 @@ def ledger_row(
         raw if raw is not None else f"<raw line {line}>".encode(),
         status,
         " ".join(reasons),
-        json.dumps(list(problems)),
-        firm,
-        firm_sort_text(firm) if firm else None,
-        fields.agg_unit if fields is not None else None,
-        fields.symbol if fields is not None else None,
-        fields.sub_typ if fields is not None else None,
-        fields.biz_dt if fields is not None else None,
-        json.dumps(fields._asdict()) if fields is not None else None,
+        json.dumps(list(problems)) if problems else None,
+        pack_fields(fields) if fields is not None else None,
+        dpl_sort_key(firm_sort_text(firm) if firm else "", fields.agg_unit or "",
+                     fields.symbol or "", fields.sub_typ or "") if fields is not None else None,
     )
 
 

@@ -86,12 +86,15 @@ def test_mixed_file_gives_byte_identical_rejects_and_receipt(clocked_daemon: Dae
     assert not (outbound / "positions-fix.rejects.fixml").exists()
     ledger = Ledger(cfg.spool / "state" / "ledger.sqlite3")
     try:
-        current = [json.loads(r["fields"])["symbol"]
-                   for r in ledger.iter_publishable_dpl("2026-11-20")]
+        current = [values[0] for values in
+                   ledger.iter_publishable_dpl_values("2026-11-20", ["symbol"])]
         assert current == ["NFLX"]
-        first = ledger.files(flow="dpl")[0]
-        assert all(r["superseded"] == 1 for r in ledger.dpl_records_for_file(first.id))
-        assert len(ledger.dpl_records_for_file(first.id)) == 6
+        first, second = ledger.files(flow="dpl")
+        assert len(ledger.dpl_records_for_file(first.id)) == 6  # kept, marked superseded
+        assert ledger.file(first.id).state == "archived"
+        superseded_by = ledger.connect().execute(
+            "SELECT superseded_by FROM files WHERE id = ?", (first.id,)).fetchone()[0]
+        assert superseded_by == second.id
     finally:
         ledger.close()
 
