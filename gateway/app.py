@@ -22,15 +22,18 @@ from gateway.config import Config, ConfigError, load_config
 from gateway.daemon import EXIT_UNAVAILABLE, Component, Daemon, StartupError
 from gateway.outbox import Outbox, SqliteProcessedStore
 from gateway.pipelines.dpl import DplArrival, Emit, no_events
+from gateway.pipelines.pmc import PmcArrival, TheoLoader
 from gateway.pipelines.requests import (
     compute_handlers,
     dpl_report_handler,
     dpl_submission_handler,
+    pmc_positions_handler,
 )
 from gateway.scheduler import build_publication_components
 from gateway.sftp import SftpAccount, SftpServer, SftpStartError
 from gateway.spool import SpoolIntake
 from gateway.store import Ledger
+from gateway.theo_store import TheoStore
 from gateway.worker import identities_of
 
 log = logging.getLogger(__name__)
@@ -190,10 +193,16 @@ def _flow_components(runtime: Runtime) -> list[Component]:
     emit: Emit = outbox.emit if outbox is not None else no_events  # type: ignore[assignment]
     dpl_arrival = DplArrival(spool_root=config.spool.root, ledger=runtime.ledger,
                              config=lambda: runtime.config, emit=emit)
+    theo_store = TheoStore(config.spool.root / "internal" / "theo", keep=config.pmc.theo_keep)
+    theo_loader = TheoLoader(theo_store)
+    pmc_arrival = PmcArrival(spool_root=config.spool.root, ledger=runtime.ledger,
+                             theo=theo_store, write_pdf=lambda: runtime.config.pmc.write_pdf,
+                             emit=emit)
     intake = SpoolIntake(
         spool_root=config.spool.root,
         ledger=runtime.ledger,
-        handlers={"dpl": dpl_arrival},
+        handlers={"dpl": dpl_arrival, "pmc": pmc_arrival},
+        on_internal=theo_loader.poke,
         clock=runtime.clock,
         stable_interval_s=config.intake.stable_interval_s,
         sweep_interval_s=config.intake.sweep_interval_s,
@@ -204,8 +213,9 @@ def _flow_components(runtime: Runtime) -> list[Component]:
         handlers: dict[str, Handler] = {
             "dpl.submission": dpl_submission_handler(intake, dpl_arrival),
             "dpl.report": dpl_report_handler(runtime.ledger),
+            "pmc.positions": pmc_positions_handler(intake, pmc_arrival),
         }
-        handlers.update(compute_handlers())
+        handlers.update(compute_handlers(theo_store))
         out.append(AmqpService(
             config.amqp,
             lambda: identities_of(runtime.config),
@@ -213,6 +223,7 @@ def _flow_components(runtime: Runtime) -> list[Component]:
             outbox,
             SqliteProcessedStore(config.spool.ledger_path),
         ))
+    out.append(theo_loader)
     out.extend(build_publication_components(runtime, emit=emit))
     if config.sftp.enabled:
         out.append(_SftpComponent(SftpServer(

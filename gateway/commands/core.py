@@ -54,6 +54,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_worker_verb(args: argparse.Namespace) -> int:
     from gateway.pipelines.requests import compute_handlers
+    from gateway.theo_store import TheoStore
     from gateway.worker import load_handler, run_worker
 
     try:
@@ -65,7 +66,8 @@ def run_worker_verb(args: argparse.Namespace) -> int:
         return EX_CONFIG
     configure_logging(config.daemon.log_level, config.daemon.log_format)
     try:
-        handlers = dict(load_handler(spec) for spec in args.handler) or compute_handlers()
+        theo = TheoStore(config.spool.root / "internal" / "theo", keep=config.pmc.theo_keep)
+        handlers = dict(load_handler(spec) for spec in args.handler) or compute_handlers(theo)
     except (ValueError, ImportError, AttributeError) as exc:
         log.error("worker: %s", exc)
         return EX_CONFIG

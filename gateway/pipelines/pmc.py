@@ -11,15 +11,23 @@ stop the file. ``TransientError`` from the disk propagates for a retry.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.margin import MarginReport, PositionCounts, margin_for_file
 from engine.positions import parse_position_file
 from engine.theo import TheoSet
+from gateway import metrics
+from gateway.errors import TransientError
 from gateway.fsio import write_atomic
 from gateway.margin_outputs import errors_csv, report_pdf, results_csv, summary_csv
+from gateway.spool import ClaimedFile
+from gateway.store import Ledger
+from gateway.theo_store import TheoStore
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +142,93 @@ def process_position_file(
         outcome.seconds,
     )
     return outcome
+
+
+class PmcArrival:
+    """The pmc flow handler for claimed files: latest theo set -> outputs -> ledger -> event.
+
+    Without any theo set loaded the file waits (``TransientError``: the intake retries with
+    backoff) rather than being rejected for something that is not the firm's fault.
+    """
+
+    def __init__(self, *, spool_root: Path, ledger: Ledger, theo: TheoStore,
+                 write_pdf: Callable[[], bool], emit: Callable[[str, Mapping[str, Any]], None]
+                 ) -> None:
+        self.spool_root = spool_root
+        self.ledger = ledger
+        self.theo = theo
+        self.write_pdf = write_pdf
+        self.emit = emit
+
+    def __call__(self, claimed: ClaimedFile) -> None:
+        self.process(claimed)
+
+    def process(self, claimed: ClaimedFile) -> PmcOutcome:
+        theo = self.theo.latest()
+        if theo is None:
+            raise TransientError("no theoretical P&L set is loaded yet (spool/internal/theo/)")
+        outcome = process_position_file(
+            claimed.path.read_bytes(), name=claimed.name, firm=claimed.firm, theo=theo,
+            outbound_dir=self.spool_root / "firms" / claimed.firm / "outbound" / "pmc",
+            write_pdf=self.write_pdf(),
+        )
+        self.ledger.record_pmc_result(
+            claimed.file_id, theo_date=outcome.theo_date, counts=outcome.counts.as_dict(),
+            requirement=outcome.requirement, outputs=[p.name for p in outcome.outputs.values()],
+        )
+        metrics.RECORDS_VALID.labels(flow="pmc").inc(outcome.counts.accepted)
+        metrics.RECORDS_REJECTED.labels(flow="pmc").inc(
+            outcome.counts.rejected + outcome.counts.invalid_series)
+        self.emit(f"firm.{claimed.firm}.pmc.result", outcome.as_dict())
+        return outcome
+
+
+class TheoLoader:
+    """Daemon component that loads theo sets as they land in ``internal/theo/``.
+
+    Watchdog events and sweeps only ``poke`` it; loading (seconds for a big set) happens on its
+    own thread so it never holds up the intake.
+    """
+
+    name = "theo"
+
+    def __init__(self, store: TheoStore, interval_s: float = 30.0) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self._poke = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def poke(self, _path: object = None) -> None:
+        self._poke.set()
+
+    def start(self) -> None:
+        self._load()
+        self._thread = threading.Thread(target=self._run, name="theo-loader", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            loaded = self.store.refresh()
+        except Exception:
+            log.exception("loading theo sets failed")
+            return
+        for day in loaded:
+            log.info("theo set %s loaded", day)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._poke.wait(self.interval_s)
+            self._poke.clear()
+            if not self._stop.is_set():
+                time.sleep(0.5)  # let a set being copied settle; meta.csv comes last anyway
+                self._load()
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        self._poke.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def healthy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()

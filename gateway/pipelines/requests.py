@@ -12,15 +12,22 @@ import datetime as dt
 import io
 import json
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.errors import InputRejected
+from engine.margin import positions_from_rows, whatif
+from engine.positions import PositionBatch, parse_position_file
+from engine.theo import TheoSet
 from gateway.amqp_dispatch import Reply, Request
+from gateway.errors import TransientError
 from gateway.pipelines.dpl import DplArrival
+from gateway.pipelines.pmc import PmcArrival, PmcOutcome
 from gateway.reports import CycleNotPublished, dpl_report_rows, render_json
 from gateway.spool import ClaimedFile, SpoolIntake
 from gateway.store import Ledger
+from gateway.theo_store import TheoStore
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -86,7 +93,94 @@ def dpl_report_handler(ledger: Ledger) -> Callable[[Request], Reply]:
     return handle
 
 
-def compute_handlers() -> dict[str, Callable[[Request], Reply]]:
-    """Handlers that need no spool or ledger (margin what-if): ``posgate worker`` serves them
-    too, as a competing consumer on as many machines as the load needs."""
-    return {}
+def pmc_positions_handler(intake: SpoolIntake, arrival: PmcArrival) -> Callable[[Request], Reply]:
+    """``pmc.positions``: the body is a 346 file (CSV or ASCII); the reply carries the counts and
+    requirements, and the usual result files land in the firm's ``outbound/pmc/``."""
+
+    def handle(request: Request) -> Reply:
+        if not request.body:
+            raise InputRejected("EMPTY", "the position file body is empty")
+        try:
+            outcome, duplicate_of = intake.submit_bytes(
+                firm=request.firm, flow="pmc", name=_file_name(request, ".csv"),
+                data=request.body, source=f"amqp:{request.message_id or ''}",
+                process=arrival.process)
+        except TransientError as exc:
+            raise InputRejected("NO_THEO_SET", str(exc)) from None
+        if outcome is None:
+            return Reply({"status": "duplicate", "duplicate_of_file": duplicate_of})
+        assert isinstance(outcome, PmcOutcome)
+        return Reply({"status": "processed", "result": outcome.as_dict()})
+
+    return handle
+
+
+class _FreshTheo:
+    """The newest theo set, re-scanned at most every ``interval_s`` (for handlers)."""
+
+    def __init__(self, store: TheoStore, interval_s: float = 30.0) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self._next = 0.0
+
+    def get(self, day: str | None) -> TheoSet:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.interval_s
+            self.store.refresh()
+        theo = self.store.get(day) if day else self.store.latest()
+        if theo is None:  # another thread may be loading it right now: wait for that load
+            self.store.refresh()
+            theo = self.store.get(day) if day else self.store.latest()
+        if theo is None:
+            raise InputRejected("NO_THEO_SET", f"no theoretical P&L set for {day}" if day else
+                                "no theoretical P&L set is loaded")
+        return theo
+
+
+def _whatif_batch(rows: Any, firm: str, what: str) -> PositionBatch:
+    if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+        raise InputRejected("LAYOUT", f"{what} must be a list of position objects")
+    if len(rows) > 100_000:
+        raise InputRejected("LAYOUT", f"{what} has {len(rows)} positions; at most 100000")
+    # A firm's what-if is always about itself: the firm of every row is the caller's identity.
+    batch, problems = positions_from_rows([{**r, "firm": firm} for r in rows])
+    rejected = [p for p in problems if p.kind != "warning"]
+    if rejected:
+        first = rejected[0]
+        raise InputRejected(first.reason, f"{what}[{first.line - 1}]: {first.message}")
+    return batch
+
+
+def margin_whatif_handler(theo: _FreshTheo) -> Callable[[Request], Reply]:
+    """``margin.whatif``: ``{"positions": [...], "base": [...]?, "theo_date": "..."?}`` or a 346
+    file body -> requirement, NAV, minimum, group breakdown, each position's contribution."""
+
+    def handle(request: Request) -> Reply:
+        content_type = (request.content_type or "application/json").split(";")[0].strip()
+        day: str | None = None
+        base = None
+        if content_type in ("text/csv", "text/plain", "application/octet-stream"):
+            parsed = parse_position_file(request.body, default_firm=request.firm)
+            positions = parsed.positions
+        else:
+            body = request.json()
+            if not isinstance(body, Mapping):
+                raise InputRejected("MALFORMED", "the body must be a JSON object")
+            unknown = set(body) - {"positions", "base", "theo_date", "schema_version"}
+            if unknown:
+                raise InputRejected("LAYOUT", f"unknown keys: {', '.join(sorted(unknown))}")
+            positions = _whatif_batch(body.get("positions"), request.firm, "positions")
+            if body.get("base") is not None:
+                base = _whatif_batch(body["base"], request.firm, "base")
+            day = str(body["theo_date"]) if body.get("theo_date") else None
+        result = whatif(positions, theo.get(day), base)
+        return Reply(result.as_dict())
+
+    return handle
+
+
+def compute_handlers(theo_store: TheoStore) -> dict[str, Callable[[Request], Reply]]:
+    """Handlers that need no spool writes or ledger (margin what-if): ``posgate worker`` serves
+    them too, as a competing consumer on as many machines as the load needs."""
+    return {"margin.whatif": margin_whatif_handler(_FreshTheo(theo_store))}

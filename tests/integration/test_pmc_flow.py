@@ -1,0 +1,157 @@
+"""Portfolio margin through the real daemon: SFTP upload -> results; AMQP what-if and positions;
+the real ``posgate worker`` serving what-if as a competing consumer."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.amqp_fixtures import *  # noqa: F403
+from tests.integration.amqp_fixtures import AmqpSandbox, FirmClient
+from tests.integration.test_dpl_flow_sftp import sftp_put
+from tests.support.daemon import REPO, DaemonProcess, make_test_config, wait_for
+
+SAMPLES = REPO / "config" / "samples" / "pmc"
+THEO_DAY = "2026-11-20"
+SPX_CALL = {"account": "CUST01", "account_type": "C", "symbol": "SPX", "security_type": "O",
+            "put_call": "C", "series_date": "20261218", "strike": "6000",
+            "exercise_style": "E"}
+
+
+def _scrape(port: int) -> str:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            return str(r.read().decode())
+    except OSError:
+        return ""
+
+
+def expected_requirement(positions: Path) -> float:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "margin", "--theo", str(SAMPLES / "theo" / THEO_DAY),
+         "--positions", str(positions), "--format", "json"],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=True)
+    return float(json.loads(result.stdout)["firms"][0]["requirement"])
+
+
+@pytest.mark.skipif(shutil.which("sftp") is None, reason="OpenSSH sftp client missing")
+def test_position_file_waits_for_a_theo_set_then_gets_results(daemon: DaemonProcess) -> None:
+    cfg = daemon.cfg
+    sftp_put(cfg, SAMPLES / "positions.csv", "inbound/pmc")
+    outbound = cfg.spool / "firms" / "00005" / "outbound" / "pmc"
+    wait_for(lambda: "no theoretical P&L set" in daemon.log(), what="waiting for a theo set")
+    assert not (outbound / "positions.results.csv").exists()
+    # the risk system drops a set: files first, meta.csv last
+    target = cfg.spool / "internal" / "theo" / THEO_DAY
+    target.mkdir(parents=True)
+    for part in sorted(p for p in (SAMPLES / "theo" / THEO_DAY).iterdir() if p.name != "meta.csv"):
+        shutil.copy(part, target / part.name)
+    shutil.copy(SAMPLES / "theo" / THEO_DAY / "meta.csv", target / "meta.csv")
+    wait_for(lambda: (outbound / "positions.summary.csv").exists(), timeout=90,
+             what="margin outputs after the theo set landed")
+    summary = (outbound / "positions.summary.csv").read_text()
+    assert f"{expected_requirement(SAMPLES / 'positions.csv'):.2f}" in summary
+    errors = list(csv.DictReader(io.StringIO((outbound / "positions.errors.csv").read_text())))
+    assert len(errors) >= 2  # the sample's rejected line and its invalid series
+    assert (outbound / "positions.results.csv").stat().st_size > 0
+    wait_for(lambda: daemon.metric("posgate_records_valid_total", {"flow": "pmc"}) == 15.0,
+             what="pmc metrics")
+
+
+@pytest.fixture
+def pmc_amqp_daemon(tmp_path: Path, amqp_sandbox: AmqpSandbox) -> Iterator[DaemonProcess]:
+    cfg = make_test_config(tmp_path, amqp={"enabled": True, "url": amqp_sandbox.url(),
+                                           "username": amqp_sandbox.service_user,
+                                           "max_backoff_s": 1.0})
+    account = cfg.root / "config" / "accounts" / "00005.toml"
+    account.write_text(account.read_text().replace('amqp_user = "posgate-test-00005"',
+                                                   f'amqp_user = "{amqp_sandbox.firm_a}"'))
+    shutil.copytree(SAMPLES / "theo" / THEO_DAY, cfg.spool / "internal" / "theo" / THEO_DAY)
+    proc = DaemonProcess(cfg, env={"POSGATE_AMQP_PASSWORD": amqp_sandbox.broker.password})
+    try:
+        proc.wait_ready()
+        wait_for(lambda: proc.metric("posgate_amqp_up") == 1.0, timeout=30, what="AMQP up")
+        yield proc
+    finally:
+        assert proc.stop() == 0
+
+
+@pytest.mark.broker
+def test_whatif_and_positions_over_amqp(pmc_amqp_daemon: DaemonProcess,
+                                        amqp_sandbox: AmqpSandbox) -> None:
+    client = FirmClient(amqp_sandbox, amqp_sandbox.firm_a)
+    try:
+        short = {**SPX_CALL, "quantity": -10}
+        hedge = {**SPX_CALL, "strike": "6200", "quantity": 10}
+        client.send("margin.whatif", json.dumps({"positions": [short, hedge]}).encode())
+        reply = json.loads(client.replies(1, timeout=30)[0][1])
+        assert "error" not in reply, reply
+        assert reply["requirement"] > 0
+        assert len(reply["positions"]) == 2
+        alone = {**SPX_CALL, "quantity": -10}
+        client.send("margin.whatif", json.dumps({"positions": [alone]}).encode())
+        reply_alone = json.loads(client.replies(1, timeout=30)[0][1])
+        # the long call hedges the short one: the pair needs less than the short alone
+        assert reply["requirement"] < reply_alone["requirement"]
+        # the firm of every row is the caller's own, whatever the body says
+        client.send("margin.whatif", json.dumps(
+            {"positions": [{**alone, "firm": "00352"}]}).encode())
+        forged = json.loads(client.replies(1, timeout=30)[0][1])
+        assert forged["requirement"] == reply_alone["requirement"]
+        assert all(a["firm"] in ("5", "00005") for a in forged["accounts"])
+        client.send("margin.whatif", b'{"positions": "nope"}')
+        bad = json.loads(client.replies(1, timeout=30)[0][1])
+        assert bad["error"]["reason"] == "LAYOUT"
+
+        body = (SAMPLES / "positions.csv").read_bytes()
+        client.send("pmc.positions", body, content_type="text/csv")
+        result = json.loads(client.replies(1, timeout=60)[0][1])
+        assert result["status"] == "processed", result
+        assert result["result"]["counts"]["accepted"] == 15
+        assert result["result"]["requirement"] == pytest.approx(
+            expected_requirement(SAMPLES / "positions.csv"), abs=0.01)
+        outbound = pmc_amqp_daemon.cfg.spool / "firms" / "00005" / "outbound" / "pmc"
+        assert len(list(outbound.glob("*.results.csv"))) == 1
+    finally:
+        client.close()
+
+
+@pytest.mark.broker
+def test_worker_process_serves_whatif(tmp_path: Path, amqp_sandbox: AmqpSandbox) -> None:
+    cfg = make_test_config(tmp_path, amqp={"enabled": True, "url": amqp_sandbox.url(),
+                                           "username": amqp_sandbox.service_user})
+    account = cfg.root / "config" / "accounts" / "00005.toml"
+    account.write_text(account.read_text().replace('amqp_user = "posgate-test-00005"',
+                                                   f'amqp_user = "{amqp_sandbox.firm_a}"'))
+    shutil.copytree(SAMPLES / "theo" / THEO_DAY, cfg.spool / "internal" / "theo" / THEO_DAY)
+    log = open(cfg.root / "worker.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "--config", str(cfg.path), "worker",
+         "--metrics-port", str(cfg.metrics_port)],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        env={**__import__("os").environ, "POSGATE_AMQP_PASSWORD": amqp_sandbox.broker.password})
+    client = FirmClient(amqp_sandbox, amqp_sandbox.firm_a)
+    try:
+        wait_for(lambda: "posgate_amqp_up 1.0" in _scrape(cfg.metrics_port), timeout=30,
+                 what="worker connected")
+        for _ in range(5):
+            client.send("margin.whatif", json.dumps(
+                {"positions": [{**SPX_CALL, "quantity": -3}]}).encode())
+        replies = [json.loads(b) for _, b in client.replies(5, timeout=30)]
+        assert len(replies) == 5
+        assert all(r.get("requirement", 0) > 0 for r in replies), replies[0]
+    finally:
+        client.close()
+        worker.terminate()
+        assert worker.wait(timeout=30) == 0
+        log.close()
