@@ -209,6 +209,7 @@ def _flow_components(runtime: Runtime) -> list[Component]:
         workers=config.intake.workers,
         technical_contact=lambda firm: runtime.config.technical_contact(firm),
     )
+    theo_loader.on_loaded = intake.retry_now  # margin files waiting for a set go at once
     if outbox is not None:
         handlers: dict[str, Handler] = {
             "dpl.submission": dpl_submission_handler(intake, dpl_arrival),

@@ -497,6 +497,13 @@ class SpoolIntake:
         self._archive(file_id, work_path)
         return result, None
 
+    def retry_now(self, flow: str | None = None) -> None:
+        """Retry files waiting after a transient failure at the next sweep tick (e.g. margin
+        files that waited for a theo set that has just been loaded)."""
+        self._next_sweep = 0.0
+        for file_id in list(self._retry_at):
+            self._retry_at[file_id] = 0.0
+
     def wait_idle(self, timeout: float) -> bool:
         """True once nothing is queued, pending or in flight (for tests and orderly stops)."""
         deadline = time.monotonic() + timeout

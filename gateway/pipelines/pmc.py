@@ -195,6 +195,7 @@ class TheoLoader:
     def __init__(self, store: TheoStore, interval_s: float = 30.0) -> None:
         self.store = store
         self.interval_s = interval_s
+        self.on_loaded: Callable[[], None] | None = None
         self._poke = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -215,6 +216,8 @@ class TheoLoader:
             return
         for day in loaded:
             log.info("theo set %s loaded", day)
+        if loaded and self.on_loaded is not None:
+            self.on_loaded()
 
     def _run(self) -> None:
         while not self._stop.is_set():
