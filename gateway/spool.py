@@ -360,8 +360,10 @@ class SpoolIntake:
             metrics.FILES_FAILED.labels(flow=claimed.flow).inc()
             delay = min(300.0, 5.0 * 2 ** min(6, len(self.ledger.file_events(claimed.file_id))))
             self._retry_at[claimed.file_id] = time.monotonic() + delay
-            log.warning("%s from firm %s: %s; retry in %.0fs", claimed.name, claimed.firm, exc,
-                        delay)
+            self.alert("processing_retrying",
+                       f"{claimed.flow} file {claimed.name!r} of firm {claimed.firm} could not be "
+                       f"finished ({exc}); it stays claimed, retry in {delay:.0f}s",
+                       {"file_id": claimed.file_id, "error": str(exc)})
         except Exception as exc:
             log.exception("processing %s (file %d) failed", claimed.name, claimed.file_id)
             self.ledger.set_file_state(claimed.file_id, "failed", f"{type(exc).__name__}: {exc}")

@@ -185,3 +185,56 @@ def test_restart_after_crash_between_claim_and_archive(spool: Path, ledger: Ledg
         assert not list(work.iterdir())
     finally:
         intake.stop(5)
+
+
+def test_disk_full_while_writing_outputs_keeps_the_input_for_retry(
+        spool: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC while the flow writes its outputs: nothing half-written is visible, the input stays
+    claimed (never a reject) and is processed once the disk has room again."""
+    import errno
+
+    from gateway import fsio
+    from gateway.errors import TransientError
+    from gateway.fsio import write_atomic
+
+    outbound = spool / "firms" / "00005" / "outbound" / "dpl"
+    attempts: list[str] = []
+    real_fsync = os.fsync
+
+    def handler(claimed: ClaimedFile) -> None:
+        if not attempts:
+            def full(fd: int) -> None:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setattr(fsio.os, "fsync", full)
+            try:
+                write_atomic(outbound / "out.receipt.json", b"x" * 100_000)
+            except TransientError:
+                attempts.append("disk full")
+                raise
+            finally:
+                monkeypatch.setattr(fsio.os, "fsync", real_fsync)
+        attempts.append("ok")
+        write_atomic(outbound / "out.receipt.json", b"complete")
+        ledger.set_file_state(claimed.file_id, "processed", "test")
+
+    intake = SpoolIntake(spool_root=spool, ledger=ledger, handlers={"dpl": handler},
+                         clock=lambda: dt.datetime.now(dt.UTC), stable_interval_s=0.2,
+                         sweep_interval_s=0.5, workers=1)
+    intake.start()
+    try:
+        inbound = spool / "firms" / "00005" / "inbound" / "dpl"
+        (inbound / "in.fixml").write_bytes(b"payload")
+        intake.nominate(inbound / "in.fixml", complete=True)
+        wait_for(lambda: attempts == ["disk full"], what="first attempt failed")
+        time.sleep(0.3)
+        assert not list(outbound.iterdir())  # no half-written output, no temp file
+        row = ledger.files()[0]
+        assert row.state == "claimed" and Path(row.work_path or "").read_bytes() == b"payload"
+        intake.retry_now()  # as when space was freed (the backoff would get there too)
+        wait_for(lambda: ledger.files(state="archived"), timeout=30, what="processed after retry")
+        assert attempts == ["disk full", "ok"]
+        assert (outbound / "out.receipt.json").read_bytes() == b"complete"
+        assert [p.name for p in outbound.iterdir()] == ["out.receipt.json"]
+    finally:
+        intake.stop(5)
