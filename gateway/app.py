@@ -114,26 +114,46 @@ def prepare_spool(config: Config) -> None:
 
 
 class LedgerComponent:
-    """Keeps the ledger open for the daemon's lifetime; closes it last."""
+    """Keeps the ledger open for the daemon's lifetime, checkpoints its WAL in the background
+    (every ``checkpoint_interval_s``, and fully at stop) and closes it last."""
 
     name = "ledger"
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, checkpoint_interval_s: float = 15.0) -> None:
         self.ledger = ledger
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         log.info("ledger %s at schema version %d", self.ledger.path,
                  self.ledger.schema_version())
+        self._thread = threading.Thread(target=self._run, name="ledger-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.checkpoint_interval_s):
+            try:
+                self.ledger.checkpoint("PASSIVE")
+            except Exception:
+                log.exception("ledger checkpoint failed")
 
     def stop(self, timeout: float) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        try:
+            self.ledger.checkpoint("TRUNCATE")
+        except Exception:
+            log.exception("final ledger checkpoint failed")
         self.ledger.close()
 
     def healthy(self) -> bool:
         try:
             self.ledger.connect().execute("SELECT 1").fetchone()
-            return True
         except Exception:
             return False
+        return self._thread is not None and self._thread.is_alive()
 
 
 def build_daemon(config_path: str | Path | None) -> Daemon:

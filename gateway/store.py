@@ -192,6 +192,9 @@ class Ledger:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
+            # Checkpoints run off the hot path (``checkpoint``, from the daemon's ledger
+            # component), so a big intake commit never pays for copying the WAL back.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -208,7 +211,18 @@ class Ledger:
             raise
         conn.execute("COMMIT")
 
+    def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
+        """Copy the WAL back into the database (``PASSIVE`` never waits for writers;
+        ``TRUNCATE`` at shutdown also empties the WAL file). Returns SQLite's
+        (busy, wal pages, pages checkpointed)."""
+        if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
+            raise ValueError(mode)
+        row = self.connect().execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.checkpoint("PASSIVE")
         with self._lock:
             for conn in self._all:
                 with contextlib.suppress(sqlite3.Error):

@@ -58,3 +58,19 @@ def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
     thread.join()
     assert seen and seen[0] != id(ledger.connect())
     ledger.close()
+
+
+def test_commits_leave_checkpointing_to_the_background(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite3")
+    import datetime as dt
+
+    for i in range(50):
+        ledger.record_file(flow="dpl", firm="00005", account="00005", name=f"f{i}", sha256="x",
+                           size=1, received_at=dt.datetime.now(dt.UTC), cycle=None,
+                           work_path="w", source="s")
+    wal = tmp_path / "l.sqlite3-wal"
+    assert wal.stat().st_size > 0
+    busy, pages, done = ledger.checkpoint("TRUNCATE")
+    assert busy == 0 and done == pages
+    assert wal.stat().st_size == 0
+    ledger.close()
