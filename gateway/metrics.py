@@ -58,10 +58,11 @@ DPL_PUBLICATION_SECONDS = Histogram("posgate_dpl_publication_seconds",
 DPL_FIRMS_MISSING = Gauge("posgate_dpl_missing_submitters",
                           "Firms that submitted in recent cycles but not in the current one")
 
-SCHEDULER_RUNS = Counter("posgate_scheduler_runs_total", "Scheduled job runs", ["job", "outcome"])
+SCHEDULER_RUNS = Counter("posgate_scheduler_runs_total", "Scheduled job runs",
+                         ["task", "outcome"])
 SCHEDULER_MISSES = Counter("posgate_scheduler_misses_total",
                            "Scheduled jobs missed (late or not delivered by the deadline)",
-                           ["job"])
+                           ["task"])  # not "job": Prometheus owns that label on every target
 
 ALERTS = Counter("posgate_alerts_total", "Operator alerts raised", ["name"])
 

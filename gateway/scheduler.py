@@ -22,7 +22,7 @@ Catch-up looks back ``CATCH_UP_DAYS`` calendar days, but never before the ledger
 activity (first file or publication); a fresh ledger publishes only the latest due cycle, so a new
 installation does not send exchanges a week of empty files. A cycle still missing at an exchange
 when its deadline passes is alerted once (``publication_late``), counted in
-``posgate_scheduler_misses_total{job="dpl-deadline"}`` and recorded as ``late``; checks already
+``posgate_scheduler_misses_total{task="dpl-deadline"}`` and recorded as ``late``; checks already
 recorded are not repeated after a restart.
 
 A cycle whose files received before the cutoff are still in the intake waits (``waiting_intake``)
@@ -248,12 +248,12 @@ class DplScheduler:
     def _on_event(self, event: JobExecutionEvent) -> None:
         if event.code == EVENT_JOB_MISSED:
             if event.job_id != CATCHUP_JOB:  # a skipped tick is not a miss: the next one comes
-                metrics.SCHEDULER_MISSES.labels(job=event.job_id).inc()
+                metrics.SCHEDULER_MISSES.labels(task=event.job_id).inc()
             log.warning(
                 "scheduled job %s missed its run time %s", event.job_id, event.scheduled_run_time
             )
         elif event.code == EVENT_JOB_ERROR:
-            metrics.SCHEDULER_RUNS.labels(job=event.job_id, outcome="error").inc()
+            metrics.SCHEDULER_RUNS.labels(task=event.job_id, outcome="error").inc()
 
     # -- jobs -----------------------------------------------------------------------------------
 
@@ -275,10 +275,10 @@ class DplScheduler:
                 published = self._publish_due("catchup", record_idle=False)
             except Exception:
                 log.exception("dpl catch-up failed")
-                metrics.SCHEDULER_RUNS.labels(job=CATCHUP_JOB, outcome="error").inc()
+                metrics.SCHEDULER_RUNS.labels(task=CATCHUP_JOB, outcome="error").inc()
                 return
             if not late and not published:
-                metrics.SCHEDULER_RUNS.labels(job=CATCHUP_JOB, outcome="idle").inc()
+                metrics.SCHEDULER_RUNS.labels(task=CATCHUP_JOB, outcome="idle").inc()
 
     # -- decisions against the ledger ------------------------------------------------------------
 
@@ -324,7 +324,7 @@ class DplScheduler:
                     "already_published",
                     f"trigger={trigger}",
                 )
-                metrics.SCHEDULER_RUNS.labels(job=PUBLISH_JOB, outcome="already_published").inc()
+                metrics.SCHEDULER_RUNS.labels(task=PUBLISH_JOB, outcome="already_published").inc()
             return []
         done: list[dt.date] = []
         for cycle in due:
@@ -343,18 +343,18 @@ class DplScheduler:
         except IntakePending as exc:
             log.info("dpl scheduler: cycle %s waits: %s", key, exc)
             ledger.record_scheduler_run(PUBLISH_JOB, key, "waiting_intake", str(exc))
-            metrics.SCHEDULER_RUNS.labels(job=PUBLISH_JOB, outcome="waiting_intake").inc()
+            metrics.SCHEDULER_RUNS.labels(task=PUBLISH_JOB, outcome="waiting_intake").inc()
             return False
         except PublicationCancelled:
             ledger.record_scheduler_run(PUBLISH_JOB, key, "cancelled", f"trigger={trigger}")
-            metrics.SCHEDULER_RUNS.labels(job=PUBLISH_JOB, outcome="cancelled").inc()
+            metrics.SCHEDULER_RUNS.labels(task=PUBLISH_JOB, outcome="cancelled").inc()
             return False
         except Exception as exc:
             log.exception("dpl scheduler: publication of cycle %s failed", key)
             ledger.record_scheduler_run(
                 PUBLISH_JOB, key, "failed", f"trigger={trigger} {type(exc).__name__}: {exc}"[:1000]
             )
-            metrics.SCHEDULER_RUNS.labels(job=PUBLISH_JOB, outcome="failed").inc()
+            metrics.SCHEDULER_RUNS.labels(task=PUBLISH_JOB, outcome="failed").inc()
             self._alert_failure(cycle, str(exc), [])
             return False
         if result.complete:
@@ -370,7 +370,7 @@ class DplScheduler:
             )
             self._alert_failure(cycle, detail, [f.exchange for f in result.failures])
         ledger.record_scheduler_run(PUBLISH_JOB, key, outcome, detail[:1000])
-        metrics.SCHEDULER_RUNS.labels(job=PUBLISH_JOB, outcome=outcome).inc()
+        metrics.SCHEDULER_RUNS.labels(task=PUBLISH_JOB, outcome=outcome).inc()
         self.refresh_missing_submitters(cycle)
         return result.complete
 
@@ -408,7 +408,7 @@ class DplScheduler:
             missing = missing_exchanges(ledger, config, cycle)
             if not missing:
                 ledger.record_scheduler_run(DEADLINE_JOB, key, "ok", f"trigger={trigger}")
-                metrics.SCHEDULER_RUNS.labels(job=DEADLINE_JOB, outcome="ok").inc()
+                metrics.SCHEDULER_RUNS.labels(task=DEADLINE_JOB, outcome="ok").inc()
                 continue
             late.append(cycle)
             deadline = calendar.publication_instant(cycle, config.dpl.deadline_time)
@@ -417,13 +417,13 @@ class DplScheduler:
                 f"DPL cycle {key} not delivered by {deadline.isoformat()} to {', '.join(missing)}",
                 {"cycle": key, "deadline": deadline.isoformat(), "missing_exchanges": missing},
             )
-            metrics.SCHEDULER_MISSES.labels(job=DEADLINE_JOB).inc()
-            metrics.SCHEDULER_RUNS.labels(job=DEADLINE_JOB, outcome="late").inc()
+            metrics.SCHEDULER_MISSES.labels(task=DEADLINE_JOB).inc()
+            metrics.SCHEDULER_RUNS.labels(task=DEADLINE_JOB, outcome="late").inc()
             ledger.record_scheduler_run(
                 DEADLINE_JOB, key, "late", f"trigger={trigger} missing={','.join(missing)}"
             )
         if not reached and record_idle:
-            metrics.SCHEDULER_RUNS.labels(job=DEADLINE_JOB, outcome="nothing_due").inc()
+            metrics.SCHEDULER_RUNS.labels(task=DEADLINE_JOB, outcome="nothing_due").inc()
         return late
 
     def _refresh_publication_gauges(

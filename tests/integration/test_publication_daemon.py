@@ -31,7 +31,7 @@ def test_daemon_started_after_0005_publishes_the_due_cycle_at_once(tmp_path: Pat
         wait_for(
             lambda: (
                 daemon.metric(
-                    "posgate_scheduler_runs_total", {"job": "dpl-publish", "outcome": "published"}
+                    "posgate_scheduler_runs_total", {"task": "dpl-publish", "outcome": "published"}
                 )
                 == 1.0
             ),

@@ -88,11 +88,11 @@ def test_a_fresh_ledger_publishes_only_the_latest_due_cycle(runtime: Runtime) ->
     assert abs(stamp - time.time()) < 60
     assert runtime.ledger.scheduler_outcomes(PUBLISH_JOB, "2026-03-09") == ["published"]
     # The next tick checks the deadline of that cycle (delivered: ok) and publishes nothing.
-    before = sample("posgate_scheduler_misses_total", job=DEADLINE_JOB)
+    before = sample("posgate_scheduler_misses_total", task=DEADLINE_JOB)
     scheduler.run_catchup()
     assert runtime.ledger.scheduler_outcomes(DEADLINE_JOB, "2026-03-09") == ["ok"]
     assert runtime.ledger.scheduler_outcomes(PUBLISH_JOB, "2026-03-09") == ["published"]
-    assert sample("posgate_scheduler_misses_total", job=DEADLINE_JOB) == before
+    assert sample("posgate_scheduler_misses_total", task=DEADLINE_JOB) == before
 
 
 def test_a_daemon_down_over_night_catches_up_and_reports_the_late_cycles(
@@ -106,14 +106,14 @@ def test_a_daemon_down_over_night_catches_up_and_reports_the_late_cycles(
     submit(runtime, "00005", "2026-03-06")
     # ... then the daemon was down until Tuesday 06:00: 5th, 6th and 9th are due and late.
     runtime.clock.now = dt.datetime(2026, 3, 10, 6, 0, tzinfo=CT)
-    misses = sample("posgate_scheduler_misses_total", job=DEADLINE_JOB)
+    misses = sample("posgate_scheduler_misses_total", task=DEADLINE_JOB)
     alerts = sample("posgate_alerts_total", name="publication_late")
     calls: list[dt.date] = []
     scheduler = scheduler_for(runtime, calls)
     scheduler.run_catchup()
     assert calls == [dt.date(2026, 3, 5), dt.date(2026, 3, 6), dt.date(2026, 3, 9)]
     assert published(runtime) == ["2026-03-04", "2026-03-05", "2026-03-06", "2026-03-09"]
-    assert sample("posgate_scheduler_misses_total", job=DEADLINE_JOB) == misses + 3
+    assert sample("posgate_scheduler_misses_total", task=DEADLINE_JOB) == misses + 3
     assert sample("posgate_alerts_total", name="publication_late") == alerts + 3
     for cycle in ("2026-03-05", "2026-03-06", "2026-03-09"):
         assert runtime.ledger.scheduler_outcomes(DEADLINE_JOB, cycle) == ["late"]
