@@ -544,7 +544,7 @@ def test_install_lays_out_a_staged_tree(tmp_path: Path) -> None:
         at("/etc/sysusers.d/posgate.conf").read_text() == (SYSTEMD / "posgate.sysusers").read_text()
     )
     assert os.access(at(PRUNE_SCRIPT), os.X_OK)
-    assert at("/opt/posgate/doc/operations.md").is_file()
+    assert at("/opt/posgate/doc/README.md").is_file()
     assert not at("/opt/posgate/venv").exists()  # --skip-venv
     assert at(SPOOL).is_dir() and stat.S_IMODE(at(SPOOL).stat().st_mode) == 0o750
 
