@@ -71,6 +71,7 @@ from gateway import metrics
 from gateway.config import Config, Exchange
 from gateway.errors import TransientError
 from gateway.fsio import atomic_writer, fsync_dir, temp_name, write_atomic
+from gateway.ssh_keys import create_key_file
 from gateway.store import Ledger
 
 log = logging.getLogger(__name__)
@@ -840,41 +841,12 @@ def push_public_key(config: Config) -> tuple[Path, str]:
 
 
 def _create_push_key(path: Path) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    private = ed25519.Ed25519PrivateKey.generate()
-    pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    )
-    public = (
-        private.public_key()
-        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        .decode("ascii")
-    )
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # never replaces a key another process created meanwhile
-    except FileExistsError:
-        os.unlink(tmp)
-        return
-    os.unlink(tmp)
-    write_atomic(path.with_name(path.name + ".pub"), f"{public} posgate-push\n".encode("ascii"))
-    fsync_dir(path.parent)
-    log.info(
-        "created the DPL push key %s; exchanges receiving by sftp:// must authorize %s.pub",
-        path,
-        path.name,
-    )
+    if create_key_file(path, "posgate-push"):
+        log.info(
+            "created the DPL push key %s; exchanges receiving by sftp:// must authorize %s.pub",
+            path,
+            path.name,
+        )
 
 
 __all__: Sequence[str] = (

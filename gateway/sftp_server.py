@@ -25,10 +25,7 @@ import base64
 import binascii
 import contextlib
 import functools
-import hashlib
-import io
 import logging
-import os
 import socket
 import threading
 import time
@@ -46,9 +43,9 @@ from gateway.sftp_fs import (
     SftpAccount,
     SpoolSftpInterface,
     UploadCallback,
-    fsync_folder,
     remove_stale_uploads,
 )
+from gateway.ssh_keys import create_key_file, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +102,6 @@ def _blob_type(blob: bytes) -> str | None:
         return None
 
 
-def fingerprint(blob: bytes) -> str:
-    """OpenSSH's SHA256 fingerprint of a key blob (``SHA256:...``)."""
-    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii").rstrip("=")
-    return f"SHA256:{digest}"
-
-
 def load_or_create_host_key(path: Path) -> paramiko.PKey:
     """Load the host key at ``path``; on first start create it (Ed25519, else RSA 3072).
 
@@ -137,52 +128,10 @@ def load_or_create_host_key(path: Path) -> paramiko.PKey:
 
 
 def _create_host_key(path: Path) -> None:
-    pem, public_line = _generate_host_key()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
+    if create_key_file(path, "posgate-host"):
+        log.info("sftp created host key path=%s", path)
+    else:
         log.info("sftp host key %s appeared meanwhile; using it", path)
-        os.unlink(tmp)
-        return
-    os.unlink(tmp)
-    pub = path.with_name(path.name + ".pub")
-    pub_tmp = pub.with_name(f".{pub.name}.{os.getpid()}.new")
-    pub_tmp.write_text(public_line + "\n", encoding="ascii")
-    os.replace(pub_tmp, pub)
-    fsync_folder(str(path.parent))
-    log.info("sftp created host key path=%s", path)
-
-
-def _generate_host_key() -> tuple[bytes, str]:
-    """(private key file bytes, public key line) of a new host key."""
-    try:
-        from cryptography.exceptions import UnsupportedAlgorithm
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ed25519
-
-        private = ed25519.Ed25519PrivateKey.generate()
-        pem = private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-        public = private.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        )
-        return pem, public.decode("ascii") + " posgate-host"
-    except (ImportError, UnsupportedAlgorithm):
-        rsa = paramiko.RSAKey.generate(3072)
-        buf = io.StringIO()
-        rsa.write_private_key(buf)
-        return buf.getvalue().encode("ascii"), f"{rsa.get_name()} {rsa.get_base64()} posgate-host"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,13 +9,12 @@ removes its login only; its spool folder and ledger history stay for retention.
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import sys
 from pathlib import Path
 
 from gateway.cli import EX_CONFIG, EX_DATAERR, EX_FAILURE, EX_OK
 from gateway.config import ACCOUNT_ID_RE, KEY_LINE_RE, Config, ConfigError, load_config
+from gateway.ssh_keys import fingerprint_of_line
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,11 +56,6 @@ def _load(path: str) -> Config | None:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return None
-
-
-def key_fingerprint(key_line: str) -> str:
-    blob = base64.b64decode(key_line.split()[1])
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 def _toml_str(value: str) -> str:
@@ -112,7 +106,7 @@ def add_account(args: argparse.Namespace, kind: str) -> int:
     from gateway.app import prepare_spool  # heavy import (adapters): only when needed
 
     prepare_spool(new)
-    print(f"added {kind} {account_id} ({key_fingerprint(key_line)}) in {target}")
+    print(f"added {kind} {account_id} ({fingerprint_of_line(key_line)}) in {target}")
     print("a running daemon picks it up on reload: systemctl reload posgate (or kill -HUP)")
     return EX_OK
 
@@ -135,7 +129,7 @@ def list_accounts(args: argparse.Namespace, kind: str) -> int:
         return EX_OK
     print(f"{'login':<12} {'id':<10} {'submits for':<20} {'amqp user':<22} keys")
     for a in rows:
-        keys = ", ".join(key_fingerprint(k) for k in a.public_keys) or "(none: cannot log in)"
+        keys = ", ".join(fingerprint_of_line(k) for k in a.public_keys) or "(none: cannot log in)"
         print(f"{a.name:<12} {a.entity_id:<10} {','.join(a.submits_for) or '-':<20} "
               f"{a.amqp_user or '-':<22} {keys}")
     return EX_OK
