@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from gateway.cli import EX_CONFIG, EX_DATAERR, EX_FAILURE, EX_OK
-from gateway.config import ACCOUNT_ID_RE, KEY_LINE_RE, Config, ConfigError, load_config
+from gateway.commands.common import load_config_or_report
+from gateway.config import ACCOUNT_ID_RE, KEY_LINE_RE, Config
 from gateway.ssh_keys import fingerprint_of_line
 
 
@@ -48,22 +49,12 @@ def _fail(message: str, code: int = EX_FAILURE) -> int:
     return code
 
 
-def _load(path: str) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print("posgate: the configuration is invalid; fix it first:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return None
-
-
 def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def add_account(args: argparse.Namespace, kind: str) -> int:
-    config = _load(args.config)
+    config = load_config_or_report(args.config)
     if config is None:
         return EX_CONFIG
     account_id = args.id
@@ -98,7 +89,7 @@ def add_account(args: argparse.Namespace, kind: str) -> int:
     config.accounts_dir.mkdir(parents=True, exist_ok=True)
     target = config.accounts_dir / f"{account_id}.toml"
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    new = _load(args.config)
+    new = load_config_or_report(args.config)
     if new is None:
         target.unlink()
         return _fail("the new account made the configuration invalid; nothing was changed",
@@ -120,7 +111,7 @@ def _known_firm(config: Config, firm: str) -> bool:
 
 
 def list_accounts(args: argparse.Namespace, kind: str) -> int:
-    config = _load(args.config)
+    config = load_config_or_report(args.config)
     if config is None:
         return EX_CONFIG
     rows = [a for a in config.accounts if a.kind == kind]
@@ -136,7 +127,7 @@ def list_accounts(args: argparse.Namespace, kind: str) -> int:
 
 
 def remove_account(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_config_or_report(args.config)
     if config is None:
         return EX_CONFIG
     account = config.account(args.id)

@@ -16,9 +16,9 @@ from typing import Any
 
 from engine.calendar import CHICAGO, BusinessCalendar
 from gateway.cli import EX_CONFIG, EX_OK, EX_USAGE
+from gateway.commands.common import load_calendar_or_report
 from gateway.commands.dpl_validate import SubParsers, parse_instant
-from gateway.config import ConfigError, DplSettings, load_config
-from gateway.reference import business_calendar
+from gateway.config import DplSettings
 
 
 def register(subparsers: SubParsers) -> None:
@@ -83,17 +83,10 @@ def run_calendar(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"posgate calendar: {exc}", file=sys.stderr)
         return EX_USAGE
-    try:
-        config = load_config(args.config)
-        calendar = business_calendar(config.reference)
-    except ConfigError as exc:
-        print(f"{len(exc.problems)} problem(s) in the configuration:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+    loaded = load_calendar_or_report(args.config)
+    if loaded is None:
         return EX_CONFIG
-    except ValueError as exc:
-        print(f"configuration: occ_holidays: {exc}", file=sys.stderr)
-        return EX_CONFIG
+    config, calendar = loaded
     facts = calendar_facts(calendar, config.dpl, day=day, at=at)
     sys.stdout.write(json.dumps(facts, indent=2) + "\n")
     return EX_OK

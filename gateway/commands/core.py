@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from gateway.cli import EX_CONFIG, EX_OK
+from gateway.commands.common import load_config_or_report
 from gateway.config import ConfigError, load_config
 from gateway.logs import configure_logging
 
@@ -78,12 +78,8 @@ def run_worker_verb(args: argparse.Namespace) -> int:
 
 
 def run_check_config(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"{len(exc.problems)} problem(s) in the configuration:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+    config = load_config_or_report(args.config)
+    if config is None:
         return EX_CONFIG
     ref = config.reference
     print(

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.cli import EX_CONFIG, EX_FAILURE, EX_OK, EX_UNAVAILABLE
+from gateway.commands.common import load_calendar_or_report, load_config_or_report
 from gateway.commands.dpl_validate import SubParsers, dpl_group
-from gateway.config import Config, ConfigError, load_config
+from gateway.config import Config
 from gateway.errors import TransientError
 from gateway.store import Ledger
 
@@ -75,16 +76,6 @@ class CliRuntime:
     clock: Callable[[], dt.datetime]
 
 
-def _load(path: str) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"{len(exc.problems)} problem(s) in the configuration:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return None
-
-
 def run_publish(args: argparse.Namespace) -> int:
     from gateway.app import clock_from_environment
     from gateway.publication import (
@@ -93,16 +84,11 @@ def run_publish(args: argparse.Namespace) -> int:
         PublicationError,
         publish_cycle,
     )
-    from gateway.reference import business_calendar
 
-    config = _load(args.config)
-    if config is None:
+    loaded = load_calendar_or_report(args.config)
+    if loaded is None:
         return EX_CONFIG
-    try:
-        calendar = business_calendar(config.reference)
-    except ValueError as exc:
-        print(f"configuration: occ_holidays: {exc}", file=sys.stderr)
-        return EX_CONFIG
+    config, calendar = loaded
     cycle: dt.date = args.date
     if not calendar.is_business_day(cycle):
         print(
@@ -176,7 +162,7 @@ def run_publish(args: argparse.Namespace) -> int:
 def run_push_key(args: argparse.Namespace) -> int:
     from gateway.publication import DeliveryRefused, push_public_key
 
-    config = _load(args.config)
+    config = load_config_or_report(args.config)
     if config is None:
         return EX_CONFIG
     try:

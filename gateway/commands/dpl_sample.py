@@ -14,9 +14,8 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from gateway.cli import EX_CONFIG, EX_OK
+from gateway.commands.common import load_calendar_or_report
 from gateway.commands.dpl_validate import dpl_group
-from gateway.config import ConfigError, load_config
-from gateway.reference import business_calendar
 
 TEMPLATE = (
     '<FIXML><PosRpt BizDt="{biz}" ReqTyp="6" ModelTyp="{model}"><Pty ID="{firm}" R="4"/>'
@@ -48,12 +47,10 @@ def sample_lines(firm: str, crd: str, name: str, cycle: dt.date, previous: dt.da
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
+    loaded = load_calendar_or_report(args.config)
+    if loaded is None:
         return EX_CONFIG
-    calendar = business_calendar(config.reference)
+    config, calendar = loaded
     at = dt.datetime.fromisoformat(args.at) if args.at else dt.datetime.now(dt.UTC)
     if at.tzinfo is None:
         at = at.replace(tzinfo=dt.UTC)

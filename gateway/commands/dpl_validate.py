@@ -24,8 +24,8 @@ from engine.dpl import DplValidator, ValidationResult, ValidationSummary
 from engine.errors import UnreadableInput
 from engine.fixml import iter_records
 from gateway.cli import EX_CONFIG, EX_DATAERR, EX_OK, EX_USAGE
-from gateway.config import ConfigError, load_config
-from gateway.reference import business_calendar, dpl_reference, firm_entitlements
+from gateway.commands.common import load_calendar_or_report
+from gateway.reference import dpl_reference, firm_entitlements
 
 log = logging.getLogger(__name__)
 
@@ -113,17 +113,10 @@ def run_validate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"posgate dpl validate: --received-at: {exc}", file=sys.stderr)
         return EX_USAGE
-    try:
-        config = load_config(args.config)
-        calendar = business_calendar(config.reference)
-    except ConfigError as exc:
-        print(f"{len(exc.problems)} problem(s) in the configuration:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+    loaded = load_calendar_or_report(args.config)
+    if loaded is None:
         return EX_CONFIG
-    except ValueError as exc:
-        print(f"configuration: occ_holidays: {exc}", file=sys.stderr)
-        return EX_CONFIG
+    config, calendar = loaded
 
     path = Path(args.file)
     try:

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway.cli import EX_CONFIG, EX_FAILURE, EX_OK
+from gateway.commands.common import load_calendar_or_report, load_config_or_report
 from gateway.commands.dpl_publish import parse_date
 from gateway.commands.dpl_validate import SubParsers
-from gateway.config import Config, ConfigError, load_config
 from gateway.errors import TransientError
 from gateway.store import Ledger
 
@@ -70,16 +70,6 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _load(path: str) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"{len(exc.problems)} problem(s) in the configuration:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return None
-
-
 @contextlib.contextmanager
 def _output(path: str | None) -> Iterator[TextIO]:
     """stdout, or a text stream whose content lands atomically in ``path`` on success."""
@@ -99,7 +89,7 @@ def _output(path: str | None) -> Iterator[TextIO]:
 def run_report_dpl(args: argparse.Namespace) -> int:
     from gateway.reports import CycleNotPublished, dpl_report_rows, render_csv, render_json
 
-    config = _load(args.config)
+    config = load_config_or_report(args.config)
     if config is None:
         return EX_CONFIG
     cycle: dt.date = args.date
@@ -131,17 +121,12 @@ def run_report_dpl(args: argparse.Namespace) -> int:
 
 
 def run_report_missing(args: argparse.Namespace) -> int:
-    from gateway.reference import business_calendar
     from gateway.reports import missing_submitters, render_missing_csv, render_missing_json
 
-    config = _load(args.config)
-    if config is None:
+    loaded = load_calendar_or_report(args.config)
+    if loaded is None:
         return EX_CONFIG
-    try:
-        calendar = business_calendar(config.reference)
-    except ValueError as exc:
-        print(f"configuration: occ_holidays: {exc}", file=sys.stderr)
-        return EX_CONFIG
+    config, calendar = loaded
     cycle: dt.date = args.date
     if not calendar.is_business_day(cycle):
         print(
