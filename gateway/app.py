@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway import metrics
+from gateway import alerts, metrics
 from gateway.amqp import AmqpService, Handler
 from gateway.config import Config, ConfigError, load_config
 from gateway.daemon import EXIT_UNAVAILABLE, Component, Daemon, StartupError
@@ -211,6 +211,8 @@ def _flow_components(runtime: Runtime) -> list[Component]:
     # off they are only logged.
     outbox = Outbox(config.spool.ledger_path) if config.amqp.enabled else None
     emit: Emit = outbox.emit if outbox is not None else no_events  # type: ignore[assignment]
+    if outbox is not None:
+        alerts.add_event_sink(outbox.emit)
     dpl_arrival = DplArrival(spool_root=config.spool.root, ledger=runtime.ledger,
                              config=lambda: runtime.config, emit=emit)
     theo_store = TheoStore(config.spool.root / "internal" / "theo", keep=config.pmc.theo_keep)

@@ -52,6 +52,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from engine.calendar import BusinessCalendar
 from gateway import metrics
+from gateway.alerts import raise_alert
 from gateway.config import Config, ReferenceData
 from gateway.daemon import Component
 from gateway.publication import (
@@ -66,7 +67,6 @@ from gateway.publication import (
 )
 from gateway.reference import business_calendar
 from gateway.reports import missing_submitters
-from gateway.spool import log_alert
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +378,7 @@ class DplScheduler:
         if cycle in self._failure_alerted:  # retried every tick: alert once per cycle
             return
         self._failure_alerted.add(cycle)
-        log_alert(
+        raise_alert(
             "publication_failed",
             f"DPL cycle {cycle.isoformat()} could not be delivered",
             {"cycle": cycle.isoformat(), "exchanges": exchanges, "detail": detail},
@@ -412,7 +412,7 @@ class DplScheduler:
                 continue
             late.append(cycle)
             deadline = calendar.publication_instant(cycle, config.dpl.deadline_time)
-            log_alert(
+            raise_alert(
                 "publication_late",
                 f"DPL cycle {key} not delivered by {deadline.isoformat()} to {', '.join(missing)}",
                 {"cycle": key, "deadline": deadline.isoformat(), "missing_exchanges": missing},

@@ -48,6 +48,7 @@ from watchdog.observers import Observer
 
 from engine.errors import UnreadableInput
 from gateway import metrics
+from gateway.alerts import raise_alert
 from gateway.errors import TransientError
 from gateway.fsio import fsync_dir, write_atomic
 from gateway.store import FileRow, Ledger
@@ -94,11 +95,6 @@ class FlowHandler(Protocol):
 Alert = Callable[[str, str, Mapping[str, object]], None]
 
 
-def log_alert(name: str, message: str, details: Mapping[str, object]) -> None:
-    metrics.ALERTS.labels(name=name).inc()
-    log.error("ALERT %s: %s %s", name, message, json.dumps(details, default=str))
-
-
 @dataclass
 class _Candidate:
     size: int
@@ -122,7 +118,7 @@ class SpoolIntake:
         stable_interval_s: float,
         sweep_interval_s: float,
         workers: int,
-        alert: Alert = log_alert,
+        alert: Alert = raise_alert,
         technical_contact: Callable[[str], str] = lambda firm: "",
         on_internal: Callable[[Path], None] | None = None,
     ) -> None:

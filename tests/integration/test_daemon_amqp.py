@@ -110,3 +110,23 @@ def test_file_flows_run_while_the_broker_is_unreachable(tmp_path: Path) -> None:
         assert proc.proc.wait(timeout=20) == 0
     finally:
         proc.stop()
+
+
+@pytest.mark.broker
+def test_operator_alerts_are_published_as_events(amqp_daemon: DaemonProcess,
+                                                 amqp_sandbox: AmqpSandbox) -> None:
+    admin = amqp_sandbox.admin()
+    try:
+        channel = admin.channel()
+        channel.queue_declare("test.ops.alerts")
+        channel.queue_bind("test.ops.alerts", "posgate.events", "ops.alert.#")
+        inbound = amqp_daemon.cfg.spool / "firms" / "00005" / "inbound" / "dpl"
+        (inbound / ".junk.tmp").write_bytes(b"\x00\x01binary")
+        (inbound / ".junk.tmp").rename(inbound / "junk.fixml")
+        got = get_messages(amqp_sandbox, "test.ops.alerts", 1, timeout=20)
+        assert [m.routing_key for m, _, _ in got] == ["ops.alert.file_quarantined"]
+        event = json.loads(got[0][2])
+        assert event["details"]["firm"] == "00005"
+        assert "clearing-ops@gs.example" in event["details"]["technical_contact"]
+    finally:
+        admin.close()

@@ -105,3 +105,34 @@ def test_grace_deadline_forces_exit() -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 1
     assert time.monotonic() - started < 5
+
+
+def test_sd_notify_ready_watchdog_and_stopping(tmp_path: Path) -> None:
+    """Under systemd (NOTIFY_SOCKET, WATCHDOG_USEC) the daemon says READY=1, pings WATCHDOG=1 at
+    half the interval while healthy, and says STOPPING=1 on SIGTERM."""
+    cfg = make_test_config(tmp_path)
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(0.2)
+    received: list[str] = []
+
+    def drain() -> list[str]:
+        while True:
+            try:
+                received.append(sock.recv(4096).decode())
+            except TimeoutError:
+                return received
+
+    proc = DaemonProcess(cfg, env={"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "2000000"})
+    try:
+        proc.wait_ready()
+        wait_for(lambda: any(m.startswith("READY=1") for m in drain()), what="READY=1")
+        wait_for(lambda: sum("WATCHDOG=1" in m for m in drain()) >= 2, timeout=10,
+                 what="two watchdog pings")
+        proc.signal(signal.SIGTERM)
+        assert proc.proc.wait(timeout=15) == 0
+        assert any("STOPPING=1" in m for m in drain())
+    finally:
+        proc.stop()
+        sock.close()

@@ -103,8 +103,9 @@ class DaemonProcess:
         self.cfg = cfg
         self.log_path = cfg.root / "daemon.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        full_env.pop("NOTIFY_SOCKET", None)
+        inherited = {k: v for k, v in os.environ.items()
+                     if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        full_env = {**inherited, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "--config", str(cfg.path), "serve"],
             cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
