@@ -448,3 +448,17 @@ def whatif_with_pid(request: Any) -> Any:
 
     time.sleep(0.005)
     return Reply({"firm": request.firm, "pid": os.getpid()})
+
+
+def daemon_config_for(tmp_path: Any, box: AmqpSandbox, **tables: dict[str, object]) -> Any:
+    """A test config of the real daemon talking to ``box``'s vhost as its service user, with the
+    firm account 00005 mapped to the sandbox's first firm user."""
+    from tests.support.daemon import make_test_config
+
+    amqp = {"enabled": True, "url": box.url(), "username": box.service_user,
+            "max_backoff_s": 1.0, **tables.pop("amqp", {})}
+    cfg = make_test_config(tmp_path, amqp=amqp, **tables)
+    account = cfg.root / "config" / "accounts" / "00005.toml"
+    account.write_text(account.read_text().replace('amqp_user = "posgate-test-00005"',
+                                                   f'amqp_user = "{box.firm_a}"'))
+    return cfg

@@ -11,25 +11,21 @@ from pathlib import Path
 import pytest
 
 from tests.integration.amqp_fixtures import *  # noqa: F403
-from tests.integration.amqp_fixtures import AmqpSandbox, FirmClient, get_messages
-from tests.support.daemon import DaemonProcess, TestConfig, free_port, make_test_config, wait_for
+from tests.integration.amqp_fixtures import (
+    AmqpSandbox,
+    FirmClient,
+    daemon_config_for,
+    get_messages,
+)
+from tests.support.daemon import DaemonProcess, free_port, make_test_config, wait_for
 from tests.support.dpl_records import posrpt
 
 FRIDAY_AFTERNOON = "2026-11-20T15:00:00-06:00"
 
 
-def _daemon_config(tmp_path: Path, box: AmqpSandbox) -> TestConfig:
-    cfg = make_test_config(tmp_path, amqp={"enabled": True, "url": box.url(),
-                                           "username": box.service_user, "max_backoff_s": 1.0})
-    account = cfg.root / "config" / "accounts" / "00005.toml"
-    account.write_text(account.read_text().replace('amqp_user = "posgate-test-00005"',
-                                                   f'amqp_user = "{box.firm_a}"'))
-    return cfg
-
-
 @pytest.fixture
 def amqp_daemon(tmp_path: Path, amqp_sandbox: AmqpSandbox) -> Iterator[DaemonProcess]:
-    cfg = _daemon_config(tmp_path, amqp_sandbox)
+    cfg = daemon_config_for(tmp_path, amqp_sandbox)
     proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": FRIDAY_AFTERNOON,
                                    "POSGATE_AMQP_PASSWORD": amqp_sandbox.broker.password})
     try:

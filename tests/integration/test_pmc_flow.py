@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.amqp_fixtures import *  # noqa: F403
-from tests.integration.amqp_fixtures import AmqpSandbox, FirmClient
+from tests.integration.amqp_fixtures import AmqpSandbox, FirmClient, daemon_config_for
 from tests.integration.test_dpl_flow_sftp import sftp_put
-from tests.support.daemon import REPO, DaemonProcess, make_test_config, wait_for
+from tests.support.daemon import REPO, DaemonProcess, wait_for
 
 SAMPLES = REPO / "config" / "samples" / "pmc"
 THEO_DAY = "2026-11-20"
@@ -70,12 +70,7 @@ def test_position_file_waits_for_a_theo_set_then_gets_results(daemon: DaemonProc
 
 @pytest.fixture
 def pmc_amqp_daemon(tmp_path: Path, amqp_sandbox: AmqpSandbox) -> Iterator[DaemonProcess]:
-    cfg = make_test_config(tmp_path, amqp={"enabled": True, "url": amqp_sandbox.url(),
-                                           "username": amqp_sandbox.service_user,
-                                           "max_backoff_s": 1.0})
-    account = cfg.root / "config" / "accounts" / "00005.toml"
-    account.write_text(account.read_text().replace('amqp_user = "posgate-test-00005"',
-                                                   f'amqp_user = "{amqp_sandbox.firm_a}"'))
+    cfg = daemon_config_for(tmp_path, amqp_sandbox)
     shutil.copytree(SAMPLES / "theo" / THEO_DAY, cfg.spool / "internal" / "theo" / THEO_DAY)
     proc = DaemonProcess(cfg, env={"POSGATE_AMQP_PASSWORD": amqp_sandbox.broker.password})
     try:
@@ -128,11 +123,7 @@ def test_whatif_and_positions_over_amqp(pmc_amqp_daemon: DaemonProcess,
 
 @pytest.mark.broker
 def test_worker_process_serves_whatif(tmp_path: Path, amqp_sandbox: AmqpSandbox) -> None:
-    cfg = make_test_config(tmp_path, amqp={"enabled": True, "url": amqp_sandbox.url(),
-                                           "username": amqp_sandbox.service_user})
-    account = cfg.root / "config" / "accounts" / "00005.toml"
-    account.write_text(account.read_text().replace('amqp_user = "posgate-test-00005"',
-                                                   f'amqp_user = "{amqp_sandbox.firm_a}"'))
+    cfg = daemon_config_for(tmp_path, amqp_sandbox)
     shutil.copytree(SAMPLES / "theo" / THEO_DAY, cfg.spool / "internal" / "theo" / THEO_DAY)
     log = open(cfg.root / "worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
