@@ -23,7 +23,6 @@ Total = Losses + offset x Gains. Requirements, risks and minimums are positive n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -551,7 +550,7 @@ class MarginResult:
         return head
 
 
-def _offset_total(gains: FloatArray, losses: FloatArray, offset: FloatArray) -> FloatArray:
+def offset_total(gains: FloatArray, losses: FloatArray, offset: FloatArray) -> FloatArray:
     """Losses + offset x gains, with an empty (NaN) offset meaning a plain sum: [g,10]."""
     off = np.where(np.isnan(offset), 1.0, offset)[:, None]
     result: FloatArray = losses + off * gains
@@ -613,7 +612,7 @@ def compute_margin(res: ResolvedPositions) -> MarginResult:
     pg_code = (pg_uniq % n_pg_codes).astype(np.int64)
     pg_offset = theo.pg_offsets[pg_code] if n_p else np.zeros(0)
     pg_gains, pg_losses = group_sum_split(cg_total, pg_inv, n_p)
-    pg_total = _offset_total(pg_gains, pg_losses, pg_offset)
+    pg_total = offset_total(pg_gains, pg_losses, pg_offset)
     pg_nav = group_sum(cg_nav, pg_inv, n_p)
     pg_min = group_sum(cg_min, pg_inv, n_p)
     pg_portcode = theo.pg_port[pg_code] if n_p else np.zeros(0, dtype=np.int64)
@@ -629,7 +628,7 @@ def compute_margin(res: ResolvedPositions) -> MarginResult:
     port_code = (port_uniq % n_port_codes).astype(np.int64)
     port_offset = theo.port_offsets[port_code] if n_r else np.zeros(0)
     port_gains, port_losses = group_sum_split(pg_total[in_port], port_inv_sub, n_r)
-    port_total = _offset_total(port_gains, port_losses, port_offset)
+    port_total = offset_total(port_gains, port_losses, port_offset)
     port_nav = group_sum(pg_nav[in_port], port_inv_sub, n_r)
     port_min = group_sum(pg_min[in_port], port_inv_sub, n_r)
     pg_port = np.full(n_p, -1, dtype=np.int64)
@@ -834,213 +833,3 @@ def margin_for_file(parsed: PositionFile, theo: TheoSet) -> MarginReport:
         total=parsed.records,
     )
     return MarginReport(theo.activity_date, theo.name, counts, problems, compute_margin(res))
-
-
-# --------------------------------------------------------------------------------------------
-# what-if
-
-
-@dataclass(frozen=True, eq=False)
-class WhatIfResult:
-    """What-if margin: totals, the base alone, and each what-if position's contribution.
-
-    ``contributions`` [k] (k = accepted what-if positions, in their order) = requirement of the
-    whole portfolio minus the requirement without that one position.
-    """
-
-    result: MarginResult
-    requirement: float
-    nav: float
-    minimum: float
-    risk: float
-    base_requirement: float | None
-    base_nav: float | None
-    positions: PositionBatch
-    contributions: FloatArray
-    problems: list[PositionProblem]
-
-    def as_dict(self) -> dict[str, object]:
-        """Plain data for a JSON reply (amounts rounded to cents)."""
-        r = self.result
-        accounts = [
-            {
-                "firm": str(r.account_firm[a]),
-                "account": str(r.account_id[a]),
-                "account_type": str(r.account_type[a]),
-                "nav": round(float(r.account_nav[a]), 2),
-                "risk": round(float(r.account_risk[a]), 2),
-                "minimum": round(float(r.account_minimum[a]), 2),
-                "requirement": round(float(r.account_requirement[a]), 2),
-                "groups": r.account_groups(a),
-            }
-            for a in range(r.account_firm.shape[0])
-        ]
-        p = self.positions
-        return {
-            "theo_date": r.resolved.theo.activity_date,
-            "requirement": round(self.requirement, 2),
-            "nav": round(self.nav, 2),
-            "minimum": round(self.minimum, 2),
-            "risk": round(self.risk, 2),
-            "base_requirement": None
-            if self.base_requirement is None
-            else round(self.base_requirement, 2),
-            "base_nav": None if self.base_nav is None else round(self.base_nav, 2),
-            "delta_requirement": None
-            if self.base_requirement is None
-            else round(self.requirement - self.base_requirement, 2),
-            "accounts": accounts,
-            "positions": [
-                {
-                    "line": int(p.line[i]),
-                    "symbol": str(p.symbol[i]),
-                    "security_type": str(p.security_type[i]),
-                    "put_call": str(p.put_call[i]) or None,
-                    "series_date": str(p.series_date[i]) or None,
-                    "strike": float(p.strike[i]),
-                    "quantity": float(p.quantity[i]),
-                    "marginal_requirement": round(float(self.contributions[i]), 2),
-                }
-                for i in range(len(p))
-            ],
-            "problems": [pr.as_dict() for pr in self.problems],
-        }
-
-
-def marginal_contributions(result: MarginResult) -> FloatArray:
-    """Requirement with minus without each position, shape [n], all positions at once.
-
-    Removing position i changes only its unit: its class group loses the position's vector,
-    which changes that class group's gain/loss split inside its product group, which in turn may
-    change the product group's split inside its portfolio group. Each step is an [n, 10] array
-    operation.
-    """
-    r = result
-    g = r.pos_cg
-    new_cg = np.take(r.cg_total, g, axis=0) - r.pos_pnl
-    level = r.unit_level[r.pos_unit]
-    new_unit = new_cg.copy()
-    p = r.cg_pg[g]
-    if p.size:
-        old_cg = r.cg_total[g]
-        new_pg_gains = r.pg_gains[p] - np.maximum(old_cg, 0.0) + np.maximum(new_cg, 0.0)
-        new_pg_losses = r.pg_losses[p] - np.minimum(old_cg, 0.0) + np.minimum(new_cg, 0.0)
-        new_pg = _offset_total(new_pg_gains, new_pg_losses, r.pg_offset[p])
-        is_pg = level == LEVEL_PRODUCT_GROUP
-        new_unit[is_pg] = new_pg[is_pg]
-        is_port = level == LEVEL_PORTFOLIO_GROUP
-        if is_port.any():
-            q = r.pg_port[p[is_port]]
-            old_pg = r.pg_total[p[is_port]]
-            npg = new_pg[is_port]
-            gains = r.port_gains[q] - np.maximum(old_pg, 0.0) + np.maximum(npg, 0.0)
-            losses = r.port_losses[q] - np.minimum(old_pg, 0.0) + np.minimum(npg, 0.0)
-            new_unit[is_port] = _offset_total(gains, losses, r.port_offset[q])
-    new_risk = np.maximum(0.0, -new_unit.min(axis=1)) if new_unit.size else np.zeros(0)
-    new_min = r.unit_minimum[r.pos_unit] - r.pos_minimum
-    new_req = np.maximum(new_risk, np.maximum(new_min, 0.0))
-    contrib: FloatArray = r.unit_requirement[r.pos_unit] - new_req
-    return contrib
-
-
-def whatif(
-    positions: PositionBatch,
-    theo: TheoSet,
-    base: PositionBatch | None = None,
-) -> WhatIfResult:
-    """Margin of ``base`` + ``positions`` with each what-if position's marginal contribution."""
-    base_req: float | None = None
-    base_nav: float | None = None
-    if base is not None and len(base):
-        base_res = compute_margin(resolve_positions(base, theo))
-        base_req = base_res.requirement
-        base_nav = base_res.nav
-        combined = PositionBatch.concat([base, positions])
-        marker = np.concatenate([np.zeros(len(base), bool), np.ones(len(positions), bool)])
-    else:
-        if base is not None:
-            base_req, base_nav = 0.0, 0.0
-        combined = positions
-        marker = np.ones(len(positions), dtype=bool)
-    # resolve once; marker survives via a parallel resolution of the what-if part
-    res = resolve_positions(combined, theo)
-    kept_marker = marker[res.kept]
-    result = compute_margin(res)
-    contrib = marginal_contributions(result)[kept_marker]
-    mine = res.batch.take(np.flatnonzero(kept_marker))
-    problems = list(res.problems)
-    return WhatIfResult(
-        result=result,
-        requirement=result.requirement,
-        nav=result.nav,
-        minimum=result.minimum,
-        risk=result.risk,
-        base_requirement=base_req,
-        base_nav=base_nav,
-        positions=mine,
-        contributions=contrib,
-        problems=problems,
-    )
-
-
-def positions_from_rows(
-    rows: Sequence[dict[str, object]],
-) -> tuple[PositionBatch, list[PositionProblem]]:
-    """What-if positions given as plain records (e.g. a JSON body) -> batch + problems.
-
-    Each row: ``firm``, ``account`` (optional), ``account_type``, ``symbol``, ``security_type``,
-    ``put_call``, ``series_date``, ``strike``, ``quantity`` (signed: long +, short -), and
-    optionally ``market_value``, ``basket_id``, ``exercise_style``, ``settlement_style``,
-    ``expiration_date``. Row i is reported as line i + 1.
-    """
-    from engine.positions import _Columns, _Rejected, check_detail
-
-    cols = _Columns()
-    problems: list[PositionProblem] = []
-    for i, row in enumerate(rows):
-        line = i + 1
-        warnings: list[PositionProblem] = []
-
-        def text(name: str, row: dict[str, object] = row) -> str:
-            v = row.get(name)
-            return "" if v is None else str(v)
-
-        try:
-            qty_raw = row.get("quantity")
-            if isinstance(qty_raw, bool) or not isinstance(qty_raw, (int, float, str)):
-                raise _Rejected("BAD_VALUE", "quantity", repr(qty_raw), "quantity must be a number")
-            qty = float(qty_raw)
-            if not np.isfinite(qty) or qty != int(qty):
-                raise _Rejected("BAD_VALUE", "quantity", str(qty_raw), "quantity must be whole")
-            checked = check_detail(
-                line=line,
-                firm=text("firm"),
-                account=text("account"),
-                put_call=text("put_call"),
-                symbol=text("symbol"),
-                exercise_style=text("exercise_style"),
-                settlement_style=text("settlement_style"),
-                series_date=text("series_date"),
-                expiration_date=text("expiration_date"),
-                strike=text("strike") or "0",
-                function="S" if qty < 0 else "L",
-                security_type=text("security_type"),
-                market_value=text("market_value"),
-                net_position=str(abs(int(qty))),
-                account_type=text("account_type"),
-                basket_id=text("basket_id"),
-                warnings=warnings,
-            )
-        except (_Rejected, ValueError, OverflowError) as exc:
-            if isinstance(exc, _Rejected):
-                problems.append(
-                    PositionProblem(line, REJECTED, exc.reason, exc.field, exc.value, exc.message)
-                )
-            else:
-                problems.append(
-                    PositionProblem(line, REJECTED, "BAD_VALUE", "quantity", None, str(exc))
-                )
-            continue
-        cols.add(checked)
-        problems.extend(warnings)
-    return cols.batch(), problems

@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.errors import InputRejected
-from engine.margin import positions_from_rows, whatif
-from engine.positions import PositionBatch, parse_position_file
+from engine.positions import PositionBatch, parse_position_file, positions_from_rows
 from engine.theo import TheoSet
+from engine.whatif import whatif
 from gateway.amqp_dispatch import Reply, Request
 from gateway.errors import TransientError
 from gateway.pipelines.dpl import DplArrival

@@ -12,9 +12,9 @@ from engine.margin import (
     compute_margin,
     margin_for_file,
     resolve_positions,
-    whatif,
 )
 from engine.positions import parse_position_file
+from engine.whatif import whatif
 from tests.unit.engine.pmc_support import Inst, SetSpec, batch, build_set, opt, stk, stock
 
 UP = [-10.0, -8.0, -6.0, -4.0, -2.0, 2.0, 4.0, 6.0, 8.0, 10.0]  # gains when the market rises
@@ -295,7 +295,7 @@ def test_account_groups_document(theo) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_positions_from_rows_validates_like_a_file(theo) -> None:  # type: ignore[no-untyped-def]
-    from engine.margin import positions_from_rows
+    from engine.positions import positions_from_rows
 
     rows: list[dict[str, object]] = [
         {

@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.grouping import factorize, factorize_strings, lookup_strings
-from engine.margin import compute_margin, marginal_contributions, resolve_positions
+from engine.margin import compute_margin, resolve_positions
 from engine.positions import PositionBatch
+from engine.whatif import marginal_contributions
 from tests.benchmarks.bench_margin import reference_margin
 from tests.unit.engine.pmc_support import Inst, SetSpec, batch, build_set, stock
 
