@@ -8,6 +8,7 @@ reaches new SFTP logins, the next file and the next scheduled run without restar
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -183,6 +184,18 @@ def build_daemon(config_path: str | Path | None) -> Daemon:
     return Daemon(components, shutdown_grace_s=config.daemon.shutdown_grace_s, reload=reload)
 
 
+def _unexport_amqp_gauges() -> None:
+    """With AMQP off there is no broker to be up or down: the gauges are not exported at all,
+    so the AMQP alerts stay silent instead of seeing a permanent 0."""
+    from prometheus_client import REGISTRY
+
+    from gateway.amqp import AMQP_UP, OUTBOX_DEPTH
+
+    for gauge in (AMQP_UP, OUTBOX_DEPTH):
+        with contextlib.suppress(KeyError):
+            REGISTRY.unregister(gauge)
+
+
 def sftp_accounts(config: Config) -> dict[str, SftpAccount]:
     """SFTP logins of the config: a firm's root is its spool folder, an exchange's likewise."""
     root = config.spool.root
@@ -210,6 +223,8 @@ def _flow_components(runtime: Runtime) -> list[Component]:
     # Events go to the outbox table first (sent from there when the broker is up); with AMQP
     # off they are only logged.
     outbox = Outbox(config.spool.ledger_path) if config.amqp.enabled else None
+    if outbox is None:
+        _unexport_amqp_gauges()
     emit: Emit = outbox.emit if outbox is not None else no_events  # type: ignore[assignment]
     if outbox is not None:
         alerts.add_event_sink(outbox.emit)

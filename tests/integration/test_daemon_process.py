@@ -17,6 +17,7 @@ def test_serves_metrics_and_stops_cleanly_on_sigterm(daemon: DaemonProcess) -> N
     assert 'posgate_build_info{python="' in text
     assert "process_resident_memory_bytes" in text
     assert daemon.metric("posgate_up") == 1.0
+    assert "posgate_amqp_up" not in text  # AMQP is off in this config: no broker gauge at all
     started = time.monotonic()
     daemon.signal(signal.SIGTERM)
     assert daemon.proc.wait(timeout=10) == 0
