@@ -238,3 +238,23 @@ def test_disk_full_while_writing_outputs_keeps_the_input_for_retry(
         assert [p.name for p in outbound.iterdir()] == ["out.receipt.json"]
     finally:
         intake.stop(5)
+
+
+def test_a_flood_of_tiny_files_is_taken_once_each(spool: Path, ledger: Ledger) -> None:
+    handler = RecordingHandler(ledger)
+    intake = SpoolIntake(spool_root=spool, ledger=ledger, handlers={"dpl": handler},
+                         clock=lambda: dt.datetime.now(dt.UTC), stable_interval_s=0.3,
+                         sweep_interval_s=1.0, workers=2)
+    intake.start()
+    try:
+        inbound = spool / "firms" / "00005" / "inbound" / "dpl"
+        names = [f"tiny {i:04d} ü.fixml" for i in range(400)]
+        for i, name in enumerate(names):
+            (inbound / f".{name}.tmp").write_bytes(f"<FIXML/> {i}".encode())
+            (inbound / f".{name}.tmp").rename(inbound / name)
+        wait_for(lambda: len(ledger.files(state="archived")) == 400, timeout=90,
+                 what="400 files archived")
+        assert sorted(n for n, _ in handler.seen) == sorted(names)
+        assert not list(inbound.iterdir())
+    finally:
+        intake.stop(5)
