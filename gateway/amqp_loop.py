@@ -20,6 +20,7 @@ fully set up.
 
 from __future__ import annotations
 
+import abc
 import logging
 import random
 import threading
@@ -64,7 +65,7 @@ class NullMetrics:
         pass
 
 
-class ConnectionLoop:
+class ConnectionLoop(abc.ABC):
     """Base of the request consumer and the outbox publisher; subclasses set up the channel."""
 
     def __init__(
@@ -123,15 +124,17 @@ class ConnectionLoop:
 
     # -- hooks for subclasses (loop thread) ---------------------------------------------------
 
+    @abc.abstractmethod
     def _setup_channel(self, channel: Channel) -> None:
         """Declare, subscribe, ...; call ``_mark_ready()`` when done."""
-        raise NotImplementedError
 
     def _on_disconnected(self) -> None:
-        """The connection is gone: forget per-connection state."""
+        """The connection is gone: forget per-connection state (optional hook)."""
+        return None
 
     def _on_idle_tick(self) -> None:
-        """Called about once a second while waiting to reconnect."""
+        """Called about once a second while waiting to reconnect (optional hook)."""
+        return None
 
     # -- loop thread ----------------------------------------------------------------------------
 
