@@ -10,8 +10,8 @@ mtime have stayed the same for ``stable_interval_s`` (files written in place by 
 server). A file whose flow has no handler is left where it is (logged once per folder).
 
 Claiming writes the intent into the ledger first (state ``received`` with the planned work path),
-then renames the file into the spool's ``work`` folder (same filesystem, atomic), hashes it and records
-``claimed``. A worker thread runs the flow handler, which records ``processed`` in the same ledger
+then renames the file into the spool's ``work`` folder (same filesystem, atomic), hashes it and
+records ``claimed``. A worker thread runs the flow handler, which records ``processed`` in the same ledger
 transaction as its results; the intake then moves the original to ``archive/<receipt date>/`` and
 records ``archived``. Unreadable inputs (``UnreadableInput``) go to ``quarantine/`` with a
 ``.reason.json``; transient trouble leaves the file claimed for a retry with backoff. At start-up
