@@ -137,7 +137,7 @@ class BusinessCalendar:
         return dt.datetime.combine(cycle + _ONE_DAY, dt.time(0), tzinfo=CHICAGO)
 
     def publication_date(self, cycle: dt.date) -> dt.date:
-        """The Chicago date on which the file of ``cycle`` is published (``DlvDt``): the day after."""
+        """The Chicago date the file of ``cycle`` is published (``DlvDt``): the next day."""
         return cycle + _ONE_DAY
 
     def publication_instant(self, cycle: dt.date, time: dt.time) -> dt.datetime:

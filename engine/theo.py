@@ -727,7 +727,8 @@ def parse_theo_set(files: Mapping[str, bytes], *, name: str = "") -> TheoSet:
                     pnl.file,
                     line,
                     "product_group_id",
-                    f"product_group_id={prod[i]!r} but class group {classes_of_rows[i]!r} belongs to "
+                    f"product_group_id={prod[i]!r} but class group {classes_of_rows[i]!r} "
+                    "belongs to "
                     f"product group {cg_pgs[c]!r}",
                 )
         p = pg_index.get((acct[i], prod[i]))

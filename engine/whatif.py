@@ -168,5 +168,3 @@ def whatif(
         contributions=contrib,
         problems=problems,
     )
-
-

@@ -38,8 +38,12 @@ def remove_event_sink(sink: EventSink) -> None:
 def raise_alert(name: str, message: str, details: Mapping[str, object]) -> None:
     metrics.ALERTS.labels(name=name).inc()
     log.error("ALERT %s: %s %s", name, message, json.dumps(details, default=str))
-    event = {"alert": name, "message": message, "details": dict(details),
-             "raised_at": dt.datetime.now(dt.UTC).isoformat()}
+    event = {
+        "alert": name,
+        "message": message,
+        "details": dict(details),
+        "raised_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
     with _lock:
         sinks = list(_sinks)
     for sink in sinks:

@@ -102,16 +102,24 @@ def prepare_spool(config: Config) -> None:
     for account in config.accounts:
         if account.kind == "firm":
             firm = root / "firms" / account.entity_id
-            for sub in ("inbound/dpl", "inbound/pmc", "inbound/ebe", "outbound/dpl",
-                        "outbound/pmc", "outbound/ebe"):
+            for sub in (
+                "inbound/dpl",
+                "inbound/pmc",
+                "inbound/ebe",
+                "outbound/dpl",
+                "outbound/pmc",
+                "outbound/ebe",
+            ):
                 (firm / sub).mkdir(parents=True, exist_ok=True)
         else:
             (root / "exchanges" / account.entity_id / "outbound" / "dpl").mkdir(
-                parents=True, exist_ok=True)
+                parents=True, exist_ok=True
+            )
     for exchange in config.reference.exchanges:
         if exchange.delivery == "spool":
             (root / "exchanges" / exchange.exchange_id / "outbound" / "dpl").mkdir(
-                parents=True, exist_ok=True)
+                parents=True, exist_ok=True
+            )
 
 
 class LedgerComponent:
@@ -127,8 +135,7 @@ class LedgerComponent:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        log.info("ledger %s at schema version %d", self.ledger.path,
-                 self.ledger.schema_version())
+        log.info("ledger %s at schema version %d", self.ledger.path, self.ledger.schema_version())
         self._thread = threading.Thread(target=self._run, name="ledger-checkpoint", daemon=True)
         self._thread.start()
 
@@ -202,9 +209,12 @@ def sftp_accounts(config: Config) -> dict[str, SftpAccount]:
     out = {}
     for account in config.accounts:
         folder = "firms" if account.kind == "firm" else "exchanges"
-        out[account.name] = SftpAccount(login=account.name, kind=account.kind,  # type: ignore[arg-type]
-                                        root=root / folder / account.entity_id,
-                                        public_keys=account.public_keys)
+        out[account.name] = SftpAccount(
+            login=account.name,
+            kind=account.kind,  # type: ignore[arg-type]
+            root=root / folder / account.entity_id,
+            public_keys=account.public_keys,
+        )
     return out
 
 
@@ -228,13 +238,21 @@ def _flow_components(runtime: Runtime) -> list[Component]:
     emit: Emit = outbox.emit if outbox is not None else no_events  # type: ignore[assignment]
     if outbox is not None:
         alerts.add_event_sink(outbox.emit)
-    dpl_arrival = DplArrival(spool_root=config.spool.root, ledger=runtime.ledger,
-                             config=lambda: runtime.config, emit=emit)
+    dpl_arrival = DplArrival(
+        spool_root=config.spool.root,
+        ledger=runtime.ledger,
+        config=lambda: runtime.config,
+        emit=emit,
+    )
     theo_store = TheoStore(config.spool.root / "internal" / "theo", keep=config.pmc.theo_keep)
     theo_loader = TheoLoader(theo_store)
-    pmc_arrival = PmcArrival(spool_root=config.spool.root, ledger=runtime.ledger,
-                             theo=theo_store, write_pdf=lambda: runtime.config.pmc.write_pdf,
-                             emit=emit)
+    pmc_arrival = PmcArrival(
+        spool_root=config.spool.root,
+        ledger=runtime.ledger,
+        theo=theo_store,
+        write_pdf=lambda: runtime.config.pmc.write_pdf,
+        emit=emit,
+    )
     intake = SpoolIntake(
         spool_root=config.spool.root,
         ledger=runtime.ledger,
@@ -254,26 +272,32 @@ def _flow_components(runtime: Runtime) -> list[Component]:
             "pmc.positions": pmc_positions_handler(intake, pmc_arrival),
         }
         handlers.update(compute_handlers(theo_store))
-        out.append(AmqpService(
-            config.amqp,
-            lambda: identities_of(runtime.config),
-            handlers,
-            outbox,
-            SqliteProcessedStore(config.spool.ledger_path),
-        ))
+        out.append(
+            AmqpService(
+                config.amqp,
+                lambda: identities_of(runtime.config),
+                handlers,
+                outbox,
+                SqliteProcessedStore(config.spool.ledger_path),
+            )
+        )
     out.append(theo_loader)
     out.extend(build_publication_components(runtime, emit=emit))
     if config.sftp.enabled:
-        out.append(_SftpComponent(SftpServer(
-            host=config.sftp.host,
-            port=config.sftp.port,
-            host_key_path=config.sftp.host_key_path,
-            accounts=lambda: sftp_accounts(runtime.config),
-            max_file_bytes=config.sftp.max_file_bytes,
-            failed_login_delay_s=config.sftp.failed_login_delay_s,
-            on_upload=lambda account, path: intake.nominate(path, complete=True),
-            metrics=_SftpMetrics(),
-        )))
+        out.append(
+            _SftpComponent(
+                SftpServer(
+                    host=config.sftp.host,
+                    port=config.sftp.port,
+                    host_key_path=config.sftp.host_key_path,
+                    accounts=lambda: sftp_accounts(runtime.config),
+                    max_file_bytes=config.sftp.max_file_bytes,
+                    failed_login_delay_s=config.sftp.failed_login_delay_s,
+                    on_upload=lambda account, path: intake.nominate(path, complete=True),
+                    metrics=_SftpMetrics(),
+                )
+            )
+        )
     out.append(intake)
     return out
 

@@ -186,9 +186,7 @@ class Config:
         return next((a for a in self.accounts if a.name == name), None)
 
     def firm_account(self, firm_id: str) -> Account | None:
-        return next(
-            (a for a in self.accounts if a.kind == "firm" and a.entity_id == firm_id), None
-        )
+        return next((a for a in self.accounts if a.kind == "firm" and a.entity_id == firm_id), None)
 
     def technical_contact(self, firm_id: str) -> str:
         """'name <email> phone' of the firm's technical contact, or '' when unknown."""
@@ -217,14 +215,17 @@ REQUIRED = object()
 Parser = Callable[[Any], Any]
 
 
-def _typed(kind: type | tuple[type, ...], check: Callable[[Any], bool] | None = None,
-           what: str = "") -> Parser:
+def _typed(
+    kind: type | tuple[type, ...], check: Callable[[Any], bool] | None = None, what: str = ""
+) -> Parser:
     def parse(value: Any) -> Any:
         if isinstance(value, bool) and kind is not bool and kind != (bool,):
             raise ValueError(f"expected {what or kind}, got a boolean")
         if not isinstance(value, kind):
-            raise ValueError(f"expected {what or getattr(kind, '__name__', kind)}, "
-                             f"got {type(value).__name__} {value!r}")
+            raise ValueError(
+                f"expected {what or getattr(kind, '__name__', kind)}, "
+                f"got {type(value).__name__} {value!r}"
+            )
         if check is not None and not check(value):
             raise ValueError(f"{value!r} is not {what}")
         return value
@@ -291,8 +292,11 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "watchdog": (_BOOL, True),
         "log_format": (_typed(str, lambda v: v in ("kv", "json"), '"kv" or "json"'), "kv"),
         "log_level": (
-            _typed(str, lambda v: v.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
-                   "DEBUG, INFO, WARNING or ERROR"),
+            _typed(
+                str,
+                lambda v: v.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
+                "DEBUG, INFO, WARNING or ERROR",
+            ),
             "INFO",
         ),
     },
@@ -303,15 +307,27 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
 }
 
 ACCOUNT_SCHEMA: dict[str, tuple[Parser, Any]] = {
-    "name": (_typed(str, lambda v: bool(ACCOUNT_ID_RE.match(v)), "an id of letters, digits, - or _"),
-             REQUIRED),
+    "name": (
+        _typed(str, lambda v: bool(ACCOUNT_ID_RE.match(v)), "an id of letters, digits, - or _"),
+        REQUIRED,
+    ),
     "kind": (_typed(str, lambda v: v in ("firm", "exchange"), '"firm" or "exchange"'), REQUIRED),
-    "id": (_typed(str, lambda v: bool(ACCOUNT_ID_RE.match(v)), "an id of letters, digits, - or _"),
-           REQUIRED),
-    "submits_for": (_typed(list, lambda v: all(isinstance(x, str) and x for x in v),
-                           "a list of firm ids"), None),
-    "public_keys": (_typed(list, lambda v: all(isinstance(x, str) for x in v),
-                           "a list of public keys or key file paths"), []),
+    "id": (
+        _typed(str, lambda v: bool(ACCOUNT_ID_RE.match(v)), "an id of letters, digits, - or _"),
+        REQUIRED,
+    ),
+    "submits_for": (
+        _typed(list, lambda v: all(isinstance(x, str) and x for x in v), "a list of firm ids"),
+        None,
+    ),
+    "public_keys": (
+        _typed(
+            list,
+            lambda v: all(isinstance(x, str) for x in v),
+            "a list of public keys or key file paths",
+        ),
+        [],
+    ),
     "amqp_user": (_typed(str, lambda v: bool(v), "a non-empty string"), None),
 }
 
@@ -322,7 +338,9 @@ class _Problems:
     def __init__(self) -> None:
         self.items: list[str] = []
 
-    def add(self, path: Path, message: str, line: int | None = None, key: str | None = None) -> None:
+    def add(
+        self, path: Path, message: str, line: int | None = None, key: str | None = None
+    ) -> None:
         where = str(path) + (f":{line}" if line else "")
         self.items.append(f"{where}: " + (f"{key}: " if key else "") + message)
 
@@ -355,13 +373,18 @@ def _parse_table(
     out: dict[str, Any] = {}
     for key in values:
         if key not in schema:
-            problems.add(path, f"unknown key (known: {', '.join(sorted(schema))})",
-                         _line_of(text, table, key), f"{table}.{key}")
+            problems.add(
+                path,
+                f"unknown key (known: {', '.join(sorted(schema))})",
+                _line_of(text, table, key),
+                f"{table}.{key}",
+            )
     for key, (parse, default) in schema.items():
         if key not in values:
             if default is REQUIRED:
-                problems.add(path, "required key is missing", _line_of(text, None, table),
-                             f"{table}.{key}")
+                problems.add(
+                    path, "required key is missing", _line_of(text, None, table), f"{table}.{key}"
+                )
             out[key] = None if default is REQUIRED else default
             if isinstance(default, str) and parse is _clock_time:
                 out[key] = _clock_time(default)
@@ -374,9 +397,10 @@ def _parse_table(
     return out
 
 
-def load_config(path: str | os.PathLike[str] | None = None,
-                environ: Mapping[str, str] | None = None) -> Config:
-    """Load and validate the config at ``path`` (default ``$POSGATE_CONFIG`` or the embedded one)."""
+def load_config(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Load and validate the config at ``path`` (default: ``$POSGATE_CONFIG``, else the shipped)."""
     env = os.environ if environ is None else environ
     cfg_path = Path(path or env.get("POSGATE_CONFIG") or DEFAULT_CONFIG).absolute()
     problems = _Problems()
@@ -395,15 +419,20 @@ def load_config(path: str | os.PathLike[str] | None = None,
     tables: dict[str, dict[str, Any]] = {}
     for name in data:
         if name not in SCHEMA and name != "account":
-            problems.add(cfg_path, f"unknown table (known: {', '.join(sorted(SCHEMA))}, account)",
-                         _line_of(text, None, name), name)
+            problems.add(
+                cfg_path,
+                f"unknown table (known: {', '.join(sorted(SCHEMA))}, account)",
+                _line_of(text, None, name),
+                name,
+            )
     for name, schema in SCHEMA.items():
         raw = data.get(name, {})
         if not isinstance(raw, dict):
             problems.add(cfg_path, "expected a table", _line_of(text, None, name), name)
             raw = {}
-        tables[name] = _parse_table(raw, schema, path=cfg_path, text=text, table=name,
-                                    problems=problems)
+        tables[name] = _parse_table(
+            raw, schema, path=cfg_path, text=text, table=name, problems=problems
+        )
 
     def resolve(value: str) -> Path:
         p = Path(value).expanduser()
@@ -416,8 +445,9 @@ def load_config(path: str | os.PathLike[str] | None = None,
     accounts: list[Account] = []
     inline = data.get("account", [])
     if not isinstance(inline, list):
-        problems.add(cfg_path, "expected [[account]] entries", _line_of(text, None, "account"),
-                     "account")
+        problems.add(
+            cfg_path, "expected [[account]] entries", _line_of(text, None, "account"), "account"
+        )
         inline = []
     for entry in inline:
         account = _parse_account(entry, cfg_path, text, problems)
@@ -441,7 +471,9 @@ def load_config(path: str | os.PathLike[str] | None = None,
         base_dir=base,
         spool=SpoolSettings(root=spool_root),
         sftp=SftpSettings(
-            enabled=sftp["enabled"], host=sftp["host"], port=sftp["port"],
+            enabled=sftp["enabled"],
+            host=sftp["host"],
+            port=sftp["port"],
             max_file_bytes=sftp["max_file_bytes"],
             failed_login_delay_s=float(sftp["failed_login_delay_s"]),
             host_key_path=resolve(host_key) if host_key else spool_root / "state" / "ssh_host_key",
@@ -455,15 +487,21 @@ def load_config(path: str | os.PathLike[str] | None = None,
         dpl=DplSettings(**tables["dpl"]),
         pmc=PmcSettings(**tables["pmc"]),
         amqp=AmqpSettings(
-            enabled=amqp["enabled"], url=amqp["url"], username=amqp["username"],
-            password=_amqp_password(env, amqp["username"]), heartbeat_s=amqp["heartbeat_s"],
-            prefetch=amqp["prefetch"], max_backoff_s=float(amqp["max_backoff_s"]),
+            enabled=amqp["enabled"],
+            url=amqp["url"],
+            username=amqp["username"],
+            password=_amqp_password(env, amqp["username"]),
+            heartbeat_s=amqp["heartbeat_s"],
+            prefetch=amqp["prefetch"],
+            max_backoff_s=float(amqp["max_backoff_s"]),
             delivery_limit=amqp["delivery_limit"],
             request_timeout_s=float(amqp["request_timeout_s"]),
         ),
         daemon=DaemonSettings(
-            shutdown_grace_s=float(daemon["shutdown_grace_s"]), watchdog=daemon["watchdog"],
-            log_format=daemon["log_format"], log_level=daemon["log_level"].upper(),
+            shutdown_grace_s=float(daemon["shutdown_grace_s"]),
+            watchdog=daemon["watchdog"],
+            log_format=daemon["log_format"],
+            log_level=daemon["log_level"].upper(),
         ),
         accounts=tuple(accounts),
         accounts_dir=accounts_dir,
@@ -489,8 +527,9 @@ def _parse_account(entry: Any, path: Path, text: str, problems: _Problems) -> Ac
         problems.add(path, "an account must be a table", None, "account")
         return None
     before = len(problems.items)
-    values = _parse_table(entry, ACCOUNT_SCHEMA, path=path, text=text, table="account",
-                          problems=problems)
+    values = _parse_table(
+        entry, ACCOUNT_SCHEMA, path=path, text=text, table="account", problems=problems
+    )
     if len(problems.items) != before:
         return None
     keys: list[str] = []
@@ -500,20 +539,29 @@ def _parse_account(entry: Any, path: Path, text: str, problems: _Problems) -> Ac
             keys.append(key)
     submits_for = tuple(values["submits_for"] or [values["id"]])
     if values["kind"] == "exchange" and values["submits_for"]:
-        problems.add(path, "an exchange account submits for no firm", _line_of(text, None,
-                     "submits_for"), "account.submits_for")
+        problems.add(
+            path,
+            "an exchange account submits for no firm",
+            _line_of(text, None, "submits_for"),
+            "account.submits_for",
+        )
     return Account(
-        name=values["name"], kind=values["kind"], entity_id=values["id"],
+        name=values["name"],
+        kind=values["kind"],
+        entity_id=values["id"],
         submits_for=submits_for if values["kind"] == "firm" else (),
-        public_keys=tuple(keys), amqp_user=values["amqp_user"], source=path,
+        public_keys=tuple(keys),
+        amqp_user=values["amqp_user"],
+        source=path,
     )
 
 
 KEY_LINE_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+)\s+[A-Za-z0-9+/=]+(\s.*)?$")
 
 
-def _read_public_key(item: str, base: Path, path: Path, text: str,
-                     problems: _Problems) -> str | None:
+def _read_public_key(
+    item: str, base: Path, path: Path, text: str, problems: _Problems
+) -> str | None:
     """A key given inline, or a path (relative to the account file) to an OpenSSH .pub file."""
     line = _line_of(text, None, "public_keys")
     candidate = item.strip()
@@ -523,12 +571,17 @@ def _read_public_key(item: str, base: Path, path: Path, text: str,
         try:
             candidate = key_path.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError):
-            problems.add(path, f"public key file {str(key_path)!r} cannot be read", line,
-                         "account.public_keys")
+            problems.add(
+                path,
+                f"public key file {str(key_path)!r} cannot be read",
+                line,
+                "account.public_keys",
+            )
             return None
     if not KEY_LINE_RE.match(candidate):
-        problems.add(path, f"not an OpenSSH public key: {candidate[:40]!r}", line,
-                     "account.public_keys")
+        problems.add(
+            path, f"not an OpenSSH public key: {candidate[:40]!r}", line, "account.public_keys"
+        )
         return None
     return candidate
 
@@ -557,13 +610,21 @@ def _check_accounts(accounts: Iterable[Account], problems: _Problems) -> None:
     amqp: dict[str, Account] = {}
     for account in accounts:
         if account.name in names:
-            problems.add(account.source, f"account name {account.name!r} is also declared in "
-                         f"{names[account.name].source}", None, "account.name")
+            problems.add(
+                account.source,
+                f"account name {account.name!r} is also declared in {names[account.name].source}",
+                None,
+                "account.name",
+            )
         names[account.name] = account
         if account.amqp_user:
             if account.amqp_user in amqp:
-                problems.add(account.source, f"AMQP user {account.amqp_user!r} is mapped twice",
-                             None, "account.amqp_user")
+                problems.add(
+                    account.source,
+                    f"AMQP user {account.amqp_user!r} is mapped twice",
+                    None,
+                    "account.amqp_user",
+                )
             amqp[account.amqp_user] = account
 
 
@@ -608,21 +669,45 @@ def _action(value: str) -> str:
 
 
 REFERENCE_FILES: dict[str, tuple[str, dict[str, Callable[[str], Any]]]] = {
-    "clearing_members": ("clearing_members.csv", {
-        "cm_number": _id, "name": str.strip, "crd": str.strip, "active": _yes_no,
-        "technical_contact": str.strip, "contact_email": str.strip,
-        "contact_phone": str.strip, "notify": _yes_no}),
-    "ncos": ("ncos.csv", {
-        "nco_id": _id, "name": str.strip, "crd": str.strip, "dpl_eligible": _yes_no,
-        "technical_contact": str.strip, "contact_email": str.strip,
-        "contact_phone": str.strip, "notify": _yes_no}),
-    "exchanges": ("exchanges.csv", {
-        "exchange_id": _id, "name": str.strip, "receives_dpl": _yes_no, "delivery": _delivery}),
-    "occ_holidays": ("occ_holidays.csv", {
-        "date": _date, "action": _action, "description": str.strip}),
+    "clearing_members": (
+        "clearing_members.csv",
+        {
+            "cm_number": _id,
+            "name": str.strip,
+            "crd": str.strip,
+            "active": _yes_no,
+            "technical_contact": str.strip,
+            "contact_email": str.strip,
+            "contact_phone": str.strip,
+            "notify": _yes_no,
+        },
+    ),
+    "ncos": (
+        "ncos.csv",
+        {
+            "nco_id": _id,
+            "name": str.strip,
+            "crd": str.strip,
+            "dpl_eligible": _yes_no,
+            "technical_contact": str.strip,
+            "contact_email": str.strip,
+            "contact_phone": str.strip,
+            "notify": _yes_no,
+        },
+    ),
+    "exchanges": (
+        "exchanges.csv",
+        {"exchange_id": _id, "name": str.strip, "receives_dpl": _yes_no, "delivery": _delivery},
+    ),
+    "occ_holidays": (
+        "occ_holidays.csv",
+        {"date": _date, "action": _action, "description": str.strip},
+    ),
 }
 REFERENCE_TYPES: dict[str, type] = {
-    "clearing_members": ClearingMember, "ncos": Nco, "exchanges": Exchange,
+    "clearing_members": ClearingMember,
+    "ncos": Nco,
+    "exchanges": Exchange,
     "occ_holidays": OccHoliday,
 }
 
@@ -633,8 +718,9 @@ def load_reference(folder: Path, problems: _Problems | None = None) -> Reference
     problems = problems or _Problems()
     loaded: dict[str, tuple[Any, ...]] = {}
     for key, (filename, columns) in REFERENCE_FILES.items():
-        loaded[key] = tuple(_read_reference_csv(folder / filename, columns, REFERENCE_TYPES[key],
-                                                problems))
+        loaded[key] = tuple(
+            _read_reference_csv(folder / filename, columns, REFERENCE_TYPES[key], problems)
+        )
     _check_unique(folder, loaded, problems)
     _check_holidays(folder, loaded["occ_holidays"], problems)
     if own and problems.items:
@@ -642,8 +728,9 @@ def load_reference(folder: Path, problems: _Problems | None = None) -> Reference
     return ReferenceData(**loaded)
 
 
-def _read_reference_csv(path: Path, columns: Mapping[str, Callable[[str], Any]], kind: type,
-                        problems: _Problems) -> list[Any]:
+def _read_reference_csv(
+    path: Path, columns: Mapping[str, Callable[[str], Any]], kind: type, problems: _Problems
+) -> list[Any]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -684,18 +771,24 @@ def _check_holidays(folder: Path, holidays: Iterable[OccHoliday], problems: _Pro
     path = folder / REFERENCE_FILES["occ_holidays"][0]
     for h in holidays:
         if h.action == "open" and h.date.weekday() >= 5:
-            problems.add(path, f"{h.date} is a weekend: a weekend is never a business day",
-                         None, "action")
+            problems.add(
+                path, f"{h.date} is a weekend: a weekend is never a business day", None, "action"
+            )
 
 
 def _check_unique(folder: Path, loaded: Mapping[str, tuple[Any, ...]], problems: _Problems) -> None:
-    for key, attr in (("clearing_members", "cm_number"), ("ncos", "nco_id"),
-                      ("exchanges", "exchange_id"), ("occ_holidays", "date")):
+    for key, attr in (
+        ("clearing_members", "cm_number"),
+        ("ncos", "nco_id"),
+        ("exchanges", "exchange_id"),
+        ("occ_holidays", "date"),
+    ):
         seen: set[Any] = set()
         for item in loaded[key]:
             value = getattr(item, attr)
             norm = _numeric_key(value) if isinstance(value, str) else value
             if norm in seen:
-                problems.add(folder / REFERENCE_FILES[key][0], f"duplicate {attr} {value!s}",
-                             None, attr)
+                problems.add(
+                    folder / REFERENCE_FILES[key][0], f"duplicate {attr} {value!s}", None, attr
+                )
             seen.add(norm)

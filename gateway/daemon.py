@@ -159,8 +159,11 @@ class Daemon:
         self.state = State.STOPPING
         metrics.UP.set(0)
         systemd.notify("STOPPING=1")
-        log.info("%s: stopping (grace %.0fs; send again to force)",
-                 signal.Signals(signum).name, self.shutdown_grace_s)
+        log.info(
+            "%s: stopping (grace %.0fs; send again to force)",
+            signal.Signals(signum).name,
+            self.shutdown_grace_s,
+        )
         done = threading.Event()
 
         def stop_all() -> None:

@@ -12,7 +12,10 @@ class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         msg = record.getMessage().replace("\n", "\\n")
-        line = f'ts={ts}.{int(record.msecs):03d}Z level={record.levelname} logger={record.name} msg="{msg}"'
+        line = (
+            f"ts={ts}.{int(record.msecs):03d}Z level={record.levelname} logger={record.name}"
+            f' msg="{msg}"'
+        )
         if record.exc_info:
             line += ' exc="' + self.formatException(record.exc_info).replace("\n", "\\n") + '"'
         return line

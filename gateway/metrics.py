@@ -17,8 +17,25 @@ from gateway import __version__
 
 log = logging.getLogger(__name__)
 
-SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
-                   600, 1800)
+SECONDS_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+    300,
+    600,
+    1800,
+)
 
 BUILD_INFO = Info("posgate_build", "posgate build information")
 BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
@@ -26,43 +43,69 @@ BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
 UP = Gauge("posgate_up", "1 while the daemon is running and every component is healthy")
 START_TIME = Gauge("posgate_start_time_seconds", "Unix time the daemon became ready")
 CONFIG_RELOADS = Counter("posgate_config_reloads_total", "SIGHUP reloads by outcome", ["outcome"])
-CONFIG_LAST_RELOAD = Gauge("posgate_config_last_reload_success_timestamp_seconds",
-                           "Unix time of the last successful config load")
+CONFIG_LAST_RELOAD = Gauge(
+    "posgate_config_last_reload_success_timestamp_seconds",
+    "Unix time of the last successful config load",
+)
 
 FILES_RECEIVED = Counter("posgate_files_received_total", "Input files received", ["flow", "firm"])
-FILES_DUPLICATE = Counter("posgate_files_duplicate_total", "Input files recognised as duplicates",
-                          ["flow"])
-FILES_QUARANTINED = Counter("posgate_files_quarantined_total", "Files that could not be read",
-                            ["flow"])
-FILES_FAILED = Counter("posgate_files_failed_total",
-                       "Files whose processing failed transiently and will be retried", ["flow"])
-PROCESSING_SECONDS = Histogram("posgate_processing_seconds", "Time to process one input file",
-                               ["flow"], buckets=SECONDS_BUCKETS)
-SPOOL_BACKLOG = Gauge("posgate_spool_backlog_files",
-                      "Files waiting in inbound folders or claimed but not finished")
+FILES_DUPLICATE = Counter(
+    "posgate_files_duplicate_total", "Input files recognised as duplicates", ["flow"]
+)
+FILES_QUARANTINED = Counter(
+    "posgate_files_quarantined_total", "Files that could not be read", ["flow"]
+)
+FILES_FAILED = Counter(
+    "posgate_files_failed_total",
+    "Files whose processing failed transiently and will be retried",
+    ["flow"],
+)
+PROCESSING_SECONDS = Histogram(
+    "posgate_processing_seconds",
+    "Time to process one input file",
+    ["flow"],
+    buckets=SECONDS_BUCKETS,
+)
+SPOOL_BACKLOG = Gauge(
+    "posgate_spool_backlog_files", "Files waiting in inbound folders or claimed but not finished"
+)
 
 RECORDS_VALID = Counter("posgate_records_valid_total", "Valid records", ["flow"])
 RECORDS_REJECTED = Counter("posgate_records_rejected_total", "Rejected records", ["flow"])
-DPL_REJECTS_BY_REASON = Counter("posgate_dpl_rejected_records_total",
-                                "DPL reject reasons (a record may carry several)", ["reason"])
+DPL_REJECTS_BY_REASON = Counter(
+    "posgate_dpl_rejected_records_total",
+    "DPL reject reasons (a record may carry several)",
+    ["reason"],
+)
 
-DPL_LAST_PUBLICATION = Gauge("posgate_dpl_last_publication_timestamp_seconds",
-                             "Unix time of the last successful delivery", ["exchange"])
-DPL_LAST_PUBLISHED_CYCLE = Gauge("posgate_dpl_last_published_cycle_timestamp_seconds",
-                                 "Cycle date (as Unix time of its midnight UTC) last published")
-DPL_PUBLISHED_RECORDS = Counter("posgate_dpl_published_records_total",
-                                "Records written into aggregated files")
-DPL_PUBLICATION_SECONDS = Histogram("posgate_dpl_publication_seconds",
-                                    "Time to build and deliver one cycle",
-                                    buckets=SECONDS_BUCKETS)
-DPL_FIRMS_MISSING = Gauge("posgate_dpl_missing_submitters",
-                          "Firms that submitted in recent cycles but not in the current one")
+DPL_LAST_PUBLICATION = Gauge(
+    "posgate_dpl_last_publication_timestamp_seconds",
+    "Unix time of the last successful delivery",
+    ["exchange"],
+)
+DPL_LAST_PUBLISHED_CYCLE = Gauge(
+    "posgate_dpl_last_published_cycle_timestamp_seconds",
+    "Cycle date (as Unix time of its midnight UTC) last published",
+)
+DPL_PUBLISHED_RECORDS = Counter(
+    "posgate_dpl_published_records_total", "Records written into aggregated files"
+)
+DPL_PUBLICATION_SECONDS = Histogram(
+    "posgate_dpl_publication_seconds",
+    "Time to build and deliver one cycle",
+    buckets=SECONDS_BUCKETS,
+)
+DPL_FIRMS_MISSING = Gauge(
+    "posgate_dpl_missing_submitters",
+    "Firms that submitted in recent cycles but not in the current one",
+)
 
-SCHEDULER_RUNS = Counter("posgate_scheduler_runs_total", "Scheduled job runs",
-                         ["task", "outcome"])
-SCHEDULER_MISSES = Counter("posgate_scheduler_misses_total",
-                           "Scheduled jobs missed (late or not delivered by the deadline)",
-                           ["task"])  # not "job": Prometheus owns that label on every target
+SCHEDULER_RUNS = Counter("posgate_scheduler_runs_total", "Scheduled job runs", ["task", "outcome"])
+SCHEDULER_MISSES = Counter(
+    "posgate_scheduler_misses_total",
+    "Scheduled jobs missed (late or not delivered by the deadline)",
+    ["task"],
+)  # not "job": Prometheus owns that label on every target
 
 ALERTS = Counter("posgate_alerts_total", "Operator alerts raised", ["name"])
 

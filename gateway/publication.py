@@ -13,7 +13,8 @@ second one waits, then finds the cycle done.
    no longer matches the ledger). Not while DPL files received before the cycle's cutoff are
    still in the intake (``IntakePending``, unless ``force``): their records belong in the file.
    Valid, current records stream from
-   ``Ledger.iter_publishable_dpl_values`` (SPEC order: firm, aggregation unit, symbol, SubTyp) through
+   ``Ledger.iter_publishable_dpl_values`` (SPEC order: firm, aggregation unit, symbol, SubTyp)
+   through
    ``engine.dpl.canonical_line`` into a hidden temporary file in ``spool/state/publications/``,
    hashed while written, fsynced and renamed to ``DPL_<YYYYMMDD>.fixml``; memory does not grow
    with the number of records. ``RptID`` is ``<YYYYMMDD><9-digit sequence>`` in publication order;

@@ -15,8 +15,8 @@ firing twice, late, or not at all changes nothing but timing. A cycle D is *due*
 at its boundaries); it is *done* when every receiving exchange holds its publication. The cron jobs
 give exact wall-clock times; the catch-up job makes the component right whatever happened in
 between: a daemon that was down at 00:05 publishes at once when started, an exchange that was
-unreachable gets the file at the next tick, and a clock shifted with ``POSGATE_CLOCK_START`` (drills)
-is honoured within ``tick_s``.
+unreachable gets the file at the next tick, and a clock shifted with ``POSGATE_CLOCK_START``
+(drills) is honoured within ``tick_s``.
 
 Catch-up looks back ``CATCH_UP_DAYS`` calendar days, but never before the ledger's first DPL
 activity (first file or publication); a fresh ledger publishes only the latest due cycle, so a new
@@ -26,9 +26,10 @@ when its deadline passes is alerted once (``publication_late``), counted in
 recorded are not repeated after a restart.
 
 A cycle whose files received before the cutoff are still in the intake waits (``waiting_intake``)
-and is retried at the next tick. Each run that acts is recorded with ``Ledger.record_scheduler_run`` and counted in
-``posgate_scheduler_runs_total{job,outcome}``; catch-up ticks that find nothing to do are only
-counted (``outcome="idle"``), so the ledger does not grow by a row a minute. After each
+and is retried at the next tick. Each run that acts is recorded with
+``Ledger.record_scheduler_run`` and counted in ``posgate_scheduler_runs_total{task,outcome}``;
+catch-up ticks that find nothing to do are only counted (``outcome="idle"``), so the ledger does
+not grow by a row a minute. After each
 publication (and at start) the ``posgate_dpl_missing_submitters`` gauge is refreshed for that
 cycle; the last-publication gauges are read back from the ledger at every tick, so they survive a
 restart and include publications made with ``posgate dpl publish``.
@@ -268,7 +269,7 @@ class DplScheduler:
             return self._check_deadlines(trigger, record_idle=True)
 
     def run_catchup(self) -> None:
-        """Deadline checks first (a cycle published late after downtime *was* late), then publish."""
+        """Deadline checks first (a cycle published late after downtime was late), then publish."""
         with self._lock:
             try:
                 late = self._check_deadlines("catchup", record_idle=False)

@@ -11,7 +11,8 @@ server). A file whose flow has no handler is left where it is (logged once per f
 
 Claiming writes the intent into the ledger first (state ``received`` with the planned work path),
 then renames the file into the spool's ``work`` folder (same filesystem, atomic), hashes it and
-records ``claimed``. A worker thread runs the flow handler, which records ``processed`` in the same ledger
+records ``claimed``. A worker thread runs the flow handler, which records ``processed`` in the same
+ledger
 transaction as its results; the intake then moves the original to ``archive/<receipt date>/`` and
 records ``archived``. Unreadable inputs (``UnreadableInput``) go to ``quarantine/`` with a
 ``.reason.json``; transient trouble leaves the file claimed for a retry with backoff. At start-up
@@ -20,7 +21,8 @@ nothing and processes nothing twice. The same content from the same firm and flo
 as a ``duplicate`` and not processed again.
 
 The receipt instant of a file is the moment its last byte was written (its mtime), expressed on
-the daemon's clock, so the stable-size wait never moves an upload at 23:59:59 CT into the next cycle.
+the daemon's clock, so the stable-size wait never moves an upload at 23:59:59 CT into the next
+cycle.
 """
 
 from __future__ import annotations
@@ -171,8 +173,12 @@ class SpoolIntake:
             self._observer.join(timeout)
 
     def healthy(self) -> bool:
-        return (self._thread is not None and self._thread.is_alive()
-                and self._observer is not None and self._observer.is_alive())
+        return (
+            self._thread is not None
+            and self._thread.is_alive()
+            and self._observer is not None
+            and self._observer.is_alive()
+        )
 
     # -- nominations ---------------------------------------------------------------------------
 
@@ -271,8 +277,9 @@ class SpoolIntake:
                 self._candidates[path] = _Candidate(st.st_size, st.st_mtime_ns, now)
                 continue
             age_s = time.time() - st.st_mtime_ns / 1e9
-            if cand.complete or (now - cand.first_seen >= self.stable_interval_s
-                                 and age_s >= self.stable_interval_s):
+            if cand.complete or (
+                now - cand.first_seen >= self.stable_interval_s and age_s >= self.stable_interval_s
+            ):
                 ready.append((cand.mtime_ns, path))
         metrics.SPOOL_BACKLOG.set(len(self._candidates) + len(self._in_flight))
         for _, path in sorted(ready):  # oldest first: file ids follow arrival order
@@ -305,8 +312,16 @@ class SpoolIntake:
         work_dir.mkdir(parents=True, exist_ok=True)
         work_path = work_dir / f"{secrets.token_hex(8)}__{path.name}"
         file_id = self.ledger.record_file(
-            flow=flow, firm=firm, account=firm, name=path.name, sha256="", size=st.st_size,
-            received_at=received_at, cycle=None, work_path=str(work_path), source=str(path),
+            flow=flow,
+            firm=firm,
+            account=firm,
+            name=path.name,
+            sha256="",
+            size=st.st_size,
+            received_at=received_at,
+            cycle=None,
+            work_path=str(work_path),
+            source=str(path),
         )
         try:
             os.rename(path, work_path)
@@ -323,17 +338,34 @@ class SpoolIntake:
         original = self.ledger.find_processed_duplicate(row.firm, row.flow, digest, row.id)
         if original is not None:
             self.ledger.set_file_state(row.id, "claimed", "hashed", sha256=digest, size=size)
-            log.info("duplicate: %s from firm %s has the content of file %d; not processed again",
-                     row.name, row.firm, original)
+            log.info(
+                "duplicate: %s from firm %s has the content of file %d; not processed again",
+                row.name,
+                row.firm,
+                original,
+            )
             metrics.FILES_DUPLICATE.labels(flow=row.flow).inc()
             archived = self._archive_path(row)
             self._move(work_path, archived)
-            self.ledger.set_file_state(row.id, "duplicate", f"same content as file {original}",
-                                       duplicate_of=original, archive_path=str(archived))
+            self.ledger.set_file_state(
+                row.id,
+                "duplicate",
+                f"same content as file {original}",
+                duplicate_of=original,
+                archive_path=str(archived),
+            )
             return None
         self.ledger.set_file_state(row.id, "claimed", "hashed", sha256=digest, size=size)
-        return ClaimedFile(file_id=row.id, flow=row.flow, firm=row.firm, name=row.name,
-                           path=work_path, sha256=digest, size=size, received_at=row.received_at)
+        return ClaimedFile(
+            file_id=row.id,
+            flow=row.flow,
+            firm=row.firm,
+            name=row.name,
+            path=work_path,
+            sha256=digest,
+            size=size,
+            received_at=row.received_at,
+        )
 
     def _dispatch(self, claimed: ClaimedFile) -> None:
         with self._lock:
@@ -356,21 +388,25 @@ class SpoolIntake:
             metrics.FILES_FAILED.labels(flow=claimed.flow).inc()
             delay = min(300.0, 5.0 * 2 ** min(6, len(self.ledger.file_events(claimed.file_id))))
             self._retry_at[claimed.file_id] = time.monotonic() + delay
-            self.alert("processing_retrying",
-                       f"{claimed.flow} file {claimed.name!r} of firm {claimed.firm} could not be "
-                       f"finished ({exc}); it stays claimed, retry in {delay:.0f}s",
-                       {"file_id": claimed.file_id, "error": str(exc)})
+            self.alert(
+                "processing_retrying",
+                f"{claimed.flow} file {claimed.name!r} of firm {claimed.firm} could not be "
+                f"finished ({exc}); it stays claimed, retry in {delay:.0f}s",
+                {"file_id": claimed.file_id, "error": str(exc)},
+            )
         except Exception as exc:
             log.exception("processing %s (file %d) failed", claimed.name, claimed.file_id)
             self.ledger.set_file_state(claimed.file_id, "failed", f"{type(exc).__name__}: {exc}")
-            self.alert("processing_failed", f"{claimed.flow} file {claimed.name} of firm "
-                       f"{claimed.firm} could not be processed; kept for retry at restart",
-                       {"file_id": claimed.file_id, "error": str(exc)})
+            self.alert(
+                "processing_failed",
+                f"{claimed.flow} file {claimed.name} of firm "
+                f"{claimed.firm} could not be processed; kept for retry at restart",
+                {"file_id": claimed.file_id, "error": str(exc)},
+            )
         else:
             self._archive(claimed.file_id, claimed.path)
         finally:
-            metrics.PROCESSING_SECONDS.labels(flow=claimed.flow).observe(
-                time.monotonic() - started)
+            metrics.PROCESSING_SECONDS.labels(flow=claimed.flow).observe(time.monotonic() - started)
             with self._lock:
                 self._in_flight.discard(claimed.file_id)
 
@@ -394,20 +430,31 @@ class SpoolIntake:
         self._move(claimed.path, target)
         contact = self.technical_contact(claimed.firm)
         reason = {
-            "file": claimed.name, "firm": claimed.firm, "flow": claimed.flow,
-            "file_id": claimed.file_id, "sha256": claimed.sha256, "size": claimed.size,
-            "received_at": claimed.received_at.isoformat(), "reason": exc.reason,
-            "message": exc.message, "technical_contact": contact,
+            "file": claimed.name,
+            "firm": claimed.firm,
+            "flow": claimed.flow,
+            "file_id": claimed.file_id,
+            "sha256": claimed.sha256,
+            "size": claimed.size,
+            "received_at": claimed.received_at.isoformat(),
+            "reason": exc.reason,
+            "message": exc.message,
+            "technical_contact": contact,
         }
-        write_atomic(target.with_name(target.name + ".reason.json"),
-                     (json.dumps(reason, indent=2) + "\n").encode())
-        self.ledger.set_file_state(claimed.file_id, "quarantined", f"{exc.reason}: {exc.message}",
-                                   reason=exc.reason)
+        write_atomic(
+            target.with_name(target.name + ".reason.json"),
+            (json.dumps(reason, indent=2) + "\n").encode(),
+        )
+        self.ledger.set_file_state(
+            claimed.file_id, "quarantined", f"{exc.reason}: {exc.message}", reason=exc.reason
+        )
         metrics.FILES_QUARANTINED.labels(flow=claimed.flow).inc()
-        self.alert("file_quarantined",
-                   f"{claimed.flow} file {claimed.name!r} from firm {claimed.firm} cannot be read "
-                   f"({exc.reason}: {exc.message}); contact {contact or 'unknown'}",
-                   {"file_id": claimed.file_id, "firm": claimed.firm, "technical_contact": contact})
+        self.alert(
+            "file_quarantined",
+            f"{claimed.flow} file {claimed.name!r} from firm {claimed.firm} cannot be read "
+            f"({exc.reason}: {exc.message}); contact {contact or 'unknown'}",
+            {"file_id": claimed.file_id, "firm": claimed.firm, "technical_contact": contact},
+        )
 
     # -- recovery ----------------------------------------------------------------------------------
 
@@ -430,18 +477,30 @@ class SpoolIntake:
                         self._dispatch(claimed)
                 elif row.state in ("claimed", "failed"):
                     if work is not None and work.exists():
-                        self._dispatch(ClaimedFile(
-                            file_id=row.id, flow=row.flow, firm=row.firm, name=row.name,
-                            path=work, sha256=row.sha256, size=row.size,
-                            received_at=row.received_at))
+                        self._dispatch(
+                            ClaimedFile(
+                                file_id=row.id,
+                                flow=row.flow,
+                                firm=row.firm,
+                                name=row.name,
+                                path=work,
+                                sha256=row.sha256,
+                                size=row.size,
+                                received_at=row.received_at,
+                            )
+                        )
                     else:
                         self.ledger.set_file_state(row.id, "vanished", "work file missing")
                 elif row.state == "processed":
                     if work is not None and work.exists():
                         self._archive(row.id, work)
                     else:
-                        self.ledger.set_file_state(row.id, "archived", "already moved",
-                                                   archive_path=str(self._archive_path(row)))
+                        self.ledger.set_file_state(
+                            row.id,
+                            "archived",
+                            "already moved",
+                            archive_path=str(self._archive_path(row)),
+                        )
             except Exception:
                 log.exception("cannot reconcile file %d (%s)", row.id, row.state)
 
@@ -452,13 +511,29 @@ class SpoolIntake:
                 del self._retry_at[file_id]
                 row = self.ledger.file(file_id)
                 if row.state == "claimed" and row.work_path and Path(row.work_path).exists():
-                    self._dispatch(ClaimedFile(
-                        file_id=row.id, flow=row.flow, firm=row.firm, name=row.name,
-                        path=Path(row.work_path), sha256=row.sha256, size=row.size,
-                        received_at=row.received_at))
+                    self._dispatch(
+                        ClaimedFile(
+                            file_id=row.id,
+                            flow=row.flow,
+                            firm=row.firm,
+                            name=row.name,
+                            path=Path(row.work_path),
+                            sha256=row.sha256,
+                            size=row.size,
+                            received_at=row.received_at,
+                        )
+                    )
 
-    def submit_bytes(self, *, firm: str, flow: str, name: str, data: bytes, source: str,
-                     process: Callable[[ClaimedFile], object]) -> tuple[object, int | None]:
+    def submit_bytes(
+        self,
+        *,
+        firm: str,
+        flow: str,
+        name: str,
+        data: bytes,
+        source: str,
+        process: Callable[[ClaimedFile], object],
+    ) -> tuple[object, int | None]:
         """Take an input that arrived as bytes (AMQP), through the same ledger states as a file.
 
         The bytes are recorded, written into ``work/``, hashed, checked for duplicates and passed
@@ -473,8 +548,16 @@ class SpoolIntake:
         work_dir.mkdir(parents=True, exist_ok=True)
         work_path = work_dir / f"{secrets.token_hex(8)}__{name}"
         file_id = self.ledger.record_file(
-            flow=flow, firm=firm, account=firm, name=name, sha256="", size=len(data),
-            received_at=self.clock(), cycle=None, work_path=str(work_path), source=source,
+            flow=flow,
+            firm=firm,
+            account=firm,
+            name=name,
+            sha256="",
+            size=len(data),
+            received_at=self.clock(),
+            cycle=None,
+            work_path=str(work_path),
+            source=source,
         )
         write_atomic(work_path, data)
         claimed = self._finish_claim(self.ledger.file(file_id), work_path)

@@ -43,7 +43,9 @@ TERMINAL_STATES = frozenset({"archived", "quarantined", "duplicate", "vanished"}
 _LINE_BITS = 32
 _LINE_MASK = (1 << _LINE_BITS) - 1
 # The records of file f: rowids from f.id << 32 to f.id << 32 | 0xffffffff.
-_RECORDS_OF_FILE = f"r.id BETWEEN (f.id << {_LINE_BITS}) AND ((f.id << {_LINE_BITS}) | {_LINE_MASK})"
+_RECORDS_OF_FILE = (
+    f"r.id BETWEEN (f.id << {_LINE_BITS}) AND ((f.id << {_LINE_BITS}) | {_LINE_MASK})"
+)
 _RECORD_COLUMNS = f"r.id >> {_LINE_BITS} AS file_id, r.id & {_LINE_MASK} AS line"
 _PUBLISHABLE_DPL = (
     f" FROM {FILES} f JOIN {DPL_RECORDS} r ON {_RECORDS_OF_FILE}"
@@ -86,10 +88,26 @@ def _iso(instant: dt.datetime) -> str:
 def _migration_1(db: sqlite_utils.Database) -> None:
     db[FILES].create(  # type: ignore[union-attr]
         {
-            "id": int, "flow": str, "firm": str, "account": str, "name": str, "sha256": str,
-            "size": int, "received_at": str, "cycle": str, "state": str, "work_path": str,
-            "archive_path": str, "reason": str, "superseded_by": int, "duplicate_of": int,
-            "total": int, "valid": int, "rejected": int, "source": str, "updated_at": str,
+            "id": int,
+            "flow": str,
+            "firm": str,
+            "account": str,
+            "name": str,
+            "sha256": str,
+            "size": int,
+            "received_at": str,
+            "cycle": str,
+            "state": str,
+            "work_path": str,
+            "archive_path": str,
+            "reason": str,
+            "superseded_by": int,
+            "duplicate_of": int,
+            "total": int,
+            "valid": int,
+            "rejected": int,
+            "source": str,
+            "updated_at": str,
         },
         pk="id",
         not_null={"flow", "firm", "name", "sha256", "received_at", "state"},
@@ -100,7 +118,9 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db[FILES].create_index(["flow", "cycle", "firm"], if_not_exists=True)  # type: ignore[union-attr]
     db[FILE_EVENTS].create(  # type: ignore[union-attr]
         {"id": int, "file_id": int, "state": str, "at": str, "detail": str},
-        pk="id", foreign_keys=[("file_id", FILES, "id")], if_not_exists=True,
+        pk="id",
+        foreign_keys=[("file_id", FILES, "id")],
+        if_not_exists=True,
     )
     db[FILE_EVENTS].create_index(["file_id"], if_not_exists=True)  # type: ignore[union-attr]
     # One row per record, keyed by (file, line); cycle, submitter and superseding live on the
@@ -108,27 +128,54 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     # The rowid encodes (file id, line) as file_id << 32 | line: the table is one append-only
     # b-tree, and a file's records are a rowid range.
     db[DPL_RECORDS].create(  # type: ignore[union-attr]
-        {"id": int, "raw": bytes, "status": str, "reasons": str, "details": str, "fields": str,
-         "sort_key": str},
-        pk="id", if_not_exists=True,
+        {
+            "id": int,
+            "raw": bytes,
+            "status": str,
+            "reasons": str,
+            "details": str,
+            "fields": str,
+            "sort_key": str,
+        },
+        pk="id",
+        if_not_exists=True,
     )
     db[DPL_PUBLICATIONS].create(  # type: ignore[union-attr]
-        {"cycle": str, "published_at": str, "delivery_date": str, "sha256": str, "records": int,
-         "path": str, "runs": int},
-        pk="cycle", if_not_exists=True,
+        {
+            "cycle": str,
+            "published_at": str,
+            "delivery_date": str,
+            "sha256": str,
+            "records": int,
+            "path": str,
+            "runs": int,
+        },
+        pk="cycle",
+        if_not_exists=True,
     )
     db[DPL_DELIVERIES].create(  # type: ignore[union-attr]
         {"cycle": str, "exchange": str, "delivered_at": str, "sha256": str, "target": str},
-        pk=("cycle", "exchange"), if_not_exists=True,
+        pk=("cycle", "exchange"),
+        if_not_exists=True,
     )
     db[PMC_RESULTS].create(  # type: ignore[union-attr]
-        {"file_id": int, "theo_date": str, "accepted": int, "rejected": int,
-         "invalid_series": int, "warnings": int, "requirement": float, "outputs": str},
-        pk="file_id", if_not_exists=True,
+        {
+            "file_id": int,
+            "theo_date": str,
+            "accepted": int,
+            "rejected": int,
+            "invalid_series": int,
+            "warnings": int,
+            "requirement": float,
+            "outputs": str,
+        },
+        pk="file_id",
+        if_not_exists=True,
     )
     db[SCHEDULER_RUNS].create(  # type: ignore[union-attr]
         {"id": int, "job": str, "cycle": str, "at": str, "outcome": str, "detail": str},
-        pk="id", if_not_exists=True,
+        pk="id",
+        if_not_exists=True,
     )
 
 
@@ -161,11 +208,20 @@ class FileRow:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> FileRow:
         return cls(
-            id=row["id"], flow=row["flow"], firm=row["firm"], account=row["account"] or "",
-            name=row["name"], sha256=row["sha256"], size=row["size"] or 0,
-            received_at=dt.datetime.fromisoformat(row["received_at"]), cycle=row["cycle"],
-            state=row["state"], work_path=row["work_path"], archive_path=row["archive_path"],
-            reason=row["reason"], source=row["source"],
+            id=row["id"],
+            flow=row["flow"],
+            firm=row["firm"],
+            account=row["account"] or "",
+            name=row["name"],
+            sha256=row["sha256"],
+            size=row["size"] or 0,
+            received_at=dt.datetime.fromisoformat(row["received_at"]),
+            cycle=row["cycle"],
+            state=row["state"],
+            work_path=row["work_path"],
+            archive_path=row["archive_path"],
+            reason=row["reason"],
+            source=row["source"],
         )
 
 
@@ -185,8 +241,9 @@ class Ledger:
     def connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
@@ -252,17 +309,39 @@ class Ledger:
 
     # -- files --------------------------------------------------------------------------------
 
-    def record_file(self, *, flow: str, firm: str, account: str, name: str, sha256: str,
-                    size: int, received_at: dt.datetime, cycle: str | None, work_path: str,
-                    source: str) -> int:
+    def record_file(
+        self,
+        *,
+        flow: str,
+        firm: str,
+        account: str,
+        name: str,
+        sha256: str,
+        size: int,
+        received_at: dt.datetime,
+        cycle: str | None,
+        work_path: str,
+        source: str,
+    ) -> int:
         """Record the intent to claim a file (state ``received``) and return its id."""
         with self.transaction() as conn:
             cur = conn.execute(
                 f"INSERT INTO {FILES} (flow, firm, account, name, sha256, size, received_at,"
                 " cycle, state, work_path, source, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?, ?)",
-                (flow, firm, account, name, sha256, size, _iso(received_at), cycle, work_path,
-                 source, _iso(utc_now())),
+                (
+                    flow,
+                    firm,
+                    account,
+                    name,
+                    sha256,
+                    size,
+                    _iso(received_at),
+                    cycle,
+                    work_path,
+                    source,
+                    _iso(utc_now()),
+                ),
             )
             file_id = int(cur.lastrowid or 0)
             self._event(conn, file_id, "received", f"{source} -> {work_path}")
@@ -272,12 +351,14 @@ class Ledger:
         with self.transaction() as conn:
             self._set_state(conn, file_id, state, detail, **columns)
 
-    def _set_state(self, conn: sqlite3.Connection, file_id: int, state: str, detail: str,
-                   **columns: Any) -> None:
+    def _set_state(
+        self, conn: sqlite3.Connection, file_id: int, state: str, detail: str, **columns: Any
+    ) -> None:
         assignments = ", ".join(f"{name} = ?" for name in columns)
         conn.execute(
             f"UPDATE {FILES} SET state = ?, updated_at = ?"
-            + (f", {assignments}" if assignments else "") + " WHERE id = ?",
+            + (f", {assignments}" if assignments else "")
+            + " WHERE id = ?",
             (state, _iso(utc_now()), *columns.values(), file_id),
         )
         self._event(conn, file_id, state, detail)
@@ -294,55 +375,81 @@ class Ledger:
             raise KeyError(file_id)
         return FileRow.from_row(row)
 
-    def find_processed_duplicate(self, firm: str, flow: str, sha256: str,
-                                 exclude_id: int) -> int | None:
+    def find_processed_duplicate(
+        self, firm: str, flow: str, sha256: str, exclude_id: int
+    ) -> int | None:
         """Id of an earlier file with the same content from the same firm and flow, if any."""
-        row = self.connect().execute(
-            f"SELECT id FROM {FILES} WHERE firm = ? AND flow = ? AND sha256 = ? AND id != ?"
-            " AND state IN ('processed', 'archived') ORDER BY id LIMIT 1",
-            (firm, flow, sha256, exclude_id),
-        ).fetchone()
+        row = (
+            self.connect()
+            .execute(
+                f"SELECT id FROM {FILES} WHERE firm = ? AND flow = ? AND sha256 = ? AND id != ?"
+                " AND state IN ('processed', 'archived') ORDER BY id LIMIT 1",
+                (firm, flow, sha256, exclude_id),
+            )
+            .fetchone()
+        )
         return int(row["id"]) if row else None
 
     def duplicate_of(self, file_id: int) -> int | None:
-        row = self.connect().execute(f"SELECT duplicate_of FROM {FILES} WHERE id = ?",
-                                     (file_id,)).fetchone()
+        row = (
+            self.connect()
+            .execute(f"SELECT duplicate_of FROM {FILES} WHERE id = ?", (file_id,))
+            .fetchone()
+        )
         return int(row[0]) if row and row[0] is not None else None
 
     def unfinished_files(self) -> list[FileRow]:
         placeholders = ", ".join("?" for _ in TERMINAL_STATES)
-        rows = self.connect().execute(
-            f"SELECT * FROM {FILES} WHERE state NOT IN ({placeholders}) ORDER BY id",
-            tuple(sorted(TERMINAL_STATES)),
-        ).fetchall()
+        rows = (
+            self.connect()
+            .execute(
+                f"SELECT * FROM {FILES} WHERE state NOT IN ({placeholders}) ORDER BY id",
+                tuple(sorted(TERMINAL_STATES)),
+            )
+            .fetchall()
+        )
         return [FileRow.from_row(r) for r in rows]
 
-    def files(self, *, flow: str | None = None, firm: str | None = None,
-              state: str | None = None) -> list[FileRow]:
+    def files(
+        self, *, flow: str | None = None, firm: str | None = None, state: str | None = None
+    ) -> list[FileRow]:
         clauses, params = [], []
         for column, value in (("flow", flow), ("firm", firm), ("state", state)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        rows = self.connect().execute(f"SELECT * FROM {FILES}{where} ORDER BY id",
-                                      params).fetchall()
+        rows = (
+            self.connect().execute(f"SELECT * FROM {FILES}{where} ORDER BY id", params).fetchall()
+        )
         return [FileRow.from_row(r) for r in rows]
 
     def file_events(self, file_id: int) -> list[tuple[str, str]]:
-        rows = self.connect().execute(
-            f"SELECT state, detail FROM {FILE_EVENTS} WHERE file_id = ? ORDER BY id", (file_id,)
-        ).fetchall()
+        rows = (
+            self.connect()
+            .execute(
+                f"SELECT state, detail FROM {FILE_EVENTS} WHERE file_id = ? ORDER BY id", (file_id,)
+            )
+            .fetchall()
+        )
         return [(r["state"], r["detail"]) for r in rows]
 
     def count_files(self, state: str) -> int:
-        return int(self.connect().execute(f"SELECT count(*) FROM {FILES} WHERE state = ?",
-                                          (state,)).fetchone()[0])
+        return int(
+            self.connect()
+            .execute(f"SELECT count(*) FROM {FILES} WHERE state = ?", (state,))
+            .fetchone()[0]
+        )
 
     # -- DPL records ---------------------------------------------------------------------------
 
     def replace_dpl_records(
-        self, file_id: int, rows: Iterable[Sequence[Any]], *, cycle: str, submitter: str,
+        self,
+        file_id: int,
+        rows: Iterable[Sequence[Any]],
+        *,
+        cycle: str,
+        submitter: str,
         totals: tuple[int, int, int] | Callable[[], tuple[int, int, int]],
         before_commit: Callable[[int | None], None] | None = None,
     ) -> int | None:
@@ -358,8 +465,9 @@ class Ledger:
         """
         with self.transaction() as conn:
             base = file_id << _LINE_BITS
-            conn.execute(f"DELETE FROM {DPL_RECORDS} WHERE id BETWEEN ? AND ?",
-                         (base, base | _LINE_MASK))
+            conn.execute(
+                f"DELETE FROM {DPL_RECORDS} WHERE id BETWEEN ? AND ?", (base, base | _LINE_MASK)
+            )
             conn.execute(f"UPDATE {FILES} SET cycle = ? WHERE id = ?", (cycle, file_id))
             conn.executemany(
                 f"INSERT INTO {DPL_RECORDS} (id, raw, status, reasons, details, fields, sort_key)"
@@ -376,8 +484,9 @@ class Ledger:
             superseded = None
             for row in older:
                 superseded = int(row["id"])
-                conn.execute(f"UPDATE {FILES} SET superseded_by = ? WHERE id = ?",
-                             (file_id, superseded))
+                conn.execute(
+                    f"UPDATE {FILES} SET superseded_by = ? WHERE id = ?", (file_id, superseded)
+                )
                 self._event(conn, superseded, "superseded", f"by file {file_id}")
             newer = conn.execute(
                 f"SELECT id FROM {FILES} WHERE flow = 'dpl' AND firm = ? AND cycle = ?"
@@ -385,35 +494,58 @@ class Ledger:
                 (submitter, cycle, file_id),
             ).fetchone()
             if newer is not None:  # processed out of order after a restart: newer one wins
-                conn.execute(f"UPDATE {FILES} SET superseded_by = ? WHERE id = ?",
-                             (int(newer["id"]), file_id))
-            self._set_state(conn, file_id, "processed", f"{total} records", total=total,
-                            valid=valid, rejected=rejected)
+                conn.execute(
+                    f"UPDATE {FILES} SET superseded_by = ? WHERE id = ?",
+                    (int(newer["id"]), file_id),
+                )
+            self._set_state(
+                conn,
+                file_id,
+                "processed",
+                f"{total} records",
+                total=total,
+                valid=valid,
+                rejected=rejected,
+            )
             if before_commit is not None:
                 before_commit(superseded)
         return superseded
 
     def current_dpl_file(self, submitter: str, cycle: str, before_id: int) -> FileRow | None:
         """The submitter's latest processed file of a cycle received before ``before_id``."""
-        row = self.connect().execute(
-            f"SELECT * FROM {FILES} WHERE flow = 'dpl' AND firm = ? AND cycle = ? AND id < ?"
-            " AND state IN ('processed', 'archived') AND superseded_by IS NULL"
-            " ORDER BY id DESC LIMIT 1",
-            (submitter, cycle, before_id),
-        ).fetchone()
+        row = (
+            self.connect()
+            .execute(
+                f"SELECT * FROM {FILES} WHERE flow = 'dpl' AND firm = ? AND cycle = ? AND id < ?"
+                " AND state IN ('processed', 'archived') AND superseded_by IS NULL"
+                " ORDER BY id DESC LIMIT 1",
+                (submitter, cycle, before_id),
+            )
+            .fetchone()
+        )
         return FileRow.from_row(row) if row else None
 
     def dpl_records_for_file(self, file_id: int) -> list[sqlite3.Row]:
         base = file_id << _LINE_BITS
-        return self.connect().execute(
-            f"SELECT {_RECORD_COLUMNS}, r.* FROM {DPL_RECORDS} r WHERE r.id BETWEEN ? AND ?"
-            " ORDER BY r.id", (base, base | _LINE_MASK),
-        ).fetchall()
+        return (
+            self.connect()
+            .execute(
+                f"SELECT {_RECORD_COLUMNS}, r.* FROM {DPL_RECORDS} r WHERE r.id BETWEEN ? AND ?"
+                " ORDER BY r.id",
+                (base, base | _LINE_MASK),
+            )
+            .fetchall()
+        )
 
-    def iter_dpl_report(self, cycle: str, *, firm: str | None = None,
-                        status: str = "all") -> Iterator[sqlite3.Row]:
-        clauses = ["f.flow = 'dpl'", "f.cycle = ?", "f.superseded_by IS NULL",
-                   "f.state IN ('processed', 'archived')"]
+    def iter_dpl_report(
+        self, cycle: str, *, firm: str | None = None, status: str = "all"
+    ) -> Iterator[sqlite3.Row]:
+        clauses = [
+            "f.flow = 'dpl'",
+            "f.cycle = ?",
+            "f.superseded_by IS NULL",
+            "f.state IN ('processed', 'archived')",
+        ]
         params: list[Any] = [cycle]
         if firm is not None:
             clauses.append("f.firm = ?")
@@ -424,8 +556,7 @@ class Ledger:
         cursor = self.connect().execute(
             f"SELECT {_RECORD_COLUMNS}, r.*, f.cycle AS cycle, f.firm AS submitter,"
             f" f.name AS file_name, f.received_at FROM {FILES} f JOIN {DPL_RECORDS} r"
-            f" ON {_RECORDS_OF_FILE} WHERE " + " AND ".join(clauses)
-            + " ORDER BY f.firm, r.id",
+            f" ON {_RECORDS_OF_FILE} WHERE " + " AND ".join(clauses) + " ORDER BY f.firm, r.id",
             params,
         )
         while True:
@@ -439,11 +570,15 @@ class Ledger:
         if not cycles:
             return {}
         placeholders = ", ".join("?" for _ in cycles)
-        rows = self.connect().execute(
-            f"SELECT DISTINCT cycle, firm FROM {FILES} WHERE flow = 'dpl'"
-            f" AND cycle IN ({placeholders}) AND state IN ('processed', 'archived')",
-            tuple(cycles),
-        ).fetchall()
+        rows = (
+            self.connect()
+            .execute(
+                f"SELECT DISTINCT cycle, firm FROM {FILES} WHERE flow = 'dpl'"
+                f" AND cycle IN ({placeholders}) AND state IN ('processed', 'archived')",
+                tuple(cycles),
+            )
+            .fetchall()
+        )
         out: dict[str, set[str]] = {c: set() for c in cycles}
         for row in rows:
             out[row["cycle"]].add(row["firm"])
@@ -452,12 +587,15 @@ class Ledger:
     # -- publications ---------------------------------------------------------------------------
 
     def publication(self, cycle: str) -> sqlite3.Row | None:
-        return self.connect().execute(
-            f"SELECT * FROM {DPL_PUBLICATIONS} WHERE cycle = ?", (cycle,)
-        ).fetchone()
+        return (
+            self.connect()
+            .execute(f"SELECT * FROM {DPL_PUBLICATIONS} WHERE cycle = ?", (cycle,))
+            .fetchone()
+        )
 
-    def record_publication(self, *, cycle: str, delivery_date: str, sha256: str, records: int,
-                           path: str) -> None:
+    def record_publication(
+        self, *, cycle: str, delivery_date: str, sha256: str, records: int, path: str
+    ) -> None:
         with self.transaction() as conn:
             conn.execute(
                 f"INSERT INTO {DPL_PUBLICATIONS} (cycle, published_at, delivery_date, sha256,"
@@ -482,23 +620,31 @@ class Ledger:
         """Drop the delivery row before the target is touched again (redelivery), so the ledger
         never claims a delivery that a crash midway left incomplete."""
         with self.transaction() as conn:
-            conn.execute(f"DELETE FROM {DPL_DELIVERIES} WHERE cycle = ? AND exchange = ?",
-                         (cycle, exchange))
+            conn.execute(
+                f"DELETE FROM {DPL_DELIVERIES} WHERE cycle = ? AND exchange = ?", (cycle, exchange)
+            )
 
     def deliveries(self, cycle: str) -> dict[str, str]:
-        rows = self.connect().execute(
-            f"SELECT exchange, sha256 FROM {DPL_DELIVERIES} WHERE cycle = ?", (cycle,)
-        ).fetchall()
+        rows = (
+            self.connect()
+            .execute(f"SELECT exchange, sha256 FROM {DPL_DELIVERIES} WHERE cycle = ?", (cycle,))
+            .fetchall()
+        )
         return {r["exchange"]: r["sha256"] for r in rows}
 
     def last_deliveries(self) -> dict[str, dt.datetime]:
-        rows = self.connect().execute(
-            f"SELECT exchange, max(delivered_at) AS at FROM {DPL_DELIVERIES} GROUP BY exchange"
-        ).fetchall()
+        rows = (
+            self.connect()
+            .execute(
+                f"SELECT exchange, max(delivered_at) AS at FROM {DPL_DELIVERIES} GROUP BY exchange"
+            )
+            .fetchall()
+        )
         return {r["exchange"]: dt.datetime.fromisoformat(r["at"]) for r in rows}
 
-    def iter_publishable_dpl_values(self, cycle: str, names: Sequence[str],
-                                    batch: int = 5000) -> Iterator[Sequence[Any]]:
+    def iter_publishable_dpl_values(
+        self, cycle: str, names: Sequence[str], batch: int = 5000
+    ) -> Iterator[Sequence[Any]]:
         """Valid records of the cycle's current files, in publication order, streamed: the
         values of the named fields (names of ``engine.dpl.DplFields``, the packed order)."""
         order = {name: i for i, name in enumerate(DplFields._fields)}
@@ -519,37 +665,60 @@ class Ledger:
                 yield values if everything else tuple(values[i] for i in picks)
 
     def count_publishable_dpl(self, cycle: str) -> int:
-        """How many records ``iter_publishable_dpl_values(cycle, ...)`` yields (for progress reporting)."""
-        return int(self.connect().execute("SELECT count(*)" + _PUBLISHABLE_DPL,
-                                          (cycle,)).fetchone()[0])
+        """How many records ``iter_publishable_dpl_values(cycle, ...)`` yields (for progress)."""
+        return int(
+            self.connect().execute("SELECT count(*)" + _PUBLISHABLE_DPL, (cycle,)).fetchone()[0]
+        )
 
     def count_unfinished_dpl_files(self, received_before: dt.datetime) -> int:
         """DPL files received before an instant but not processed yet (still in the intake)."""
-        return int(self.connect().execute(
-            f"SELECT count(*) FROM {FILES} WHERE flow = 'dpl'"
-            " AND state IN ('received', 'claimed') AND received_at < ?",
-            (_iso(received_before),),
-        ).fetchone()[0])
+        return int(
+            self.connect()
+            .execute(
+                f"SELECT count(*) FROM {FILES} WHERE flow = 'dpl'"
+                " AND state IN ('received', 'claimed') AND received_at < ?",
+                (_iso(received_before),),
+            )
+            .fetchone()[0]
+        )
 
     def earliest_dpl_cycle(self) -> str | None:
         """The oldest cycle with a DPL file or a publication, or None for a fresh ledger."""
-        row = self.connect().execute(
-            f"SELECT min(c) FROM (SELECT min(cycle) AS c FROM {FILES} WHERE flow = 'dpl'"
-            f" AND cycle IS NOT NULL UNION ALL SELECT min(cycle) FROM {DPL_PUBLICATIONS})"
-        ).fetchone()
+        row = (
+            self.connect()
+            .execute(
+                f"SELECT min(c) FROM (SELECT min(cycle) AS c FROM {FILES} WHERE flow = 'dpl'"
+                f" AND cycle IS NOT NULL UNION ALL SELECT min(cycle) FROM {DPL_PUBLICATIONS})"
+            )
+            .fetchone()
+        )
         return str(row[0]) if row and row[0] is not None else None
 
     # -- pmc and scheduler ------------------------------------------------------------------------
 
-    def record_pmc_result(self, file_id: int, *, theo_date: str, counts: dict[str, int],
-                          requirement: float, outputs: Sequence[str]) -> None:
+    def record_pmc_result(
+        self,
+        file_id: int,
+        *,
+        theo_date: str,
+        counts: dict[str, int],
+        requirement: float,
+        outputs: Sequence[str],
+    ) -> None:
         with self.transaction() as conn:
             conn.execute(
                 f"INSERT OR REPLACE INTO {PMC_RESULTS} (file_id, theo_date, accepted, rejected,"
                 " invalid_series, warnings, requirement, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (file_id, theo_date, counts.get("accepted", 0), counts.get("rejected", 0),
-                 counts.get("invalid_series", 0), counts.get("warnings", 0), requirement,
-                 json.dumps(list(outputs))),
+                (
+                    file_id,
+                    theo_date,
+                    counts.get("accepted", 0),
+                    counts.get("rejected", 0),
+                    counts.get("invalid_series", 0),
+                    counts.get("warnings", 0),
+                    requirement,
+                    json.dumps(list(outputs)),
+                ),
             )
             self._set_state(conn, file_id, "processed", f"theo {theo_date}")
 
@@ -563,8 +732,12 @@ class Ledger:
 
     def scheduler_outcomes(self, job: str, cycle: str) -> list[str]:
         """Outcomes of the recorded runs of ``job`` for ``cycle``, oldest first."""
-        rows = self.connect().execute(
-            f"SELECT outcome FROM {SCHEDULER_RUNS} WHERE job = ? AND cycle = ? ORDER BY id",
-            (job, cycle),
-        ).fetchall()
+        rows = (
+            self.connect()
+            .execute(
+                f"SELECT outcome FROM {SCHEDULER_RUNS} WHERE job = ? AND cycle = ? ORDER BY id",
+                (job, cycle),
+            )
+            .fetchall()
+        )
         return [r["outcome"] for r in rows]

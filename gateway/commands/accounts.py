@@ -24,8 +24,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add = firm_verbs.add_parser("add", help="add a firm account with its SFTP public key")
     add.add_argument("id", help="firm id (clearing member number or NCO id); also the SFTP login")
     add.add_argument("--key", required=True, type=Path, help="OpenSSH public key file")
-    add.add_argument("--submits-for", default="",
-                     help="comma-separated firm ids it may submit for (default: itself)")
+    add.add_argument(
+        "--submits-for",
+        default="",
+        help="comma-separated firm ids it may submit for (default: itself)",
+    )
     add.add_argument("--amqp-user", default=None, help="RabbitMQ user name mapped to this firm")
     add.set_defaults(func=lambda a: add_account(a, "firm"))
     lst = firm_verbs.add_parser("list", help="list firm accounts")
@@ -59,32 +62,43 @@ def add_account(args: argparse.Namespace, kind: str) -> int:
         return EX_CONFIG
     account_id = args.id
     if not ACCOUNT_ID_RE.match(account_id):
-        return _fail(f"{kind} id {account_id!r} must be letters, digits, '-' or '_' (max 32)",
-                     EX_DATAERR)
+        return _fail(
+            f"{kind} id {account_id!r} must be letters, digits, '-' or '_' (max 32)", EX_DATAERR
+        )
     if config.account(account_id) is not None:
-        return _fail(f"account {account_id!r} already exists "
-                     f"({config.account(account_id).source})")  # type: ignore[union-attr]
+        return _fail(f"account {account_id!r} already exists ({config.account(account_id).source})")  # type: ignore[union-attr]
     try:
         key_line = args.key.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         return _fail(f"cannot read public key {args.key}: {exc}", EX_DATAERR)
     if not KEY_LINE_RE.match(key_line) or "PRIVATE KEY" in key_line:
-        return _fail(f"{args.key} is not an OpenSSH public key (ssh-ed25519/ssh-rsa/ecdsa)",
-                     EX_DATAERR)
-    lines = ["[[account]]", f"name = {_toml_str(account_id)}", f"kind = {_toml_str(kind)}",
-             f"id = {_toml_str(account_id)}"]
+        return _fail(
+            f"{args.key} is not an OpenSSH public key (ssh-ed25519/ssh-rsa/ecdsa)", EX_DATAERR
+        )
+    lines = [
+        "[[account]]",
+        f"name = {_toml_str(account_id)}",
+        f"kind = {_toml_str(kind)}",
+        f"id = {_toml_str(account_id)}",
+    ]
     if kind == "firm":
         submits = [s.strip() for s in args.submits_for.split(",") if s.strip()] or [account_id]
         lines.append("submits_for = [" + ", ".join(_toml_str(s) for s in submits) + "]")
         if args.amqp_user:
             lines.append(f"amqp_user = {_toml_str(args.amqp_user)}")
         if not _known_firm(config, account_id):
-            print(f"posgate: warning: {account_id} is not in clearing_members.csv or ncos.csv; "
-                  "its DPL records will be rejected until it is", file=sys.stderr)
+            print(
+                f"posgate: warning: {account_id} is not in clearing_members.csv or ncos.csv; "
+                "its DPL records will be rejected until it is",
+                file=sys.stderr,
+            )
     else:
         if not any(e.exchange_id == account_id for e in config.reference.exchanges):
-            print(f"posgate: warning: {account_id} is not in exchanges.csv; it will receive no "
-                  "file until it is", file=sys.stderr)
+            print(
+                f"posgate: warning: {account_id} is not in exchanges.csv; it will receive no "
+                "file until it is",
+                file=sys.stderr,
+            )
     lines.append(f"public_keys = [{_toml_str(key_line)}]")
     config.accounts_dir.mkdir(parents=True, exist_ok=True)
     target = config.accounts_dir / f"{account_id}.toml"
@@ -92,8 +106,9 @@ def add_account(args: argparse.Namespace, kind: str) -> int:
     new = load_config_or_report(args.config)
     if new is None:
         target.unlink()
-        return _fail("the new account made the configuration invalid; nothing was changed",
-                     EX_CONFIG)
+        return _fail(
+            "the new account made the configuration invalid; nothing was changed", EX_CONFIG
+        )
     from gateway.app import prepare_spool  # heavy import (adapters): only when needed
 
     prepare_spool(new)
@@ -107,7 +122,8 @@ def _known_firm(config: Config, firm: str) -> bool:
 
     key = id_key(firm)
     return any(id_key(cm.cm_number) == key for cm in config.reference.clearing_members) or any(
-        id_key(n.nco_id) == key for n in config.reference.ncos)
+        id_key(n.nco_id) == key for n in config.reference.ncos
+    )
 
 
 def list_accounts(args: argparse.Namespace, kind: str) -> int:
@@ -121,8 +137,10 @@ def list_accounts(args: argparse.Namespace, kind: str) -> int:
     print(f"{'login':<12} {'id':<10} {'submits for':<20} {'amqp user':<22} keys")
     for a in rows:
         keys = ", ".join(fingerprint_of_line(k) for k in a.public_keys) or "(none: cannot log in)"
-        print(f"{a.name:<12} {a.entity_id:<10} {','.join(a.submits_for) or '-':<20} "
-              f"{a.amqp_user or '-':<22} {keys}")
+        print(
+            f"{a.name:<12} {a.entity_id:<10} {','.join(a.submits_for) or '-':<20} "
+            f"{a.amqp_user or '-':<22} {keys}"
+        )
     return EX_OK
 
 

@@ -17,14 +17,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve = subparsers.add_parser("serve", help="run the daemon in the foreground")
     serve.set_defaults(func=run_serve)
     worker = subparsers.add_parser(
-        "worker", help="serve compute requests (margin what-if) from RabbitMQ as a scale-out worker")
-    worker.add_argument("--handler", action="append", default=[], metavar="TYPE=MODULE:FUNC",
-                        help="serve only these request types (default: every compute type)")
-    worker.add_argument("--metrics-port", type=int, default=None,
-                        help="serve /metrics on 127.0.0.1:PORT (default: no endpoint)")
+        "worker", help="serve compute requests (margin what-if) from RabbitMQ as a scale-out worker"
+    )
+    worker.add_argument(
+        "--handler",
+        action="append",
+        default=[],
+        metavar="TYPE=MODULE:FUNC",
+        help="serve only these request types (default: every compute type)",
+    )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics on 127.0.0.1:PORT (default: no endpoint)",
+    )
     worker.set_defaults(func=run_worker_verb)
-    check = subparsers.add_parser("check-config",
-                                  help="validate config and reference data (exit 0 or 78)")
+    check = subparsers.add_parser(
+        "check-config", help="validate config and reference data (exit 0 or 78)"
+    )
     check.set_defaults(func=run_check_config)
 
 

@@ -26,7 +26,8 @@ TEMPLATE = (
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = dpl_group(subparsers).add_parser(
-        "sample", help="write a demonstration DPL file for the current cycle")
+        "sample", help="write a demonstration DPL file for the current cycle"
+    )
     parser.add_argument("--firm", default="00005", help="clearing member number (default 00005)")
     parser.add_argument("--at", default=None, help="instant whose cycle to use (ISO 8601)")
     parser.add_argument("--out", type=Path, default=None, help="output file (default: stdout)")
@@ -42,8 +43,12 @@ def sample_lines(firm: str, crd: str, name: str, cycle: dt.date, previous: dt.da
         (too_old, "1", "AU-200", "MSFT", "ETO", 'Long="300"'),
         (cycle, "1", "AU-300", "TSLA", "ETO", 'Long="10" Short="20"'),
     ]
-    return [TEMPLATE.format(biz=b.isoformat(), model=m, firm=firm, unit=u, crd=crd, name=name,
-                            sym=s, sub=t, qty=q) for b, m, u, s, t, q in rows]
+    return [
+        TEMPLATE.format(
+            biz=b.isoformat(), model=m, firm=firm, unit=u, crd=crd, name=name, sym=s, sub=t, qty=q
+        )
+        for b, m, u, s, t, q in rows
+    ]
 
 
 def run_sample(args: argparse.Namespace) -> int:
@@ -56,8 +61,9 @@ def run_sample(args: argparse.Namespace) -> int:
         at = at.replace(tzinfo=dt.UTC)
     cycle = calendar.cycle_of(at)
     previous = calendar.previous_business_day(cycle)
-    member = next((cm for cm in config.reference.clearing_members
-                   if cm.cm_number == args.firm), None)
+    member = next(
+        (cm for cm in config.reference.clearing_members if cm.cm_number == args.firm), None
+    )
     crd, name = (member.crd, member.name) if member else ("0", "Demo Firm")
     name = escape(name, {'"': "&quot;"})
     text = "\n".join(sample_lines(args.firm, crd, name, cycle, previous)) + "\n"
@@ -66,6 +72,7 @@ def run_sample(args: argparse.Namespace) -> int:
     else:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text, encoding="utf-8")
-        print(f"wrote {args.out} (cycle {cycle}: 3 valid records, 2 to be rejected)",
-              file=sys.stderr)
+        print(
+            f"wrote {args.out} (cycle {cycle}: 3 valid records, 2 to be rejected)", file=sys.stderr
+        )
     return EX_OK

@@ -119,8 +119,14 @@ class _RejectsWriter:
 class DplArrival:
     """The DPL flow handler for claimed files."""
 
-    def __init__(self, *, spool_root: Path, ledger: Ledger, config: Callable[[], Config],
-                 emit: Emit = no_events) -> None:
+    def __init__(
+        self,
+        *,
+        spool_root: Path,
+        ledger: Ledger,
+        config: Callable[[], Config],
+        emit: Emit = no_events,
+    ) -> None:
         self.spool_root = spool_root
         self.ledger = ledger
         self.config = config
@@ -149,8 +155,13 @@ class DplArrival:
         notify = _wants_notification(config, claimed.firm)
 
         results = dpl_engine.iter_validate(
-            _chunks(claimed.path), reference=reference, cycle=cycle, calendar=calendar,
-            entitled_firms=entitled, max_line_bytes=config.dpl.max_line_bytes, name=claimed.name,
+            _chunks(claimed.path),
+            reference=reference,
+            cycle=cycle,
+            calendar=calendar,
+            entitled_firms=entitled,
+            max_line_bytes=config.dpl.max_line_bytes,
+            name=claimed.name,
         )
 
         def rows() -> Iterator[tuple[Any, ...]]:
@@ -162,8 +173,15 @@ class DplArrival:
                     valid += 1
                     f = result.fields
                     assert f is not None  # a valid record has every field
-                    yield (result.line, result.raw, VALID, "", None, pack_fields(f),
-                           dpl_sort_key(firm_sort(f.firm_id), f.agg_unit, f.symbol, f.sub_typ))  # type: ignore[arg-type]
+                    yield (
+                        result.line,
+                        result.raw,
+                        VALID,
+                        "",
+                        None,
+                        pack_fields(f),
+                        dpl_sort_key(firm_sort(f.firm_id), f.agg_unit, f.symbol, f.sub_typ),
+                    )  # type: ignore[arg-type]
                     continue
                 rejected += 1
                 rejects.add(result.raw)
@@ -180,23 +198,37 @@ class DplArrival:
             rejects.finish()
             superseded = previous if previous is not None else None
             receipt = Receipt(
-                file=claimed.name, firm=claimed.firm, cycle=cycle,
-                received_at=claimed.received_at, sha256=claimed.sha256,
-                total=counts["total"], valid=counts["valid"], rejected=counts["rejected"],
+                file=claimed.name,
+                firm=claimed.firm,
+                cycle=cycle,
+                received_at=claimed.received_at,
+                sha256=claimed.sha256,
+                total=counts["total"],
+                valid=counts["valid"],
+                rejected=counts["rejected"],
                 superseded=(
-                    {"file": superseded.name, "received_at": superseded.received_at.isoformat(),
-                     "sha256": superseded.sha256}
-                    if superseded is not None else None
+                    {
+                        "file": superseded.name,
+                        "received_at": superseded.received_at.isoformat(),
+                        "sha256": superseded.sha256,
+                    }
+                    if superseded is not None
+                    else None
                 ),
                 rejects_file=rejects.path.name if rejects.count else None,
             )
-            write_atomic(outbound / f"{stem}.receipt.json",
-                         (json.dumps(receipt.as_json(), indent=2) + "\n").encode())
+            write_atomic(
+                outbound / f"{stem}.receipt.json",
+                (json.dumps(receipt.as_json(), indent=2) + "\n").encode(),
+            )
             receipt_holder.append(receipt)
 
         try:
             self.ledger.replace_dpl_records(
-                claimed.file_id, rows(), cycle=cycle.isoformat(), submitter=claimed.firm,
+                claimed.file_id,
+                rows(),
+                cycle=cycle.isoformat(),
+                submitter=claimed.firm,
                 totals=lambda: (counts["total"], counts["valid"], counts["rejected"]),
                 before_commit=write_outputs,
             )
@@ -208,10 +240,16 @@ class DplArrival:
         metrics.RECORDS_REJECTED.labels(flow="dpl").inc(receipt.rejected)
         for reason, n in by_reason.items():
             metrics.DPL_REJECTS_BY_REASON.labels(reason=reason).inc(n)
-        log.info("dpl %s from firm %s: cycle %s, %d records (%d valid, %d rejected)%s",
-                 claimed.name, claimed.firm, cycle, receipt.total, receipt.valid,
-                 receipt.rejected,
-                 f", supersedes {previous.name}" if previous is not None else "")
+        log.info(
+            "dpl %s from firm %s: cycle %s, %d records (%d valid, %d rejected)%s",
+            claimed.name,
+            claimed.firm,
+            cycle,
+            receipt.total,
+            receipt.valid,
+            receipt.rejected,
+            f", supersedes {previous.name}" if previous is not None else "",
+        )
         if notify:
             self.emit(f"firm.{claimed.firm}.dpl.receipt", receipt.as_json())
             for event in rejected_events:
@@ -230,7 +268,7 @@ def _newline_of(path: Path) -> bytes:
     with open(path, "rb") as fh:
         head = fh.read(CHUNK_BYTES)
     end = head.find(b"\n")
-    return b"\r\n" if end > 0 and head[end - 1:end] == b"\r" else b"\n"
+    return b"\r\n" if end > 0 and head[end - 1 : end] == b"\r" else b"\n"
 
 
 _firm_sort = functools.lru_cache(maxsize=4096)(firm_sort_text)
@@ -241,10 +279,16 @@ def _ledger_row(result: ValidationResult) -> tuple[Any, ...]:
     fields = result.fields
     packed = pack_fields(fields) if fields is not None else None
     sort_key = None  # only valid records are published, so only they need one
-    details = (json.dumps([p._asdict() for p in result.problems]) if result.problems
-               else None)
-    return (result.line, result.raw, result.status, " ".join(result.reasons), details, packed,
-            sort_key)
+    details = json.dumps([p._asdict() for p in result.problems]) if result.problems else None
+    return (
+        result.line,
+        result.raw,
+        result.status,
+        " ".join(result.reasons),
+        details,
+        packed,
+        sort_key,
+    )
 
 
 def _wants_notification(config: Config, firm: str) -> bool:
@@ -258,8 +302,9 @@ def _wants_notification(config: Config, firm: str) -> bool:
     return False
 
 
-def _rejected_event(claimed: ClaimedFile, cycle: dt.date, result: ValidationResult
-                    ) -> dict[str, Any]:
+def _rejected_event(
+    claimed: ClaimedFile, cycle: dt.date, result: ValidationResult
+) -> dict[str, Any]:
     """One rejected record as sent, for the firm's notification (reasons stay in the report)."""
     return {
         "schema_version": 1,

@@ -151,9 +151,15 @@ class PmcArrival:
     backoff) rather than being rejected for something that is not the firm's fault.
     """
 
-    def __init__(self, *, spool_root: Path, ledger: Ledger, theo: TheoStore,
-                 write_pdf: Callable[[], bool], emit: Callable[[str, Mapping[str, Any]], None]
-                 ) -> None:
+    def __init__(
+        self,
+        *,
+        spool_root: Path,
+        ledger: Ledger,
+        theo: TheoStore,
+        write_pdf: Callable[[], bool],
+        emit: Callable[[str, Mapping[str, Any]], None],
+    ) -> None:
         self.spool_root = spool_root
         self.ledger = ledger
         self.theo = theo
@@ -168,17 +174,24 @@ class PmcArrival:
         if theo is None:
             raise TransientError("no theoretical P&L set is loaded yet (spool/internal/theo/)")
         outcome = process_position_file(
-            claimed.path.read_bytes(), name=claimed.name, firm=claimed.firm, theo=theo,
+            claimed.path.read_bytes(),
+            name=claimed.name,
+            firm=claimed.firm,
+            theo=theo,
             outbound_dir=self.spool_root / "firms" / claimed.firm / "outbound" / "pmc",
             write_pdf=self.write_pdf(),
         )
         self.ledger.record_pmc_result(
-            claimed.file_id, theo_date=outcome.theo_date, counts=outcome.counts.as_dict(),
-            requirement=outcome.requirement, outputs=[p.name for p in outcome.outputs.values()],
+            claimed.file_id,
+            theo_date=outcome.theo_date,
+            counts=outcome.counts.as_dict(),
+            requirement=outcome.requirement,
+            outputs=[p.name for p in outcome.outputs.values()],
         )
         metrics.RECORDS_VALID.labels(flow="pmc").inc(outcome.counts.accepted)
         metrics.RECORDS_REJECTED.labels(flow="pmc").inc(
-            outcome.counts.rejected + outcome.counts.invalid_series)
+            outcome.counts.rejected + outcome.counts.invalid_series
+        )
         self.emit(f"firm.{claimed.firm}.pmc.result", outcome.as_dict())
         return outcome
 

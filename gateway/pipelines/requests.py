@@ -54,12 +54,21 @@ def dpl_submission_handler(intake: SpoolIntake, arrival: DplArrival) -> Callable
             return arrival.process(claimed).as_json()
 
         receipt, duplicate_of = intake.submit_bytes(
-            firm=request.firm, flow="dpl", name=name, data=request.body,
-            source=f"amqp:{request.message_id or ''}", process=process,
+            firm=request.firm,
+            flow="dpl",
+            name=name,
+            data=request.body,
+            source=f"amqp:{request.message_id or ''}",
+            process=process,
         )
         if receipt is None:
-            return Reply({"status": "duplicate", "duplicate_of_file": duplicate_of,
-                          "message": "the same content was already processed for this firm"})
+            return Reply(
+                {
+                    "status": "duplicate",
+                    "duplicate_of_file": duplicate_of,
+                    "message": "the same content was already processed for this firm",
+                }
+            )
         assert isinstance(receipt, dict)
         return Reply({"status": "processed", "receipt": receipt})
 
@@ -77,8 +86,9 @@ def dpl_report_handler(ledger: Ledger) -> Callable[[Request], Reply]:
         try:
             cycle = dt.date.fromisoformat(str(body.get("cycle", "")))
         except ValueError:
-            raise InputRejected("LAYOUT", f"cycle={body.get('cycle')!r} is not a date "
-                                "YYYY-MM-DD") from None
+            raise InputRejected(
+                "LAYOUT", f"cycle={body.get('cycle')!r} is not a date YYYY-MM-DD"
+            ) from None
         status = str(body.get("status", "all"))
         try:
             rows = dpl_report_rows(ledger, cycle, firm=request.firm, status=status)
@@ -102,9 +112,13 @@ def pmc_positions_handler(intake: SpoolIntake, arrival: PmcArrival) -> Callable[
             raise InputRejected("EMPTY", "the position file body is empty")
         try:
             outcome, duplicate_of = intake.submit_bytes(
-                firm=request.firm, flow="pmc", name=_file_name(request, ".csv"),
-                data=request.body, source=f"amqp:{request.message_id or ''}",
-                process=arrival.process)
+                firm=request.firm,
+                flow="pmc",
+                name=_file_name(request, ".csv"),
+                data=request.body,
+                source=f"amqp:{request.message_id or ''}",
+                process=arrival.process,
+            )
         except TransientError as exc:
             raise InputRejected("NO_THEO_SET", str(exc)) from None
         if outcome is None:
@@ -133,8 +147,10 @@ class _FreshTheo:
             self.store.refresh()
             theo = self.store.get(day) if day else self.store.latest()
         if theo is None:
-            raise InputRejected("NO_THEO_SET", f"no theoretical P&L set for {day}" if day else
-                                "no theoretical P&L set is loaded")
+            raise InputRejected(
+                "NO_THEO_SET",
+                f"no theoretical P&L set for {day}" if day else "no theoretical P&L set is loaded",
+            )
         return theo
 
 

@@ -80,8 +80,14 @@ def ledger_row(
         " ".join(reasons),
         json.dumps(list(problems)) if problems else None,
         pack_fields(fields) if fields is not None else None,
-        dpl_sort_key(firm_sort_text(firm) if firm else "", fields.agg_unit or "",
-                     fields.symbol or "", fields.sub_typ or "") if fields is not None else None,
+        dpl_sort_key(
+            firm_sort_text(firm) if firm else "",
+            fields.agg_unit or "",
+            fields.symbol or "",
+            fields.sub_typ or "",
+        )
+        if fields is not None
+        else None,
     )
 
 

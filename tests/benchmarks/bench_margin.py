@@ -431,7 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(
             f"\nSame totals: requirement and NAV of every account agree (total requirement "
-            f"{m['total']:,.2f}, largest difference {m['max_diff']:.2e}). Target (SPEC §13): < {TARGET_MARGIN_S:g} s and ≥ "
+            f"{m['total']:,.2f}, largest difference {m['max_diff']:.2e}). "
+            f"Target (SPEC §13): < {TARGET_MARGIN_S:g} s and ≥ "
             f"{TARGET_MARGIN_RATIO:g}× the loop — {verdict(ok)}.\n"
         )
     if args.only in (None, "theo"):

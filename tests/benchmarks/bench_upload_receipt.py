@@ -30,8 +30,15 @@ CLOCK = "2026-11-20T15:00:00-06:00"  # cycle 2026-11-20
 
 
 def make_file(records: int, round_no: int) -> bytes:
-    lines = [posrpt("2026-11-20" if i % 10 else "2026-11-19", unit=f"R{round_no}-{i % 50}",
-                    sym=f"S{i:05d}", qty=f'Long="{i}"') for i in range(records)]
+    lines = [
+        posrpt(
+            "2026-11-20" if i % 10 else "2026-11-19",
+            unit=f"R{round_no}-{i % 50}",
+            sym=f"S{i:05d}",
+            qty=f'Long="{i}"',
+        )
+        for i in range(records)
+    ]
     return b"\n".join(lines) + b"\n"
 
 
@@ -41,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=10_000)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = make_test_config(Path(tmp), intake={"stable_interval_s": 2.0,
-                                                  "sweep_interval_s": 30.0})
+        cfg = make_test_config(
+            Path(tmp), intake={"stable_interval_s": 2.0, "sweep_interval_s": 30.0}
+        )
         daemon = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": CLOCK})
         try:
             daemon.wait_ready()
@@ -81,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         f"upload-to-receipt, {args.uploads} uploads of {args.records:,} records "
         f"({len(make_file(args.records, 0)) / 1e6:.1f} MB) over SFTP to the real daemon:\n"
         f"  p50 {p50:.3f} s, p99 {p99:.3f} s, max {latencies[-1]:.3f} s "
-        f"(target p99 < {TARGET_P99_S:.0f} s): {'met' if ok else 'NOT met'}\n")
+        f"(target p99 < {TARGET_P99_S:.0f} s): {'met' if ok else 'NOT met'}\n"
+    )
     return 0 if ok else 1
 
 

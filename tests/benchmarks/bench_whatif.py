@@ -47,15 +47,25 @@ def echo_whatif(request: Any) -> Any:
 SAMPLE_THEO = Path(__file__).resolve().parents[2] / "config" / "samples" / "pmc" / "theo"
 # Series of the sample theo set (config/samples/pmc/theo/2026-11-20), account type C.
 SAMPLE_SERIES = [
-    ("SPY", "S", "", "", "", "0"), ("AAPL", "S", "", "", "", "0"), ("MSFT", "S", "", "", "", "0"),
-    ("SPX", "O", "E", "20261218", "C", "6000"), ("SPX", "O", "E", "20261218", "P", "6000"),
-    ("SPX", "O", "E", "20261218", "C", "6200"), ("SPX", "O", "E", "20261218", "P", "5800"),
-    ("SPX", "O", "E", "20270115", "C", "6000"), ("SPX", "O", "E", "20270115", "P", "6000"),
-    ("SPY", "O", "A", "20261218", "C", "600"), ("SPY", "O", "A", "20261218", "P", "580"),
-    ("RUT", "O", "E", "20261218", "C", "2300"), ("RUT", "O", "E", "20261218", "P", "2200"),
-    ("AAPL", "O", "A", "20261218", "C", "230"), ("AAPL", "O", "A", "20261218", "P", "220"),
-    ("AAPL", "O", "A", "20270115", "C", "240"), ("MSFT", "O", "A", "20261218", "C", "420"),
-    ("MSFT", "O", "A", "20261218", "P", "400"), ("SPX", "O", "E", "20261218", "C", "6000"),
+    ("SPY", "S", "", "", "", "0"),
+    ("AAPL", "S", "", "", "", "0"),
+    ("MSFT", "S", "", "", "", "0"),
+    ("SPX", "O", "E", "20261218", "C", "6000"),
+    ("SPX", "O", "E", "20261218", "P", "6000"),
+    ("SPX", "O", "E", "20261218", "C", "6200"),
+    ("SPX", "O", "E", "20261218", "P", "5800"),
+    ("SPX", "O", "E", "20270115", "C", "6000"),
+    ("SPX", "O", "E", "20270115", "P", "6000"),
+    ("SPY", "O", "A", "20261218", "C", "600"),
+    ("SPY", "O", "A", "20261218", "P", "580"),
+    ("RUT", "O", "E", "20261218", "C", "2300"),
+    ("RUT", "O", "E", "20261218", "P", "2200"),
+    ("AAPL", "O", "A", "20261218", "C", "230"),
+    ("AAPL", "O", "A", "20261218", "P", "220"),
+    ("AAPL", "O", "A", "20270115", "C", "240"),
+    ("MSFT", "O", "A", "20261218", "C", "420"),
+    ("MSFT", "O", "A", "20261218", "P", "400"),
+    ("SPX", "O", "E", "20261218", "C", "6000"),
     ("SPY", "O", "A", "20261218", "P", "580"),
 ]
 _REAL_HANDLER: Any = None
@@ -75,9 +85,17 @@ def real_whatif(request: Any) -> Any:
 def real_portfolio() -> bytes:
     """20 positions over the sample theo set's series, longs and shorts."""
     positions = [
-        {"account": "ACC1", "account_type": "C", "symbol": sym, "security_type": sec,
-         "exercise_style": ex, "series_date": day, "put_call": pc, "strike": strike,
-         "quantity": (i % 7) - 3 or 2}
+        {
+            "account": "ACC1",
+            "account_type": "C",
+            "symbol": sym,
+            "security_type": sec,
+            "exercise_style": ex,
+            "series_date": day,
+            "put_call": pc,
+            "strike": strike,
+            "quantity": (i % 7) - 3 or 2,
+        }
         for i, (sym, sec, ex, day, pc, strike) in enumerate(SAMPLE_SERIES)
     ]
     return json.dumps({"positions": positions}).encode()
@@ -267,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000, help="requests timed (default 3000)")
     parser.add_argument("--in-flight", type=int, default=8, help="outstanding requests")
     parser.add_argument(
-        "--handler", default="tests.benchmarks.bench_whatif:real_whatif",
+        "--handler",
+        default="tests.benchmarks.bench_whatif:real_whatif",
         help="module:function (default: the real margin what-if handler over the sample theo "
         "set; tests.benchmarks.bench_whatif:echo_whatif measures the transport alone)",
     )

@@ -455,10 +455,18 @@ def daemon_config_for(tmp_path: Any, box: AmqpSandbox, **tables: dict[str, objec
     firm account 00005 mapped to the sandbox's first firm user."""
     from tests.support.daemon import make_test_config
 
-    amqp = {"enabled": True, "url": box.url(), "username": box.service_user,
-            "max_backoff_s": 1.0, **tables.pop("amqp", {})}
+    amqp = {
+        "enabled": True,
+        "url": box.url(),
+        "username": box.service_user,
+        "max_backoff_s": 1.0,
+        **tables.pop("amqp", {}),
+    }
     cfg = make_test_config(tmp_path, amqp=amqp, **tables)
     account = cfg.root / "config" / "accounts" / "00005.toml"
-    account.write_text(account.read_text().replace('amqp_user = "posgate-test-00005"',
-                                                   f'amqp_user = "{box.firm_a}"'))
+    account.write_text(
+        account.read_text().replace(
+            'amqp_user = "posgate-test-00005"', f'amqp_user = "{box.firm_a}"'
+        )
+    )
     return cfg

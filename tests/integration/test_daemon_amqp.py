@@ -26,8 +26,13 @@ FRIDAY_AFTERNOON = "2026-11-20T15:00:00-06:00"
 @pytest.fixture
 def amqp_daemon(tmp_path: Path, amqp_sandbox: AmqpSandbox) -> Iterator[DaemonProcess]:
     cfg = daemon_config_for(tmp_path, amqp_sandbox)
-    proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": FRIDAY_AFTERNOON,
-                                   "POSGATE_AMQP_PASSWORD": amqp_sandbox.broker.password})
+    proc = DaemonProcess(
+        cfg,
+        env={
+            "POSGATE_CLOCK_START": FRIDAY_AFTERNOON,
+            "POSGATE_AMQP_PASSWORD": amqp_sandbox.broker.password,
+        },
+    )
     try:
         proc.wait_ready()
         wait_for(lambda: proc.metric("posgate_amqp_up") == 1.0, timeout=30, what="AMQP up")
@@ -38,7 +43,8 @@ def amqp_daemon(tmp_path: Path, amqp_sandbox: AmqpSandbox) -> Iterator[DaemonPro
 
 @pytest.mark.broker
 def test_dpl_submission_over_amqp_gives_receipt_outputs_and_events(
-        amqp_daemon: DaemonProcess, amqp_sandbox: AmqpSandbox) -> None:
+    amqp_daemon: DaemonProcess, amqp_sandbox: AmqpSandbox
+) -> None:
     box = amqp_sandbox
     admin = box.admin()
     events = admin.channel()
@@ -46,8 +52,15 @@ def test_dpl_submission_over_amqp_gives_receipt_outputs_and_events(
     events.queue_bind("test.events.00005", "posgate.events", "firm.00005.#")
     client = FirmClient(box, box.firm_a)
     try:
-        body = b"\n".join([posrpt("2026-11-20", sym="GOOG"),
-                           posrpt("2026-11-20", sym="IBM", qty='Long="1" Short="2"')]) + b"\n"
+        body = (
+            b"\n".join(
+                [
+                    posrpt("2026-11-20", sym="GOOG"),
+                    posrpt("2026-11-20", sym="IBM", qty='Long="1" Short="2"'),
+                ]
+            )
+            + b"\n"
+        )
         corr = client.send("dpl.submission", body, content_type="application/xml")
         replies = client.replies(1, timeout=30)
         assert len(replies) == 1
@@ -76,8 +89,9 @@ def test_dpl_submission_over_amqp_gives_receipt_outputs_and_events(
 
 
 @pytest.mark.broker
-def test_report_over_amqp_refuses_unpublished_cycle(amqp_daemon: DaemonProcess,
-                                                    amqp_sandbox: AmqpSandbox) -> None:
+def test_report_over_amqp_refuses_unpublished_cycle(
+    amqp_daemon: DaemonProcess, amqp_sandbox: AmqpSandbox
+) -> None:
     client = FirmClient(amqp_sandbox, amqp_sandbox.firm_a)
     try:
         client.send("dpl.report", json.dumps({"cycle": "2026-11-20"}).encode())
@@ -89,8 +103,10 @@ def test_report_over_amqp_refuses_unpublished_cycle(amqp_daemon: DaemonProcess,
 
 def test_file_flows_run_while_the_broker_is_unreachable(tmp_path: Path) -> None:
     closed_port = free_port()
-    cfg = make_test_config(tmp_path, amqp={"enabled": True, "max_backoff_s": 1.0,
-                                           "url": f"amqp://127.0.0.1:{closed_port}/%2F"})
+    cfg = make_test_config(
+        tmp_path,
+        amqp={"enabled": True, "max_backoff_s": 1.0, "url": f"amqp://127.0.0.1:{closed_port}/%2F"},
+    )
     proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": FRIDAY_AFTERNOON})
     try:
         proc.wait_ready()
@@ -109,8 +125,9 @@ def test_file_flows_run_while_the_broker_is_unreachable(tmp_path: Path) -> None:
 
 
 @pytest.mark.broker
-def test_operator_alerts_are_published_as_events(amqp_daemon: DaemonProcess,
-                                                 amqp_sandbox: AmqpSandbox) -> None:
+def test_operator_alerts_are_published_as_events(
+    amqp_daemon: DaemonProcess, amqp_sandbox: AmqpSandbox
+) -> None:
     admin = amqp_sandbox.admin()
     try:
         channel = admin.channel()

@@ -28,20 +28,25 @@ def test_serves_metrics_and_stops_cleanly_on_sigterm(daemon: DaemonProcess) -> N
 def test_sighup_with_broken_config_keeps_the_old_one(daemon: DaemonProcess) -> None:
     cfg = daemon.cfg
     good = cfg.path.read_text()
-    cfg.path.write_text(good + "\n[sftp]\nport = \"not a port\"\n")
+    cfg.path.write_text(good + '\n[sftp]\nport = "not a port"\n')
     daemon.signal(signal.SIGHUP)
-    wait_for(lambda: daemon.metric("posgate_config_reloads_total", {"outcome": "rejected"}) == 1,
-             what="rejected reload counted")
+    wait_for(
+        lambda: daemon.metric("posgate_config_reloads_total", {"outcome": "rejected"}) == 1,
+        what="rejected reload counted",
+    )
     assert daemon.proc.poll() is None
     assert "reload rejected" in daemon.log()
     assert daemon.metric("posgate_up") == 1.0
     # A valid change is taken: a new firm account appears in the spool tree after SIGHUP.
     cfg.path.write_text(good)
     (cfg.root / "config" / "accounts" / "00352.toml").write_text(
-        '[[account]]\nname = "00352"\nkind = "firm"\nid = "00352"\n')
+        '[[account]]\nname = "00352"\nkind = "firm"\nid = "00352"\n'
+    )
     daemon.signal(signal.SIGHUP)
-    wait_for(lambda: daemon.metric("posgate_config_reloads_total", {"outcome": "ok"}) == 1,
-             what="accepted reload counted")
+    wait_for(
+        lambda: daemon.metric("posgate_config_reloads_total", {"outcome": "ok"}) == 1,
+        what="accepted reload counted",
+    )
     assert (cfg.spool / "firms" / "00352" / "inbound" / "dpl").is_dir()
     assert daemon.stop() == 0
 
@@ -49,8 +54,13 @@ def test_sighup_with_broken_config_keeps_the_old_one(daemon: DaemonProcess) -> N
 def test_bad_config_at_start_exits_78(tmp_path: Path) -> None:
     cfg = make_test_config(tmp_path)
     cfg.path.write_text(cfg.path.read_text() + "\n[bogus]\nx = 1\n")
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(cfg.path),
-                             "serve"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "--config", str(cfg.path), "serve"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert result.returncode == 78
     assert "bogus" in result.stderr
 
@@ -60,8 +70,13 @@ def test_metrics_port_taken_exits_with_failure(tmp_path: Path) -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", cfg.metrics_port))
         blocker.listen()
-        result = subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(cfg.path),
-                                 "serve"], capture_output=True, text=True, cwd=REPO, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "--config", str(cfg.path), "serve"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
     assert result.returncode != 0
     assert "metrics failed to start" in result.stderr
 
@@ -82,8 +97,13 @@ sys.exit(Daemon([Slow()], shutdown_grace_s=%s, reload=lambda: True, tick_s=0.05)
 
 
 def _slow_daemon(grace: float) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_DAEMON % grace], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_DAEMON % grace],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     time.sleep(0.3)
     return proc
@@ -129,8 +149,11 @@ def test_sd_notify_ready_watchdog_and_stopping(tmp_path: Path) -> None:
     try:
         proc.wait_ready()
         wait_for(lambda: any(m.startswith("READY=1") for m in drain()), what="READY=1")
-        wait_for(lambda: sum("WATCHDOG=1" in m for m in drain()) >= 2, timeout=10,
-                 what="two watchdog pings")
+        wait_for(
+            lambda: sum("WATCHDOG=1" in m for m in drain()) >= 2,
+            timeout=10,
+            what="two watchdog pings",
+        )
         proc.signal(signal.SIGTERM)
         assert proc.proc.wait(timeout=15) == 0
         assert any("STOPPING=1" in m for m in drain())

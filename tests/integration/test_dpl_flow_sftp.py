@@ -23,10 +23,28 @@ def sftp_put(cfg: TestConfig, local: Path, remote_dir: str = "inbound/dpl") -> N
     batch = cfg.root / "batch.txt"
     batch.write_text(f"put {local} {remote_dir}/{local.name}\n")
     result = subprocess.run(
-        [SFTP or "sftp", "-b", str(batch), "-i", str(cfg.firm_key), "-P", str(cfg.sftp_port),
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "00005@127.0.0.1"],
-        capture_output=True, text=True, timeout=60)
+        [
+            SFTP or "sftp",
+            "-b",
+            str(batch),
+            "-i",
+            str(cfg.firm_key),
+            "-P",
+            str(cfg.sftp_port),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "00005@127.0.0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -43,16 +61,17 @@ def clocked_daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
         proc.stop()
 
 
-def test_mixed_file_gives_byte_identical_rejects_and_receipt(clocked_daemon: DaemonProcess,
-                                                             tmp_path: Path) -> None:
+def test_mixed_file_gives_byte_identical_rejects_and_receipt(
+    clocked_daemon: DaemonProcess, tmp_path: Path
+) -> None:
     cfg = clocked_daemon.cfg
     lines = [
         posrpt("2026-11-20", sym="GOOG"),
-        posrpt("2026-11-18", sym="IBM"),                                  # BIZDT_OUT_OF_RANGE
-        b"<FIXML><PosRpt BizDt='2026-11-20'>  broken",                    # MALFORMED
-        posrpt("2026-11-19", sym="AAPL", qty='Long="5" Short="7"'),        # LONG_AND_SHORT
+        posrpt("2026-11-18", sym="IBM"),  # BIZDT_OUT_OF_RANGE
+        b"<FIXML><PosRpt BizDt='2026-11-20'>  broken",  # MALFORMED
+        posrpt("2026-11-19", sym="AAPL", qty='Long="5" Short="7"'),  # LONG_AND_SHORT
         posrpt("2026-11-19", sym="MSFT", qty='Short="500"'),
-        posrpt("2026-11-20", firm="00352", sym="TSLA"),                   # NOT_ENTITLED
+        posrpt("2026-11-20", firm="00352", sym="TSLA"),  # NOT_ENTITLED
     ]
     upload = tmp_path / "positions-2026-11-20.fixml"
     upload.write_bytes(b"\r\n".join(lines) + b"\r\n")
@@ -68,11 +87,18 @@ def test_mixed_file_gives_byte_identical_rejects_and_receipt(clocked_daemon: Dae
     rejects = (outbound / "positions-2026-11-20.rejects.fixml").read_bytes()
     assert rejects == b"\r\n".join([lines[1], lines[2], lines[3], lines[5]]) + b"\r\n"
     assert b"BIZDT" not in rejects  # no error text goes back to the firm
-    wait_for(lambda: clocked_daemon.metric("posgate_dpl_rejected_records_total",
-                                           {"reason": "NOT_ENTITLED"}) == 1.0, what="metric")
+    wait_for(
+        lambda: (
+            clocked_daemon.metric("posgate_dpl_rejected_records_total", {"reason": "NOT_ENTITLED"})
+            == 1.0
+        ),
+        what="metric",
+    )
     assert clocked_daemon.metric("posgate_records_valid_total", {"flow": "dpl"}) == 2.0
-    assert clocked_daemon.metric("posgate_files_received_total",
-                                 {"flow": "dpl", "firm": "00005"}) == 1.0
+    assert (
+        clocked_daemon.metric("posgate_files_received_total", {"flow": "dpl", "firm": "00005"})
+        == 1.0
+    )
 
     # A second file for the same cycle supersedes the first.
     second = tmp_path / "positions-fix.fixml"
@@ -86,21 +112,26 @@ def test_mixed_file_gives_byte_identical_rejects_and_receipt(clocked_daemon: Dae
     assert not (outbound / "positions-fix.rejects.fixml").exists()
     ledger = Ledger(cfg.spool / "state" / "ledger.sqlite3")
     try:
-        current = [values[0] for values in
-                   ledger.iter_publishable_dpl_values("2026-11-20", ["symbol"])]
+        current = [
+            values[0] for values in ledger.iter_publishable_dpl_values("2026-11-20", ["symbol"])
+        ]
         assert current == ["NFLX"]
         first, second = ledger.files(flow="dpl")
         assert len(ledger.dpl_records_for_file(first.id)) == 6  # kept, marked superseded
         assert ledger.file(first.id).state == "archived"
-        superseded_by = ledger.connect().execute(
-            "SELECT superseded_by FROM files WHERE id = ?", (first.id,)).fetchone()[0]
+        superseded_by = (
+            ledger.connect()
+            .execute("SELECT superseded_by FROM files WHERE id = ?", (first.id,))
+            .fetchone()[0]
+        )
         assert superseded_by == second.id
     finally:
         ledger.close()
 
 
-def test_unreadable_upload_is_quarantined_and_alerted(clocked_daemon: DaemonProcess,
-                                                      tmp_path: Path) -> None:
+def test_unreadable_upload_is_quarantined_and_alerted(
+    clocked_daemon: DaemonProcess, tmp_path: Path
+) -> None:
     cfg = clocked_daemon.cfg
     junk = tmp_path / "garbage.fixml"
     junk.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00binary")
@@ -115,11 +146,14 @@ def test_unreadable_upload_is_quarantined_and_alerted(clocked_daemon: DaemonProc
     assert clocked_daemon.metric("posgate_files_quarantined_total", {"flow": "dpl"}) == 1.0
 
 
-@pytest.mark.parametrize("clock, cycle", [
-    ("2026-11-19T23:59:58-06:00", "2026-11-19"),   # Thursday, just before midnight CT
-    ("2026-11-20T00:00:01-06:00", "2026-11-20"),   # one second after midnight CT
-    ("2026-11-21T10:00:00-06:00", "2026-11-23"),   # Saturday -> Monday's cycle
-])
+@pytest.mark.parametrize(
+    "clock, cycle",
+    [
+        ("2026-11-19T23:59:58-06:00", "2026-11-19"),  # Thursday, just before midnight CT
+        ("2026-11-20T00:00:01-06:00", "2026-11-20"),  # one second after midnight CT
+        ("2026-11-21T10:00:00-06:00", "2026-11-23"),  # Saturday -> Monday's cycle
+    ],
+)
 def test_cycle_assignment_with_an_injected_clock(tmp_path: Path, clock: str, cycle: str) -> None:
     cfg = make_test_config(tmp_path)
     proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": clock})
@@ -155,8 +189,9 @@ def test_kill9_between_claim_and_archive_then_restart_processes_once(tmp_path: P
         assert any(f.state != "archived" for f in ledger.files()) or len(ledger.files()) < 3
         proc = DaemonProcess(cfg, env=env)
         proc.wait_ready()
-        wait_for(lambda: len(ledger.files(state="archived")) == 3, timeout=90,
-                 what="all three archived")
+        wait_for(
+            lambda: len(ledger.files(state="archived")) == 3, timeout=90, what="all three archived"
+        )
         for row in ledger.files():
             records = ledger.dpl_records_for_file(row.id)
             assert len(records) == 60000 and len({r["line"] for r in records}) == 60000
@@ -164,7 +199,8 @@ def test_kill9_between_claim_and_archive_then_restart_processes_once(tmp_path: P
         assert not list((cfg.spool / "work").rglob("*.fixml"))
         outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
         assert sorted(p.name for p in outbound.iterdir()) == [
-            f"batch{i}.receipt.json" for i in range(3)]
+            f"batch{i}.receipt.json" for i in range(3)
+        ]
     finally:
         ledger.close()
         proc.signal(signal.SIGTERM)
@@ -186,7 +222,7 @@ def test_upload_killed_halfway_is_never_processed(clocked_daemon: DaemonProcess)
     handle.write(posrpt("2026-11-20") + b"\n" + b"<FIXML><PosRpt BizDt=")
     time.sleep(0.5)
     transport.close()  # the connection drops before the client closes the file
-    time.sleep(3.0)    # longer than the stable interval and a sweep
+    time.sleep(3.0)  # longer than the stable interval and a sweep
     inbound = cfg.spool / "firms" / "00005" / "inbound" / "dpl"
     assert list(inbound.iterdir()) == []
     assert not list((cfg.spool / "firms" / "00005" / "outbound" / "dpl").iterdir())

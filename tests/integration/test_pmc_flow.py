@@ -21,9 +21,16 @@ from tests.support.daemon import REPO, DaemonProcess, wait_for
 
 SAMPLES = REPO / "config" / "samples" / "pmc"
 THEO_DAY = "2026-11-20"
-SPX_CALL = {"account": "CUST01", "account_type": "C", "symbol": "SPX", "security_type": "O",
-            "put_call": "C", "series_date": "20261218", "strike": "6000",
-            "exercise_style": "E"}
+SPX_CALL = {
+    "account": "CUST01",
+    "account_type": "C",
+    "symbol": "SPX",
+    "security_type": "O",
+    "put_call": "C",
+    "series_date": "20261218",
+    "strike": "6000",
+    "exercise_style": "E",
+}
 
 
 def _scrape(port: int) -> str:
@@ -38,9 +45,24 @@ def _scrape(port: int) -> str:
 
 def expected_requirement(positions: Path) -> float:
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "margin", "--theo", str(SAMPLES / "theo" / THEO_DAY),
-         "--positions", str(positions), "--format", "json"],
-        capture_output=True, text=True, cwd=REPO, timeout=60, check=True)
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "margin",
+            "--theo",
+            str(SAMPLES / "theo" / THEO_DAY),
+            "--positions",
+            str(positions),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=True,
+    )
     return float(json.loads(result.stdout)["firms"][0]["requirement"])
 
 
@@ -57,15 +79,20 @@ def test_position_file_waits_for_a_theo_set_then_gets_results(daemon: DaemonProc
     for part in sorted(p for p in (SAMPLES / "theo" / THEO_DAY).iterdir() if p.name != "meta.csv"):
         shutil.copy(part, target / part.name)
     shutil.copy(SAMPLES / "theo" / THEO_DAY / "meta.csv", target / "meta.csv")
-    wait_for(lambda: (outbound / "positions.summary.csv").exists(), timeout=90,
-             what="margin outputs after the theo set landed")
+    wait_for(
+        lambda: (outbound / "positions.summary.csv").exists(),
+        timeout=90,
+        what="margin outputs after the theo set landed",
+    )
     summary = (outbound / "positions.summary.csv").read_text()
     assert f"{expected_requirement(SAMPLES / 'positions.csv'):.2f}" in summary
     errors = list(csv.DictReader(io.StringIO((outbound / "positions.errors.csv").read_text())))
     assert len(errors) >= 2  # the sample's rejected line and its invalid series
     assert (outbound / "positions.results.csv").stat().st_size > 0
-    wait_for(lambda: daemon.metric("posgate_records_valid_total", {"flow": "pmc"}) == 15.0,
-             what="pmc metrics")
+    wait_for(
+        lambda: daemon.metric("posgate_records_valid_total", {"flow": "pmc"}) == 15.0,
+        what="pmc metrics",
+    )
 
 
 @pytest.fixture
@@ -82,8 +109,9 @@ def pmc_amqp_daemon(tmp_path: Path, amqp_sandbox: AmqpSandbox) -> Iterator[Daemo
 
 
 @pytest.mark.broker
-def test_whatif_and_positions_over_amqp(pmc_amqp_daemon: DaemonProcess,
-                                        amqp_sandbox: AmqpSandbox) -> None:
+def test_whatif_and_positions_over_amqp(
+    pmc_amqp_daemon: DaemonProcess, amqp_sandbox: AmqpSandbox
+) -> None:
     client = FirmClient(amqp_sandbox, amqp_sandbox.firm_a)
     try:
         short = {**SPX_CALL, "quantity": -10}
@@ -99,8 +127,9 @@ def test_whatif_and_positions_over_amqp(pmc_amqp_daemon: DaemonProcess,
         # the long call hedges the short one: the pair needs less than the short alone
         assert reply["requirement"] < reply_alone["requirement"]
         # the firm of every row is the caller's own, whatever the body says
-        client.send("margin.whatif", json.dumps(
-            {"positions": [{**alone, "firm": "00352"}]}).encode())
+        client.send(
+            "margin.whatif", json.dumps({"positions": [{**alone, "firm": "00352"}]}).encode()
+        )
         forged = json.loads(client.replies(1, timeout=30)[0][1])
         assert forged["requirement"] == reply_alone["requirement"]
         assert all(a["firm"] in ("5", "00005") for a in forged["accounts"])
@@ -114,7 +143,8 @@ def test_whatif_and_positions_over_amqp(pmc_amqp_daemon: DaemonProcess,
         assert result["status"] == "processed", result
         assert result["result"]["counts"]["accepted"] == 15
         assert result["result"]["requirement"] == pytest.approx(
-            expected_requirement(SAMPLES / "positions.csv"), abs=0.01)
+            expected_requirement(SAMPLES / "positions.csv"), abs=0.01
+        )
         outbound = pmc_amqp_daemon.cfg.spool / "firms" / "00005" / "outbound" / "pmc"
         assert len(list(outbound.glob("*.results.csv"))) == 1
     finally:
@@ -127,17 +157,32 @@ def test_worker_process_serves_whatif(tmp_path: Path, amqp_sandbox: AmqpSandbox)
     shutil.copytree(SAMPLES / "theo" / THEO_DAY, cfg.spool / "internal" / "theo" / THEO_DAY)
     log = open(cfg.root / "worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "--config", str(cfg.path), "worker",
-         "--metrics-port", str(cfg.metrics_port)],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        env={**__import__("os").environ, "POSGATE_AMQP_PASSWORD": amqp_sandbox.broker.password})
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "--config",
+            str(cfg.path),
+            "worker",
+            "--metrics-port",
+            str(cfg.metrics_port),
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**__import__("os").environ, "POSGATE_AMQP_PASSWORD": amqp_sandbox.broker.password},
+    )
     client = FirmClient(amqp_sandbox, amqp_sandbox.firm_a)
     try:
-        wait_for(lambda: "posgate_amqp_up 1.0" in _scrape(cfg.metrics_port), timeout=30,
-                 what="worker connected")
+        wait_for(
+            lambda: "posgate_amqp_up 1.0" in _scrape(cfg.metrics_port),
+            timeout=30,
+            what="worker connected",
+        )
         for _ in range(5):
-            client.send("margin.whatif", json.dumps(
-                {"positions": [{**SPX_CALL, "quantity": -3}]}).encode())
+            client.send(
+                "margin.whatif", json.dumps({"positions": [{**SPX_CALL, "quantity": -3}]}).encode()
+            )
         replies = [json.loads(b) for _, b in client.replies(5, timeout=30)]
         assert len(replies) == 5
         assert all(r.get("requirement", 0) > 0 for r in replies), replies[0]

@@ -16,18 +16,43 @@ pytestmark = pytest.mark.skipif(shutil.which("sftp") is None, reason="OpenSSH sf
 
 
 def posgate(cfg: TestConfig, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(cfg.path), *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "--config", str(cfg.path), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
 
 
-def sftp_ls(cfg: TestConfig, login: str, key: Path, folder: str) -> subprocess.CompletedProcess[str]:
+def sftp_ls(
+    cfg: TestConfig, login: str, key: Path, folder: str
+) -> subprocess.CompletedProcess[str]:
     batch = cfg.root / f"ls-{login}.txt"
     batch.write_text(f"ls {folder}\n")
     return subprocess.run(
-        ["sftp", "-b", str(batch), "-i", str(key), "-P", str(cfg.sftp_port),
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", f"{login}@127.0.0.1"],
-        capture_output=True, text=True, timeout=60)
+        [
+            "sftp",
+            "-b",
+            str(batch),
+            "-i",
+            str(key),
+            "-P",
+            str(cfg.sftp_port),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            f"{login}@127.0.0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_firm_add_list_remove_with_reload(daemon: DaemonProcess) -> None:
@@ -35,8 +60,18 @@ def test_firm_add_list_remove_with_reload(daemon: DaemonProcess) -> None:
     key, _ = make_keypair(cfg.root / "keys", "firm00352")
     assert sftp_ls(cfg, "00352", key, "/").returncode != 0  # not provisioned yet
 
-    added = posgate(cfg, "firm", "add", "00352", "--key", str(key.with_suffix(".pub")),
-                    "--submits-for", "00352,IAN", "--amqp-user", "jpm-api")
+    added = posgate(
+        cfg,
+        "firm",
+        "add",
+        "00352",
+        "--key",
+        str(key.with_suffix(".pub")),
+        "--submits-for",
+        "00352,IAN",
+        "--amqp-user",
+        "jpm-api",
+    )
     assert added.returncode == 0, added.stderr
     assert (cfg.spool / "firms" / "00352" / "inbound" / "dpl").is_dir()
     listed = posgate(cfg, "firm", "list")
@@ -44,8 +79,9 @@ def test_firm_add_list_remove_with_reload(daemon: DaemonProcess) -> None:
     assert "SHA256:" in listed.stdout
 
     daemon.signal(signal.SIGHUP)
-    wait_for(lambda: daemon.metric("posgate_config_reloads_total", {"outcome": "ok"}) == 1,
-             what="reload")
+    wait_for(
+        lambda: daemon.metric("posgate_config_reloads_total", {"outcome": "ok"}) == 1, what="reload"
+    )
     result = sftp_ls(cfg, "00352", key, "/inbound")
     assert result.returncode == 0, result.stderr
     assert "dpl" in result.stdout
@@ -56,8 +92,10 @@ def test_firm_add_list_remove_with_reload(daemon: DaemonProcess) -> None:
     removed = posgate(cfg, "firm", "remove", "00352")
     assert removed.returncode == 0, removed.stderr
     daemon.signal(signal.SIGHUP)
-    wait_for(lambda: daemon.metric("posgate_config_reloads_total", {"outcome": "ok"}) == 2,
-             what="second reload")
+    wait_for(
+        lambda: daemon.metric("posgate_config_reloads_total", {"outcome": "ok"}) == 2,
+        what="second reload",
+    )
     assert sftp_ls(cfg, "00352", key, "/").returncode != 0
     assert (cfg.spool / "firms" / "00352").is_dir()  # data kept
 
@@ -69,8 +107,9 @@ def test_exchange_add_gives_a_read_only_login(daemon: DaemonProcess) -> None:
     assert added.returncode == 0, added.stderr
     assert "XCBO" in posgate(cfg, "exchange", "list").stdout
     daemon.signal(signal.SIGHUP)
-    wait_for(lambda: daemon.metric("posgate_config_reloads_total", {"outcome": "ok"}) == 1,
-             what="reload")
+    wait_for(
+        lambda: daemon.metric("posgate_config_reloads_total", {"outcome": "ok"}) == 1, what="reload"
+    )
     (cfg.spool / "exchanges" / "XCBO" / "outbound" / "dpl" / "DPL_20261120.fixml").write_text("")
     listing = sftp_ls(cfg, "XCBO", key, "/outbound/dpl")
     assert listing.returncode == 0 and "DPL_20261120.fixml" in listing.stdout

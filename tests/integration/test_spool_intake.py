@@ -48,12 +48,19 @@ def ledger(spool: Path) -> Iterator[Ledger]:
     led.close()
 
 
-def make_intake(spool: Path, ledger: Ledger, handler: RecordingHandler,
-                stable: float = 0.6) -> SpoolIntake:
-    return SpoolIntake(spool_root=spool, ledger=ledger, handlers={"dpl": handler},
-                       clock=lambda: dt.datetime.now(dt.UTC), stable_interval_s=stable,
-                       sweep_interval_s=1.0, workers=2,
-                       technical_contact=lambda firm: "Ops <ops@example.com>")
+def make_intake(
+    spool: Path, ledger: Ledger, handler: RecordingHandler, stable: float = 0.6
+) -> SpoolIntake:
+    return SpoolIntake(
+        spool_root=spool,
+        ledger=ledger,
+        handlers={"dpl": handler},
+        clock=lambda: dt.datetime.now(dt.UTC),
+        stable_interval_s=stable,
+        sweep_interval_s=1.0,
+        workers=2,
+        technical_contact=lambda firm: "Ops <ops@example.com>",
+    )
 
 
 def test_temp_name_then_rename_is_taken_once_complete(spool: Path, ledger: Ledger) -> None:
@@ -131,8 +138,9 @@ def test_unreadable_file_is_quarantined_with_reason(spool: Path, ledger: Ledger)
         intake.nominate(inbound / "junk.fixml", complete=True)
         wait_for(lambda: ledger.files(state="quarantined"), what="quarantined")
         row = ledger.files(state="quarantined")[0]
-        reason = json.loads((spool / "quarantine" / f"{row.id}__junk.fixml.reason.json")
-                            .read_text())
+        reason = json.loads(
+            (spool / "quarantine" / f"{row.id}__junk.fixml.reason.json").read_text()
+        )
         assert reason["reason"] == "BINARY" and reason["firm"] == "00005"
         assert reason["technical_contact"] == "Ops <ops@example.com>"
         assert (spool / "quarantine" / f"{row.id}__junk.fixml").read_bytes() == b"\x00\x01\x02"
@@ -161,20 +169,47 @@ def test_restart_after_crash_between_claim_and_archive(spool: Path, ledger: Ledg
     now = dt.datetime.now(dt.UTC)
     # 1. intent recorded, rename not done yet
     (inbound / "one.fixml").write_bytes(b"one")
-    ledger.record_file(flow="dpl", firm="00005", account="00005", name="one.fixml",
-                           sha256="", size=3, received_at=now, cycle=None,
-                           work_path=str(work / "x1__one.fixml"), source=str(inbound / "one.fixml"))
+    ledger.record_file(
+        flow="dpl",
+        firm="00005",
+        account="00005",
+        name="one.fixml",
+        sha256="",
+        size=3,
+        received_at=now,
+        cycle=None,
+        work_path=str(work / "x1__one.fixml"),
+        source=str(inbound / "one.fixml"),
+    )
     # 2. claimed, not processed
     (work / "x2__two.fixml").write_bytes(b"two")
-    b = ledger.record_file(flow="dpl", firm="00005", account="00005", name="two.fixml",
-                           sha256="", size=3, received_at=now, cycle=None,
-                           work_path=str(work / "x2__two.fixml"), source="gone")
+    b = ledger.record_file(
+        flow="dpl",
+        firm="00005",
+        account="00005",
+        name="two.fixml",
+        sha256="",
+        size=3,
+        received_at=now,
+        cycle=None,
+        work_path=str(work / "x2__two.fixml"),
+        source="gone",
+    )
     ledger.set_file_state(b, "claimed", "", sha256="abc")
     # 3. processed, not archived
     (work / "x3__three.fixml").write_bytes(b"three")
-    c = ledger.record_file(flow="dpl", firm="00005", account="00005", name="three.fixml",
-                           sha256="", size=5, received_at=now, cycle=None,
-                           work_path=str(work / "x3__three.fixml"), source="gone")
+    c = ledger.record_file(
+        flow="dpl",
+        firm="00005",
+        account="00005",
+        name="three.fixml",
+        sha256="",
+        size=5,
+        received_at=now,
+        cycle=None,
+        work_path=str(work / "x3__three.fixml"),
+        source="gone",
+    )
     ledger.set_file_state(c, "processed", "")
     handler = RecordingHandler(ledger)
     intake = make_intake(spool, ledger, handler)
@@ -188,7 +223,8 @@ def test_restart_after_crash_between_claim_and_archive(spool: Path, ledger: Ledg
 
 
 def test_disk_full_while_writing_outputs_keeps_the_input_for_retry(
-        spool: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """ENOSPC while the flow writes its outputs: nothing half-written is visible, the input stays
     claimed (never a reject) and is processed once the disk has room again."""
     import errno
@@ -203,6 +239,7 @@ def test_disk_full_while_writing_outputs_keeps_the_input_for_retry(
 
     def handler(claimed: ClaimedFile) -> None:
         if not attempts:
+
             def full(fd: int) -> None:
                 raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -218,9 +255,15 @@ def test_disk_full_while_writing_outputs_keeps_the_input_for_retry(
         write_atomic(outbound / "out.receipt.json", b"complete")
         ledger.set_file_state(claimed.file_id, "processed", "test")
 
-    intake = SpoolIntake(spool_root=spool, ledger=ledger, handlers={"dpl": handler},
-                         clock=lambda: dt.datetime.now(dt.UTC), stable_interval_s=0.2,
-                         sweep_interval_s=0.5, workers=1)
+    intake = SpoolIntake(
+        spool_root=spool,
+        ledger=ledger,
+        handlers={"dpl": handler},
+        clock=lambda: dt.datetime.now(dt.UTC),
+        stable_interval_s=0.2,
+        sweep_interval_s=0.5,
+        workers=1,
+    )
     intake.start()
     try:
         inbound = spool / "firms" / "00005" / "inbound" / "dpl"
@@ -242,9 +285,15 @@ def test_disk_full_while_writing_outputs_keeps_the_input_for_retry(
 
 def test_a_flood_of_tiny_files_is_taken_once_each(spool: Path, ledger: Ledger) -> None:
     handler = RecordingHandler(ledger)
-    intake = SpoolIntake(spool_root=spool, ledger=ledger, handlers={"dpl": handler},
-                         clock=lambda: dt.datetime.now(dt.UTC), stable_interval_s=0.3,
-                         sweep_interval_s=1.0, workers=2)
+    intake = SpoolIntake(
+        spool_root=spool,
+        ledger=ledger,
+        handlers={"dpl": handler},
+        clock=lambda: dt.datetime.now(dt.UTC),
+        stable_interval_s=0.3,
+        sweep_interval_s=1.0,
+        workers=2,
+    )
     intake.start()
     try:
         inbound = spool / "firms" / "00005" / "inbound" / "dpl"
@@ -252,8 +301,11 @@ def test_a_flood_of_tiny_files_is_taken_once_each(spool: Path, ledger: Ledger) -
         for i, name in enumerate(names):
             (inbound / f".{name}.tmp").write_bytes(f"<FIXML/> {i}".encode())
             (inbound / f".{name}.tmp").rename(inbound / name)
-        wait_for(lambda: len(ledger.files(state="archived")) == 400, timeout=90,
-                 what="400 files archived")
+        wait_for(
+            lambda: len(ledger.files(state="archived")) == 400,
+            timeout=90,
+            what="400 files archived",
+        )
         assert sorted(n for n, _ in handler.seen) == sorted(names)
         assert not list(inbound.iterdir())
     finally:

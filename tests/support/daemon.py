@@ -27,8 +27,9 @@ def make_keypair(folder: Path, name: str = "id_ed25519") -> tuple[Path, str]:
     """An ed25519 key pair made by ssh-keygen; returns (private key path, public key line)."""
     folder.mkdir(parents=True, exist_ok=True)
     key = folder / name
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)],
-                   check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True
+    )
     return key, key.with_suffix(".pub").read_text().strip()
 
 
@@ -90,8 +91,13 @@ def make_test_config(tmp: Path, **overrides: dict[str, object]) -> TestConfig:
         '[[account]]\nname = "00005"\nkind = "firm"\nid = "00005"\n'
         f'public_keys = ["{pub}"]\namqp_user = "posgate-test-00005"\n'
     )
-    cfg = TestConfig(root=tmp, sftp_port=free_port(), metrics_port=free_port(), firm_key=key,
-                     overrides=dict(overrides))
+    cfg = TestConfig(
+        root=tmp,
+        sftp_port=free_port(),
+        metrics_port=free_port(),
+        firm_key=key,
+        overrides=dict(overrides),
+    )
     cfg.write()
     return cfg
 
@@ -103,12 +109,18 @@ class DaemonProcess:
         self.cfg = cfg
         self.log_path = cfg.root / "daemon.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115
-        inherited = {k: v for k, v in os.environ.items()
-                     if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+        }
         full_env = {**inherited, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "--config", str(cfg.path), "serve"],
-            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
         )
 
     @property

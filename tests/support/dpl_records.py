@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 
-def posrpt(biz_dt: str, *, firm: str = "00005", role: str = "4", unit: str = "AU1",
-           crd: str = "361", name: str = "Goldman Sachs", sym: str = "GOOG", sub: str = "ETO",
-           qty: str = 'Long="100"', model: str = "1") -> bytes:
+def posrpt(
+    biz_dt: str,
+    *,
+    firm: str = "00005",
+    role: str = "4",
+    unit: str = "AU1",
+    crd: str = "361",
+    name: str = "Goldman Sachs",
+    sym: str = "GOOG",
+    sub: str = "ETO",
+    qty: str = 'Long="100"',
+    model: str = "1",
+) -> bytes:
     return (
         f'<FIXML><PosRpt BizDt="{biz_dt}" ReqTyp="6" ModelTyp="{model}">'
         f'<Pty ID="{firm}" R="{role}"/><Pty ID="{unit}" R="38"/>'

@@ -1,4 +1,4 @@
-"""DPL validation rules, details, summaries, canonical form and aggregation order (SPEC §6.3, §6.6)."""
+"""DPL validation rules, details, summaries, canonical form, aggregation order (SPEC §6.3, §6.6)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The DPL corpus: every file of tests/data/dpl against its expected outcome, record by record.
 
-Each ``NNN_name.fixml`` has a ``NNN_name.expected.json``: the submitting ``firm``, the instant it was
-``received_at`` and the ``cycle`` that implies, optional ``entitled_firms`` (default: the firm
+Each ``NNN_name.fixml`` has a ``NNN_name.expected.json``: the submitting ``firm``, the instant it
+was ``received_at`` and the ``cycle`` that implies, optional ``entitled_firms`` (default: the firm
 itself), either ``unreadable.reason`` or the ``records`` with ``line``, ``status`` and ``reasons``.
 """
 

@@ -6,15 +6,58 @@ import ast
 from pathlib import Path
 
 ENGINE = Path(__file__).resolve().parents[3] / "engine"
-ALLOWED_TOP = {"__future__", "abc", "bisect", "collections", "dataclasses", "datetime", "decimal",
-               "enum", "functools", "hashlib", "heapq", "io", "itertools", "math", "numbers",
-               "operator", "re", "statistics", "string", "typing", "zoneinfo", "numpy", "lxml",
-               "holidays", "engine", "csv", "codecs", "unicodedata", "html", "xml", "json",
-               "array", "struct", "types", "fractions", "textwrap", "copy", "secrets"}
+ALLOWED_TOP = {
+    "__future__",
+    "abc",
+    "bisect",
+    "collections",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "enum",
+    "functools",
+    "hashlib",
+    "heapq",
+    "io",
+    "itertools",
+    "math",
+    "numbers",
+    "operator",
+    "re",
+    "statistics",
+    "string",
+    "typing",
+    "zoneinfo",
+    "numpy",
+    "lxml",
+    "holidays",
+    "engine",
+    "csv",
+    "codecs",
+    "unicodedata",
+    "html",
+    "xml",
+    "json",
+    "array",
+    "struct",
+    "types",
+    "fractions",
+    "textwrap",
+    "copy",
+    "secrets",
+}
 FORBIDDEN_CALLS = {"open", "input", "print", "exec", "eval", "__import__"}
-FORBIDDEN_ATTRS = {("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"),
-                   ("date", "today"), ("time", "time"), ("os", "environ"), ("os", "getenv"),
-                   ("Path", "read_text"), ("Path", "read_bytes")}
+FORBIDDEN_ATTRS = {
+    ("datetime", "now"),
+    ("datetime", "utcnow"),
+    ("datetime", "today"),
+    ("date", "today"),
+    ("time", "time"),
+    ("os", "environ"),
+    ("os", "getenv"),
+    ("Path", "read_text"),
+    ("Path", "read_bytes"),
+}
 
 
 def _modules() -> list[Path]:

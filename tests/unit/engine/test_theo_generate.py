@@ -144,7 +144,10 @@ def test_sample_market_generates_a_loadable_set() -> None:
     ],
 )
 def test_snapshot_errors_are_located(row: str, expected: str) -> None:
-    base = "class_group,,9,IDX,,,,,,,,,,,,,,,,,,,,\nunderlying,,,IDX,,,,,,IDX,,,,,,,,,,1000,0.2,0.01,0.05,\n"
+    base = (
+        "class_group,,9,IDX,,,,,,,,,,,,,,,,,,,,\n"
+        "underlying,,,IDX,,,,,,IDX,,,,,,,,,,1000,0.2,0.01,0.05,\n"
+    )
     text = HEADER + "\n" + "product_group,,9,,,C,0.9,0.1,0.1,,,,,,,,,,,,,,,\n" + base + row + "\n"
     expected = expected.replace("line 2", "line 5")
     with pytest.raises(MarketSnapshotInvalid) as info:

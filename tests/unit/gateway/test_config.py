@@ -92,8 +92,13 @@ def test_amqp_password_never_from_toml(tmp_path: Path) -> None:
 
 
 def _check_config(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(path),
-                           "check-config"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "--config", str(path), "check-config"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
 
 
 def test_check_config_exit_codes() -> None:

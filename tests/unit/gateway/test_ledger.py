@@ -20,8 +20,9 @@ def test_new_ledger_is_wal_full_sync_at_current_version(tmp_path: Path) -> None:
     ledger.close()
 
 
-def test_reopening_applies_only_missing_migrations(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reopening_applies_only_missing_migrations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "ledger.sqlite3"
     Ledger(path).close()
     applied: list[int] = []
@@ -65,9 +66,18 @@ def test_commits_leave_checkpointing_to_the_background(tmp_path: Path) -> None:
     import datetime as dt
 
     for i in range(50):
-        ledger.record_file(flow="dpl", firm="00005", account="00005", name=f"f{i}", sha256="x",
-                           size=1, received_at=dt.datetime.now(dt.UTC), cycle=None,
-                           work_path="w", source="s")
+        ledger.record_file(
+            flow="dpl",
+            firm="00005",
+            account="00005",
+            name=f"f{i}",
+            sha256="x",
+            size=1,
+            received_at=dt.datetime.now(dt.UTC),
+            cycle=None,
+            work_path="w",
+            source="s",
+        )
     wal = tmp_path / "l.sqlite3-wal"
     assert wal.stat().st_size > 0
     busy, pages, done = ledger.checkpoint("TRUNCATE")
