@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.dpl import REASON_CODES
 from gateway import alerts, metrics
 from gateway.amqp import AmqpService, Handler
 from gateway.config import Config, ConfigError, load_config
@@ -30,7 +31,7 @@ from gateway.pipelines.requests import (
     dpl_submission_handler,
     pmc_positions_handler,
 )
-from gateway.scheduler import build_publication_components
+from gateway.scheduler import DEADLINE_JOB, PUBLISH_JOB, build_publication_components
 from gateway.sftp import SftpAccount, SftpServer, SftpStartError
 from gateway.spool import SpoolIntake
 from gateway.store import Ledger
@@ -230,6 +231,11 @@ def _flow_components(runtime: Runtime) -> list[Component]:
     out: list[Component] = []
     if config.metrics.enabled:
         out.append(metrics.MetricsServer(config.metrics.host, config.metrics.port))
+    metrics.initialise_series(
+        firms=sorted({a.entity_id for a in config.accounts if a.kind == "firm"}),
+        reasons=REASON_CODES,
+        tasks=(PUBLISH_JOB, DEADLINE_JOB),
+    )
     # Events go to the outbox table first (sent from there when the broker is up); with AMQP
     # off they are only logged.
     outbox = Outbox(config.spool.ledger_path) if config.amqp.enabled else None

@@ -114,6 +114,39 @@ SFTP_SESSIONS = Gauge("posgate_sftp_sessions", "Open SFTP sessions")
 SFTP_UPLOADS = Counter("posgate_sftp_uploads_total", "Completed SFTP uploads")
 
 
+FLOWS = ("dpl", "pmc")
+ALERT_NAMES = (
+    "file_quarantined",
+    "processing_retrying",
+    "processing_failed",
+    "publication_late",
+    "publication_failed",
+)
+
+
+def initialise_series(firms: list[str], reasons: tuple[str, ...], tasks: tuple[str, ...]) -> None:
+    """Create the known label values at 0, so rate()/increase() see the first event too."""
+    for flow in FLOWS:
+        for counter in (
+            FILES_DUPLICATE,
+            FILES_QUARANTINED,
+            FILES_FAILED,
+            RECORDS_VALID,
+            RECORDS_REJECTED,
+        ):
+            counter.labels(flow=flow)
+        for firm in firms:
+            FILES_RECEIVED.labels(flow=flow, firm=firm)
+    for reason in reasons:
+        DPL_REJECTS_BY_REASON.labels(reason=reason)
+    for name in ALERT_NAMES:
+        ALERTS.labels(name=name)
+    for task in tasks:
+        SCHEDULER_MISSES.labels(task=task)
+    for outcome in ("ok", "rejected"):
+        CONFIG_RELOADS.labels(outcome=outcome)
+
+
 class MetricsServer:
     """The /metrics endpoint as a daemon component."""
 
