@@ -95,32 +95,55 @@ class Runtime:
 
 
 def prepare_spool(config: Config) -> None:
-    """Create the spool tree for every account and receiving exchange (idempotent)."""
+    """Create the spool tree for every account and receiving exchange (idempotent).
+
+    Folders created by root (an admin running ``posgate firm add`` with sudo) are given to the
+    owner of the spool root, so the daemon's own user can write in them.
+    """
     root = config.spool.root
-    for folder in ("internal/theo", "internal/ebe", "quarantine", "archive", "state", "work"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    os.chmod(root / "state", 0o700)
+    root.mkdir(parents=True, exist_ok=True)
+    owner = root.stat()
+    folders = [
+        root / f
+        for f in ("internal/theo", "internal/ebe", "quarantine", "archive", "state", "work")
+    ]
     for account in config.accounts:
         if account.kind == "firm":
             firm = root / "firms" / account.entity_id
-            for sub in (
-                "inbound/dpl",
-                "inbound/pmc",
-                "inbound/ebe",
-                "outbound/dpl",
-                "outbound/pmc",
-                "outbound/ebe",
-            ):
-                (firm / sub).mkdir(parents=True, exist_ok=True)
+            folders += [
+                firm / flow_dir
+                for flow_dir in (
+                    "inbound/dpl",
+                    "inbound/pmc",
+                    "inbound/ebe",
+                    "outbound/dpl",
+                    "outbound/pmc",
+                    "outbound/ebe",
+                )
+            ]
         else:
-            (root / "exchanges" / account.entity_id / "outbound" / "dpl").mkdir(
-                parents=True, exist_ok=True
-            )
-    for exchange in config.reference.exchanges:
-        if exchange.delivery == "spool":
-            (root / "exchanges" / exchange.exchange_id / "outbound" / "dpl").mkdir(
-                parents=True, exist_ok=True
-            )
+            folders.append(root / "exchanges" / account.entity_id / "outbound" / "dpl")
+    folders += [
+        root / "exchanges" / e.exchange_id / "outbound" / "dpl"
+        for e in config.reference.exchanges
+        if e.delivery == "spool"
+    ]
+    for folder in folders:
+        _make_owned(folder, root, owner.st_uid, owner.st_gid)
+    os.chmod(root / "state", 0o700)
+
+
+def _make_owned(folder: Path, root: Path, uid: int, gid: int) -> None:
+    """mkdir -p ``folder``; as root, hand every folder it creates below ``root`` to uid:gid."""
+    missing = []
+    current = folder
+    while current != root and not current.exists():
+        missing.append(current)
+        current = current.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0 and uid != 0:
+        for created in missing:
+            os.chown(created, uid, gid)
 
 
 class LedgerComponent:

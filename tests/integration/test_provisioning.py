@@ -121,3 +121,21 @@ def test_bad_key_file_is_refused(test_config: TestConfig) -> None:
     result = posgate(test_config, "firm", "add", "00161", "--key", str(bogus))
     assert result.returncode == 65 and "not an OpenSSH public key" in result.stderr
     assert not (test_config.root / "config" / "accounts" / "00161.toml").exists()
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="needs root to change owners")
+def test_firm_add_as_root_gives_new_folders_to_the_spool_owner(test_config: TestConfig) -> None:
+    import os
+
+    spool = test_config.spool
+    spool.mkdir(parents=True, exist_ok=True)
+    os.chown(spool, 65534, 65534)  # the daemon's user owns the spool
+    key, _ = make_keypair(test_config.root / "keys", "firm00161")
+    result = posgate(test_config, "firm", "add", "00161", "--key", str(key.with_suffix(".pub")))
+    assert result.returncode == 0, result.stderr
+    for folder in (
+        spool / "firms" / "00161",
+        spool / "firms" / "00161" / "inbound" / "dpl",
+        spool / "firms" / "00161" / "outbound" / "pmc",
+    ):
+        assert (folder.stat().st_uid, folder.stat().st_gid) == (65534, 65534), folder
