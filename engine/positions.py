@@ -214,11 +214,6 @@ class _Columns:
         return PositionBatch(**out)  # type: ignore[arg-type]
 
 
-def empty_batch() -> PositionBatch:
-    """A batch with no rows."""
-    return _Columns().batch()
-
-
 # --------------------------------------------------------------------------------------------
 # field checks shared by both formats and by JSON what-if positions
 

@@ -29,12 +29,6 @@ def add_event_sink(sink: EventSink) -> None:
         _sinks.append(sink)
 
 
-def remove_event_sink(sink: EventSink) -> None:
-    with _lock:
-        if sink in _sinks:
-            _sinks.remove(sink)
-
-
 def raise_alert(name: str, message: str, details: Mapping[str, object]) -> None:
     metrics.ALERTS.labels(name=name).inc()
     log.error("ALERT %s: %s %s", name, message, json.dumps(details, default=str))

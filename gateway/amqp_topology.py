@@ -51,15 +51,6 @@ EVENTS = EVENTS_EXCHANGE
 COMPUTE_TYPES: tuple[str, ...] = ("margin.whatif", "dpl.report", "ebe.query")
 """Request types served from a queue of their own, so ``posgate worker`` processes can take them."""
 
-REQUEST_TYPES: tuple[str, ...] = (
-    "dpl.submission",
-    "pmc.positions",
-    "margin.whatif",
-    "ebe.query",
-    "ebe.instruction",
-    "dpl.report",
-)
-
 
 def routing_key_for(request_type: str) -> str:
     return f"request.{request_type}"

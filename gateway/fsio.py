@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -58,10 +58,3 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically and durably."""
     with atomic_writer(path) as fh:
         fh.write(data)
-
-
-def write_chunks_atomic(path: Path, chunks: Iterable[bytes]) -> None:
-    """Stream ``chunks`` into ``path`` atomically (memory independent of the total size)."""
-    with atomic_writer(path) as fh:
-        for chunk in chunks:
-            fh.write(chunk)

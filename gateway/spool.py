@@ -36,7 +36,6 @@ import logging
 import os
 import queue
 import secrets
-import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -622,12 +621,3 @@ def _sha256(path: Path) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
-
-
-def copy_into_inbound(source: Path, spool_root: Path, firm: str, flow: str) -> Path:
-    """Drop a file into a firm's inbound folder the safe way (temp name, then rename)."""
-    target = spool_root / "firms" / firm / "inbound" / flow / source.name
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-    return target

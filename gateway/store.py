@@ -434,13 +434,6 @@ class Ledger:
         )
         return [(r["state"], r["detail"]) for r in rows]
 
-    def count_files(self, state: str) -> int:
-        return int(
-            self.connect()
-            .execute(f"SELECT count(*) FROM {FILES} WHERE state = ?", (state,))
-            .fetchone()[0]
-        )
-
     # -- DPL records ---------------------------------------------------------------------------
 
     def replace_dpl_records(
