@@ -504,20 +504,6 @@ class Ledger:
                 before_commit(superseded)
         return superseded
 
-    def current_dpl_file(self, submitter: str, cycle: str, before_id: int) -> FileRow | None:
-        """The submitter's latest processed file of a cycle received before ``before_id``."""
-        row = (
-            self.connect()
-            .execute(
-                f"SELECT * FROM {FILES} WHERE flow = 'dpl' AND firm = ? AND cycle = ? AND id < ?"
-                " AND state IN ('processed', 'archived') AND superseded_by IS NULL"
-                " ORDER BY id DESC LIMIT 1",
-                (submitter, cycle, before_id),
-            )
-            .fetchone()
-        )
-        return FileRow.from_row(row) if row else None
-
     def dpl_records_for_file(self, file_id: int) -> list[sqlite3.Row]:
         base = file_id << _LINE_BITS
         return (

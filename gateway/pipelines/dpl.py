@@ -144,7 +144,6 @@ class DplArrival:
         calendar, reference = self._cache.get(config.reference)
         cycle = calendar.cycle_of(claimed.received_at)
         entitled = firm_entitlements(config.accounts, claimed.firm)
-        previous = self.ledger.current_dpl_file(claimed.firm, cycle.isoformat(), claimed.file_id)
         outbound = self.outbound_dir(claimed.firm)
         outbound.mkdir(parents=True, exist_ok=True)
         stem = claimed.stem
@@ -180,8 +179,8 @@ class DplArrival:
                         "",
                         None,
                         pack_fields(f),
-                        dpl_sort_key(firm_sort(f.firm_id), f.agg_unit, f.symbol, f.sub_typ),
-                    )  # type: ignore[arg-type]
+                        dpl_sort_key(firm_sort(f.firm_id), f.agg_unit, f.symbol, f.sub_typ),  # type: ignore[arg-type]
+                    )
                     continue
                 rejected += 1
                 rejects.add(result.raw)
@@ -196,7 +195,8 @@ class DplArrival:
 
         def write_outputs(superseded_id: int | None) -> None:
             rejects.finish()
-            superseded = previous if previous is not None else None
+            # the file this one superseded, as decided in this very transaction
+            superseded = self.ledger.file(superseded_id) if superseded_id is not None else None
             receipt = Receipt(
                 file=claimed.name,
                 firm=claimed.firm,
@@ -248,7 +248,7 @@ class DplArrival:
             receipt.total,
             receipt.valid,
             receipt.rejected,
-            f", supersedes {previous.name}" if previous is not None else "",
+            f", supersedes {receipt.superseded['file']}" if receipt.superseded else "",
         )
         if notify:
             self.emit(f"firm.{claimed.firm}.dpl.receipt", receipt.as_json())
