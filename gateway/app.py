@@ -188,9 +188,10 @@ class LedgerComponent:
         return self._thread is not None and self._thread.is_alive()
 
 
-def build_daemon(config_path: str | Path | None) -> Daemon:
-    """Load config, build every adapter and pipeline, return the Daemon ready to ``run``."""
-    config = load_config(config_path)
+def build_daemon(config: Config) -> Daemon:
+    """Build every adapter and pipeline of ``config``; return the Daemon ready to ``run``.
+
+    SIGHUP reloads the same file (``config.path``)."""
     prepare_spool(config)
     try:
         ledger = Ledger(config.spool.ledger_path)
@@ -202,7 +203,7 @@ def build_daemon(config_path: str | Path | None) -> Daemon:
 
     def reload() -> bool:
         try:
-            new = load_config(config_path)
+            new = load_config(config.path)
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload rejected: %s", problem)

@@ -7,7 +7,7 @@ import logging
 
 from gateway.cli import EX_CONFIG, EX_OK
 from gateway.commands.common import load_config_or_report
-from gateway.config import ConfigError, load_config
+from gateway.config import Config, ConfigError, load_config
 from gateway.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -39,24 +39,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.set_defaults(func=run_check_config)
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    from gateway.app import build_daemon
-    from gateway.daemon import StartupError
-
+def _load_for_process(path: str) -> Config | None:
+    """The config of a long-running process, with its logging set up; None (after logging every
+    problem) when the config is invalid."""
     try:
-        config = load_config(args.config)
+        config = load_config(path)
     except ConfigError as exc:
         configure_logging("INFO", "kv")
         for problem in exc.problems:
             log.error("config: %s", problem)
-        return EX_CONFIG
+        return None
     configure_logging(config.daemon.log_level, config.daemon.log_format)
-    try:
-        daemon = build_daemon(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            log.error("config: %s", problem)
+    return config
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from gateway.app import build_daemon
+    from gateway.daemon import StartupError
+
+    config = _load_for_process(args.config)
+    if config is None:
         return EX_CONFIG
+    try:
+        daemon = build_daemon(config)
     except StartupError as exc:
         log.error("startup failed: %s", exc)
         return exc.exit_code
@@ -68,14 +73,9 @@ def run_worker_verb(args: argparse.Namespace) -> int:
     from gateway.theo_store import TheoStore
     from gateway.worker import load_handler, run_worker
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        configure_logging("INFO", "kv")
-        for problem in exc.problems:
-            log.error("config: %s", problem)
+    config = _load_for_process(args.config)
+    if config is None:
         return EX_CONFIG
-    configure_logging(config.daemon.log_level, config.daemon.log_format)
     try:
         theo = TheoStore(config.spool.root / "internal" / "theo", keep=config.pmc.theo_keep)
         handlers = dict(load_handler(spec) for spec in args.handler) or compute_handlers(theo)
