@@ -213,7 +213,12 @@ def build_daemon(config: Config) -> Daemon:
         log.info("configuration reloaded: %d accounts", len(new.accounts))
         return True
 
-    return Daemon(components, shutdown_grace_s=config.daemon.shutdown_grace_s, reload=reload)
+    return Daemon(
+        components,
+        shutdown_grace_s=config.daemon.shutdown_grace_s,
+        reload=reload,
+        watchdog=config.daemon.watchdog,
+    )
 
 
 def _unexport_amqp_gauges() -> None:

@@ -66,12 +66,14 @@ class Daemon:
         reload: Callable[[], bool],
         tick_s: float = 1.0,
         on_tick: Callable[[], None] | None = None,
+        watchdog: bool = True,
     ) -> None:
         self.components = list(components)
         self.shutdown_grace_s = shutdown_grace_s
         self.reload = reload
         self.tick_s = tick_s
         self.on_tick = on_tick
+        self.watchdog = watchdog
         self.state = State.STARTING
         self.signals: queue.Queue[int] = queue.Queue()
         self._started: list[Component] = []
@@ -118,7 +120,7 @@ class Daemon:
             log.error("startup failed: %s", exc)
             self.state = State.STOPPED
             return exc.exit_code
-        watchdog_s = systemd.watchdog_interval_s()
+        watchdog_s = systemd.watchdog_interval_s() if self.watchdog else None
         last_ping = 0.0
         while True:
             try:

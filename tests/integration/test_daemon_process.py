@@ -160,3 +160,27 @@ def test_sd_notify_ready_watchdog_and_stopping(tmp_path: Path) -> None:
     finally:
         proc.stop()
         sock.close()
+
+
+def test_watchdog_pings_can_be_turned_off(tmp_path: Path) -> None:
+    """With ``[daemon] watchdog = false`` the daemon never pings, even when systemd asks."""
+    cfg = make_test_config(tmp_path, daemon={"shutdown_grace_s": 10.0, "watchdog": False})
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(0.2)
+    received: list[str] = []
+    proc = DaemonProcess(cfg, env={"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "1000000"})
+    try:
+        proc.wait_ready()
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            try:
+                received.append(sock.recv(4096).decode())
+            except TimeoutError:
+                pass
+        assert any(m.startswith("READY=1") for m in received)
+        assert not any("WATCHDOG=1" in m for m in received)
+    finally:
+        proc.stop()
+        sock.close()
