@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.dpl import REASON_CODES
+from engine.dpl.validate import REASON_CODES
 from gateway import alerts, metrics
-from gateway.amqp import AmqpService, Handler
+from gateway.amqp.outbox import Outbox, SqliteProcessedStore
+from gateway.amqp.service import AmqpService, Handler
 from gateway.config import Config, ConfigError, load_config
 from gateway.daemon import EXIT_UNAVAILABLE, Component, Daemon, StartupError
-from gateway.outbox import Outbox, SqliteProcessedStore
 from gateway.pipelines.dpl import DplArrival, Emit, no_events
 from gateway.pipelines.pmc import PmcArrival, TheoLoader
 from gateway.pipelines.requests import (
@@ -31,9 +31,9 @@ from gateway.pipelines.requests import (
     dpl_submission_handler,
     pmc_positions_handler,
 )
-from gateway.scheduler import DEADLINE_JOB, PUBLISH_JOB, build_publication_components
+from gateway.publication.scheduler import DEADLINE_JOB, PUBLISH_JOB, build_publication_components
 from gateway.sftp import SftpAccount, SftpServer, SftpStartError
-from gateway.spool import SpoolIntake
+from gateway.spool.intake import SpoolIntake
 from gateway.store import Ledger
 from gateway.theo_store import TheoStore
 from gateway.worker import identities_of
@@ -226,7 +226,7 @@ def _unexport_amqp_gauges() -> None:
     so the AMQP alerts stay silent instead of seeing a permanent 0."""
     from prometheus_client import REGISTRY
 
-    from gateway.amqp import AMQP_UP, OUTBOX_DEPTH
+    from gateway.amqp.service import AMQP_UP, OUTBOX_DEPTH
 
     for gauge in (AMQP_UP, OUTBOX_DEPTH):
         with contextlib.suppress(KeyError):

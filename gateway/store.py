@@ -26,7 +26,7 @@ from typing import Any
 
 import sqlite_utils
 
-from engine.dpl import DplFields
+from engine.dpl.validate import DplFields
 
 FILES = "files"
 FILE_EVENTS = "file_events"
@@ -625,7 +625,8 @@ class Ledger:
         self, cycle: str, names: Sequence[str], batch: int = 5000
     ) -> Iterator[Sequence[Any]]:
         """Valid records of the cycle's current files, in publication order, streamed: the
-        values of the named fields (names of ``engine.dpl.DplFields``, the packed order)."""
+        values of the named fields (names of ``engine.dpl.validate.DplFields``, the packed
+        order)."""
         order = {name: i for i, name in enumerate(DplFields._fields)}
         try:
             picks = [order[name] for name in names]

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A worker owns no spool and no ledger. It runs one ``AmqpService`` over the queues of the compute
-types it is given (``posgate.requests.margin.whatif``, ... see ``gateway.amqp_topology``), so it
+types it is given (``posgate.requests.margin.whatif``, ... see ``gateway.amqp.topology``), so it
 never receives a request type it does not serve, and any number of workers on any machines share
 those queues with each other and with ``posgate serve``. Its lifecycle is the daemon's
 (``gateway.daemon.Daemon``): signal handlers only queue the signal; SIGTERM/SIGINT stop intake,
@@ -20,8 +20,8 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
-from gateway.amqp import AmqpService
-from gateway.amqp_dispatch import Handler
+from gateway.amqp.dispatch import Handler
+from gateway.amqp.service import AmqpService
 from gateway.config import Config, ConfigError, load_config
 from gateway.daemon import EXIT_CONFIG, EXIT_FAILURE, Component, Daemon
 from gateway.logs import configure_logging

@@ -15,7 +15,7 @@ from pathlib import Path
 from gateway.cli import EX_CONFIG, EX_DATAERR, EX_FAILURE, EX_OK
 from gateway.commands.common import load_config_or_report
 from gateway.config import ACCOUNT_ID_RE, KEY_LINE_RE, Config
-from gateway.ssh_keys import fingerprint_of_line
+from gateway.sftp.keys import fingerprint_of_line
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -118,7 +118,7 @@ def add_account(args: argparse.Namespace, kind: str) -> int:
 
 
 def _known_firm(config: Config, firm: str) -> bool:
-    from engine.dpl import id_key
+    from engine.dpl.validate import id_key
 
     key = id_key(firm)
     return any(id_key(cm.cm_number) == key for cm in config.reference.clearing_members) or any(

@@ -78,7 +78,7 @@ class CliRuntime:
 
 def run_publish(args: argparse.Namespace) -> int:
     from gateway.app import clock_from_environment
-    from gateway.publication import (
+    from gateway.publication.publish import (
         IntakePending,
         PublicationCancelled,
         PublicationError,
@@ -160,7 +160,7 @@ def run_publish(args: argparse.Namespace) -> int:
 
 
 def run_push_key(args: argparse.Namespace) -> int:
-    from gateway.publication import DeliveryRefused, push_public_key
+    from gateway.publication.publish import DeliveryRefused, push_public_key
 
     config = load_config_or_report(args.config)
     if config is None:

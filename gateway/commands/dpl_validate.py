@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeAlias, cast
 
-from engine.dpl import DplValidator, ValidationResult, ValidationSummary
+from engine.dpl.fixml import iter_records
+from engine.dpl.validate import DplValidator, ValidationResult, ValidationSummary
 from engine.errors import UnreadableInput
-from engine.fixml import iter_records
 from gateway.cli import EX_CONFIG, EX_DATAERR, EX_OK, EX_USAGE
 from gateway.commands.common import load_calendar_or_report
 from gateway.reference import dpl_reference, firm_entitlements

@@ -17,11 +17,11 @@ from datetime import date
 from pathlib import Path
 
 from engine.errors import UnreadableInput
-from engine.margin import margin_for_file
-from engine.market import generate_instruments, parse_market_snapshot
-from engine.positions import parse_position_file
-from engine.pricing import DEFAULT_STEPS
-from engine.theo import TheoSetInvalid, parse_theo_set, render_theo_set
+from engine.pmc.margin import margin_for_file
+from engine.pmc.market import generate_instruments, parse_market_snapshot
+from engine.pmc.positions import parse_position_file
+from engine.pmc.pricing import DEFAULT_STEPS
+from engine.pmc.theo import TheoSetInvalid, parse_theo_set, render_theo_set
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def run_margin(args: argparse.Namespace) -> int:
         return _fail(f"position file {args.positions} cannot be read: {_describe(exc)}", EX_DATAERR)
     report = margin_for_file(parsed, theo)
 
-    from gateway import margin_outputs as out
+    from gateway.outputs import margin as out
 
     fmt = args.format
     if fmt == "pdf" and not args.out and sys.stdout.isatty():
@@ -167,7 +167,7 @@ def run_margin(args: argparse.Namespace) -> int:
     if args.out:
         try:
             from gateway.errors import TransientError
-            from gateway.fsio import write_atomic
+            from gateway.spool.fsio import write_atomic
 
             write_atomic(Path(args.out), payload)
         except TransientError as exc:
@@ -180,7 +180,7 @@ def run_margin(args: argparse.Namespace) -> int:
 
 def run_theo_generate(args: argparse.Namespace) -> int:
     from gateway.errors import TransientError
-    from gateway.fsio import write_atomic
+    from gateway.spool.fsio import write_atomic
 
     try:
         activity = date.fromisoformat(args.date)

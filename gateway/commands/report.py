@@ -77,7 +77,7 @@ def _output(path: str | None) -> Iterator[TextIO]:
         yield sys.stdout
         sys.stdout.flush()
         return
-    from gateway.fsio import atomic_writer
+    from gateway.spool.fsio import atomic_writer
 
     with atomic_writer(Path(path)) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
@@ -87,7 +87,7 @@ def _output(path: str | None) -> Iterator[TextIO]:
 
 
 def run_report_dpl(args: argparse.Namespace) -> int:
-    from gateway.reports import CycleNotPublished, dpl_report_rows, render_csv, render_json
+    from gateway.outputs.reports import CycleNotPublished, dpl_report_rows, render_csv, render_json
 
     config = load_config_or_report(args.config)
     if config is None:
@@ -121,7 +121,7 @@ def run_report_dpl(args: argparse.Namespace) -> int:
 
 
 def run_report_missing(args: argparse.Namespace) -> int:
-    from gateway.reports import missing_submitters, render_missing_csv, render_missing_json
+    from gateway.outputs.reports import missing_submitters, render_missing_csv, render_missing_json
 
     loaded = load_calendar_or_report(args.config)
     if loaded is None:

@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from engine import dpl as dpl_engine
 from engine.calendar import BusinessCalendar
-from engine.dpl import VALID, ValidationResult, firm_sort_text
+from engine.dpl import validate as dpl_engine
+from engine.dpl.validate import VALID, ValidationResult, firm_sort_text
 from gateway import metrics
 from gateway.config import Config, ReferenceData
-from gateway.fsio import atomic_writer, write_atomic
 from gateway.reference import business_calendar, dpl_reference, firm_entitlements
-from gateway.spool import ClaimedFile
+from gateway.spool.fsio import atomic_writer, write_atomic
+from gateway.spool.intake import ClaimedFile
 from gateway.store import Ledger, dpl_sort_key, pack_fields
 
 log = logging.getLogger(__name__)

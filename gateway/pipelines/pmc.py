@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.margin import MarginReport, PositionCounts, margin_for_file
-from engine.positions import parse_position_file
-from engine.theo import TheoSet
+from engine.pmc.margin import MarginReport, PositionCounts, margin_for_file
+from engine.pmc.positions import parse_position_file
+from engine.pmc.theo import TheoSet
 from gateway import metrics
 from gateway.errors import TransientError
-from gateway.fsio import write_atomic
-from gateway.margin_outputs import errors_csv, report_pdf, results_csv, summary_csv
-from gateway.spool import ClaimedFile
+from gateway.outputs.margin import errors_csv, report_pdf, results_csv, summary_csv
+from gateway.spool.fsio import write_atomic
+from gateway.spool.intake import ClaimedFile
 from gateway.store import Ledger
 from gateway.theo_store import TheoStore
 

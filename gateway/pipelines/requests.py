@@ -17,15 +17,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.errors import InputRejected
-from engine.positions import PositionBatch, parse_position_file, positions_from_rows
-from engine.theo import TheoSet
-from engine.whatif import whatif
-from gateway.amqp_dispatch import Reply, Request
+from engine.pmc.positions import PositionBatch, parse_position_file, positions_from_rows
+from engine.pmc.theo import TheoSet
+from engine.pmc.whatif import whatif
+from gateway.amqp.dispatch import Reply, Request
 from gateway.errors import TransientError
+from gateway.outputs.reports import CycleNotPublished, dpl_report_rows, render_json
 from gateway.pipelines.dpl import DplArrival
 from gateway.pipelines.pmc import PmcArrival, PmcOutcome
-from gateway.reports import CycleNotPublished, dpl_report_rows, render_json
-from gateway.spool import ClaimedFile, SpoolIntake
+from gateway.spool.intake import ClaimedFile, SpoolIntake
 from gateway.store import Ledger
 from gateway.theo_store import TheoStore
 

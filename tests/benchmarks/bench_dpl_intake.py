@@ -6,7 +6,7 @@ over UNKNOWN_CM, BIZDT_OUT_OF_RANGE, LONG_AND_SHORT, MISSING_FIELD and MALFORMED
 process to one CPU, and times, over the same lines:
 
 1. the baseline: a bare ``lxml.etree.fromstring`` loop with the same locked-down parser;
-2. the engine: ``engine.dpl.iter_validate`` (parse + validate) over 1 MiB chunks;
+2. the engine: ``engine.dpl.validate.iter_validate`` (parse + validate) over 1 MiB chunks;
 3. the intake: the daemon's DPL handler (``gateway.pipelines.dpl.DplArrival``) on the file in a
    throw-away spool: parse + validate + ledger rows in SQLite (WAL, synchronous=FULL) + the
    rejects file + the receipt;
@@ -31,8 +31,8 @@ from pathlib import Path
 from lxml import etree
 
 from engine.calendar import BusinessCalendar
-from engine.dpl import DplReference, ValidationSummary, iter_validate
-from engine.fixml import make_parser
+from engine.dpl.fixml import make_parser
+from engine.dpl.validate import DplReference, ValidationSummary, iter_validate
 
 RECEIVED = dt.datetime(2026, 3, 9, 21, 15, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
 CYCLE = dt.date(2026, 3, 9)
@@ -144,7 +144,7 @@ def intake_pass(data: bytes, workdir: Path) -> tuple[Timing, int, int]:
     """Seconds of the daemon's DPL handler on ``data``; and the valid and rejected counts."""
     from gateway.config import load_config
     from gateway.pipelines.dpl import DplArrival
-    from gateway.spool import ClaimedFile
+    from gateway.spool.intake import ClaimedFile
     from gateway.store import Ledger
     from tests.support.daemon import make_test_config
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.dpl import DplFields, firm_sort_text
+from engine.dpl.validate import DplFields, firm_sort_text
 from gateway.store import Ledger, dpl_sort_key, pack_fields
 
 CYCLE = dt.date(2026, 3, 9)  # a Monday
@@ -157,7 +157,7 @@ def _child(config_path: str) -> None:
     """Publish CYCLE with the config at ``config_path``; print time and peak RSS as JSON."""
     from gateway.commands.dpl_publish import CliRuntime
     from gateway.config import load_config
-    from gateway.publication import publish_cycle
+    from gateway.publication.publish import publish_cycle
 
     config = load_config(config_path)
     ledger = Ledger(config.spool.ledger_path)

@@ -4,7 +4,7 @@
   (``resolve_positions`` + ``compute_margin``) against ``reference_margin``, a straightforward
   per-position Python loop written here from SPEC §7.4; both must give the same totals.
 * theo-generate: pricing 1,000,000 option series at the base and 10 moved prices
-  (``engine.market.generate_instruments``).
+  (``engine.pmc.market.generate_instruments``).
 
 ``--smoke`` runs tiny sizes in a second or two (CI). Results print as Markdown for BENCHMARKS.md.
 """
@@ -20,10 +20,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.margin import compute_margin, resolve_positions
-from engine.market import MarketSnapshot, generate_instruments
-from engine.positions import PositionBatch
-from engine.theo import (
+from engine.pmc.margin import compute_margin, resolve_positions
+from engine.pmc.market import MarketSnapshot, generate_instruments
+from engine.pmc.positions import PositionBatch
+from engine.pmc.theo import (
     STEPS,
     InstrumentKey,
     InstrumentRows,

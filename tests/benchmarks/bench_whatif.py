@@ -36,7 +36,7 @@ TARGET_P99_MS = 50.0
 
 def echo_whatif(request: Any) -> Any:
     """Transport-only stand-in for the margin handler: parse, sum, answer."""
-    from gateway.amqp import Reply
+    from gateway.amqp.service import Reply
 
     doc = request.json_object()
     positions = doc.get("positions", [])
@@ -128,8 +128,8 @@ def _serve(
     settings: Any, users: dict[str, str], handler_spec: str, db: str | None, ready: Any, stop: Any
 ) -> None:
     """Child process: the service, until ``stop`` is set."""
-    from gateway.amqp import AmqpService, NullMetrics
-    from gateway.outbox import Outbox, SqliteProcessedStore
+    from gateway.amqp.outbox import Outbox, SqliteProcessedStore
+    from gateway.amqp.service import AmqpService, NullMetrics
 
     handlers = {"margin.whatif": _load(handler_spec)}
     if db is None:

@@ -444,7 +444,7 @@ class TcpProxy:
 
 def whatif_with_pid(request: Any) -> Any:
     """A test handler for worker processes: says which process answered (``--handler``)."""
-    from gateway.amqp import Reply
+    from gateway.amqp.service import Reply
 
     time.sleep(0.005)
     return Reply({"firm": request.firm, "pid": os.getpid()})

@@ -19,8 +19,8 @@ from pathlib import Path
 import pika
 import pytest
 
-from gateway.amqp import AmqpService, Reply, Request
-from gateway.outbox import Outbox, SqliteProcessedStore
+from gateway.amqp.outbox import Outbox, SqliteProcessedStore
+from gateway.amqp.service import AmqpService, Reply, Request
 from tests.integration.amqp_fixtures import *  # noqa: F403  (fixtures rabbitmq, amqp_sandbox)
 from tests.integration.amqp_fixtures import (
     AmqpSandbox,

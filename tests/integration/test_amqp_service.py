@@ -15,10 +15,10 @@ import pika.exceptions
 import pytest
 
 from engine.errors import InputRejected
-from gateway.amqp import AmqpService, Reply, Request
-from gateway.amqp_topology import DEAD_QUEUE, REQUESTS_QUEUE, compute_queue
+from gateway.amqp.outbox import Outbox, SqliteProcessedStore
+from gateway.amqp.service import AmqpService, Reply, Request
+from gateway.amqp.topology import DEAD_QUEUE, REQUESTS_QUEUE, compute_queue
 from gateway.errors import TransientError
-from gateway.outbox import Outbox, SqliteProcessedStore
 from tests.integration.amqp_fixtures import *  # noqa: F403  (fixtures rabbitmq, amqp_sandbox)
 from tests.integration.amqp_fixtures import (
     FIRM_A,

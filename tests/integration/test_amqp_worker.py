@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.amqp_topology import REQUESTS_QUEUE, compute_queue
+from gateway.amqp.topology import REQUESTS_QUEUE, compute_queue
 from tests.integration.amqp_fixtures import *  # noqa: F403  (fixtures rabbitmq, amqp_sandbox)
 from tests.integration.amqp_fixtures import (
     FIRM_A,

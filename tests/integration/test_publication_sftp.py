@@ -21,7 +21,7 @@ import pytest
 
 from gateway.commands.dpl_publish import CliRuntime
 from gateway.config import Config, load_config
-from gateway.publication import publish_cycle, push_public_key
+from gateway.publication.publish import publish_cycle, push_public_key
 from gateway.sftp import SftpAccount, SftpServer
 from gateway.store import Ledger
 from tests.benchmarks.bench_dpl_publish import add_dpl_file, ledger_row, valid_fields

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import UnreadableInput
-from gateway.spool import ClaimedFile, SpoolIntake
+from gateway.spool.intake import ClaimedFile, SpoolIntake
 from gateway.store import Ledger
 from tests.support.daemon import wait_for
 
@@ -229,9 +229,9 @@ def test_disk_full_while_writing_outputs_keeps_the_input_for_retry(
     claimed (never a reject) and is processed once the disk has room again."""
     import errno
 
-    from gateway import fsio
     from gateway.errors import TransientError
-    from gateway.fsio import write_atomic
+    from gateway.spool import fsio
+    from gateway.spool.fsio import write_atomic
 
     outbound = spool / "firms" / "00005" / "outbound" / "dpl"
     attempts: list[str] = []

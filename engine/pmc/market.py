@@ -1,0 +1,580 @@
+"""Market snapshots and theo set generation (SPEC §7.2, ``posgate theo generate``).
+
+The market snapshot is one UTF-8 CSV file with a header line; the column ``record`` says what a
+line is, and each kind uses its own columns (others stay empty; column order is free):
+
+=================  ==========================================================================
+record             columns used (* = required)
+=================  ==========================================================================
+portfolio_group    portfolio_group_id*, account_type*, offset_pct*
+product_group      product_group_id*, account_type*, portfolio_group_id, offset_pct (empty:
+                   its class groups stand alone), move_down_pct*, move_up_pct*
+class_group        class_group_id*, product_group_id*, basket_id
+underlying         symbol*, class_group_id*, price*, volatility*, rate*, dividend_yield,
+                   security_type (S: the stock itself is an instrument of the set; empty: an
+                   index), multiplier (stock, default 1), min_charge (stock, default 0)
+series             symbol*, underlying*, security_type* (O, I, F, W), series_date*, put_call
+                   (options), strike (options), multiplier*, exercise_style (A default, E),
+                   settlement_style, expiration_date (default series_date), min_charge,
+                   volatility (overrides the underlying's)
+=================  ==========================================================================
+
+Percentages are fractions (0.15 = 15 %), rates and yields continuous per year, volatility
+annual. For options on futures (I) the underlying's price is the futures price and the model
+uses q = r (Black-76). A future's price is S e^((r - q) T); it moves with the underlying.
+
+Generation prices every instrument, for every account type whose product group parameters
+exist for it, at the base price and the 10 moved prices of that product group
+(``engine.pmc.theo.STEPS`` x move_down/up): Black-Scholes for European exercise, the grouped CRR
+binomial of ``engine.pmc.pricing.american_prices`` for American. P&L per long unit =
+(value after the move - value now) x multiplier. Instruments with the same move range are
+priced once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+from numpy.typing import NDArray
+
+from engine.errors import Location
+from engine.pmc.grouping import lookup_strings
+from engine.pmc.pricing import DEFAULT_STEPS, american_prices, black_scholes, group_rows
+from engine.pmc.theo import (
+    ACCOUNT_TYPES,
+    POINTS,
+    STEPS,
+    InstrumentRows,
+    TheoGroups,
+    TheoSetInvalid,
+    parse_iso_date,
+)
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+StrArray = NDArray[np.str_]
+
+MARKET_COLUMNS = (
+    "record",
+    "portfolio_group_id",
+    "product_group_id",
+    "class_group_id",
+    "basket_id",
+    "account_type",
+    "offset_pct",
+    "move_down_pct",
+    "move_up_pct",
+    "symbol",
+    "underlying",
+    "security_type",
+    "exercise_style",
+    "settlement_style",
+    "series_date",
+    "expiration_date",
+    "put_call",
+    "strike",
+    "multiplier",
+    "price",
+    "volatility",
+    "dividend_yield",
+    "rate",
+    "min_charge",
+)
+RECORD_KINDS = ("portfolio_group", "product_group", "class_group", "underlying", "series")
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-/#^")
+MAX_PROBLEMS = 50
+
+
+class MarketSnapshotInvalid(TheoSetInvalid):
+    """A market snapshot that cannot be used; ``problems`` lists every located problem."""
+
+    def __init__(self, problems: Sequence[str], location: Location | None = None) -> None:
+        super().__init__(problems, location)
+        self.reason = "MARKET_INVALID"
+
+
+@dataclass(frozen=True, eq=False)
+class MarketSnapshot:
+    """A parsed snapshot. Underlyings [U] and series [S] are columnar; groups are plain rows."""
+
+    groups: TheoGroups
+    und_symbol: StrArray
+    und_class_group: StrArray
+    und_is_stock: NDArray[np.bool_]
+    und_price: FloatArray
+    und_volatility: FloatArray
+    und_dividend_yield: FloatArray
+    und_rate: FloatArray
+    und_multiplier: FloatArray
+    und_min_charge: FloatArray
+    ser_underlying: IntArray
+    ser_symbol: StrArray
+    ser_security_type: StrArray
+    ser_exercise_style: StrArray
+    ser_settlement_style: StrArray
+    ser_series_date: StrArray
+    ser_expiration_date: StrArray
+    ser_put_call: StrArray
+    ser_strike: FloatArray
+    ser_multiplier: FloatArray
+    ser_min_charge: FloatArray
+    ser_volatility: FloatArray
+
+
+class _Problems:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.items: list[str] = []
+        self.first: Location | None = None
+
+    def add(self, line: int, column: str | None, message: str) -> None:
+        if self.first is None:
+            self.first = Location(file=self.file, line=line, field=column)
+        if len(self.items) < MAX_PROBLEMS:
+            where = f"{self.file} line {line}" + (f" column {column}" if column else "")
+            self.items.append(f"{where}: {message}")
+
+    def check(self) -> None:
+        if self.items:
+            raise MarketSnapshotInvalid(self.items, self.first)
+
+
+def parse_market_snapshot(data: bytes, *, file: str = "market.csv") -> MarketSnapshot:
+    """Parse a snapshot (see the module docstring); raises ``MarketSnapshotInvalid``."""
+    problems = _Problems(file)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MarketSnapshotInvalid([f"{file}: not UTF-8 text (byte {exc.start})"]) from None
+    if "\x00" in text:
+        raise MarketSnapshotInvalid([f"{file}: binary content (NUL byte)"])
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise MarketSnapshotInvalid([f"{file}: not CSV: {exc}"]) from None
+    numbered = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]
+    numbered = [(i, r) for i, r in numbered if not r[0].lstrip().startswith("#")]
+    if not numbered:
+        raise MarketSnapshotInvalid([f"{file}: empty (a header line is required)"])
+    header_line, header_row = numbered[0]
+    header = [c.strip().lower() for c in header_row]
+    if "record" not in header:
+        raise MarketSnapshotInvalid(
+            [f"{file} line {header_line}: the header has no 'record' column"],
+            Location(file=file, line=header_line),
+        )
+    unknown = [c for c in header if c and c not in MARKET_COLUMNS]
+    if unknown:
+        problems.add(header_line, None, f"unknown column(s) {', '.join(unknown)}")
+        problems.check()
+    col = {name: header.index(name) for name in MARKET_COLUMNS if name in header}
+
+    ports: list[tuple[str, str, float]] = []
+    prods: list[tuple[str, str, str, float, float, float]] = []
+    classes: list[tuple[str, str, str]] = []
+    und: dict[str, list[object]] = {k: [] for k in ("sym", "cg", "stock", "px", "vol", "q", "r")}
+    und_mult: list[float] = []
+    und_min: list[float] = []
+    ser: dict[str, list[object]] = {
+        k: []
+        for k in ("und", "sym", "type", "ex", "st", "series", "expiry", "pc", "k", "m", "min", "v")
+    }
+    ser_lines: list[int] = []
+    port_keys: set[tuple[str, str]] = set()
+    pg_keys: dict[tuple[str, str], float] = {}
+    pg_ids: set[str] = set()
+    cg_ids: dict[str, int] = {}
+    und_index: dict[str, int] = {}
+    baskets: set[str] = set()
+
+    for line, row in numbered[1:]:
+        if len(row) != len(header):
+            problems.add(line, None, f"{len(row)} fields, the header has {len(header)}")
+            continue
+
+        def get(name: str, row: list[str] = row) -> str:
+            i = col.get(name)
+            return row[i].strip() if i is not None else ""
+
+        def ident(name: str, line: int = line) -> str:
+            v = get(name)
+            if not v:
+                problems.add(line, name, f"{name} is empty")
+            elif not set(v) <= _ID_CHARS:
+                problems.add(line, name, f"{name}={v!r} has characters outside A-Z 0-9 . _ - / # ^")
+            return v
+
+        def num(
+            name: str,
+            *,
+            default: float | None = None,
+            low: float | None = None,
+            high: float | None = None,
+            positive: bool = False,
+            line: int = line,
+        ) -> float:
+            v = get(name)
+            if not v:
+                if default is None:
+                    problems.add(line, name, f"{name} is empty")
+                    return math.nan
+                return default
+            try:
+                x = float(v)
+            except ValueError:
+                x = math.nan
+            if not math.isfinite(x):
+                problems.add(line, name, f"{name}={v!r} is not a number")
+                return math.nan
+            if (low is not None and x < low) or (high is not None and x > high):
+                problems.add(line, name, f"{name}={v!r} is out of range")
+            if positive and x <= 0:
+                problems.add(line, name, f"{name}={v!r} must be positive")
+            return x
+
+        def acct_type(line: int = line) -> str:
+            v = get("account_type").upper()
+            if v not in ACCOUNT_TYPES:
+                problems.add(line, "account_type", f"account_type={v!r} is not C, F or M")
+            return v
+
+        kind = get("record").lower()
+        if kind == "portfolio_group":
+            pid, acct = ident("portfolio_group_id"), acct_type()
+            off = num("offset_pct", low=0.0, high=1.0)
+            if (acct, pid) in port_keys:
+                problems.add(line, "portfolio_group_id", f"portfolio group {pid!r} twice")
+            port_keys.add((acct, pid))
+            ports.append((pid, acct, off))
+        elif kind == "product_group":
+            pg, acct = ident("product_group_id"), acct_type()
+            port = get("portfolio_group_id")
+            off = num("offset_pct", default=math.nan, low=0.0, high=1.0)
+            down = num("move_down_pct", low=0.0, high=1.0)
+            up = num("move_up_pct", low=0.0)
+            if port and (acct, port) not in port_keys:
+                problems.add(
+                    line,
+                    "portfolio_group_id",
+                    f"portfolio group {port!r} ({acct}) is not defined above this line",
+                )
+            if port and math.isnan(off):
+                problems.add(
+                    line, "offset_pct", "a product group in a portfolio group needs offset_pct"
+                )
+            if (acct, pg) in pg_keys:
+                problems.add(line, "product_group_id", f"product group {pg!r} ({acct}) twice")
+            pg_keys[(acct, pg)] = off
+            pg_ids.add(pg)
+            prods.append((pg, port, acct, off, down, up))
+        elif kind == "class_group":
+            cg, pg = ident("class_group_id"), ident("product_group_id")
+            basket = get("basket_id")
+            if pg and pg not in pg_ids:
+                problems.add(line, "product_group_id", f"product group {pg!r} is not defined above")
+            if cg in cg_ids:
+                problems.add(line, "class_group_id", f"class group {cg!r} twice")
+            if basket:
+                if basket in baskets:
+                    problems.add(line, "basket_id", f"basket {basket!r} twice")
+                baskets.add(basket)
+            cg_ids[cg] = len(classes)
+            classes.append((cg, pg, basket))
+        elif kind == "underlying":
+            sym, cg = ident("symbol").upper(), ident("class_group_id")
+            stype = get("security_type").upper()
+            if stype not in ("", "S"):
+                problems.add(line, "security_type", "an underlying is S (stock) or empty (index)")
+            if cg and cg not in cg_ids:
+                problems.add(line, "class_group_id", f"class group {cg!r} is not defined above")
+            if sym in und_index:
+                problems.add(line, "symbol", f"underlying {sym!r} twice")
+            und_index[sym] = len(und["sym"])
+            und["sym"].append(sym)
+            und["cg"].append(cg)
+            und["stock"].append(stype == "S")
+            und["px"].append(num("price", positive=True))
+            und["vol"].append(num("volatility", low=0.0))
+            und["q"].append(num("dividend_yield", default=0.0))
+            und["r"].append(num("rate"))
+            und_mult.append(num("multiplier", default=1.0, positive=True))
+            und_min.append(num("min_charge", default=0.0, low=0.0))
+        elif kind == "series":
+            sym, base = ident("symbol").upper(), ident("underlying").upper()
+            stype = get("security_type").upper()
+            if stype not in ("O", "I", "F", "W"):
+                problems.add(line, "security_type", f"security_type={stype!r} is not O, I, F, W")
+            if base and base not in und_index:
+                problems.add(line, "underlying", f"underlying {base!r} is not defined above")
+            pc = get("put_call").upper()
+            if stype in ("O", "I", "W"):
+                if pc not in ("C", "P") or (stype == "W" and pc != "C"):
+                    problems.add(line, "put_call", f"put_call={pc!r} is not valid for {stype}")
+                strike = num("strike", positive=True)
+            else:
+                pc = ""
+                strike = 0.0
+            series = get("series_date")
+            if parse_iso_date(series) is None:
+                problems.add(line, "series_date", f"series_date={series!r} is not YYYY-MM-DD")
+            expiry = get("expiration_date") or series
+            if parse_iso_date(expiry) is None:
+                problems.add(
+                    line, "expiration_date", f"expiration_date={expiry!r} is not YYYY-MM-DD"
+                )
+            ex = get("exercise_style").upper() or ("A" if stype != "F" else "")
+            if ex not in ("A", "E", ""):
+                problems.add(line, "exercise_style", f"exercise_style={ex!r} is not A or E")
+            ser["und"].append(und_index.get(base, -1))
+            ser["sym"].append(sym)
+            ser["type"].append(stype)
+            ser["ex"].append(ex)
+            ser["st"].append(get("settlement_style").upper())
+            ser["series"].append(series)
+            ser["expiry"].append(expiry)
+            ser["pc"].append(pc)
+            ser["k"].append(strike)
+            ser["m"].append(num("multiplier", positive=True))
+            ser["min"].append(num("min_charge", default=0.0, low=0.0))
+            ser["v"].append(num("volatility", default=math.nan, low=0.0))
+            ser_lines.append(line)
+        else:
+            problems.add(
+                line, "record", f"record={get('record')!r} is not one of {', '.join(RECORD_KINDS)}"
+            )
+    problems.check()
+
+    def floats(values: list[object]) -> FloatArray:
+        return np.asarray(values, dtype=np.float64)
+
+    def strs(values: list[object]) -> StrArray:
+        return np.asarray([str(v) for v in values] or [""], dtype=np.str_)[: len(values)]
+
+    return MarketSnapshot(
+        groups=TheoGroups(ports, prods, classes),
+        und_symbol=strs(und["sym"]),
+        und_class_group=strs(und["cg"]),
+        und_is_stock=np.asarray(und["stock"], dtype=bool),
+        und_price=floats(und["px"]),
+        und_volatility=floats(und["vol"]),
+        und_dividend_yield=floats(und["q"]),
+        und_rate=floats(und["r"]),
+        und_multiplier=floats(list(und_mult)),
+        und_min_charge=floats(list(und_min)),
+        ser_underlying=np.asarray(ser["und"], dtype=np.int64),
+        ser_symbol=strs(ser["sym"]),
+        ser_security_type=strs(ser["type"]),
+        ser_exercise_style=strs(ser["ex"]),
+        ser_settlement_style=strs(ser["st"]),
+        ser_series_date=strs(ser["series"]),
+        ser_expiration_date=strs(ser["expiry"]),
+        ser_put_call=strs(ser["pc"]),
+        ser_strike=floats(ser["k"]),
+        ser_multiplier=floats(ser["m"]),
+        ser_min_charge=floats(ser["min"]),
+        ser_volatility=floats(ser["v"]),
+    )
+
+
+def _years(expiry: StrArray, activity: date) -> FloatArray:
+    """Act/365 year fractions from the activity date to each ISO expiry [n] (0 when past)."""
+    days = (
+        np.asarray(expiry, dtype="datetime64[D]") - np.datetime64(activity.isoformat(), "D")
+    ).astype(np.int64)
+    out: FloatArray = np.maximum(days, 0).astype(np.float64) / 365.0
+    return out
+
+
+PRICING_CHUNK = 50_000
+
+
+def _price_chunk(
+    spots: FloatArray,
+    k_inst: IntArray,
+    *,
+    is_option: NDArray[np.bool_],
+    is_future: NDArray[np.bool_],
+    exstyle: StrArray,
+    put_call: StrArray,
+    strike: FloatArray,
+    t: FloatArray,
+    rate: FloatArray,
+    div: FloatArray,
+    vol: FloatArray,
+    steps: int,
+) -> FloatArray:
+    """Values [k, 11] at the scenario spots [k, 11] of instruments ``k_inst`` [k]."""
+    values = np.empty(spots.shape, dtype=np.float64)
+    opt = is_option[k_inst]
+    american = opt & (exstyle[k_inst] != "E")
+    euro = opt & ~american
+    lin = ~opt  # stocks and futures: linear in the underlying
+    carry = np.where(is_future[k_inst], np.exp((rate[k_inst] - div[k_inst]) * t[k_inst]), 1.0)
+    values[lin] = spots[lin] * carry[lin][:, None]
+    call = put_call[k_inst] == "C"
+    width = spots.shape[1]
+    if euro.any():
+        e = np.flatnonzero(euro)
+        values[e] = black_scholes(
+            spots[e].reshape(-1),
+            np.repeat(strike[k_inst[e]], width),
+            np.repeat(t[k_inst[e]], width),
+            np.repeat(rate[k_inst[e]], width),
+            np.repeat(div[k_inst[e]], width),
+            np.repeat(vol[k_inst[e]], width),
+            np.repeat(call[e], width),
+        ).reshape(-1, width)
+    if american.any():
+        a = np.flatnonzero(american)
+        values[a] = american_prices(
+            spots[a],
+            strike[k_inst[a]],
+            t[k_inst[a]],
+            rate[k_inst[a]],
+            div[k_inst[a]],
+            vol[k_inst[a]],
+            call[a],
+            steps=steps,
+        )
+    return values
+
+
+def generate_instruments(
+    snap: MarketSnapshot,
+    activity_date: str,
+    *,
+    steps: int = DEFAULT_STEPS,
+) -> InstrumentRows:
+    """Price every instrument of a snapshot for every account type with parameters.
+
+    Instruments are the stock underlyings [Us] followed by the series [S]; the result has one
+    row per (instrument, account type) whose product group has parameters for that type, in
+    account type order. Only group-level work loops in Python; instruments are arrays.
+    """
+    activity = date.fromisoformat(activity_date)
+    groups = snap.groups
+    cg_ids = np.asarray([c for c, _, _ in groups.class_groups] or [""], dtype=np.str_)
+    cg_pgs = np.asarray([p for _, p, _ in groups.class_groups] or [""], dtype=np.str_)
+    n_cgs = len(groups.class_groups)
+    cg_order = np.argsort(cg_ids[:n_cgs], kind="stable")
+    cg_vocab = cg_ids[:n_cgs][cg_order]
+
+    # instruments: stock underlyings first, then series
+    stock_idx = np.flatnonzero(snap.und_is_stock)
+    n_stock = stock_idx.shape[0]
+    und_of = np.concatenate([stock_idx, snap.ser_underlying]).astype(np.int64)
+
+    def cat(stock_part: NDArray[np.generic], series_part: NDArray[np.generic]) -> StrArray:
+        return np.concatenate(
+            [np.asarray(stock_part, dtype=np.str_), np.asarray(series_part, dtype=np.str_)]
+        ).astype(np.str_)
+
+    blank = np.full(n_stock, "", dtype="<U1")
+    sectype = cat(np.full(n_stock, "S", dtype="<U1"), snap.ser_security_type)
+    symbol = cat(snap.und_symbol[stock_idx], snap.ser_symbol)
+    class_group = snap.und_class_group[und_of].astype(np.str_)
+    cg_pos = lookup_strings(cg_vocab, class_group)
+    product_group = np.where(
+        cg_pos >= 0, cg_pgs[:n_cgs][cg_order][np.maximum(cg_pos, 0)] if n_cgs else "", ""
+    ).astype(np.str_)
+    series_date = cat(blank, snap.ser_series_date)
+    expiry = cat(blank, snap.ser_expiration_date)
+    put_call = cat(blank, snap.ser_put_call)
+    exstyle = cat(blank, snap.ser_exercise_style)
+    setstyle = cat(blank, snap.ser_settlement_style)
+    strike = np.concatenate([np.zeros(n_stock), snap.ser_strike])
+    mult = np.concatenate([snap.und_multiplier[stock_idx], snap.ser_multiplier])
+    min_charge = np.concatenate([snap.und_min_charge[stock_idx], snap.ser_min_charge])
+    vol = np.concatenate([snap.und_volatility[stock_idx], snap.ser_volatility])
+    vol = np.where(np.isnan(vol), snap.und_volatility[und_of], vol)
+    spot = snap.und_price[und_of]
+    rate = snap.und_rate[und_of]
+    div = snap.und_dividend_yield[und_of]
+    t = np.concatenate([np.zeros(n_stock), _years(snap.ser_expiration_date, activity)])
+    is_option = (sectype == "O") | (sectype == "I") | (sectype == "W")
+    is_future = sectype == "F"
+    div = np.where(sectype == "I", rate, div)  # Black-76: the underlying is a futures price
+
+    # (instrument, account type) rows with parameters
+    pg_vocab = np.unique(product_group) if product_group.size else np.zeros(0, dtype="<U1")
+    pg_code = lookup_strings(pg_vocab, product_group)
+    inst_parts: list[IntArray] = []
+    acct_parts: list[StrArray] = []
+    down_parts: list[FloatArray] = []
+    up_parts: list[FloatArray] = []
+    for acct in ACCOUNT_TYPES:
+        params = {pg: (down, up) for pg, _, a, _, down, up in groups.product_groups if a == acct}
+        down_of = np.array([params.get(p, (np.nan, np.nan))[0] for p in pg_vocab.tolist()])
+        up_of = np.array([params.get(p, (np.nan, np.nan))[1] for p in pg_vocab.tolist()])
+        has = np.zeros(pg_code.shape[0], dtype=bool)
+        if pg_vocab.size:
+            has = (pg_code >= 0) & ~np.isnan(down_of[np.maximum(pg_code, 0)])
+        idx = np.flatnonzero(has)
+        inst_parts.append(idx)
+        acct_parts.append(np.full(idx.shape[0], acct, dtype="<U1"))
+        down_parts.append(down_of[pg_code[idx]] if idx.size else np.zeros(0))
+        up_parts.append(up_of[pg_code[idx]] if idx.size else np.zeros(0))
+    inst = np.concatenate(inst_parts).astype(np.int64)
+    rows_acct = np.concatenate(acct_parts).astype("<U1")
+    down = np.concatenate(down_parts).astype(np.float64)
+    up = np.concatenate(up_parts).astype(np.float64)
+    n_rows = inst.shape[0]
+
+    # price each distinct (instrument, move range) once
+    if n_rows:
+        key, n_key = group_rows([inst.astype(np.float64), down, up])
+    else:
+        key, n_key = np.zeros(0, dtype=np.intp), 0
+    first = np.full(n_key, n_rows, dtype=np.int64)
+    np.minimum.at(first, key, np.arange(n_rows, dtype=np.int64))
+    k_inst = inst[first]
+    moves = np.where(STEPS < 0, STEPS * down[first][:, None], STEPS * up[first][:, None])
+    factors = np.concatenate([np.zeros((n_key, 1)), moves], axis=1)  # [K, 11]
+    spots = spot[k_inst][:, None] * (1.0 + factors)
+    values = np.empty((n_key, POINTS + 1), dtype=np.float64)
+    # chunks keep the [k, 11] temporaries of the models small (instruments of one chain are
+    # contiguous, so a chunk rarely splits a lattice group)
+    for lo in range(0, n_key, PRICING_CHUNK):
+        hi = min(n_key, lo + PRICING_CHUNK)
+        values[lo:hi] = _price_chunk(
+            spots[lo:hi],
+            k_inst[lo:hi],
+            is_option=is_option,
+            is_future=is_future,
+            exstyle=exstyle,
+            put_call=put_call,
+            strike=strike,
+            t=t,
+            rate=rate,
+            div=div,
+            vol=vol,
+            steps=steps,
+        )
+    pnl_k = (values[:, 1:] - values[:, :1]) * mult[k_inst][:, None]
+    theo_k = values[:, 0]
+    implied = np.where(is_option | is_future, vol, np.nan)
+    return InstrumentRows(
+        account_type=rows_acct,
+        product_group=product_group[inst],
+        class_group=class_group[inst],
+        underlying=snap.und_symbol[und_of[inst]],
+        symbol=symbol[inst],
+        security_type=sectype[inst],
+        exercise_style=exstyle[inst],
+        settlement_style=setstyle[inst],
+        series_date=series_date[inst],
+        expiration_date=expiry[inst],
+        put_call=put_call[inst],
+        strike=strike[inst],
+        multiplier=mult[inst],
+        theo_price=theo_k[key],
+        implied_vol=implied[inst],
+        min_charge=min_charge[inst],
+        pnl=pnl_k[key],
+    )

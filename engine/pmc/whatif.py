@@ -1,0 +1,170 @@
+"""What-if margin (SPEC §7.5, AMQP ``margin.whatif``): a portfolio's requirement with and without
+each of its positions, optionally on top of a base portfolio.
+
+The marginal contribution of position i is the requirement of the whole portfolio minus the
+requirement without i; only the stand-alone units that hold i change, so each contribution
+recomputes just those units (see ``marginal_contributions``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from engine.pmc.margin import (
+    LEVEL_PORTFOLIO_GROUP,
+    LEVEL_PRODUCT_GROUP,
+    MarginResult,
+    compute_margin,
+    offset_total,
+    resolve_positions,
+)
+from engine.pmc.positions import PositionBatch, PositionProblem
+from engine.pmc.theo import TheoSet
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class WhatIfResult:
+    """What-if margin: totals, the base alone, and each what-if position's contribution.
+
+    ``contributions`` [k] (k = accepted what-if positions, in their order) = requirement of the
+    whole portfolio minus the requirement without that one position.
+    """
+
+    result: MarginResult
+    requirement: float
+    nav: float
+    minimum: float
+    risk: float
+    base_requirement: float | None
+    base_nav: float | None
+    positions: PositionBatch
+    contributions: FloatArray
+    problems: list[PositionProblem]
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain data for a JSON reply (amounts rounded to cents)."""
+        r = self.result
+        accounts = [
+            {
+                "firm": str(r.account_firm[a]),
+                "account": str(r.account_id[a]),
+                "account_type": str(r.account_type[a]),
+                "nav": round(float(r.account_nav[a]), 2),
+                "risk": round(float(r.account_risk[a]), 2),
+                "minimum": round(float(r.account_minimum[a]), 2),
+                "requirement": round(float(r.account_requirement[a]), 2),
+                "groups": r.account_groups(a),
+            }
+            for a in range(r.account_firm.shape[0])
+        ]
+        p = self.positions
+        return {
+            "theo_date": r.resolved.theo.activity_date,
+            "requirement": round(self.requirement, 2),
+            "nav": round(self.nav, 2),
+            "minimum": round(self.minimum, 2),
+            "risk": round(self.risk, 2),
+            "base_requirement": None
+            if self.base_requirement is None
+            else round(self.base_requirement, 2),
+            "base_nav": None if self.base_nav is None else round(self.base_nav, 2),
+            "delta_requirement": None
+            if self.base_requirement is None
+            else round(self.requirement - self.base_requirement, 2),
+            "accounts": accounts,
+            "positions": [
+                {
+                    "line": int(p.line[i]),
+                    "symbol": str(p.symbol[i]),
+                    "security_type": str(p.security_type[i]),
+                    "put_call": str(p.put_call[i]) or None,
+                    "series_date": str(p.series_date[i]) or None,
+                    "strike": float(p.strike[i]),
+                    "quantity": float(p.quantity[i]),
+                    "marginal_requirement": round(float(self.contributions[i]), 2),
+                }
+                for i in range(len(p))
+            ],
+            "problems": [pr.as_dict() for pr in self.problems],
+        }
+
+
+def marginal_contributions(result: MarginResult) -> FloatArray:
+    """Requirement with minus without each position, shape [n], all positions at once.
+
+    Removing position i changes only its unit: its class group loses the position's vector,
+    which changes that class group's gain/loss split inside its product group, which in turn may
+    change the product group's split inside its portfolio group. Each step is an [n, 10] array
+    operation.
+    """
+    r = result
+    g = r.pos_cg
+    new_cg = np.take(r.cg_total, g, axis=0) - r.pos_pnl
+    level = r.unit_level[r.pos_unit]
+    new_unit = new_cg.copy()
+    p = r.cg_pg[g]
+    if p.size:
+        old_cg = r.cg_total[g]
+        new_pg_gains = r.pg_gains[p] - np.maximum(old_cg, 0.0) + np.maximum(new_cg, 0.0)
+        new_pg_losses = r.pg_losses[p] - np.minimum(old_cg, 0.0) + np.minimum(new_cg, 0.0)
+        new_pg = offset_total(new_pg_gains, new_pg_losses, r.pg_offset[p])
+        is_pg = level == LEVEL_PRODUCT_GROUP
+        new_unit[is_pg] = new_pg[is_pg]
+        is_port = level == LEVEL_PORTFOLIO_GROUP
+        if is_port.any():
+            q = r.pg_port[p[is_port]]
+            old_pg = r.pg_total[p[is_port]]
+            npg = new_pg[is_port]
+            gains = r.port_gains[q] - np.maximum(old_pg, 0.0) + np.maximum(npg, 0.0)
+            losses = r.port_losses[q] - np.minimum(old_pg, 0.0) + np.minimum(npg, 0.0)
+            new_unit[is_port] = offset_total(gains, losses, r.port_offset[q])
+    new_risk = np.maximum(0.0, -new_unit.min(axis=1)) if new_unit.size else np.zeros(0)
+    new_min = r.unit_minimum[r.pos_unit] - r.pos_minimum
+    new_req = np.maximum(new_risk, np.maximum(new_min, 0.0))
+    contrib: FloatArray = r.unit_requirement[r.pos_unit] - new_req
+    return contrib
+
+
+def whatif(
+    positions: PositionBatch,
+    theo: TheoSet,
+    base: PositionBatch | None = None,
+) -> WhatIfResult:
+    """Margin of ``base`` + ``positions`` with each what-if position's marginal contribution."""
+    base_req: float | None = None
+    base_nav: float | None = None
+    if base is not None and len(base):
+        base_res = compute_margin(resolve_positions(base, theo))
+        base_req = base_res.requirement
+        base_nav = base_res.nav
+        combined = PositionBatch.concat([base, positions])
+        marker = np.concatenate([np.zeros(len(base), bool), np.ones(len(positions), bool)])
+    else:
+        if base is not None:
+            base_req, base_nav = 0.0, 0.0
+        combined = positions
+        marker = np.ones(len(positions), dtype=bool)
+    # resolve once; marker survives via a parallel resolution of the what-if part
+    res = resolve_positions(combined, theo)
+    kept_marker = marker[res.kept]
+    result = compute_margin(res)
+    contrib = marginal_contributions(result)[kept_marker]
+    mine = res.batch.take(np.flatnonzero(kept_marker))
+    problems = list(res.problems)
+    return WhatIfResult(
+        result=result,
+        requirement=result.requirement,
+        nav=result.nav,
+        minimum=result.minimum,
+        risk=result.risk,
+        base_requirement=base_req,
+        base_nav=base_nav,
+        positions=mine,
+        contributions=contrib,
+        problems=problems,
+    )

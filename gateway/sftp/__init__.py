@@ -1,0 +1,20 @@
+"""The embedded SFTP server adapter: what the composition root imports.
+
+``SftpServer`` (listener, logins, host key) lives in ``gateway.sftp.server``; what an account sees
+and may do in its spool folder (confinement, permissions, crash-safe uploads) in
+``gateway.sftp.filesystem``. This module only gathers the public names.
+"""
+
+from __future__ import annotations
+
+from gateway.sftp.filesystem import SftpAccount, UploadCallback, remove_stale_uploads
+from gateway.sftp.server import SftpServer, SftpStartError, load_or_create_host_key
+
+__all__ = [
+    "SftpAccount",
+    "SftpServer",
+    "SftpStartError",
+    "UploadCallback",
+    "load_or_create_host_key",
+    "remove_stale_uploads",
+]

@@ -1,0 +1,218 @@
+"""The pmc pipeline (one position file -> outbound files) and the theo set store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from engine.errors import UnreadableInput
+from engine.pmc.theo import TheoSetInvalid
+from gateway.pipelines.pmc import output_stem, process_position_file
+from gateway.theo_store import TheoStore, load_theo_set
+
+ROOT = Path(__file__).resolve().parents[4]
+SAMPLES = ROOT / "config" / "samples" / "pmc"
+THEO_DIR = SAMPLES / "theo" / "2026-11-20"
+DATA = ROOT / "tests" / "data" / "pmc"
+
+
+@pytest.fixture(scope="module")
+def theo():  # type: ignore[no-untyped-def]
+    return load_theo_set(THEO_DIR)
+
+
+def test_outputs_are_written_with_counts_and_totals(tmp_path: Path, theo) -> None:  # type: ignore[no-untyped-def]
+    data = (SAMPLES / "positions.csv").read_bytes()
+    outcome = process_position_file(
+        data,
+        name="inbound/pmc/day1.csv",
+        firm="00005",
+        theo=theo,
+        outbound_dir=tmp_path,
+        write_pdf=False,
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "day1.errors.csv",
+        "day1.results.csv",
+        "day1.summary.csv",
+    ]
+    assert outcome.format == "csv" and outcome.theo_date == "2026-11-20"
+    assert outcome.counts.as_dict() == {
+        "accepted": 15,
+        "rejected": 1,
+        "invalid_series": 1,
+        "warnings": 1,
+        "total": 17,
+    }
+    summary = list(csv.DictReader(io.StringIO((tmp_path / "day1.summary.csv").read_text())))
+    accounts = [r for r in summary if r["level"] == "account"]
+    assert sum(float(r["requirement"]) for r in accounts) == pytest.approx(
+        outcome.requirement, abs=0.02
+    )
+    assert outcome.firm_requirements == {"5": pytest.approx(outcome.requirement)}
+    errors = list(csv.DictReader(io.StringIO((tmp_path / "day1.errors.csv").read_text())))
+    assert [(e["line"], e["kind"], e["reason"]) for e in errors] == [
+        ("13", "invalid_series", "INVALID_SERIES"),
+        ("14", "rejected", "BAD_VALUE"),
+        ("15", "warning", "MARKET_VALUE_IGNORED"),
+    ]
+    results = list(csv.DictReader(io.StringIO((tmp_path / "day1.results.csv").read_text())))
+    contracts = [r for r in results if r["level"] == "contract"]
+    assert len(contracts) == outcome.counts.accepted
+    assert outcome.as_dict()["outputs"] == {
+        "results": "day1.results.csv",
+        "summary": "day1.summary.csv",
+        "errors": "day1.errors.csv",
+    }
+
+
+def test_pdf_when_configured_and_a_clean_error_log(tmp_path: Path, theo) -> None:  # type: ignore[no-untyped-def]
+    data = b"346,,5,A,,AAPL,,,,,,0,L,S,,100,C,\n"
+    outcome = process_position_file(
+        data, name="clean.csv", firm="5", theo=theo, outbound_dir=tmp_path, write_pdf=True
+    )
+    assert outcome.outputs["pdf"].name == "clean.pdf"
+    text = "".join(p.extract_text() for p in PdfReader(outcome.outputs["pdf"]).pages)
+    assert f"-{outcome.requirement:,.0f}" in text
+    assert (tmp_path / "clean.errors.csv").read_text() == "line,kind,reason,field,value,message\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_blank_firm_numbers_take_the_submitting_firm(tmp_path: Path, theo) -> None:  # type: ignore[no-untyped-def]
+    data = b"346,,,A,,AAPL,,,,,,0,L,S,,100,C,\n"
+    outcome = process_position_file(
+        data, name="f.csv", firm="00161", theo=theo, outbound_dir=tmp_path, write_pdf=False
+    )
+    assert list(outcome.firm_requirements) == ["161"]
+
+
+def test_unreadable_file_raises_and_writes_nothing(tmp_path: Path, theo) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(UnreadableInput):
+        process_position_file(
+            b"\x00\x00binary",
+            name="x.csv",
+            firm="5",
+            theo=theo,
+            outbound_dir=tmp_path,
+            write_pdf=True,
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ascii_corpus_file(tmp_path: Path, theo) -> None:  # type: ignore[no-untyped-def]
+    outcome = process_position_file(
+        (DATA / "sample_ascii.txt").read_bytes(),
+        name="a.txt",
+        firm="5",
+        theo=theo,
+        outbound_dir=tmp_path,
+        write_pdf=False,
+    )
+    assert outcome.format == "ascii"
+    assert (outcome.counts.accepted, outcome.counts.invalid_series) == (6, 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "stem"),
+    [("a/b/c.csv", "c"), ("day.1.txt", "day.1"), ("noext", "noext"), (".hidden", ".hidden")],
+)
+def test_output_stem(name: str, stem: str) -> None:
+    assert output_stem(name) == stem
+
+
+# --------------------------------------------------------------------------------------------
+# TheoStore
+
+
+def _copy_set(root: Path, day: str, *, complete: bool = True) -> Path:
+    target = root / day
+    shutil.copytree(THEO_DIR, target)
+    meta = target / "meta.csv"
+    meta.write_text(meta.read_text().replace("2026-11-20", day))
+    if not complete:
+        meta.unlink()
+    return target
+
+
+def test_store_keeps_the_newest_complete_sets(tmp_path: Path) -> None:
+    for day in ("2026-11-16", "2026-11-17", "2026-11-18", "2026-11-19"):
+        _copy_set(tmp_path, day)
+    _copy_set(tmp_path, "2026-11-20", complete=False)  # still being written
+    (tmp_path / "notes").mkdir()
+    store = TheoStore(tmp_path, keep=3)
+    assert store.latest() is None
+    assert store.refresh() == ["2026-11-17", "2026-11-18", "2026-11-19"]
+    assert store.dates() == ["2026-11-17", "2026-11-18", "2026-11-19"]
+    latest = store.latest()
+    assert latest is not None and latest.activity_date == "2026-11-19"
+    # meta.csv arrives last: the set becomes visible, the oldest drops out
+    (tmp_path / "2026-11-20" / "meta.csv").write_text((THEO_DIR / "meta.csv").read_text())
+    assert store.refresh() == ["2026-11-20"]
+    assert store.dates() == ["2026-11-18", "2026-11-19", "2026-11-20"]
+    assert store.refresh() == []
+    # an older date is still served on demand without being kept
+    older = store.get("2026-11-16")
+    assert older is not None and older.activity_date == "2026-11-16"
+    assert store.dates() == ["2026-11-18", "2026-11-19", "2026-11-20"]
+    assert store.get("2026-01-01") is None and store.get("../etc") is None
+
+
+def test_store_skips_a_bad_set_until_it_changes(tmp_path: Path) -> None:
+    good = _copy_set(tmp_path, "2026-11-19")
+    bad = _copy_set(tmp_path, "2026-11-20")
+    (bad / "pnl.csv").write_text("account_type\nC\n")
+    store = TheoStore(tmp_path, keep=2)
+    assert store.refresh() == ["2026-11-19"]
+    assert store.latest() is not None and store.latest().activity_date == "2026-11-19"  # type: ignore[union-attr]
+    assert store.refresh() == []  # not retried while unchanged
+    shutil.copy(THEO_DIR / "pnl.csv", bad / "pnl.csv")
+    (bad / "meta.csv").unlink()
+    shutil.copy(THEO_DIR / "meta.csv", bad / "meta.csv")  # republished: meta.csv again, last
+    import os
+
+    st = (bad / "meta.csv").stat()
+    os.utime(bad / "meta.csv", (st.st_atime, st.st_mtime + 5))
+    assert store.refresh() == ["2026-11-20"]
+    del good
+
+
+def test_load_theo_set_errors(tmp_path: Path) -> None:
+    with pytest.raises(TheoSetInvalid, match="not a folder"):
+        load_theo_set(tmp_path / "missing")
+    partial = _copy_set(tmp_path, "2026-11-20")
+    (partial / "class_groups.csv").unlink()
+    with pytest.raises(TheoSetInvalid, match="class_groups.csv is missing"):
+        load_theo_set(partial)
+
+
+def test_store_is_safe_across_threads(tmp_path: Path) -> None:
+    for day in ("2026-11-18", "2026-11-19", "2026-11-20"):
+        _copy_set(tmp_path, day)
+    store = TheoStore(tmp_path, keep=2)
+    seen: list[str | None] = []
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for _ in range(200):
+                theo = store.latest()
+                seen.append(None if theo is None else theo.activity_date)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    threads.append(threading.Thread(target=store.refresh))
+    threads.append(threading.Thread(target=store.refresh))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert set(seen) <= {None, "2026-11-19", "2026-11-20"}
+    assert store.dates() == ["2026-11-19", "2026-11-20"]

@@ -1,0 +1,392 @@
+"""The SFTP view of a spool folder, driven directly (no network): confinement, rights, uploads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from paramiko import SFTPAttributes
+from paramiko.sftp import (
+    SFTP_FAILURE,
+    SFTP_NO_SUCH_FILE,
+    SFTP_OK,
+    SFTP_PERMISSION_DENIED,
+)
+
+from gateway.sftp.filesystem import (
+    STALE_UPLOAD_RE,
+    SessionSettings,
+    SftpAccount,
+    SpoolSftpInterface,
+    UploadFailed,
+    UploadHandle,
+    remove_stale_uploads,
+    split_virtual,
+    upload_name_problem,
+    upload_temp_name,
+)
+
+WRITE_NEW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+
+
+class Connection:
+    """What paramiko hands a session: the connection's policy object with its account."""
+
+    def __init__(self, account: SftpAccount) -> None:
+        self.account = account
+        self.peer = "192.0.2.1"
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Path:
+    for firm in ("fa", "fb"):
+        for side in ("inbound", "outbound"):
+            for flow in ("dpl", "pmc"):
+                (tmp_path / "firms" / firm / side / flow).mkdir(parents=True)
+    (tmp_path / "exchanges" / "xch" / "outbound" / "dpl").mkdir(parents=True)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "ledger.sqlite3").write_bytes(b"ledger")
+    (tmp_path / "firms" / "fa" / "outbound" / "dpl" / "a.receipt.json").write_text("{}")
+    (tmp_path / "firms" / "fb" / "inbound" / "dpl" / "b.fixml").write_text("fb's file")
+    (tmp_path / "exchanges" / "xch" / "outbound" / "dpl" / "DPL_20260105.fixml").write_text("x")
+    return tmp_path
+
+
+Uploads = list[tuple[str, Path]]
+
+
+def session(
+    spool: Path, login: str = "fa", kind: str = "firm", max_bytes: int = 10_000
+) -> tuple[SpoolSftpInterface, Uploads]:
+    root = spool / ("firms" if kind == "firm" else "exchanges") / login
+    account = SftpAccount(login, kind, root, ())  # type: ignore[arg-type]
+    uploads: Uploads = []
+    settings = SessionSettings(
+        max_file_bytes=max_bytes, on_upload=lambda a, p: uploads.append((a.login, p))
+    )
+    iface = SpoolSftpInterface(Connection(account), settings)
+    iface.session_started()
+    return iface, uploads
+
+
+def upload(iface: SpoolSftpInterface, path: str, data: bytes, flags: int = WRITE_NEW) -> None:
+    handle = iface.open(path, flags, SFTPAttributes())
+    assert isinstance(handle, UploadHandle), handle
+    assert handle.write(0, data) == SFTP_OK
+    handle.close()
+
+
+def hidden(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def names(listing: object) -> list[str]:
+    assert isinstance(listing, list), listing
+    return sorted(a.filename for a in listing)
+
+
+# -- names and paths
+
+
+@pytest.mark.parametrize(
+    ("path", "parts"),
+    [
+        ("/", []),
+        ("", []),
+        (".", []),
+        ("..", []),
+        ("/../../state", ["state"]),
+        ("inbound/dpl/../../..//outbound/./dpl", ["outbound", "dpl"]),
+        ("//etc/passwd", ["etc", "passwd"]),
+        ("/inbound/dpl/pos ü 1.fixml", ["inbound", "dpl", "pos ü 1.fixml"]),
+    ],
+)
+def test_client_paths_resolve_like_a_chroot(path: str, parts: list[str]) -> None:
+    assert split_virtual(path) == parts
+
+
+@pytest.mark.parametrize("name", ["pos 1.fixml", "positions-ü-€.fixml", "名前.csv", "a" * 255])
+def test_ordinary_and_odd_upload_names_are_accepted(name: str) -> None:
+    assert upload_name_problem(name) is None
+
+
+@pytest.mark.parametrize(
+    "name", ["", ".hidden", "..", "a\x00b", "line\nbreak", "tab\there", "é" * 128]
+)
+def test_bad_upload_names_are_refused(name: str) -> None:
+    assert upload_name_problem(name) is not None
+
+
+def test_temporary_names_are_hidden_recognisable_and_short_enough() -> None:
+    for name in ("x.fixml", "é" * 127):
+        temp = upload_temp_name(name)
+        assert temp.startswith(".") and temp.endswith(".upload")
+        assert STALE_UPLOAD_RE.match(temp)
+        assert len(temp.encode("utf-8")) <= 255
+    assert upload_temp_name("x") != upload_temp_name("x")
+
+
+# -- uploads
+
+
+def test_upload_is_hidden_until_closed_then_renamed_into_place(spool: Path) -> None:
+    iface, uploads = session(spool)
+    folder = spool / "firms" / "fa" / "inbound" / "dpl"
+    handle = iface.open("/inbound/dpl/pos 1.fixml", WRITE_NEW, SFTPAttributes())
+    assert isinstance(handle, UploadHandle)
+    assert handle.write(0, b"hello ") == SFTP_OK
+    assert handle.write(6, b"world\n") == SFTP_OK
+    assert not (folder / "pos 1.fixml").exists()
+    assert len(hidden(folder)) == 1
+    assert names(iface.list_folder("/inbound/dpl")) == []
+    handle.close()
+    assert (folder / "pos 1.fixml").read_bytes() == b"hello world\n"
+    assert hidden(folder) == []
+    assert uploads == [("fa", folder / "pos 1.fixml")]
+    assert (folder / "pos 1.fixml").stat().st_mode & 0o777 == 0o640
+
+
+def test_session_end_with_an_open_upload_leaves_nothing(spool: Path) -> None:
+    iface, uploads = session(spool)
+    folder = spool / "firms" / "fa" / "inbound" / "dpl"
+    handle = iface.open("/inbound/dpl/cut.fixml", WRITE_NEW, SFTPAttributes())
+    assert isinstance(handle, UploadHandle)
+    assert handle.write(0, b"half a file") == SFTP_OK
+    iface.session_ended()
+    handle.close()  # paramiko closes leftover handles after session_ended: must not commit
+    assert list(folder.iterdir()) == []
+    assert uploads == []
+
+
+def test_uploading_an_existing_name_replaces_it(spool: Path) -> None:
+    iface, _ = session(spool)
+    upload(iface, "/inbound/dpl/a.fixml", b"first version, longer")
+    upload(iface, "/inbound/dpl/a.fixml", b"second")
+    assert (spool / "firms/fa/inbound/dpl/a.fixml").read_bytes() == b"second"
+
+
+def test_exclusive_create_of_an_existing_name_fails(spool: Path) -> None:
+    iface, _ = session(spool)
+    upload(iface, "/inbound/dpl/a.fixml", b"one")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    assert iface.open("/inbound/dpl/a.fixml", flags, SFTPAttributes()) == SFTP_FAILURE
+
+
+def test_opening_without_truncation_resumes_from_the_current_content(spool: Path) -> None:
+    iface, _ = session(spool)
+    upload(iface, "/inbound/dpl/a.fixml", b"line 1\n")
+    handle = iface.open("/inbound/dpl/a.fixml", os.O_WRONLY, SFTPAttributes())
+    assert isinstance(handle, UploadHandle)
+    assert handle.write(7, b"line 2\n") == SFTP_OK
+    handle.close()
+    assert (spool / "firms/fa/inbound/dpl/a.fixml").read_bytes() == b"line 1\nline 2\n"
+
+
+def test_writing_past_the_size_limit_fails_and_discards_the_upload(spool: Path) -> None:
+    iface, uploads = session(spool, max_bytes=10)
+    folder = spool / "firms" / "fa" / "inbound" / "dpl"
+    handle = iface.open("/inbound/dpl/big.fixml", WRITE_NEW, SFTPAttributes())
+    assert isinstance(handle, UploadHandle)
+    assert handle.write(0, b"0123456789") == SFTP_OK  # exactly the limit is fine
+    assert handle.write(10, b"X") == SFTP_FAILURE
+    assert list(folder.iterdir()) == []
+    assert handle.write(11, b"more") == SFTP_FAILURE
+    with pytest.raises(UploadFailed):
+        handle.close()
+    iface.session_ended()
+    handle.close()
+    assert list(folder.iterdir()) == [] and uploads == []
+
+
+def test_a_sparse_write_far_past_the_limit_fails(spool: Path) -> None:
+    iface, _ = session(spool, max_bytes=1000)
+    handle = iface.open("/inbound/dpl/sparse.fixml", WRITE_NEW, SFTPAttributes())
+    assert isinstance(handle, UploadHandle)
+    assert handle.write(10**12, b"x") == SFTP_FAILURE
+
+
+def test_upload_times_set_on_the_handle_survive_the_rename(spool: Path) -> None:
+    iface, _ = session(spool)
+    handle = iface.open("/inbound/dpl/t.fixml", WRITE_NEW, SFTPAttributes())
+    assert isinstance(handle, UploadHandle)
+    attr = SFTPAttributes()
+    attr.st_atime, attr.st_mtime = 1_700_000_000, 1_700_000_000
+    attr._flags = SFTPAttributes.FLAG_AMTIME
+    assert handle.chattr(attr) == SFTP_OK
+    assert handle.write(0, b"data") == SFTP_OK
+    handle.close()
+    assert (spool / "firms/fa/inbound/dpl/t.fixml").stat().st_mtime == 1_700_000_000
+
+
+# -- rights
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/x.fixml",
+        "/inbound/x.fixml",
+        "/outbound/dpl/x.fixml",
+        "/outbound/x.fixml",
+        "/inbound/dpl/.hidden.fixml",
+        "/inbound/dpl/..",
+    ],
+)
+def test_firms_cannot_write_outside_inbound_flow_folders(spool: Path, path: str) -> None:
+    iface, _ = session(spool)
+    result = iface.open(path, WRITE_NEW, SFTPAttributes())
+    assert result in (SFTP_PERMISSION_DENIED, SFTP_FAILURE)
+    assert sorted(p.name for p in (spool / "firms" / "fa").rglob("*") if p.is_file()) == [
+        "a.receipt.json"
+    ]
+
+
+def test_firms_read_and_delete_outbound_files_but_never_folders(spool: Path) -> None:
+    iface, _ = session(spool)
+    handle = iface.open("/outbound/dpl/a.receipt.json", os.O_RDONLY, SFTPAttributes())
+    assert handle.read(0, 100) == b"{}"  # type: ignore[union-attr]
+    handle.close()  # type: ignore[union-attr]
+    assert iface.remove("/outbound/dpl/a.receipt.json") == SFTP_OK
+    assert not (spool / "firms/fa/outbound/dpl/a.receipt.json").exists()
+    assert iface.remove("/outbound/dpl") == SFTP_FAILURE
+    assert iface.rmdir("/outbound/dpl") == SFTP_PERMISSION_DENIED
+    assert iface.mkdir("/inbound/dpl/new", SFTPAttributes()) == SFTP_PERMISSION_DENIED
+    assert (spool / "firms/fa/outbound/dpl").is_dir()
+
+
+def test_exchanges_only_read(spool: Path) -> None:
+    iface, _ = session(spool, login="xch", kind="exchange")
+    assert names(iface.list_folder("/outbound/dpl")) == ["DPL_20260105.fixml"]
+    handle = iface.open("/outbound/dpl/DPL_20260105.fixml", os.O_RDONLY, SFTPAttributes())
+    assert handle.read(0, 10) == b"x"  # type: ignore[union-attr]
+    assert iface.open("/outbound/dpl/n.fixml", WRITE_NEW, SFTPAttributes()) == (
+        SFTP_PERMISSION_DENIED
+    )
+    assert iface.open("/outbound/dpl/DPL_20260105.fixml", os.O_RDWR, SFTPAttributes()) == (
+        SFTP_PERMISSION_DENIED
+    )
+    assert iface.remove("/outbound/dpl/DPL_20260105.fixml") == SFTP_PERMISSION_DENIED
+    assert iface.rename("/outbound/dpl/DPL_20260105.fixml", "/outbound/dpl/y") == (
+        SFTP_PERMISSION_DENIED
+    )
+    assert (spool / "exchanges/xch/outbound/dpl/DPL_20260105.fixml").read_text() == "x"
+
+
+def test_renames_stay_inside_inbound_and_never_clobber(spool: Path) -> None:
+    iface, uploads = session(spool)
+    folder = spool / "firms" / "fa" / "inbound"
+    upload(iface, "/inbound/dpl/a.filepart", b"A")
+    upload(iface, "/inbound/dpl/b.fixml", b"B")
+    assert iface.rename("/inbound/dpl/a.filepart", "/inbound/dpl/b.fixml") == SFTP_FAILURE
+    assert iface.rename("/inbound/dpl/a.filepart", "/inbound/pmc/a.csv") == SFTP_OK
+    assert (folder / "pmc" / "a.csv").read_bytes() == b"A"
+    assert uploads[-1] == ("fa", folder / "pmc" / "a.csv")
+    assert iface.posix_rename("/inbound/pmc/a.csv", "/inbound/dpl/b.fixml") == SFTP_OK
+    assert (folder / "dpl" / "b.fixml").read_bytes() == b"A"
+    assert iface.rename("/inbound/dpl/b.fixml", "/outbound/dpl/b.fixml") == (SFTP_PERMISSION_DENIED)
+    assert iface.rename("/inbound/dpl/b.fixml", "/inbound/dpl/.b") == SFTP_PERMISSION_DENIED
+    assert iface.rename("/outbound/dpl/a.receipt.json", "/inbound/dpl/r.json") == (
+        SFTP_PERMISSION_DENIED
+    )
+
+
+def test_symlinks_can_neither_be_made_nor_read(spool: Path) -> None:
+    iface, _ = session(spool)
+    assert iface.symlink("/inbound/dpl", "/inbound/dpl/link") == SFTP_PERMISSION_DENIED
+    assert iface.readlink("/inbound") == SFTP_PERMISSION_DENIED
+    assert not (spool / "firms/fa/inbound/dpl/link").exists()
+
+
+def test_setstat_sets_times_of_inbound_files_only(spool: Path) -> None:
+    iface, _ = session(spool)
+    upload(iface, "/inbound/dpl/a.fixml", b"A")
+    attr = SFTPAttributes()
+    attr.st_atime, attr.st_mtime = 1_600_000_000, 1_600_000_000
+    attr._flags = SFTPAttributes.FLAG_AMTIME
+    assert iface.chattr("/inbound/dpl/a.fixml", attr) == SFTP_OK
+    assert (spool / "firms/fa/inbound/dpl/a.fixml").stat().st_mtime == 1_600_000_000
+    assert iface.chattr("/outbound/dpl/a.receipt.json", attr) == SFTP_PERMISSION_DENIED
+    owner = SFTPAttributes()
+    owner.st_uid, owner.st_gid = 0, 0
+    owner._flags = SFTPAttributes.FLAG_UIDGID
+    assert iface.chattr("/inbound/dpl/a.fixml", owner) == SFTP_PERMISSION_DENIED
+
+
+# -- confinement
+
+
+def test_nothing_outside_the_root_is_reachable(spool: Path) -> None:
+    iface, _ = session(spool)
+    assert names(iface.list_folder("/")) == ["inbound", "outbound"]
+    assert names(iface.list_folder("/../../..")) == ["inbound", "outbound"]
+    assert iface.canonicalize("../../state") == "/state"
+    for path in ("/state", "/../../state/ledger.sqlite3", str(spool / "state"), "/firms/fb"):
+        assert iface.stat(path) == SFTP_NO_SUCH_FILE
+        assert iface.open(path, os.O_RDONLY, SFTPAttributes()) == SFTP_NO_SUCH_FILE
+    assert iface.open("/../fb/inbound/dpl/b.fixml", os.O_RDONLY, SFTPAttributes()) == (
+        SFTP_NO_SUCH_FILE
+    )
+
+
+def test_symlinks_pointing_out_of_the_root_are_invisible(spool: Path) -> None:
+    root = spool / "firms" / "fa"
+    os.symlink(spool / "state", root / "inbound" / "dpl" / "escape")
+    os.symlink(spool / "firms" / "fb", root / "neighbour")
+    os.symlink("/", root / "inbound" / "top")
+    iface, _ = session(spool)
+    assert names(iface.list_folder("/")) == ["inbound", "outbound"]
+    assert names(iface.list_folder("/inbound")) == ["dpl", "pmc"]
+    assert names(iface.list_folder("/inbound/dpl")) == []
+    for path in (
+        "/inbound/dpl/escape",
+        "/inbound/dpl/escape/ledger.sqlite3",
+        "/neighbour",
+        "/neighbour/inbound/dpl/b.fixml",
+        "/inbound/top/etc/passwd",
+    ):
+        assert iface.stat(path) == SFTP_NO_SUCH_FILE
+        assert iface.lstat(path) == SFTP_NO_SUCH_FILE
+        assert iface.open(path, os.O_RDONLY, SFTPAttributes()) == SFTP_NO_SUCH_FILE
+    assert iface.open("/inbound/dpl/escape/x", WRITE_NEW, SFTPAttributes()) == SFTP_NO_SUCH_FILE
+    assert iface.list_folder("/inbound/dpl/escape") == SFTP_NO_SUCH_FILE
+    assert iface.remove("/inbound/dpl/escape") == SFTP_PERMISSION_DENIED
+    assert (spool / "state" / "ledger.sqlite3").read_bytes() == b"ledger"
+    assert sorted(p.name for p in (spool / "state").iterdir()) == ["ledger.sqlite3"]
+
+
+def test_rights_follow_where_a_symlink_really_points(spool: Path) -> None:
+    # A link inside the root lends no rights: inbound/dpl/out -> outbound/dpl is read-only.
+    root = spool / "firms" / "fa"
+    os.symlink(root / "outbound" / "dpl", root / "inbound" / "dpl" / "out")
+    iface, _ = session(spool)
+    assert names(iface.list_folder("/inbound/dpl/out")) == ["a.receipt.json"]
+    result = iface.open("/inbound/dpl/out/x.fixml", WRITE_NEW, SFTPAttributes())
+    assert result == SFTP_PERMISSION_DENIED
+    assert sorted(p.name for p in (root / "outbound" / "dpl").iterdir()) == ["a.receipt.json"]
+
+
+def test_hidden_and_unrepresentable_names_are_never_listed_or_opened(spool: Path) -> None:
+    folder = spool / "firms" / "fa" / "inbound" / "dpl"
+    (folder / ".other.0123456789ab.upload").write_bytes(b"someone's half upload")
+    (folder / "visible.fixml").write_bytes(b"v")
+    with open(os.path.join(os.fsencode(folder), b"latin1-\xe9.fixml"), "wb") as fh:
+        fh.write(b"l")
+    iface, _ = session(spool)
+    assert names(iface.list_folder("/inbound/dpl")) == ["visible.fixml"]
+    assert iface.stat("/inbound/dpl/.other.0123456789ab.upload") == SFTP_NO_SUCH_FILE
+    flags = os.O_RDONLY
+    assert iface.open("/inbound/dpl/.other.0123456789ab.upload", flags, SFTPAttributes()) == (
+        SFTP_NO_SUCH_FILE
+    )
+    assert iface.remove("/inbound/dpl/.other.0123456789ab.upload") == SFTP_NO_SUCH_FILE
+
+
+def test_stale_uploads_of_a_killed_run_are_removed_and_nothing_else(spool: Path) -> None:
+    folder = spool / "firms" / "fa" / "inbound" / "dpl"
+    (folder / ".pos.fixml.0123456789ab.upload").write_bytes(b"half")
+    (folder / ".keep").write_bytes(b"")
+    (folder / "done.fixml").write_bytes(b"done")
+    (folder / "x.upload").write_bytes(b"a firm's file")
+    assert remove_stale_uploads(spool / "firms" / "fa") == 1
+    assert sorted(p.name for p in folder.iterdir()) == [".keep", "done.fixml", "x.upload"]
