@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.dpl.validate import REASON_CODES
+from engine.dpl.records import REASON_CODES
 from gateway import alerts, metrics
 from gateway.amqp.outbox import Outbox, SqliteProcessedStore
 from gateway.amqp.service import AmqpService, Handler
 from gateway.config import Config, ConfigError, load_config
 from gateway.daemon import EXIT_UNAVAILABLE, Component, Daemon, StartupError
+from gateway.ledger import Ledger
 from gateway.pipelines.dpl import DplArrival, Emit, no_events
 from gateway.pipelines.pmc import PmcArrival, TheoLoader
 from gateway.pipelines.requests import (
@@ -34,7 +35,6 @@ from gateway.pipelines.requests import (
 from gateway.publication.scheduler import DEADLINE_JOB, PUBLISH_JOB, build_publication_components
 from gateway.sftp import SftpAccount, SftpServer, SftpStartError
 from gateway.spool.intake import SpoolIntake
-from gateway.store import Ledger
 from gateway.theo_store import TheoStore
 from gateway.worker import identities_of
 

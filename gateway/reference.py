@@ -1,7 +1,7 @@
 """Reference data and accounts -> the engine objects of the DPL flow.
 
 Owns the translation from configuration (``gateway.config.ReferenceData`` and ``Account``) to
-``engine.calendar.BusinessCalendar``, ``engine.dpl.validate.DplReference`` and the set of firm ids
+``engine.calendar.BusinessCalendar``, ``engine.dpl.records.DplReference`` and the set of firm ids
 an account may submit for. Kept apart from ``gateway.config`` so that the config module stays free
 of engine imports and so that SIGHUP reloads can rebuild these objects in one place.
 """
@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 
 from engine.calendar import BusinessCalendar
-from engine.dpl.validate import DplReference, id_key
+from engine.dpl.records import DplReference, id_key
 from gateway.config import Account, ReferenceData
 
 log = logging.getLogger(__name__)

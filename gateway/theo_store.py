@@ -1,11 +1,11 @@
 """Theoretical P&L sets on disk: loading one folder, and the store of the newest few.
 
 ``load_theo_set(folder)`` reads the five CSV files of SPEC §7.1 and hands their bytes to
-``engine.pmc.theo.parse_theo_set``; problems surface as ``TheoSetInvalid`` naming file, line, column
-and value. ``TheoStore(root, keep)`` watches ``spool/internal/theo/<YYYY-MM-DD>/``: a folder is
-loaded once its ``meta.csv`` exists (the producer writes it last), the newest ``keep`` dates stay
-in memory, and ``latest()`` / ``get(date)`` are safe to call from any thread. A set that fails to
-load is logged once and retried only when its ``meta.csv`` changes.
+``engine.pmc.theo.read.parse_theo_set``; problems surface as ``TheoSetInvalid`` naming file, line,
+column and value. ``TheoStore(root, keep)`` watches ``spool/internal/theo/<YYYY-MM-DD>/``: a
+folder is loaded once its ``meta.csv`` exists (the producer writes it last), the newest ``keep``
+dates stay in memory, and ``latest()`` / ``get(date)`` are safe to call from any thread. A set
+that fails to load is logged once and retried only when its ``meta.csv`` changes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import threading
 from pathlib import Path
 
 from engine.errors import Location
-from engine.pmc.theo import FILES, TheoSet, TheoSetInvalid, parse_theo_set
+from engine.pmc.theo.model import FILES, TheoSet
+from engine.pmc.theo.read import TheoSetInvalid, parse_theo_set
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from engine.pmc.margin import (
     MarginResult,
     compute_margin,
     offset_total,
-    resolve_positions,
 )
-from engine.pmc.positions import PositionBatch, PositionProblem
-from engine.pmc.theo import TheoSet
+from engine.pmc.positions.model import PositionBatch, PositionProblem
+from engine.pmc.resolve import resolve_positions
+from engine.pmc.theo.model import TheoSet
 
 FloatArray = NDArray[np.float64]
 

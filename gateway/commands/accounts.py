@@ -14,7 +14,8 @@ from pathlib import Path
 
 from gateway.cli import EX_CONFIG, EX_DATAERR, EX_FAILURE, EX_OK
 from gateway.commands.common import load_config_or_report
-from gateway.config import ACCOUNT_ID_RE, KEY_LINE_RE, Config
+from gateway.config import Config
+from gateway.config.accounts import ACCOUNT_ID_RE, KEY_LINE_RE
 from gateway.sftp.keys import fingerprint_of_line
 
 
@@ -118,7 +119,7 @@ def add_account(args: argparse.Namespace, kind: str) -> int:
 
 
 def _known_firm(config: Config, firm: str) -> bool:
-    from engine.dpl.validate import id_key
+    from engine.dpl.records import id_key
 
     key = id_key(firm)
     return any(id_key(cm.cm_number) == key for cm in config.reference.clearing_members) or any(

@@ -24,7 +24,7 @@ from gateway.commands.common import load_calendar_or_report, load_config_or_repo
 from gateway.commands.dpl_validate import SubParsers, dpl_group
 from gateway.config import Config
 from gateway.errors import TransientError
-from gateway.store import Ledger
+from gateway.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +78,12 @@ class CliRuntime:
 
 def run_publish(args: argparse.Namespace) -> int:
     from gateway.app import clock_from_environment
-    from gateway.publication.publish import (
+    from gateway.publication.errors import (
         IntakePending,
         PublicationCancelled,
         PublicationError,
-        publish_cycle,
     )
+    from gateway.publication.publish import publish_cycle
 
     loaded = load_calendar_or_report(args.config)
     if loaded is None:
@@ -160,7 +160,8 @@ def run_publish(args: argparse.Namespace) -> int:
 
 
 def run_push_key(args: argparse.Namespace) -> int:
-    from gateway.publication.publish import DeliveryRefused, push_public_key
+    from gateway.publication.errors import DeliveryRefused
+    from gateway.publication.push import push_public_key
 
     config = load_config_or_report(args.config)
     if config is None:

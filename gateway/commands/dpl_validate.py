@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, TypeAlias, cast
 
 from engine.dpl.fixml import iter_records
-from engine.dpl.validate import DplValidator, ValidationResult, ValidationSummary
+from engine.dpl.records import ValidationResult
+from engine.dpl.validate import DplValidator, ValidationSummary
 from engine.errors import UnreadableInput
 from gateway.cli import EX_CONFIG, EX_DATAERR, EX_OK, EX_USAGE
 from gateway.commands.common import load_calendar_or_report

@@ -17,11 +17,13 @@ from datetime import date
 from pathlib import Path
 
 from engine.errors import UnreadableInput
-from engine.pmc.margin import margin_for_file
-from engine.pmc.market import generate_instruments, parse_market_snapshot
-from engine.pmc.positions import parse_position_file
+from engine.pmc.market import parse_market_snapshot
+from engine.pmc.positions.read import parse_position_file
 from engine.pmc.pricing import DEFAULT_STEPS
-from engine.pmc.theo import TheoSetInvalid, parse_theo_set, render_theo_set
+from engine.pmc.report import margin_for_file
+from engine.pmc.theo.generate import generate_instruments
+from engine.pmc.theo.read import TheoSetInvalid, parse_theo_set
+from engine.pmc.theo.write import render_theo_set
 
 log = logging.getLogger(__name__)
 
@@ -143,27 +145,27 @@ def run_margin(args: argparse.Namespace) -> int:
         return _fail(f"position file {args.positions} cannot be read: {_describe(exc)}", EX_DATAERR)
     report = margin_for_file(parsed, theo)
 
-    from gateway.outputs import margin as out
+    from gateway.outputs.margin.data import report_json, results_csv
+    from gateway.outputs.margin.pdf import report_pdf
+    from gateway.outputs.margin.table import PLAIN_WIDTH, render_table, table_text
 
     fmt = args.format
     if fmt == "pdf" and not args.out and sys.stdout.isatty():
         return _fail("--format pdf writes binary data: give --out PATH", EX_USAGE)
     if fmt == "table":
         if args.out:
-            payload = out.table_text(report).encode("utf-8")
+            payload = table_text(report).encode("utf-8")
         else:
             from rich.console import Console
 
-            out.render_table(
-                report, Console(width=None if sys.stdout.isatty() else out.PLAIN_WIDTH)
-            )
+            render_table(report, Console(width=None if sys.stdout.isatty() else PLAIN_WIDTH))
             return EX_OK
     elif fmt == "csv":
-        payload = out.results_csv(report)
+        payload = results_csv(report)
     elif fmt == "json":
-        payload = out.report_json(report)
+        payload = report_json(report)
     else:
-        payload = out.report_pdf(report)
+        payload = report_pdf(report)
     if args.out:
         try:
             from gateway.errors import TransientError

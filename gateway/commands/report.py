@@ -24,7 +24,7 @@ from gateway.commands.common import load_calendar_or_report, load_config_or_repo
 from gateway.commands.dpl_publish import parse_date
 from gateway.commands.dpl_validate import SubParsers
 from gateway.errors import TransientError
-from gateway.store import Ledger
+from gateway.ledger import Ledger
 
 
 def register(subparsers: SubParsers) -> None:

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from engine.calendar import BusinessCalendar
-from engine.dpl.validate import DplFields, firm_sort_text
-from gateway.store import Ledger, unpack_fields
+from engine.dpl.records import DplFields, firm_sort_text
+from gateway.ledger import Ledger, unpack_fields
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def _rows(ledger: Ledger, cycle: dt.date, firm: str | None, status: str) -> Iter
 
 
 def describe_problem(problem: Any) -> str:
-    """``CODE: message`` for a stored problem dict (``engine.dpl.validate.Problem._asdict()``)."""
+    """``CODE: message`` for a stored problem dict (``engine.dpl.records.Problem._asdict()``)."""
     if isinstance(problem, dict) and "message" in problem:
         code = problem.get("code") or problem.get("reason") or ""
         return f"{code}: {problem['message']}" if code else str(problem["message"])

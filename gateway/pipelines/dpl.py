@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from engine.calendar import BusinessCalendar
-from engine.dpl import validate as dpl_engine
-from engine.dpl.validate import VALID, ValidationResult, firm_sort_text
+from engine.dpl.records import VALID, DplReference, ValidationResult, firm_sort_text, id_key
+from engine.dpl.validate import iter_validate
 from gateway import metrics
 from gateway.config import Config, ReferenceData
+from gateway.ledger import Ledger, dpl_sort_key, pack_fields
 from gateway.reference import business_calendar, dpl_reference, firm_entitlements
+from gateway.spool.claims import ClaimedFile
 from gateway.spool.fsio import atomic_writer, write_atomic
-from gateway.spool.intake import ClaimedFile
-from gateway.store import Ledger, dpl_sort_key, pack_fields
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ class _ReferenceCache:
     def __init__(self) -> None:
         self._source: ReferenceData | None = None
         self._calendar: BusinessCalendar | None = None
-        self._reference: dpl_engine.DplReference | None = None
+        self._reference: DplReference | None = None
 
-    def get(self, reference: ReferenceData) -> tuple[BusinessCalendar, dpl_engine.DplReference]:
+    def get(self, reference: ReferenceData) -> tuple[BusinessCalendar, DplReference]:
         if reference is not self._source or self._calendar is None or self._reference is None:
             self._calendar = business_calendar(reference)
             self._reference = dpl_reference(reference)
@@ -153,7 +153,7 @@ class DplArrival:
         rejected_events: list[dict[str, Any]] = []
         notify = _wants_notification(config, claimed.firm)
 
-        results = dpl_engine.iter_validate(
+        results = iter_validate(
             _chunks(claimed.path),
             reference=reference,
             cycle=cycle,
@@ -292,12 +292,12 @@ def _ledger_row(result: ValidationResult) -> tuple[Any, ...]:
 
 
 def _wants_notification(config: Config, firm: str) -> bool:
-    key = dpl_engine.id_key(firm)
+    key = id_key(firm)
     for cm in config.reference.clearing_members:
-        if dpl_engine.id_key(cm.cm_number) == key:
+        if id_key(cm.cm_number) == key:
             return cm.notify
     for nco in config.reference.ncos:
-        if dpl_engine.id_key(nco.nco_id) == key:
+        if id_key(nco.nco_id) == key:
             return nco.notify
     return False
 

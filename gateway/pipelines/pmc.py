@@ -18,15 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.pmc.margin import MarginReport, PositionCounts, margin_for_file
-from engine.pmc.positions import parse_position_file
-from engine.pmc.theo import TheoSet
+from engine.pmc.positions.read import parse_position_file
+from engine.pmc.report import MarginReport, PositionCounts, margin_for_file
+from engine.pmc.theo.model import TheoSet
 from gateway import metrics
 from gateway.errors import TransientError
-from gateway.outputs.margin import errors_csv, report_pdf, results_csv, summary_csv
+from gateway.ledger import Ledger
+from gateway.outputs.margin.data import errors_csv, results_csv, summary_csv
+from gateway.outputs.margin.pdf import report_pdf
+from gateway.spool.claims import ClaimedFile
 from gateway.spool.fsio import write_atomic
-from gateway.spool.intake import ClaimedFile
-from gateway.store import Ledger
 from gateway.theo_store import TheoStore
 
 log = logging.getLogger(__name__)

@@ -17,16 +17,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.errors import InputRejected
-from engine.pmc.positions import PositionBatch, parse_position_file, positions_from_rows
-from engine.pmc.theo import TheoSet
+from engine.pmc.positions.model import PositionBatch
+from engine.pmc.positions.read import parse_position_file
+from engine.pmc.positions.rows import positions_from_rows
+from engine.pmc.theo.model import TheoSet
 from engine.pmc.whatif import whatif
 from gateway.amqp.dispatch import Reply, Request
 from gateway.errors import TransientError
+from gateway.ledger import Ledger
 from gateway.outputs.reports import CycleNotPublished, dpl_report_rows, render_json
 from gateway.pipelines.dpl import DplArrival
 from gateway.pipelines.pmc import PmcArrival, PmcOutcome
-from gateway.spool.intake import ClaimedFile, SpoolIntake
-from gateway.store import Ledger
+from gateway.spool.claims import ClaimedFile
+from gateway.spool.intake import SpoolIntake
 from gateway.theo_store import TheoStore
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")

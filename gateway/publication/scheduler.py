@@ -57,10 +57,9 @@ from gateway.alerts import raise_alert
 from gateway.config import Config, ReferenceData
 from gateway.daemon import Component
 from gateway.outputs.reports import missing_submitters
+from gateway.publication.errors import IntakePending, PublicationCancelled
 from gateway.publication.publish import (
     Emit,
-    IntakePending,
-    PublicationCancelled,
     PublicationResult,
     PublicationRuntime,
     cycle_complete,

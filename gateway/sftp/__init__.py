@@ -1,13 +1,15 @@
 """The embedded SFTP server adapter: what the composition root imports.
 
 ``SftpServer`` (listener, logins, host key) lives in ``gateway.sftp.server``; what an account sees
-and may do in its spool folder (confinement, permissions, crash-safe uploads) in
-``gateway.sftp.filesystem``. This module only gathers the public names.
+and may do in its spool folder (confinement, permissions) in ``gateway.sftp.filesystem``, with
+client path rules in ``gateway.sftp.paths`` and crash-safe uploads in ``gateway.sftp.handles``.
+This module only gathers the public names.
 """
 
 from __future__ import annotations
 
-from gateway.sftp.filesystem import SftpAccount, UploadCallback, remove_stale_uploads
+from gateway.sftp.filesystem import SftpAccount, UploadCallback
+from gateway.sftp.handles import remove_stale_uploads
 from gateway.sftp.server import SftpServer, SftpStartError, load_or_create_host_key
 
 __all__ = [

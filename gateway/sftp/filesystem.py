@@ -1,4 +1,4 @@
-"""What one SFTP login sees of the spool: path confinement, permissions and crash-safe uploads.
+"""What one SFTP login sees of the spool and may do in it: the paramiko SFTP session interface.
 
 Theory of operation
 -------------------
@@ -24,8 +24,9 @@ the target folder; writes go there (a write that would pass ``max_file_bytes`` f
 it); only when the client closes the file normally is it fsynced, renamed over the final name
 (``os.replace``: uploading an existing name replaces it atomically) and the folder fsynced. If the
 session ends with the file still open (connection dropped, client killed) ``session_ended`` removes
-the temporary file, so nothing half-written ever appears. Temporary files left by a daemon that was
-killed are removed by ``remove_stale_uploads`` at the next start.
+the temporary file, so nothing half-written ever appears. The names live in
+``gateway.sftp.paths``; the open files (reads, uploads, stale-upload cleanup) in
+``gateway.sftp.handles``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
-import secrets
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -42,29 +41,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from paramiko import SFTPAttributes, SFTPHandle, SFTPServer, SFTPServerInterface
-from paramiko import sftp as _sftp
+from paramiko import SFTPAttributes, SFTPHandle, SFTPServerInterface
+
+from gateway.sftp.handles import (
+    ReadHandle,
+    UploadHandle,
+    requested_size,
+    requested_times,
+    upload_temp_name,
+)
+from gateway.sftp.paths import (
+    INBOUND,
+    OUTBOUND,
+    SFTP_FAILURE,
+    SFTP_NO_SUCH_FILE,
+    SFTP_OK,
+    SFTP_OP_UNSUPPORTED,
+    SFTP_PERMISSION_DENIED,
+    Refused,
+    errno_status,
+    fsync_folder,
+    split_virtual,
+    upload_name_problem,
+    virtual_path,
+    within,
+)
 
 log = logging.getLogger(__name__)
-
-SFTP_OK: int = _sftp.SFTP_OK
-SFTP_FAILURE: int = _sftp.SFTP_FAILURE
-SFTP_NO_SUCH_FILE: int = _sftp.SFTP_NO_SUCH_FILE
-SFTP_PERMISSION_DENIED: int = _sftp.SFTP_PERMISSION_DENIED
-SFTP_OP_UNSUPPORTED: int = _sftp.SFTP_OP_UNSUPPORTED
 
 AccountKind = Literal["firm", "exchange"]
 ACCOUNT_KINDS: tuple[str, ...] = ("firm", "exchange")
 
-UPLOAD_SUFFIX = ".upload"
-_TOKEN_HEX = 12
-STALE_UPLOAD_RE = re.compile(r"^\..*\.[0-9a-f]{12}\.upload$", re.DOTALL)
-_NAME_MAX_BYTES = 255
 _FILE_MODE = 0o640
 _COPY_CHUNK = 1024 * 1024
 _WRITE_INTENT = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_INBOUND = "inbound"
-_OUTBOUND = "outbound"
 
 
 @dataclass(frozen=True)
@@ -98,311 +108,6 @@ class SessionSettings:
     on_upload_done: Callable[[], None] | None = None
     sessions: set[SpoolSftpInterface] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class Refused(Exception):
-    """A request this account may not make; ``code`` is the SFTP status to answer with."""
-
-    def __init__(self, code: int, why: str = "") -> None:
-        super().__init__(why or str(code))
-        self.code = code
-
-
-class UploadFailed(Exception):
-    """Raised from ``close`` so that the client gets a failure status for its close request."""
-
-
-# ---------------------------------------------------------------------------------------------
-# names and paths
-
-
-def split_virtual(path: str) -> list[str]:
-    """Split a client path into parts below ``/``, resolving ``.`` and ``..`` like a chroot.
-
-    >>> split_virtual("/a/./b/../../../c")
-    ['c']
-    """
-    if "\x00" in path:
-        raise Refused(SFTP_NO_SUCH_FILE, "NUL in path")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-            continue
-        parts.append(part)
-    return parts
-
-
-def virtual_path(parts: list[str]) -> str:
-    return "/" + "/".join(parts)
-
-
-def upload_name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be the name of an uploaded file, or None when it can."""
-    if not name:
-        return "empty name"
-    if name.startswith("."):
-        return "names starting with '.' are reserved"
-    if "/" in name or "\x00" in name:
-        return "'/' or NUL in name"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-        return "control character in name"
-    try:
-        encoded = name.encode("utf-8")
-    except UnicodeEncodeError:
-        return "name is not valid UTF-8"
-    if len(encoded) > _NAME_MAX_BYTES:
-        return f"name longer than {_NAME_MAX_BYTES} bytes"
-    return None
-
-
-def upload_temp_name(name: str) -> str:
-    """A hidden temporary name for an upload of ``name`` that fits the 255-byte name limit."""
-    token = secrets.token_hex(_TOKEN_HEX // 2)
-    room = _NAME_MAX_BYTES - len(token) - len(UPLOAD_SUFFIX) - 2
-    stem = name.encode("utf-8")[:room].decode("utf-8", errors="ignore")
-    return f".{stem}.{token}{UPLOAD_SUFFIX}"
-
-
-def _within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def remove_stale_uploads(root: Path) -> int:
-    """Delete upload temporary files left under ``root/inbound`` by a previous run; count them."""
-    removed = 0
-    inbound = root / _INBOUND
-    if not inbound.is_dir():
-        return 0
-    for folder, dirs, files in os.walk(inbound, followlinks=False):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            if STALE_UPLOAD_RE.match(name):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(folder, name))
-                    removed += 1
-    return removed
-
-
-def fsync_folder(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _errno_status(exc: OSError) -> int:
-    code: int = SFTPServer.convert_errno(exc.errno)
-    return code
-
-
-# ---------------------------------------------------------------------------------------------
-# handles
-
-
-class ReadHandle(SFTPHandle):  # type: ignore[misc]
-    """An open file for reading: positional reads on a file descriptor."""
-
-    def __init__(self, fd: int, flags: int) -> None:
-        super().__init__(flags)
-        self._fd = fd
-        self._closed = False
-
-    def read(self, offset: int, length: int) -> bytes | int:
-        try:
-            return os.pread(self._fd, length, offset)
-        except OSError as exc:
-            return _errno_status(exc)
-
-    def write(self, offset: int, data: bytes) -> int:
-        return SFTP_PERMISSION_DENIED
-
-    def stat(self) -> SFTPAttributes | int:
-        try:
-            return SFTPAttributes.from_stat(os.fstat(self._fd))
-        except OSError as exc:
-            return _errno_status(exc)
-
-    def chattr(self, attr: SFTPAttributes) -> int:
-        return SFTP_PERMISSION_DENIED
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-
-
-class UploadHandle(SFTPHandle):  # type: ignore[misc]
-    """A file being uploaded: written under a hidden name, renamed into place on a normal close.
-
-    States: ``open`` -> ``committed`` (closed normally and renamed), or ``failed`` (a write was
-    refused; the temporary file is already gone; the close is answered with a failure), or
-    ``aborted`` (the session ended first; the temporary file is gone).
-    """
-
-    def __init__(
-        self,
-        session: SpoolSftpInterface,
-        fd: int,
-        temp: str,
-        final: str,
-        flags: int,
-    ) -> None:
-        super().__init__(flags)
-        self._session = session
-        self._fd = fd
-        self.temp = temp
-        self.final = final
-        self._append = bool(flags & os.O_APPEND)
-        self._exclusive = bool(flags & os.O_EXCL)
-        self._times: tuple[int, int] | None = None
-        self.state = "open"
-
-    # -- data
-
-    def write(self, offset: int, data: bytes) -> int:
-        if self.state != "open":
-            return SFTP_FAILURE
-        try:
-            if self._append:
-                offset = os.fstat(self._fd).st_size
-            limit = self._session.settings.max_file_bytes
-            if offset + len(data) > limit:
-                log.warning(
-                    "sftp upload refused login=%s path=%s reason=larger than %d bytes",
-                    self._session.account.login,
-                    self._session.shown(self.final),
-                    limit,
-                )
-                self.discard("failed")
-                return SFTP_FAILURE
-            view = memoryview(data)
-            while view:
-                written = os.pwrite(self._fd, view, offset)
-                view = view[written:]
-                offset += written
-        except OSError as exc:
-            log.warning(
-                "sftp upload write failed login=%s path=%s error=%s",
-                self._session.account.login,
-                self._session.shown(self.final),
-                exc.strerror or exc,
-            )
-            self.discard("failed")
-            return _errno_status(exc)
-        return SFTP_OK
-
-    def read(self, offset: int, length: int) -> bytes | int:
-        if self.state != "open":
-            return SFTP_FAILURE
-        try:
-            return os.pread(self._fd, length, offset)
-        except OSError as exc:
-            return _errno_status(exc)
-
-    def stat(self) -> SFTPAttributes | int:
-        if self.state != "open":
-            return SFTP_FAILURE
-        try:
-            return SFTPAttributes.from_stat(os.fstat(self._fd))
-        except OSError as exc:
-            return _errno_status(exc)
-
-    def chattr(self, attr: SFTPAttributes) -> int:
-        if self.state != "open":
-            return SFTP_FAILURE
-        try:
-            times = _requested_times(attr)
-            size = _requested_size(attr)
-        except Refused as refused:
-            return refused.code
-        if size is not None:
-            if size > self._session.settings.max_file_bytes:
-                return SFTP_FAILURE
-            try:
-                os.ftruncate(self._fd, size)
-            except OSError as exc:
-                return _errno_status(exc)
-        if times is not None:
-            self._times = times  # applied at commit, after the last write
-        return SFTP_OK
-
-    # -- endings
-
-    def close(self) -> None:
-        """A normal close by the client: commit. Raises ``UploadFailed`` to report a failure."""
-        if self.state == "failed":
-            self.discard("aborted")
-            raise UploadFailed(f"upload of {self.final} failed")
-        if self.state != "open":
-            return
-        try:
-            self._commit()
-        except OSError as exc:
-            log.error(
-                "sftp upload could not be completed login=%s path=%s error=%s",
-                self._session.account.login,
-                self._session.shown(self.final),
-                exc.strerror or exc,
-            )
-            self.discard("aborted")
-            raise UploadFailed(str(exc)) from exc
-        self.state = "committed"
-        self._session.upload_committed(self)
-
-    def discard(self, state: str) -> None:
-        """Forget the upload: close and delete the temporary file.
-
-        ``failed`` keeps the handle known to the session until its close has been answered with
-        a failure; ``aborted`` is final.
-        """
-        was_open = self.state == "open"
-        self.state = state
-        if was_open:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            with contextlib.suppress(OSError):
-                os.unlink(self.temp)
-        if state != "failed":
-            self._session.upload_finished(self)
-
-    def _commit(self) -> None:
-        if self._times is not None:
-            os.utime(self._fd, self._times)
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = -1
-        if self._exclusive:
-            os.link(self.temp, self.final)  # never replaces: the client asked for O_EXCL
-            os.unlink(self.temp)
-        else:
-            os.replace(self.temp, self.final)
-        fsync_folder(os.path.dirname(self.final))
-        self._session.upload_finished(self)
-
-
-def _requested_times(attr: SFTPAttributes) -> tuple[int, int] | None:
-    flags = attr._flags
-    if flags & SFTPAttributes.FLAG_UIDGID:
-        raise Refused(SFTP_PERMISSION_DENIED, "changing owners is not allowed")
-    if flags & SFTPAttributes.FLAG_AMTIME:
-        return (int(attr.st_atime), int(attr.st_mtime))
-    return None
-
-
-def _requested_size(attr: SFTPAttributes) -> int | None:
-    if attr._flags & SFTPAttributes.FLAG_SIZE:
-        return int(attr.st_size)
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
-# the interface paramiko calls
 
 
 class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
@@ -492,7 +197,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
 
     def shown(self, real: str) -> str:
         """The client's view of a real path (for logs; never reveals the spool location)."""
-        if not _within(real, self.root):
+        if not within(real, self.root):
             return "?"
         return virtual_path(self._rel(real))
 
@@ -505,7 +210,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
     def _resolve(self, parts: list[str]) -> str:
         """The real path of ``parts``, following symlinks only while they stay inside the root."""
         real = os.path.realpath(os.path.join(self.root, *parts))
-        if not _within(real, self.root):
+        if not within(real, self.root):
             raise Refused(SFTP_NO_SUCH_FILE, "outside the root")
         rel = self._rel(real)
         if any(p.startswith(".") for p in rel):
@@ -534,11 +239,11 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
 
     def _writable_folder(self, real_folder: str) -> bool:
         rel = self._rel(real_folder)
-        return self._is_firm() and len(rel) >= 2 and rel[0] == _INBOUND
+        return self._is_firm() and len(rel) >= 2 and rel[0] == INBOUND
 
     def _removable_file(self, real_folder: str) -> bool:
         rel = self._rel(real_folder)
-        return self._is_firm() and len(rel) >= 1 and rel[0] in (_INBOUND, _OUTBOUND)
+        return self._is_firm() and len(rel) >= 1 and rel[0] in (INBOUND, OUTBOUND)
 
     # -- reading
 
@@ -557,7 +262,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         except Refused as refused:
             return refused.code
         except OSError as exc:
-            return _errno_status(exc)
+            return errno_status(exc)
 
     def _listing(self, folder: str) -> Iterator[SFTPAttributes]:
         with os.scandir(folder) as entries:
@@ -572,7 +277,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
                 try:
                     if entry.is_symlink():
                         target = os.path.realpath(entry.path)
-                        if not _within(target, self.root) or any(
+                        if not within(target, self.root) or any(
                             p.startswith(".") for p in self._rel(target)
                         ):
                             continue
@@ -591,7 +296,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         except Refused as refused:
             return refused.code
         except OSError as exc:
-            return _errno_status(exc)
+            return errno_status(exc)
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             return SFTP_NO_SUCH_FILE
         return SFTPAttributes.from_stat(st, parts[-1] if parts else "/")
@@ -611,7 +316,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         except Refused as refused:
             return refused.code
         except OSError as exc:
-            return _errno_status(exc)
+            return errno_status(exc)
 
     def _open_read(self, path: str, flags: int) -> SFTPHandle | int:
         real = self._resolve(self._parts(path))
@@ -710,7 +415,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         except Refused as refused:
             return refused.code
         except OSError as exc:
-            return _errno_status(exc)
+            return errno_status(exc)
         log.info("sftp remove login=%s path=%s", self.account.login, self.shown(target))
         return SFTP_OK
 
@@ -755,7 +460,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         except Refused as refused:
             return refused.code
         except OSError as exc:
-            return _errno_status(exc)
+            return errno_status(exc)
         log.info(
             "sftp rename login=%s from=%s to=%s",
             self.account.login,
@@ -774,15 +479,15 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
             target = os.path.join(parent, name)
             if not stat.S_ISREG(os.lstat(target).st_mode):
                 self._refuse("setstat", path, "not a regular file")
-            if _requested_size(attr) is not None:
+            if requested_size(attr) is not None:
                 self._refuse("setstat", path, "truncating a closed upload")
-            times = _requested_times(attr)
+            times = requested_times(attr)
             if times is not None:
                 os.utime(target, times, follow_symlinks=False)
         except Refused as refused:
             return refused.code
         except OSError as exc:
-            return _errno_status(exc)
+            return errno_status(exc)
         return SFTP_OK
 
     def mkdir(self, path: str, attr: SFTPAttributes) -> int:
@@ -812,16 +517,3 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         except Refused as refused:
             return refused.code
         return SFTP_OP_UNSUPPORTED  # pragma: no cover
-
-
-__all__ = [
-    "SftpAccount",
-    "SessionSettings",
-    "SpoolSftpInterface",
-    "UploadFailed",
-    "remove_stale_uploads",
-    "split_virtual",
-    "upload_name_problem",
-    "upload_temp_name",
-    "STALE_UPLOAD_RE",
-]

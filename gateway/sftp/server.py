@@ -43,8 +43,8 @@ from gateway.sftp.filesystem import (
     SftpAccount,
     SpoolSftpInterface,
     UploadCallback,
-    remove_stale_uploads,
 )
+from gateway.sftp.handles import remove_stale_uploads
 from gateway.sftp.keys import create_key_file, fingerprint
 
 log = logging.getLogger(__name__)

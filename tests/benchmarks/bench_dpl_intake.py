@@ -32,7 +32,8 @@ from lxml import etree
 
 from engine.calendar import BusinessCalendar
 from engine.dpl.fixml import make_parser
-from engine.dpl.validate import DplReference, ValidationSummary, iter_validate
+from engine.dpl.records import DplReference
+from engine.dpl.validate import ValidationSummary, iter_validate
 
 RECEIVED = dt.datetime(2026, 3, 9, 21, 15, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
 CYCLE = dt.date(2026, 3, 9)
@@ -143,9 +144,9 @@ def engine_pass(data: bytes) -> ValidationSummary:
 def intake_pass(data: bytes, workdir: Path) -> tuple[Timing, int, int]:
     """Seconds of the daemon's DPL handler on ``data``; and the valid and rejected counts."""
     from gateway.config import load_config
+    from gateway.ledger import Ledger
     from gateway.pipelines.dpl import DplArrival
-    from gateway.spool.intake import ClaimedFile
-    from gateway.store import Ledger
+    from gateway.spool.claims import ClaimedFile
     from tests.support.daemon import make_test_config
 
     config = load_config(make_test_config(workdir).path)

@@ -27,8 +27,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.dpl.validate import DplFields, firm_sort_text
-from gateway.store import Ledger, dpl_sort_key, pack_fields
+from engine.dpl.records import DplFields, firm_sort_text
+from gateway.ledger import Ledger, dpl_sort_key, pack_fields
 
 CYCLE = dt.date(2026, 3, 9)  # a Monday
 SUB_TYPES = ("ETO", "OTC", "CMB")

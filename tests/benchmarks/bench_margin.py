@@ -4,7 +4,7 @@
   (``resolve_positions`` + ``compute_margin``) against ``reference_margin``, a straightforward
   per-position Python loop written here from SPEC §7.4; both must give the same totals.
 * theo-generate: pricing 1,000,000 option series at the base and 10 moved prices
-  (``engine.pmc.market.generate_instruments``).
+  (``engine.pmc.theo.generate.generate_instruments``).
 
 ``--smoke`` runs tiny sizes in a second or two (CI). Results print as Markdown for BENCHMARKS.md.
 """
@@ -20,19 +20,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.pmc.margin import compute_margin, resolve_positions
-from engine.pmc.market import MarketSnapshot, generate_instruments
-from engine.pmc.positions import PositionBatch
-from engine.pmc.theo import (
-    STEPS,
-    InstrumentKey,
-    InstrumentRows,
-    TheoGroups,
-    TheoSet,
-    match_key,
-    parse_theo_set,
-    render_theo_set,
-)
+from engine.pmc.margin import compute_margin
+from engine.pmc.market import MarketSnapshot
+from engine.pmc.positions.model import PositionBatch
+from engine.pmc.resolve import resolve_positions
+from engine.pmc.theo.generate import generate_instruments
+from engine.pmc.theo.model import STEPS, InstrumentKey, TheoSet, match_key
+from engine.pmc.theo.read import parse_theo_set
+from engine.pmc.theo.write import InstrumentRows, TheoGroups, render_theo_set
 
 TARGET_MARGIN_S = 1.0
 TARGET_MARGIN_RATIO = 30.0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import Ledger
+from gateway.ledger import Ledger
 from tests.support.daemon import DaemonProcess, TestConfig, make_test_config, wait_for
 from tests.support.dpl_records import posrpt
 

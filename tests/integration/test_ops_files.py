@@ -161,7 +161,7 @@ def test_long_running_units_are_sandboxed(tmp_path: Path) -> None:
 
 
 def test_daemon_unit_matches_the_daemon() -> None:
-    from gateway.config import SCHEMA
+    from gateway.config.settings import SCHEMA
     from gateway.daemon import EXIT_CONFIG
 
     unit = parse_unit(SYSTEMD / "posgate.service")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.config import load_config
-from gateway.store import Ledger
+from gateway.ledger import Ledger
 from tests.benchmarks.bench_dpl_publish import fill_ledger
 from tests.support.daemon import REPO, TestConfig, make_test_config
 

@@ -21,9 +21,10 @@ import pytest
 
 from gateway.commands.dpl_publish import CliRuntime
 from gateway.config import Config, load_config
-from gateway.publication.publish import publish_cycle, push_public_key
+from gateway.ledger import Ledger
+from gateway.publication.publish import publish_cycle
+from gateway.publication.push import push_public_key
 from gateway.sftp import SftpAccount, SftpServer
-from gateway.store import Ledger
 from tests.benchmarks.bench_dpl_publish import add_dpl_file, ledger_row, valid_fields
 from tests.support.daemon import REPO, TestConfig, free_port, make_test_config
 

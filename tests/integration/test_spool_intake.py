@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from engine.errors import UnreadableInput
-from gateway.spool.intake import ClaimedFile, SpoolIntake
-from gateway.store import Ledger
+from gateway.ledger import Ledger
+from gateway.spool.claims import ClaimedFile
+from gateway.spool.intake import SpoolIntake
 from tests.support.daemon import wait_for
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from engine.pmc.positions import parse_position_file
+from engine.pmc.positions.read import parse_position_file
 from gateway.cli import main
 from gateway.theo_store import load_theo_set
 from tests.benchmarks.bench_margin import reference_margin

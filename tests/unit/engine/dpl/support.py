@@ -6,7 +6,8 @@ import datetime as dt
 from typing import Any
 
 from engine.calendar import BusinessCalendar
-from engine.dpl.validate import DplReference, DplValidator
+from engine.dpl.records import DplReference
+from engine.dpl.validate import DplValidator
 
 # Like config/reference: 00005 active, 00418 inactive; IAN eligible, SMQ not eligible.
 REFERENCE = DplReference(
@@ -15,6 +16,14 @@ REFERENCE = DplReference(
 )
 CALENDAR = BusinessCalendar()
 CYCLE = dt.date(2026, 3, 9)  # Monday; the allowed BizDt are 2026-03-06 and 2026-03-09
+
+# The seed's Appendix A sample, exactly as written there (one line, clearing member 00005).
+SEED_CM = (
+    b'<FIXML><PosRpt BizDt="2007-07-19" DlvDt="2007-07-20" ReqTyp="6" ModelTyp="1">'
+    b'<Pty ID="00005" R="4"/><Pty ID="123456789" R="38"/><Pty ID="123456" R="82">'
+    b'<Sub ID="Goldman Sachs" Typ="5"/></Pty><Instrmt Sym="GOOG" SubTyp="ETO"/>'
+    b'<Qty Typ="DLT" Long="100"/></PosRpt></FIXML>'
+)
 
 
 def validator(entitled: tuple[str, ...] = ("00005",), cycle: dt.date = CYCLE) -> DplValidator:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from engine.dpl.fixml import iter_records
-from engine.dpl.validate import REASON_CODES, DplValidator
+from engine.dpl.records import REASON_CODES
+from engine.dpl.validate import DplValidator
 from engine.errors import UnreadableInput
 
 from .support import CALENDAR, REFERENCE

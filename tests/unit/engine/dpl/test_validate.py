@@ -1,4 +1,4 @@
-"""DPL validation rules, details, summaries, canonical form, aggregation order (SPEC §6.3, §6.6)."""
+"""DPL validation rules, problem details and file summaries (SPEC §6.3)."""
 
 from __future__ import annotations
 
@@ -7,29 +7,11 @@ import datetime as dt
 import pytest
 
 from engine.dpl.fixml import parse_bytes
-from engine.dpl.validate import (
-    REASON_CODES,
-    DplFields,
-    DplReference,
-    ValidationSummary,
-    _read_fast,
-    aggregation_sort_key,
-    canonical_line,
-    firm_sort_text,
-    id_key,
-    validate_file,
-    validate_record,
-)
-from engine.errors import EngineBug, UnreadableInput
+from engine.dpl.records import REASON_CODES, DplFields
+from engine.dpl.validate import ValidationSummary, validate_file, validate_record
+from engine.errors import UnreadableInput
 
-from .support import CALENDAR, CYCLE, REFERENCE, line, posrpt, validator
-
-SEED_CM = (
-    b'<FIXML><PosRpt BizDt="2007-07-19" DlvDt="2007-07-20" ReqTyp="6" ModelTyp="1">'
-    b'<Pty ID="00005" R="4"/><Pty ID="123456789" R="38"/><Pty ID="123456" R="82">'
-    b'<Sub ID="Goldman Sachs" Typ="5"/></Pty><Instrmt Sym="GOOG" SubTyp="ETO"/>'
-    b'<Qty Typ="DLT" Long="100"/></PosRpt></FIXML>'
-)
+from .support import CALENDAR, CYCLE, REFERENCE, SEED_CM, line, posrpt, validator
 
 
 def check(data: bytes, entitled: tuple[str, ...] = ("00005",)) -> list[tuple[str, ...]]:
@@ -127,22 +109,6 @@ def test_firm_checks_are_cached_per_file_but_reported_for_every_record() -> None
     assert check(data) == [("UNKNOWN_CM", "NOT_ENTITLED")] * 3
 
 
-def test_reference_lookups() -> None:
-    ref = DplReference({"00005": True, "418": False, "AB1": True}, {"007": True, "SMQ": False})
-    assert ref.is_active_cm("5") and ref.cm_status("0005") is True
-    assert ref.cm_status("00418") is False and not ref.is_active_cm("00418")
-    assert ref.cm_status("ab1") is None and ref.is_active_cm("AB1")
-    assert ref.nco_eligibility("7") is True and ref.nco_eligibility("SMQ") is False
-    assert ref.nco_eligibility("IAN") is None
-
-
-def test_id_key() -> None:
-    assert id_key("00005") == id_key("5") == "5"
-    assert id_key("0000") == "0"
-    assert id_key("A05") == "A05"
-    assert id_key("0" * 5000 + "7") == "7"  # no int() conversion limits
-
-
 def test_bizdt_window_follows_the_cycle() -> None:
     tuesday = validator(cycle=dt.date(2026, 3, 10))
     (mon, fri) = parse_bytes(line(biz="2026-03-09") + b"\n" + line(biz="2026-03-06"))
@@ -188,87 +154,3 @@ def test_validate_file_raises_for_unreadable_files() -> None:
 
 def test_empty_summary() -> None:
     assert ValidationSummary().as_dict() == {"total": 0, "valid": 0, "rejected": 0, "by_reason": {}}
-
-
-# -- canonical form ----------------------------------------------------------------------------
-
-
-def test_canonical_line_of_the_seed_sample() -> None:
-    (record,) = parse_bytes(SEED_CM)
-    fields = validator(cycle=dt.date(2007, 7, 19)).validate(record).fields
-    assert fields is not None
-    assert canonical_line(fields, rpt_id="143771378", dlv_dt=dt.date(2007, 7, 20)) == (
-        b'<FIXML><PosRpt RptID="143771378" BizDt="2007-07-19" DlvDt="2007-07-20" ReqTyp="6"'
-        b' ModelTyp="1"><Pty ID="00005" R="4"/><Pty ID="123456789" R="38"/>'
-        b'<Pty ID="123456" R="82"><Sub ID="Goldman Sachs" Typ="5"/></Pty>'
-        b'<Instrmt Sym="GOOG" SubTyp="ETO"/><Qty Typ="DLT" Long="100"/></PosRpt></FIXML>'
-    )
-
-
-def test_plain_records_take_the_fast_path_and_others_the_tree_walk() -> None:
-    assert _read_fast(SEED_CM) is not None
-    assert _read_fast(SEED_CM.replace(b"Goldman", b"&#71;oldman")) is None
-    assert _read_fast(SEED_CM.replace(b'ReqTyp="6" ModelTyp', b'ModelTyp="1" ReqTyp="6" X')) is None
-    assert _read_fast(SEED_CM.replace(b' Long="100"', b"")) is None
-
-
-def test_canonical_line_escapes_and_keeps_quantities_as_given() -> None:
-    fields = DplFields(
-        biz_dt="2026-03-09",
-        req_typ="6",
-        model_typ="0",
-        firm_id="IAN",
-        firm_role="7",
-        agg_unit='A&B "1" <x>',
-        crd="1",
-        firm_name="Tab\there\nnewline",
-        symbol="É",
-        sub_typ="CMB",
-        long="0.000",
-        short="12.50",
-    )
-    out = canonical_line(fields, rpt_id="R<1>", dlv_dt="2026-03-10")
-    assert b'RptID="R&lt;1&gt;"' in out
-    assert b'ID="A&amp;B &quot;1&quot; &lt;x&gt;" R="38"' in out
-    assert b'ID="Tab&#9;here&#10;newline"' in out
-    assert b'<Qty Typ="DLT" Long="0.000" Short="12.50"/>' in out
-    assert "É".encode() in out and b"\n" not in out
-    (record,) = parse_bytes(out)
-    again = validator(entitled=("IAN",)).validate(record)
-    assert again.fields == fields._replace(rpt_id="R<1>", dlv_dt="2026-03-10")
-
-
-def test_canonical_line_refuses_incomplete_fields() -> None:
-    with pytest.raises(EngineBug):
-        canonical_line(DplFields(biz_dt="2026-03-09"), rpt_id="1", dlv_dt="2026-03-10")
-
-
-# -- aggregation order ---------------------------------------------------------------------------
-
-
-def test_firm_sort_text_orders_numeric_ids_by_value_first() -> None:
-    firms = ["IAN", "00161", "5", "WLV", "00005", "1000", "0", "A1", "099"]
-    ordered = sorted(firms, key=firm_sort_text)
-    assert ordered == ["0", "5", "00005", "099", "00161", "1000", "A1", "IAN", "WLV"]
-    assert firm_sort_text("5") == firm_sort_text("00005")
-
-
-def test_aggregation_sort_key() -> None:
-    def fields(firm: str, agg: str, sym: str, sub: str) -> DplFields:
-        return DplFields(firm_id=firm, agg_unit=agg, symbol=sym, sub_typ=sub)
-
-    rows = [
-        fields("IAN", "A", "IBM", "ETO"),
-        fields("00161", "B", "AAPL", "OTC"),
-        fields("00161", "B", "AAPL", "CMB"),
-        fields("00161", "A", "ZZZ", "ETO"),
-        fields("5", "Z", "A", "ETO"),
-    ]
-    ordered = sorted(rows, key=aggregation_sort_key)
-    assert [(f.firm_id, f.agg_unit, f.symbol, f.sub_typ) for f in ordered] == [
-        ("5", "Z", "A", "ETO"),
-        ("00161", "A", "ZZZ", "ETO"),
-        ("00161", "B", "AAPL", "CMB"),
-        ("00161", "B", "AAPL", "OTC"),
-        ("IAN", "A", "IBM", "ETO"),
-    ]

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.pmc.positions import PositionBatch
-from engine.pmc.theo import InstrumentRows, TheoGroups, TheoSet, parse_theo_set, render_theo_set
+from engine.pmc.positions.model import PositionBatch
+from engine.pmc.theo.model import TheoSet
+from engine.pmc.theo.read import parse_theo_set
+from engine.pmc.theo.write import InstrumentRows, TheoGroups, render_theo_set
 
 
 @dataclass

@@ -10,10 +10,10 @@ from engine.pmc.margin import (
     LEVEL_PORTFOLIO_GROUP,
     LEVEL_PRODUCT_GROUP,
     compute_margin,
-    margin_for_file,
-    resolve_positions,
 )
-from engine.pmc.positions import parse_position_file
+from engine.pmc.positions.read import parse_position_file
+from engine.pmc.report import margin_for_file
+from engine.pmc.resolve import resolve_positions
 from engine.pmc.whatif import whatif
 from tests.unit.engine.pmc.support import Inst, SetSpec, batch, build_set, opt, stk, stock
 
@@ -295,7 +295,7 @@ def test_account_groups_document(theo) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_positions_from_rows_validates_like_a_file(theo) -> None:  # type: ignore[no-untyped-def]
-    from engine.pmc.positions import positions_from_rows
+    from engine.pmc.positions.rows import positions_from_rows
 
     rows: list[dict[str, object]] = [
         {

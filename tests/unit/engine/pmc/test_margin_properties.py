@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.pmc.grouping import factorize, factorize_strings, lookup_strings
-from engine.pmc.margin import compute_margin, resolve_positions
-from engine.pmc.positions import PositionBatch
+from engine.pmc.margin import compute_margin
+from engine.pmc.positions.model import PositionBatch
+from engine.pmc.resolve import resolve_positions
 from engine.pmc.whatif import marginal_contributions
 from tests.benchmarks.bench_margin import reference_margin
 from tests.unit.engine.pmc.support import Inst, SetSpec, batch, build_set, stock

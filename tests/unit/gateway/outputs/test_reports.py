@@ -15,6 +15,7 @@ from engine.calendar import BusinessCalendar
 from gateway.cli import main
 from gateway.commands.dpl_publish import CliRuntime
 from gateway.config import load_config
+from gateway.ledger import Ledger
 from gateway.outputs.reports import (
     RECORD_COLUMNS,
     CycleNotPublished,
@@ -24,7 +25,6 @@ from gateway.outputs.reports import (
     render_json,
 )
 from gateway.publication.publish import publish_cycle
-from gateway.store import Ledger
 from tests.benchmarks.bench_dpl_publish import add_dpl_file, ledger_row, valid_fields
 from tests.support.daemon import TestConfig, make_test_config
 

@@ -12,7 +12,7 @@ import pytest
 from pypdf import PdfReader
 
 from engine.errors import UnreadableInput
-from engine.pmc.theo import TheoSetInvalid
+from engine.pmc.theo.read import TheoSetInvalid
 from gateway.pipelines.pmc import output_stem, process_position_file
 from gateway.theo_store import TheoStore, load_theo_set
 

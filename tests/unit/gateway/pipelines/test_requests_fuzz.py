@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from engine.errors import InputRejected
 from gateway.amqp.dispatch import Reply, Request
+from gateway.ledger import Ledger
 from gateway.pipelines.requests import compute_handlers, dpl_report_handler
-from gateway.store import Ledger
 from gateway.theo_store import TheoStore
 
 REPO = Path(__file__).resolve().parents[4]

@@ -11,20 +11,17 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from engine.dpl.validate import firm_sort_text
+from engine.dpl.records import firm_sort_text
 from gateway.commands.dpl_publish import CliRuntime
 from gateway.config import load_config
+from gateway.ledger import Ledger
+from gateway.publication.errors import IntakePending, PublicationBusy, PublicationCancelled
 from gateway.publication.publish import (
-    IntakePending,
-    PublicationBusy,
-    PublicationCancelled,
-    SftpTarget,
     cycle_complete,
     missing_exchanges,
     publication_lock,
     publish_cycle,
 )
-from gateway.store import Ledger
 from tests.benchmarks.bench_dpl_publish import add_dpl_file, ledger_row, valid_fields
 from tests.support.daemon import make_test_config
 
@@ -278,20 +275,6 @@ def test_the_lock_keeps_two_publications_apart(runtime: CliRuntime) -> None:
         thread.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], PublicationBusy)
     assert publish_cycle(runtime, CYCLE).complete  # free again
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("sftp://xcbo@host.example:2022/in/dpl", ("xcbo", "host.example", 2022, "/in/dpl")),
-        ("sftp://u@10.0.0.1", ("u", "10.0.0.1", 22, "")),
-        ("sftp://u%40x@h:22/a%20b", ("u@x", "h", 22, "/a b")),
-    ],
-)
-def test_sftp_targets_parse(url: str, expected: tuple[str, str, int, str]) -> None:
-    target = SftpTarget.parse(url)
-    assert (target.user, target.host, target.port, target.folder) == expected
-    assert target.path("F") == (f"{expected[3]}/F" if expected[3] else "F")
 
 
 def test_files_still_in_the_intake_hold_the_publication_back(runtime: CliRuntime) -> None:

@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from gateway.commands.dpl_publish import CliRuntime
 from gateway.config import load_config
+from gateway.ledger import Ledger
 from gateway.publication.publish import publish_cycle
 from gateway.publication.scheduler import (
     DEADLINE_JOB,
@@ -21,7 +22,6 @@ from gateway.publication.scheduler import (
     DplScheduler,
     build_publication_components,
 )
-from gateway.store import Ledger
 from tests.benchmarks.bench_dpl_publish import add_dpl_file, ledger_row, valid_fields
 from tests.support.daemon import make_test_config
 

@@ -14,18 +14,15 @@ from paramiko.sftp import (
     SFTP_PERMISSION_DENIED,
 )
 
-from gateway.sftp.filesystem import (
+from gateway.sftp.filesystem import SessionSettings, SftpAccount, SpoolSftpInterface
+from gateway.sftp.handles import (
     STALE_UPLOAD_RE,
-    SessionSettings,
-    SftpAccount,
-    SpoolSftpInterface,
     UploadFailed,
     UploadHandle,
     remove_stale_uploads,
-    split_virtual,
-    upload_name_problem,
     upload_temp_name,
 )
+from gateway.sftp.paths import split_virtual, upload_name_problem
 
 WRITE_NEW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 

@@ -10,10 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import UnreadableInput
-from engine.pmc.theo import FILES, TheoSetInvalid, parse_theo_set
+from engine.pmc.theo.model import FILES
+from engine.pmc.theo.read import TheoSetInvalid, parse_theo_set
 from tests.unit.engine.pmc.support import Inst, SetSpec, build_files, stock
 
-SAMPLE = Path(__file__).resolve().parents[4] / "config" / "samples" / "pmc" / "theo" / "2026-11-20"
+SAMPLE = Path(__file__).resolve().parents[5] / "config" / "samples" / "pmc" / "theo" / "2026-11-20"
 VEC = [-5.0, -4.0, -3.0, -2.0, -1.0, 1.0, 2.0, 3.0, 4.0, 5.0]
 
 

@@ -11,20 +11,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import UnreadableInput
-from engine.pmc.margin import margin_for_file
-from engine.pmc.positions import (
-    REJECTED,
-    WARNING,
-    detect_format,
-    parse_date,
-    parse_position_file,
-)
-from engine.pmc.theo import FILES, parse_theo_set
+from engine.pmc.positions.checks import parse_date
+from engine.pmc.positions.model import REJECTED, WARNING
+from engine.pmc.positions.read import detect_format, parse_position_file
+from engine.pmc.report import margin_for_file
+from engine.pmc.theo.model import FILES
+from engine.pmc.theo.read import parse_theo_set
 from tests.benchmarks.bench_margin import reference_margin
 
-DATA = Path(__file__).resolve().parents[3] / "data" / "pmc"
+DATA = Path(__file__).resolve().parents[4] / "data" / "pmc"
 SAMPLE_THEO = (
-    Path(__file__).resolve().parents[4] / "config" / "samples" / "pmc" / "theo" / "2026-11-20"
+    Path(__file__).resolve().parents[5] / "config" / "samples" / "pmc" / "theo" / "2026-11-20"
 )
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import store
-from gateway.store import Ledger
+from gateway.ledger import Ledger, database
 
 
 def test_new_ledger_is_wal_full_sync_at_current_version(tmp_path: Path) -> None:
@@ -16,7 +15,7 @@ def test_new_ledger_is_wal_full_sync_at_current_version(tmp_path: Path) -> None:
     conn = ledger.connect()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert ledger.schema_version() == store.schema_version() == len(store.MIGRATIONS)
+    assert ledger.schema_version() == database.schema_version() == len(database.MIGRATIONS)
     ledger.close()
 
 
@@ -31,7 +30,7 @@ def test_reopening_applies_only_missing_migrations(
         applied.append(2)
         db.execute("CREATE TABLE IF NOT EXISTS extra (x INTEGER)")  # type: ignore[attr-defined]
 
-    monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, migration_2])
+    monkeypatch.setattr(database, "MIGRATIONS", [*database.MIGRATIONS, migration_2])
     ledger = Ledger(path)
     assert applied == [2] and ledger.schema_version() == 2
     ledger.close()

@@ -10,11 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.pmc.market import MarketSnapshotInvalid, generate_instruments, parse_market_snapshot
+from engine.pmc.market import MarketSnapshotInvalid, parse_market_snapshot
 from engine.pmc.pricing import black_scholes, crr_binomial
-from engine.pmc.theo import STEPS, TheoGroups, parse_theo_set, render_theo_set
+from engine.pmc.theo.generate import generate_instruments
+from engine.pmc.theo.model import STEPS
+from engine.pmc.theo.read import parse_theo_set
+from engine.pmc.theo.write import TheoGroups, render_theo_set
 
-SAMPLE = Path(__file__).resolve().parents[4] / "config" / "samples" / "pmc" / "market.csv"
+SAMPLE = Path(__file__).resolve().parents[5] / "config" / "samples" / "pmc" / "market.csv"
 HEADER = (
     "record,portfolio_group_id,product_group_id,class_group_id,basket_id,account_type,offset_pct,"
     "move_down_pct,move_up_pct,symbol,underlying,security_type,exercise_style,settlement_style,"

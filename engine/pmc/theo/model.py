@@ -1,0 +1,340 @@
+"""The ``TheoSet`` model: the columnar arrays of a theo set, its layout and its match keys.
+
+A set is five UTF-8 CSV files (``FILES``, SPEC §7.1), read by ``engine.pmc.theo.read`` and
+written by ``engine.pmc.theo.write``; the column names and the 10 P&L points they share are
+defined here.
+
+Theory of operation. Instruments live in columnar arrays of length N (one row per instrument and
+account type) with the P&L at the 10 points in ``pnl`` of shape [N, 10] (-5..-1, +1..+5). The
+group tables are small arrays too, and every instrument row carries integer codes into them
+(``cg_code`` into class groups, ``pg_code`` into the (account type, product group) table), so the
+margin calculation never touches strings on its hot path. A 346 record finds its instrument by a
+match key (account type, symbol, security type, put/call, series date, strike in 1/10000). The key
+is an int64: each part becomes a code (symbols, series dates and strikes through small sorted
+vocabularies, searched with ``np.searchsorted``), the codes are combined in mixed radix, and the
+sorted ``key_codes`` are searched for a whole file at once; no Python object is touched per
+record. The product group of a class group comes from the dense table ``cg_pg_code``
+[account type, class group].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from engine.pmc.grouping import lookup_strings, search_sorted
+
+ACCOUNT_TYPES = ("C", "F", "M")
+SECURITY_TYPES = ("O", "I", "F", "S", "W")
+OPTION_TYPES = ("O", "I", "W")
+POINTS = 10
+POINT_LABELS = ("-5", "-4", "-3", "-2", "-1", "+1", "+2", "+3", "+4", "+5")
+PNL_COLUMNS = (
+    "pnl_m5",
+    "pnl_m4",
+    "pnl_m3",
+    "pnl_m2",
+    "pnl_m1",
+    "pnl_p1",
+    "pnl_p2",
+    "pnl_p3",
+    "pnl_p4",
+    "pnl_p5",
+)
+#: the 10 points as signed fractions of the move range: [-1, -0.8, ..., -0.2, 0.2, ..., 1]
+STEPS = np.array([-5, -4, -3, -2, -1, 1, 2, 3, 4, 5], dtype=np.float64) / 5.0
+
+FILES = ("meta.csv", "portfolio_groups.csv", "product_groups.csv", "class_groups.csv", "pnl.csv")
+META_COLUMNS = ("activity_date", "source", "equity_product_group")
+PORTFOLIO_COLUMNS = ("portfolio_group_id", "account_type", "offset_pct")
+PRODUCT_COLUMNS = (
+    "product_group_id",
+    "portfolio_group_id",
+    "account_type",
+    "offset_pct",
+    "move_down_pct",
+    "move_up_pct",
+)
+CLASS_COLUMNS = ("class_group_id", "product_group_id", "basket_id")
+PNL_FILE_COLUMNS = (
+    "account_type",
+    "product_group_id",
+    "class_group_id",
+    "underlying",
+    "symbol",
+    "security_type",
+    "exercise_style",
+    "settlement_style",
+    "series_date",
+    "expiration_date",
+    "put_call",
+    "strike",
+    "multiplier",
+    "theo_price",
+    "implied_vol",
+    "min_charge",
+    *PNL_COLUMNS,
+)
+STRIKE_SCALE = 10_000
+
+StrArray = NDArray[np.str_]
+StrColumn = Sequence[str] | NDArray[np.str_]
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+def _vocab_codes(vocab: NDArray[np.generic], values: NDArray[np.generic]) -> IntArray:
+    """Index of each value [n] in the sorted ``vocab``, -1 when absent."""
+    values = np.asarray(values)
+    if vocab.size == 0 or values.size == 0:
+        return np.full(values.shape[0], -1, dtype=np.int64)
+    pos = np.minimum(search_sorted(vocab, values), vocab.size - 1)
+    pos[vocab[pos] != values] = -1
+    return pos
+
+
+def _series_codes(vocab: StrArray, values: StrArray) -> IntArray:
+    """Index of each ISO date or '' [n] in the sorted ``vocab``, -1 when absent.
+
+    Dates are turned into YYYYMMDD integers by digit arithmetic on the code points (no string
+    sort); any value that is not exactly '' or 'YYYY-MM-DD' falls back to ``lookup_strings``.
+    """
+    vals = np.asarray(values)
+    if vals.dtype.kind != "U" or vals.dtype.itemsize != 40 or vocab.dtype.itemsize not in (4, 40):
+        return lookup_strings(vocab, vals)
+    raw = vals.view(np.uint32).reshape(-1, 10)
+    wanted = np.zeros(raw.shape[0], dtype=np.int64)
+    ok = (raw[:, 4] == 45) & (raw[:, 7] == 45)  # '-'
+    for j in (0, 1, 2, 3, 5, 6, 8, 9):
+        digit = raw[:, j] - np.uint32(48)  # wraps above 9 for anything below '0'
+        ok &= digit <= 9
+        wanted *= 10
+        wanted += digit
+    blank = raw[:, 0] == 0
+    if not bool((ok | blank).all()):
+        return lookup_strings(vocab, vals)
+    wanted[blank] = 0
+    vocab_ints = np.asarray(
+        [int(v.replace("-", "")) if v else 0 for v in vocab.tolist()], dtype=np.int64
+    )  # the set's few dates: sorted like the strings
+    if vocab_ints.size == 0:
+        return np.full(vals.shape[0], -1, dtype=np.int64)
+    pos = np.minimum(search_sorted(vocab_ints, wanted), vocab_ints.size - 1)
+    pos[vocab_ints[pos] != wanted] = -1
+    return pos
+
+
+def _choice_codes(values: StrArray, choices: Sequence[str]) -> IntArray:
+    """Index of each value [n] in ``choices`` (a handful of strings), -1 when absent."""
+    vals = np.asarray(values)
+    if vals.dtype == np.dtype("<U1") and all(len(c) <= 1 for c in choices):
+        # one character: a table over code points (a string compare per choice costs more)
+        table = np.full(129, -1, dtype=np.int64)
+        for i, c in enumerate(choices):
+            table[ord(c) if c else 0] = i
+        points = np.minimum(vals.view(np.uint32), 128)
+        return table[points]
+    out = np.full(vals.shape[0], -1, dtype=np.int64)
+    for i, c in enumerate(choices):
+        out[vals == c] = i
+    return out
+
+
+def move_fractions(down: FloatArray, up: FloatArray) -> FloatArray:
+    """The 10 signed moves for each row: shape [k] down, [k] up -> [k, 10]."""
+    down2 = np.asarray(down, dtype=np.float64)[:, None]
+    up2 = np.asarray(up, dtype=np.float64)[:, None]
+    return np.where(STEPS < 0, STEPS * down2, STEPS * up2)
+
+
+def strike_code(strike: float) -> int:
+    """Strike in 1/10000 of a dollar, the unit two strikes are compared in."""
+    return int(round(strike * STRIKE_SCALE))
+
+
+InstrumentKey = tuple[str, str, str, str, str, int]
+FullKey = tuple[InstrumentKey, str, str]
+ACCOUNT_TYPE_INDEX = {a: i for i, a in enumerate(ACCOUNT_TYPES)}
+
+
+def match_key(
+    account_type: str,
+    symbol: str,
+    security_type: str,
+    put_call: str,
+    series_date: str,
+    strike: float,
+) -> InstrumentKey:
+    """The key that joins a 346 record to an instrument row (see module docstring)."""
+    return (account_type, symbol, security_type, put_call, series_date, strike_code(strike))
+
+
+def full_key(base: InstrumentKey, exercise_style: str, settlement_style: str) -> FullKey:
+    """The base key refined by styles, used only when the base key is ambiguous in the set."""
+    return (base, exercise_style, settlement_style)
+
+
+def instrument_keys(
+    account_type: Sequence[str],
+    symbol: Sequence[str],
+    security_type: Sequence[str],
+    put_call: Sequence[str],
+    series_date: Sequence[str],
+    strike: FloatArray,
+) -> list[InstrumentKey]:
+    """Match keys of whole columns at once (each [n]); ``zip`` builds the tuples in C."""
+    codes = np.rint(np.asarray(strike, dtype=np.float64) * STRIKE_SCALE).astype(np.int64)
+    return list(
+        zip(
+            list(account_type),
+            list(symbol),
+            list(security_type),
+            list(put_call),
+            list(series_date),
+            codes.tolist(),
+            strict=True,
+        )
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class TheoSet:
+    """One theoretical P&L set, columnar.
+
+    Portfolio groups, shape [P]: ``port_ids``, ``port_account_types``, ``port_offsets``.
+    Product groups, shape [Q] (one row per product group and account type): ``pg_ids``,
+    ``pg_account_types``, ``pg_port`` (code into portfolio groups, -1 for none), ``pg_offsets``
+    (NaN when empty: its class groups stand alone), ``pg_move_down``, ``pg_move_up``.
+    Class groups, shape [C]: ``cg_ids``, ``cg_product_groups``, ``cg_baskets`` ('' for none).
+    Instruments, shape [N] (``pnl`` [N, 10]): the columns of ``pnl.csv`` plus ``cg_code`` and
+    ``pg_code``. ``key_codes`` [K] (sorted, see ``encode_keys``) with ``key_rows`` [K] give the
+    instrument row of each match key, or -1 when several rows share it (then ``full_index``
+    decides by exercise and settlement style). ``cg_pg_code`` [3, C]
+    gives the product group code of each class group per account type (index of
+    ``ACCOUNT_TYPES``), -1 when the product group has no row for that type; ``equity_pg_code`` [3]
+    the same for the equity product group.
+    """
+
+    name: str
+    activity_date: str
+    source: str
+    equity_product_group: str
+    port_ids: StrArray
+    port_account_types: StrArray
+    port_offsets: FloatArray
+    pg_ids: StrArray
+    pg_account_types: StrArray
+    pg_port: IntArray
+    pg_offsets: FloatArray
+    pg_move_down: FloatArray
+    pg_move_up: FloatArray
+    cg_ids: StrArray
+    cg_product_groups: StrArray
+    cg_baskets: StrArray
+    account_type: StrArray
+    product_group: StrArray
+    class_group: StrArray
+    underlying: StrArray
+    symbol: StrArray
+    security_type: StrArray
+    exercise_style: StrArray
+    settlement_style: StrArray
+    series_date: StrArray
+    expiration_date: StrArray
+    put_call: StrArray
+    strike: FloatArray
+    multiplier: FloatArray
+    theo_price: FloatArray
+    implied_vol: FloatArray
+    min_charge: FloatArray
+    pnl: FloatArray
+    cg_code: IntArray
+    pg_code: IntArray
+    vocab_symbol: StrArray
+    vocab_series: StrArray
+    vocab_strike: IntArray
+    key_codes: IntArray
+    key_rows: IntArray
+    full_index: Mapping[FullKey, int]
+    cg_pg_code: IntArray
+    equity_pg_code: IntArray
+    port_index: Mapping[tuple[str, str], int]
+    pg_index: Mapping[tuple[str, str], int]
+    cg_index: Mapping[str, int]
+    basket_index: Mapping[str, int]
+    #: (account type, symbol) -> row of the future with the earliest series date (for 'X' spot)
+    spot_future: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        """Number of instrument rows N."""
+        return int(self.pnl.shape[0])
+
+    def encode_keys(
+        self,
+        account_type: StrArray,
+        symbol: StrArray,
+        security_type: StrArray,
+        put_call: StrArray,
+        series_date: StrArray,
+        strike: FloatArray,
+    ) -> IntArray:
+        """Match keys of whole columns [n] as int64 codes; -1 where a part is unknown to the set."""
+        parts = [
+            _choice_codes(account_type, ACCOUNT_TYPES),
+            lookup_strings(self.vocab_symbol, symbol),
+            _choice_codes(security_type, SECURITY_TYPES),
+            _choice_codes(put_call, ("", "C", "P")),
+            _series_codes(self.vocab_series, series_date),
+            _vocab_codes(
+                self.vocab_strike,
+                np.rint(np.asarray(strike, dtype=np.float64) * STRIKE_SCALE).astype(np.int64),
+            ),
+        ]
+        sizes = (
+            len(ACCOUNT_TYPES),
+            self.vocab_symbol.shape[0],
+            len(SECURITY_TYPES),
+            3,
+            self.vocab_series.shape[0],
+            self.vocab_strike.shape[0],
+        )
+        code = np.zeros(parts[0].shape[0], dtype=np.int64)
+        unknown = np.zeros(parts[0].shape[0], dtype=bool)
+        for part, size in zip(parts, sizes, strict=True):
+            code = code * max(size, 1) + np.maximum(part, 0)
+            unknown |= part < 0
+        code[unknown] = -1
+        return code
+
+    def lookup_columns(
+        self,
+        account_type: StrArray,
+        symbol: StrArray,
+        security_type: StrArray,
+        put_call: StrArray,
+        series_date: StrArray,
+        strike: FloatArray,
+    ) -> IntArray:
+        """Instrument rows for whole columns [n]: row, -1 ambiguous, -2 not in the set."""
+        codes = self.encode_keys(account_type, symbol, security_type, put_call, series_date, strike)
+        out = np.full(codes.shape[0], -2, dtype=np.int64)
+        if self.key_codes.size == 0 or codes.size == 0:
+            return out
+        pos = np.minimum(search_sorted(self.key_codes, codes), self.key_codes.size - 1)
+        hit = (self.key_codes[pos] == codes) & (codes >= 0)
+        out[hit] = self.key_rows[pos[hit]]
+        return out
+
+    def equity_moves(self, account_type: str) -> FloatArray | None:
+        """The 10 moves of the equity product group for an account type, or None if absent."""
+        code = self.pg_index.get((account_type, self.equity_product_group))
+        if code is None:
+            return None
+        moves: FloatArray = move_fractions(
+            self.pg_move_down[code : code + 1], self.pg_move_up[code : code + 1]
+        )[0]
+        return moves

@@ -1,0 +1,54 @@
+"""Configuration: one TOML file plus the account files and reference CSVs beside it.
+
+The public face of the package: ``load_config`` builds a frozen ``Config`` or raises one
+``ConfigError`` listing every problem. The TOML tables live in ``settings``, accounts in
+``accounts``, the reference CSVs in ``reference_data``, the shared parsing machinery in ``schema``.
+"""
+
+from __future__ import annotations
+
+from gateway.config.accounts import Account
+from gateway.config.reference_data import (
+    ClearingMember,
+    Exchange,
+    Nco,
+    OccHoliday,
+    ReferenceData,
+    load_reference,
+)
+from gateway.config.schema import ConfigError
+from gateway.config.settings import (
+    DEFAULT_CONFIG,
+    AmqpSettings,
+    Config,
+    DaemonSettings,
+    DplSettings,
+    IntakeSettings,
+    MetricsSettings,
+    PmcSettings,
+    SftpSettings,
+    SpoolSettings,
+    load_config,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "Account",
+    "AmqpSettings",
+    "ClearingMember",
+    "Config",
+    "ConfigError",
+    "DaemonSettings",
+    "DplSettings",
+    "Exchange",
+    "IntakeSettings",
+    "MetricsSettings",
+    "Nco",
+    "OccHoliday",
+    "PmcSettings",
+    "ReferenceData",
+    "SftpSettings",
+    "SpoolSettings",
+    "load_config",
+    "load_reference",
+]

@@ -1,0 +1,183 @@
+"""Accounts: the ``[[account]]`` tables of the config and of ``accounts_dir``, and their keys.
+
+An account is an SFTP/AMQP login of a firm or an exchange; its public keys are given inline or as
+paths (relative to the file that declares the account) to OpenSSH ``.pub`` files.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.config.schema import REQUIRED, Parser, Problems, line_of, parse_table, typed
+
+ACCOUNT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class Account:
+    """An SFTP/AMQP login. ``entity_id`` is the firm or exchange id; a firm's login is its id."""
+
+    name: str
+    kind: str  # "firm" | "exchange"
+    entity_id: str
+    submits_for: tuple[str, ...]
+    public_keys: tuple[str, ...]
+    amqp_user: str | None
+    source: Path
+
+
+ACCOUNT_SCHEMA: dict[str, tuple[Parser, Any]] = {
+    "name": (
+        typed(str, lambda v: bool(ACCOUNT_ID_RE.match(v)), "an id of letters, digits, - or _"),
+        REQUIRED,
+    ),
+    "kind": (typed(str, lambda v: v in ("firm", "exchange"), '"firm" or "exchange"'), REQUIRED),
+    "id": (
+        typed(str, lambda v: bool(ACCOUNT_ID_RE.match(v)), "an id of letters, digits, - or _"),
+        REQUIRED,
+    ),
+    "submits_for": (
+        typed(list, lambda v: all(isinstance(x, str) and x for x in v), "a list of firm ids"),
+        None,
+    ),
+    "public_keys": (
+        typed(
+            list,
+            lambda v: all(isinstance(x, str) for x in v),
+            "a list of public keys or key file paths",
+        ),
+        [],
+    ),
+    "amqp_user": (typed(str, lambda v: bool(v), "a non-empty string"), None),
+}
+
+
+def load_accounts(
+    inline: list[Any], path: Path, text: str, accounts_dir: Path, problems: Problems
+) -> list[Account]:
+    """The config's inline accounts, then those of every ``*.toml`` of ``accounts_dir``."""
+    accounts: list[Account] = []
+    for entry in inline:
+        account = _parse_account(entry, path, text, problems)
+        if account is not None:
+            accounts.append(account)
+    if accounts_dir.is_dir():
+        for file in sorted(accounts_dir.glob("*.toml")):
+            accounts.extend(_load_account_file(file, problems))
+    _check_accounts(accounts, problems)
+    return accounts
+
+
+def _parse_account(entry: Any, path: Path, text: str, problems: Problems) -> Account | None:
+    if not isinstance(entry, dict):
+        problems.add(path, "an account must be a table", None, "account")
+        return None
+    before = len(problems.items)
+    values = parse_table(
+        entry, ACCOUNT_SCHEMA, path=path, text=text, table="account", problems=problems
+    )
+    if len(problems.items) != before:
+        return None
+    keys: list[str] = []
+    for item in values["public_keys"]:
+        key = _read_public_key(item, path.parent, path, text, problems)
+        if key:
+            keys.append(key)
+    submits_for = tuple(values["submits_for"] or [values["id"]])
+    if values["kind"] == "exchange" and values["submits_for"]:
+        problems.add(
+            path,
+            "an exchange account submits for no firm",
+            line_of(text, None, "submits_for"),
+            "account.submits_for",
+        )
+    return Account(
+        name=values["name"],
+        kind=values["kind"],
+        entity_id=values["id"],
+        submits_for=submits_for if values["kind"] == "firm" else (),
+        public_keys=tuple(keys),
+        amqp_user=values["amqp_user"],
+        source=path,
+    )
+
+
+KEY_LINE_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+)\s+[A-Za-z0-9+/=]+(\s.*)?$")
+
+
+def _read_public_key(
+    item: str, base: Path, path: Path, text: str, problems: Problems
+) -> str | None:
+    """A key given inline, or a path (relative to the account file) to an OpenSSH .pub file."""
+    line = line_of(text, None, "public_keys")
+    candidate = item.strip()
+    if not KEY_LINE_RE.match(candidate):
+        key_path = Path(candidate).expanduser()
+        key_path = key_path if key_path.is_absolute() else base / key_path
+        try:
+            candidate = key_path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            problems.add(
+                path,
+                f"public key file {str(key_path)!r} cannot be read",
+                line,
+                "account.public_keys",
+            )
+            return None
+    if not KEY_LINE_RE.match(candidate):
+        problems.add(
+            path, f"not an OpenSSH public key: {candidate[:40]!r}", line, "account.public_keys"
+        )
+        return None
+    return candidate
+
+
+def _load_account_file(file: Path, problems: Problems) -> list[Account]:
+    try:
+        text = file.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        problems.add(file, f"cannot read account file: {exc}")
+        return []
+    entries = data.get("account")
+    if not isinstance(entries, list) or set(data) - {"account"}:
+        problems.add(file, "an account file holds [[account]] tables only")
+        return []
+    out = []
+    for entry in entries:
+        account = _parse_account(entry, file, text, problems)
+        if account is not None:
+            out.append(account)
+    return out
+
+
+def _check_accounts(accounts: Iterable[Account], problems: Problems) -> None:
+    names: dict[str, Account] = {}
+    amqp: dict[str, Account] = {}
+    for account in accounts:
+        if account.name in names:
+            problems.add(
+                account.source,
+                f"account name {account.name!r} is also declared in {names[account.name].source}",
+                None,
+                "account.name",
+            )
+        names[account.name] = account
+        if account.amqp_user:
+            if account.amqp_user in amqp:
+                problems.add(
+                    account.source,
+                    f"AMQP user {account.amqp_user!r} is mapped twice",
+                    None,
+                    "account.amqp_user",
+                )
+            amqp[account.amqp_user] = account
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference data

@@ -1,0 +1,28 @@
+"""The SQLite ledger: ``Ledger`` is the one object callers use, assembled from one part per flow.
+
+``database`` owns the file, its schema and migrations and the per-thread connections; ``files``
+the lifecycle of input files; ``dpl`` DPL records and publications; ``runs`` PMC results and
+scheduler runs.
+"""
+
+from __future__ import annotations
+
+from gateway.ledger.database import schema_version
+from gateway.ledger.dpl import DplLedger, dpl_sort_key, pack_fields, unpack_fields
+from gateway.ledger.files import TERMINAL_STATES, FileRow
+from gateway.ledger.runs import RunLedger
+
+
+class Ledger(DplLedger, RunLedger):
+    """Thread-safe access to the ledger file: one sqlite3 connection per thread."""
+
+
+__all__ = [
+    "TERMINAL_STATES",
+    "FileRow",
+    "Ledger",
+    "dpl_sort_key",
+    "pack_fields",
+    "schema_version",
+    "unpack_fields",
+]

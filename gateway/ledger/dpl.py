@@ -1,0 +1,304 @@
+"""DPL in the ledger: the records of each file, the publishable set of a cycle, publications.
+
+A record's rowid encodes (file id, line) as ``file_id << 32 | line``, so ``dpl_records`` is one
+append-only b-tree and a file's records are a rowid range. Record fields are stored packed
+(``pack_fields``) with a ``sort_key`` whose order is the publication order (``dpl_sort_key``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from engine.dpl.records import DplFields
+from gateway.ledger.database import (
+    DPL_DELIVERIES,
+    DPL_PUBLICATIONS,
+    DPL_RECORDS,
+    FILES,
+    iso,
+    utc_now,
+)
+from gateway.ledger.files import FileLedger
+
+# The publishable records of a cycle (valid, of current files) and the order of publication:
+# SPEC §6.6 (firm numeric-aware, aggregation unit, symbol, SubTyp) with a deterministic tie-break.
+_LINE_BITS = 32
+_LINE_MASK = (1 << _LINE_BITS) - 1
+# The records of file f: rowids from f.id << 32 to f.id << 32 | 0xffffffff.
+_RECORDS_OF_FILE = (
+    f"r.id BETWEEN (f.id << {_LINE_BITS}) AND ((f.id << {_LINE_BITS}) | {_LINE_MASK})"
+)
+_RECORD_COLUMNS = f"r.id >> {_LINE_BITS} AS file_id, r.id & {_LINE_MASK} AS line"
+_PUBLISHABLE_DPL = (
+    f" FROM {FILES} f JOIN {DPL_RECORDS} r ON {_RECORDS_OF_FILE}"
+    " WHERE f.flow = 'dpl' AND f.cycle = ? AND f.superseded_by IS NULL"
+    " AND f.state IN ('processed', 'archived') AND r.status = 'valid'"
+)
+_PUBLICATION_ORDER = " ORDER BY r.sort_key, r.id"
+
+# Record fields are stored packed: values joined by US (0x1f), None written as STX (0x02). Neither
+# character can occur in an XML attribute value, and this is several times cheaper than JSON.
+_FIELD_SEP = "\x1f"
+_NONE = "\x02"
+_SORT_SEP = "\x01"
+
+
+def pack_fields(values: Sequence[str | None]) -> str:
+    return _FIELD_SEP.join([_NONE if v is None else v for v in values])
+
+
+def unpack_fields(text: str | None) -> tuple[str | None, ...] | None:
+    if text is None:
+        return None
+    return tuple(None if v == _NONE else v for v in text.split(_FIELD_SEP))
+
+
+def dpl_sort_key(firm_sort: str, agg_unit: str, symbol: str, sub_typ: str) -> str:
+    """One text whose order is the publication order (SPEC §6.6): the parts joined by SOH,
+    which sorts before every character an attribute value can hold."""
+    return _SORT_SEP.join((firm_sort, agg_unit, symbol, sub_typ))
+
+
+class DplLedger(FileLedger):
+    """DPL records (stored with their file's state change), report queries and publications."""
+
+    def replace_dpl_records(
+        self,
+        file_id: int,
+        rows: Iterable[Sequence[Any]],
+        *,
+        cycle: str,
+        submitter: str,
+        totals: tuple[int, int, int] | Callable[[], tuple[int, int, int]],
+        before_commit: Callable[[int | None], None] | None = None,
+    ) -> int | None:
+        """Store a file's records, mark it processed and supersede the submitter's older files.
+
+        ``rows`` are ``(line, raw, status, reasons, details_json, packed_fields, sort_key)``
+        (see ``pack_fields`` and ``dpl_sort_key``) and may be a generator (consumed inside the
+        transaction); ``totals`` (total, valid, rejected) may be a callable read after the rows
+        are consumed. ``before_commit(superseded_id)`` runs inside the transaction, so outputs
+        it writes exist whenever the ledger says ``processed``. All in one transaction: a crash
+        leaves either nothing or everything. Returns the id of the file this one superseded, if
+        any. Idempotent: a rerun first deletes what an earlier attempt may have stored.
+        """
+        with self.transaction() as conn:
+            base = file_id << _LINE_BITS
+            conn.execute(
+                f"DELETE FROM {DPL_RECORDS} WHERE id BETWEEN ? AND ?", (base, base | _LINE_MASK)
+            )
+            conn.execute(f"UPDATE {FILES} SET cycle = ? WHERE id = ?", (cycle, file_id))
+            conn.executemany(
+                f"INSERT INTO {DPL_RECORDS} (id, raw, status, reasons, details, fields, sort_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((base | r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows),
+            )
+            total, valid, rejected = totals() if callable(totals) else totals
+            older = conn.execute(
+                f"SELECT id FROM {FILES} WHERE flow = 'dpl' AND firm = ? AND cycle = ?"
+                " AND id < ? AND state IN ('processed', 'archived') AND superseded_by IS NULL"
+                " ORDER BY id",
+                (submitter, cycle, file_id),
+            ).fetchall()
+            superseded = None
+            for row in older:
+                superseded = int(row["id"])
+                conn.execute(
+                    f"UPDATE {FILES} SET superseded_by = ? WHERE id = ?", (file_id, superseded)
+                )
+                self._event(conn, superseded, "superseded", f"by file {file_id}")
+            newer = conn.execute(
+                f"SELECT id FROM {FILES} WHERE flow = 'dpl' AND firm = ? AND cycle = ?"
+                " AND id > ? AND state IN ('processed', 'archived') ORDER BY id DESC LIMIT 1",
+                (submitter, cycle, file_id),
+            ).fetchone()
+            if newer is not None:  # processed out of order after a restart: newer one wins
+                conn.execute(
+                    f"UPDATE {FILES} SET superseded_by = ? WHERE id = ?",
+                    (int(newer["id"]), file_id),
+                )
+            self._set_state(
+                conn,
+                file_id,
+                "processed",
+                f"{total} records",
+                total=total,
+                valid=valid,
+                rejected=rejected,
+            )
+            if before_commit is not None:
+                before_commit(superseded)
+        return superseded
+
+    def dpl_records_for_file(self, file_id: int) -> list[sqlite3.Row]:
+        base = file_id << _LINE_BITS
+        return (
+            self.connect()
+            .execute(
+                f"SELECT {_RECORD_COLUMNS}, r.* FROM {DPL_RECORDS} r WHERE r.id BETWEEN ? AND ?"
+                " ORDER BY r.id",
+                (base, base | _LINE_MASK),
+            )
+            .fetchall()
+        )
+
+    def iter_dpl_report(
+        self, cycle: str, *, firm: str | None = None, status: str = "all"
+    ) -> Iterator[sqlite3.Row]:
+        clauses = [
+            "f.flow = 'dpl'",
+            "f.cycle = ?",
+            "f.superseded_by IS NULL",
+            "f.state IN ('processed', 'archived')",
+        ]
+        params: list[Any] = [cycle]
+        if firm is not None:
+            clauses.append("f.firm = ?")
+            params.append(firm)
+        if status != "all":
+            clauses.append("r.status = ?")
+            params.append(status)
+        cursor = self.connect().execute(
+            f"SELECT {_RECORD_COLUMNS}, r.*, f.cycle AS cycle, f.firm AS submitter,"
+            f" f.name AS file_name, f.received_at FROM {FILES} f JOIN {DPL_RECORDS} r"
+            f" ON {_RECORDS_OF_FILE} WHERE " + " AND ".join(clauses) + " ORDER BY f.firm, r.id",
+            params,
+        )
+        while True:
+            rows = cursor.fetchmany(2000)
+            if not rows:
+                return
+            yield from rows
+
+    def dpl_submitters(self, cycles: Sequence[str]) -> dict[str, set[str]]:
+        """cycle -> the submitting firms that have a current (not superseded) file for it."""
+        if not cycles:
+            return {}
+        placeholders = ", ".join("?" for _ in cycles)
+        rows = (
+            self.connect()
+            .execute(
+                f"SELECT DISTINCT cycle, firm FROM {FILES} WHERE flow = 'dpl'"
+                f" AND cycle IN ({placeholders}) AND state IN ('processed', 'archived')",
+                tuple(cycles),
+            )
+            .fetchall()
+        )
+        out: dict[str, set[str]] = {c: set() for c in cycles}
+        for row in rows:
+            out[row["cycle"]].add(row["firm"])
+        return out
+
+    # -- publications ---------------------------------------------------------------------------
+
+    def publication(self, cycle: str) -> sqlite3.Row | None:
+        return (
+            self.connect()
+            .execute(f"SELECT * FROM {DPL_PUBLICATIONS} WHERE cycle = ?", (cycle,))
+            .fetchone()
+        )
+
+    def record_publication(
+        self, *, cycle: str, delivery_date: str, sha256: str, records: int, path: str
+    ) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                f"INSERT INTO {DPL_PUBLICATIONS} (cycle, published_at, delivery_date, sha256,"
+                " records, path, runs) VALUES (?, ?, ?, ?, ?, ?, 1)"
+                " ON CONFLICT(cycle) DO UPDATE SET published_at = excluded.published_at,"
+                " delivery_date = excluded.delivery_date, sha256 = excluded.sha256,"
+                " records = excluded.records, path = excluded.path, runs = runs + 1",
+                (cycle, iso(utc_now()), delivery_date, sha256, records, path),
+            )
+
+    def record_delivery(self, *, cycle: str, exchange: str, sha256: str, target: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                f"INSERT INTO {DPL_DELIVERIES} (cycle, exchange, delivered_at, sha256, target)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(cycle, exchange) DO UPDATE SET"
+                " delivered_at = excluded.delivered_at, sha256 = excluded.sha256,"
+                " target = excluded.target",
+                (cycle, exchange, iso(utc_now()), sha256, target),
+            )
+
+    def forget_delivery(self, cycle: str, exchange: str) -> None:
+        """Drop the delivery row before the target is touched again (redelivery), so the ledger
+        never claims a delivery that a crash midway left incomplete."""
+        with self.transaction() as conn:
+            conn.execute(
+                f"DELETE FROM {DPL_DELIVERIES} WHERE cycle = ? AND exchange = ?", (cycle, exchange)
+            )
+
+    def deliveries(self, cycle: str) -> dict[str, str]:
+        rows = (
+            self.connect()
+            .execute(f"SELECT exchange, sha256 FROM {DPL_DELIVERIES} WHERE cycle = ?", (cycle,))
+            .fetchall()
+        )
+        return {r["exchange"]: r["sha256"] for r in rows}
+
+    def last_deliveries(self) -> dict[str, dt.datetime]:
+        rows = (
+            self.connect()
+            .execute(
+                f"SELECT exchange, max(delivered_at) AS at FROM {DPL_DELIVERIES} GROUP BY exchange"
+            )
+            .fetchall()
+        )
+        return {r["exchange"]: dt.datetime.fromisoformat(r["at"]) for r in rows}
+
+    def iter_publishable_dpl_values(
+        self, cycle: str, names: Sequence[str], batch: int = 5000
+    ) -> Iterator[Sequence[Any]]:
+        """Valid records of the cycle's current files, in publication order, streamed: the
+        values of the named fields (names of ``engine.dpl.records.DplFields``, the packed
+        order)."""
+        order = {name: i for i, name in enumerate(DplFields._fields)}
+        try:
+            picks = [order[name] for name in names]
+        except KeyError as exc:
+            raise ValueError(f"not a field name: {exc.args[0]!r}") from None
+        cursor = self.connect().cursor()
+        cursor.row_factory = None
+        cursor.execute("SELECT r.fields" + _PUBLISHABLE_DPL + _PUBLICATION_ORDER, (cycle,))
+        everything = picks == list(range(len(DplFields._fields)))
+        while True:
+            rows = cursor.fetchmany(batch)
+            if not rows:
+                return
+            for (text,) in rows:
+                values = unpack_fields(text) or ()
+                yield values if everything else tuple(values[i] for i in picks)
+
+    def count_publishable_dpl(self, cycle: str) -> int:
+        """How many records ``iter_publishable_dpl_values(cycle, ...)`` yields (for progress)."""
+        return int(
+            self.connect().execute("SELECT count(*)" + _PUBLISHABLE_DPL, (cycle,)).fetchone()[0]
+        )
+
+    def count_unfinished_dpl_files(self, received_before: dt.datetime) -> int:
+        """DPL files received before an instant but not processed yet (still in the intake)."""
+        return int(
+            self.connect()
+            .execute(
+                f"SELECT count(*) FROM {FILES} WHERE flow = 'dpl'"
+                " AND state IN ('received', 'claimed') AND received_at < ?",
+                (iso(received_before),),
+            )
+            .fetchone()[0]
+        )
+
+    def earliest_dpl_cycle(self) -> str | None:
+        """The oldest cycle with a DPL file or a publication, or None for a fresh ledger."""
+        row = (
+            self.connect()
+            .execute(
+                f"SELECT min(c) FROM (SELECT min(cycle) AS c FROM {FILES} WHERE flow = 'dpl'"
+                f" AND cycle IS NOT NULL UNION ALL SELECT min(cycle) FROM {DPL_PUBLICATIONS})"
+            )
+            .fetchone()
+        )
+        return str(row[0]) if row and row[0] is not None else None

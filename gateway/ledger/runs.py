@@ -1,0 +1,59 @@
+"""Outcome rows in the ledger: PMC results of portfolio files and runs of scheduled jobs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from gateway.ledger.database import PMC_RESULTS, SCHEDULER_RUNS, iso, utc_now
+from gateway.ledger.files import FileLedger
+
+
+class RunLedger(FileLedger):
+    """The ``pmc_results`` and ``scheduler_runs`` tables."""
+
+    def record_pmc_result(
+        self,
+        file_id: int,
+        *,
+        theo_date: str,
+        counts: dict[str, int],
+        requirement: float,
+        outputs: Sequence[str],
+    ) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO {PMC_RESULTS} (file_id, theo_date, accepted, rejected,"
+                " invalid_series, warnings, requirement, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    file_id,
+                    theo_date,
+                    counts.get("accepted", 0),
+                    counts.get("rejected", 0),
+                    counts.get("invalid_series", 0),
+                    counts.get("warnings", 0),
+                    requirement,
+                    json.dumps(list(outputs)),
+                ),
+            )
+            self._set_state(conn, file_id, "processed", f"theo {theo_date}")
+
+    def record_scheduler_run(self, job: str, cycle: str, outcome: str, detail: str = "") -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                f"INSERT INTO {SCHEDULER_RUNS} (job, cycle, at, outcome, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (job, cycle, iso(utc_now()), outcome, detail),
+            )
+
+    def scheduler_outcomes(self, job: str, cycle: str) -> list[str]:
+        """Outcomes of the recorded runs of ``job`` for ``cycle``, oldest first."""
+        rows = (
+            self.connect()
+            .execute(
+                f"SELECT outcome FROM {SCHEDULER_RUNS} WHERE job = ? AND cycle = ? ORDER BY id",
+                (job, cycle),
+            )
+            .fetchall()
+        )
+        return [r["outcome"] for r in rows]

@@ -1,0 +1,153 @@
+"""Building a cycle's aggregated DPL file in ``spool/state/publications/`` (SPEC §6.6).
+
+Owns the file's names (``DPL_<YYYYMMDD>.fixml``, the ``sha256sum`` line of its sidecar, the
+``RptID`` of each record), the streaming build from the ledger through
+``engine.dpl.canonical.canonical_line`` into an atomically renamed file hashed while written, the
+progress shown during a long build, the check that a built file still matches the ledger, and the
+pruning of older built files. Nothing here delivers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from engine.dpl.canonical import canonical_line
+from engine.dpl.records import DplFields
+from engine.errors import EngineBug
+from gateway.config import Config
+from gateway.ledger import Ledger
+from gateway.publication.errors import PublicationCancelled, PublicationError
+from gateway.spool.fsio import atomic_writer
+
+log = logging.getLogger(__name__)
+
+PUBLICATIONS_DIR = "publications"
+KEEP_BUILT = 3
+"""Built files kept in ``state/publications`` (older ones are rebuilt identically if needed)."""
+WRITE_BATCH = 5000
+LOG_EVERY_RECORDS = 250_000
+
+
+def publication_name(cycle: dt.date) -> str:
+    return f"DPL_{cycle:%Y%m%d}.fixml"
+
+
+def sidecar_text(sha256: str, name: str) -> bytes:
+    """The ``sha256sum`` line of a file: ``<hex>  <name>\\n``."""
+    return f"{sha256}  {name}\n".encode("ascii")
+
+
+def rpt_id(cycle: dt.date, sequence: int) -> str:
+    """The unique ``RptID`` of the ``sequence``-th record (from 1) of a cycle's file."""
+    return f"{cycle:%Y%m%d}{sequence:09d}"
+
+
+def publications_dir(config: Config) -> Path:
+    return config.spool.state_dir / PUBLICATIONS_DIR
+
+
+def build_file(
+    ledger: Ledger,
+    cycle: dt.date,
+    delivery_date: dt.date,
+    target: Path,
+    *,
+    progress: bool = False,
+    cancel: threading.Event | None = None,
+) -> tuple[str, int]:
+    """Stream the cycle's publishable records into ``target`` atomically; (sha256, records)."""
+    key = cycle.isoformat()
+    prefix = f"{cycle:%Y%m%d}"
+    dlv_dt = delivery_date.isoformat()
+    digest = hashlib.sha256()
+    count = 0
+    total = ledger.count_publishable_dpl(key) if progress else None
+    make = DplFields._make
+    values = ledger.iter_publishable_dpl_values(key, DplFields._fields, batch=WRITE_BATCH)
+    with _progress(total, f"DPL {key}", enabled=progress) as advance, atomic_writer(target) as fh:
+        batch: list[bytes] = []
+        append = batch.append
+        for row in values:
+            count += 1
+            try:
+                append(canonical_line(make(row), rpt_id=f"{prefix}{count:09d}", dlv_dt=dlv_dt))
+            except EngineBug as exc:
+                raise PublicationError(
+                    f"cycle {key}: stored record #{count} cannot be published: {exc}"
+                ) from exc
+            if len(batch) >= WRITE_BATCH:
+                _write_lines(fh, digest, batch)
+                advance(len(batch))
+                batch.clear()
+                if cancel is not None and cancel.is_set():
+                    raise PublicationCancelled(f"cycle {key}: stopped while building")
+        if batch:
+            _write_lines(fh, digest, batch)
+            advance(len(batch))
+    return digest.hexdigest(), count
+
+
+def _write_lines(fh: BinaryIO, digest: Any, lines: list[bytes]) -> None:
+    lines.append(b"")
+    data = b"\n".join(lines)  # every line LF-terminated
+    digest.update(data)
+    fh.write(data)
+    lines.pop()
+
+
+@contextlib.contextmanager
+def _progress(total: int | None, label: str, *, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on a terminal, else a log line every ``LOG_EVERY_RECORDS`` records."""
+    if enabled and sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        ) as bar:
+            task = bar.add_task(label, total=total)
+            yield lambda n: bar.advance(task, n)
+        return
+    done = 0
+    next_log = LOG_EVERY_RECORDS
+
+    def advance(n: int) -> None:
+        nonlocal done, next_log
+        done += n
+        if done >= next_log:
+            log.info("%s: %d%s records written", label, done, f"/{total}" if total else "")
+            next_log += LOG_EVERY_RECORDS
+
+    yield advance
+
+
+def file_has_sha256(path: Path, sha256: str) -> bool:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1024 * 1024):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return False
+    return digest.hexdigest() == sha256
+
+
+def prune_built(folder: Path, keep: int) -> None:
+    """Keep the ``keep`` most recent built files (names sort by cycle date)."""
+    built = sorted(p for p in folder.glob("DPL_*.fixml") if p.is_file())
+    for old in built[:-keep] if keep > 0 else built:
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()

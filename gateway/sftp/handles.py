@@ -1,0 +1,264 @@
+"""The open files of an SFTP session: plain reads, and crash-safe uploads.
+
+An upload never writes the visible name: it goes to ``.<name>.<token>.upload`` in the target
+folder, a write that would pass ``max_file_bytes`` fails and discards it, and only a normal close
+fsyncs it and renames it over the final name. Temporary files left by a daemon that was killed
+are removed by ``remove_stale_uploads`` at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from paramiko import SFTPAttributes, SFTPHandle
+
+from gateway.sftp.paths import (
+    INBOUND,
+    NAME_MAX_BYTES,
+    SFTP_FAILURE,
+    SFTP_OK,
+    SFTP_PERMISSION_DENIED,
+    Refused,
+    errno_status,
+    fsync_folder,
+)
+
+if TYPE_CHECKING:
+    from gateway.sftp.filesystem import SpoolSftpInterface
+
+log = logging.getLogger(__name__)
+
+UPLOAD_SUFFIX = ".upload"
+_TOKEN_HEX = 12
+STALE_UPLOAD_RE = re.compile(r"^\..*\.[0-9a-f]{12}\.upload$", re.DOTALL)
+
+
+class UploadFailed(Exception):
+    """Raised from ``close`` so that the client gets a failure status for its close request."""
+
+
+def upload_temp_name(name: str) -> str:
+    """A hidden temporary name for an upload of ``name`` that fits the 255-byte name limit."""
+    token = secrets.token_hex(_TOKEN_HEX // 2)
+    room = NAME_MAX_BYTES - len(token) - len(UPLOAD_SUFFIX) - 2
+    stem = name.encode("utf-8")[:room].decode("utf-8", errors="ignore")
+    return f".{stem}.{token}{UPLOAD_SUFFIX}"
+
+
+def remove_stale_uploads(root: Path) -> int:
+    """Delete upload temporary files left under ``root/inbound`` by a previous run; count them."""
+    removed = 0
+    inbound = root / INBOUND
+    if not inbound.is_dir():
+        return 0
+    for folder, dirs, files in os.walk(inbound, followlinks=False):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if STALE_UPLOAD_RE.match(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+    return removed
+
+
+class ReadHandle(SFTPHandle):  # type: ignore[misc]
+    """An open file for reading: positional reads on a file descriptor."""
+
+    def __init__(self, fd: int, flags: int) -> None:
+        super().__init__(flags)
+        self._fd = fd
+        self._closed = False
+
+    def read(self, offset: int, length: int) -> bytes | int:
+        try:
+            return os.pread(self._fd, length, offset)
+        except OSError as exc:
+            return errno_status(exc)
+
+    def write(self, offset: int, data: bytes) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def stat(self) -> SFTPAttributes | int:
+        try:
+            return SFTPAttributes.from_stat(os.fstat(self._fd))
+        except OSError as exc:
+            return errno_status(exc)
+
+    def chattr(self, attr: SFTPAttributes) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+
+
+class UploadHandle(SFTPHandle):  # type: ignore[misc]
+    """A file being uploaded: written under a hidden name, renamed into place on a normal close.
+
+    States: ``open`` -> ``committed`` (closed normally and renamed), or ``failed`` (a write was
+    refused; the temporary file is already gone; the close is answered with a failure), or
+    ``aborted`` (the session ended first; the temporary file is gone).
+    """
+
+    def __init__(
+        self,
+        session: SpoolSftpInterface,
+        fd: int,
+        temp: str,
+        final: str,
+        flags: int,
+    ) -> None:
+        super().__init__(flags)
+        self._session = session
+        self._fd = fd
+        self.temp = temp
+        self.final = final
+        self._append = bool(flags & os.O_APPEND)
+        self._exclusive = bool(flags & os.O_EXCL)
+        self._times: tuple[int, int] | None = None
+        self.state = "open"
+
+    # -- data
+
+    def write(self, offset: int, data: bytes) -> int:
+        if self.state != "open":
+            return SFTP_FAILURE
+        try:
+            if self._append:
+                offset = os.fstat(self._fd).st_size
+            limit = self._session.settings.max_file_bytes
+            if offset + len(data) > limit:
+                log.warning(
+                    "sftp upload refused login=%s path=%s reason=larger than %d bytes",
+                    self._session.account.login,
+                    self._session.shown(self.final),
+                    limit,
+                )
+                self.discard("failed")
+                return SFTP_FAILURE
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(self._fd, view, offset)
+                view = view[written:]
+                offset += written
+        except OSError as exc:
+            log.warning(
+                "sftp upload write failed login=%s path=%s error=%s",
+                self._session.account.login,
+                self._session.shown(self.final),
+                exc.strerror or exc,
+            )
+            self.discard("failed")
+            return errno_status(exc)
+        return SFTP_OK
+
+    def read(self, offset: int, length: int) -> bytes | int:
+        if self.state != "open":
+            return SFTP_FAILURE
+        try:
+            return os.pread(self._fd, length, offset)
+        except OSError as exc:
+            return errno_status(exc)
+
+    def stat(self) -> SFTPAttributes | int:
+        if self.state != "open":
+            return SFTP_FAILURE
+        try:
+            return SFTPAttributes.from_stat(os.fstat(self._fd))
+        except OSError as exc:
+            return errno_status(exc)
+
+    def chattr(self, attr: SFTPAttributes) -> int:
+        if self.state != "open":
+            return SFTP_FAILURE
+        try:
+            times = requested_times(attr)
+            size = requested_size(attr)
+        except Refused as refused:
+            return refused.code
+        if size is not None:
+            if size > self._session.settings.max_file_bytes:
+                return SFTP_FAILURE
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError as exc:
+                return errno_status(exc)
+        if times is not None:
+            self._times = times  # applied at commit, after the last write
+        return SFTP_OK
+
+    # -- endings
+
+    def close(self) -> None:
+        """A normal close by the client: commit. Raises ``UploadFailed`` to report a failure."""
+        if self.state == "failed":
+            self.discard("aborted")
+            raise UploadFailed(f"upload of {self.final} failed")
+        if self.state != "open":
+            return
+        try:
+            self._commit()
+        except OSError as exc:
+            log.error(
+                "sftp upload could not be completed login=%s path=%s error=%s",
+                self._session.account.login,
+                self._session.shown(self.final),
+                exc.strerror or exc,
+            )
+            self.discard("aborted")
+            raise UploadFailed(str(exc)) from exc
+        self.state = "committed"
+        self._session.upload_committed(self)
+
+    def discard(self, state: str) -> None:
+        """Forget the upload: close and delete the temporary file.
+
+        ``failed`` keeps the handle known to the session until its close has been answered with
+        a failure; ``aborted`` is final.
+        """
+        was_open = self.state == "open"
+        self.state = state
+        if was_open:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp)
+        if state != "failed":
+            self._session.upload_finished(self)
+
+    def _commit(self) -> None:
+        if self._times is not None:
+            os.utime(self._fd, self._times)
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = -1
+        if self._exclusive:
+            os.link(self.temp, self.final)  # never replaces: the client asked for O_EXCL
+            os.unlink(self.temp)
+        else:
+            os.replace(self.temp, self.final)
+        fsync_folder(os.path.dirname(self.final))
+        self._session.upload_finished(self)
+
+
+def requested_times(attr: SFTPAttributes) -> tuple[int, int] | None:
+    flags = attr._flags
+    if flags & SFTPAttributes.FLAG_UIDGID:
+        raise Refused(SFTP_PERMISSION_DENIED, "changing owners is not allowed")
+    if flags & SFTPAttributes.FLAG_AMTIME:
+        return (int(attr.st_atime), int(attr.st_mtime))
+    return None
+
+
+def requested_size(attr: SFTPAttributes) -> int | None:
+    if attr._flags & SFTPAttributes.FLAG_SIZE:
+        return int(attr.st_size)
+    return None

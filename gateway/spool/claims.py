@@ -1,0 +1,254 @@
+"""The life of an input file on disk and in the ledger: claimed into ``work/``, archived or
+quarantined, and reconciled after a crash.
+
+Claiming writes the intent into the ledger first (state ``received`` with the planned work path),
+then renames the file into the spool's ``work`` folder (same filesystem, atomic), hashes it and
+records ``claimed``; the same content from the same firm and flow twice is archived as a
+``duplicate`` instead. A processed file moves to ``archive/<receipt date>/`` (``archived``); an
+unreadable one to ``quarantine/`` with a ``.reason.json`` beside it. ``reconcile`` brings every
+non-terminal ledger row in line with the disk, so ``kill -9`` at any instant loses nothing and
+processes nothing twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from engine.errors import UnreadableInput
+from gateway import metrics
+from gateway.ledger import FileRow, Ledger
+from gateway.spool.fsio import fsync_dir, write_atomic
+
+log = logging.getLogger(__name__)
+
+CHICAGO = ZoneInfo("America/Chicago")
+
+Alert = Callable[[str, str, Mapping[str, object]], None]
+
+
+@dataclass(frozen=True)
+class ClaimedFile:
+    """An input file owned by the daemon, in the work area, with its ledger id."""
+
+    file_id: int
+    flow: str
+    firm: str
+    name: str
+    path: Path
+    sha256: str
+    size: int
+    received_at: dt.datetime
+
+    @property
+    def stem(self) -> str:
+        return Path(self.name).stem
+
+    @classmethod
+    def from_row(cls, row: FileRow, path: Path) -> ClaimedFile:
+        return cls(
+            file_id=row.id,
+            flow=row.flow,
+            firm=row.firm,
+            name=row.name,
+            path=path,
+            sha256=row.sha256,
+            size=row.size,
+            received_at=row.received_at,
+        )
+
+
+class SpoolFiles:
+    """Moves input files between ``work``, ``archive`` and ``quarantine``, recording each step."""
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        ledger: Ledger,
+        clock: Callable[[], dt.datetime],
+        alert: Alert,
+        technical_contact: Callable[[str], str],
+    ) -> None:
+        self.root = root
+        self.ledger = ledger
+        self.clock = clock
+        self.alert = alert
+        self.technical_contact = technical_contact
+
+    def _received_at(self, mtime_ns: int) -> dt.datetime:
+        age_s = max(0.0, time.time() - mtime_ns / 1e9)
+        return self.clock() - dt.timedelta(seconds=age_s)
+
+    def work_path(self, flow: str, firm: str, name: str) -> Path:
+        """A fresh, unique path in ``work/<flow>/<firm>/`` for the input ``name``."""
+        work_dir = self.root / "work" / flow / firm
+        work_dir.mkdir(parents=True, exist_ok=True)
+        return work_dir / f"{secrets.token_hex(8)}__{name}"
+
+    def claim(self, path: Path, firm: str, flow: str) -> ClaimedFile | None:
+        """Take the inbound file ``path``; None when it vanished or is a duplicate."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        received_at = self._received_at(st.st_mtime_ns)
+        work_path = self.work_path(flow, firm, path.name)
+        file_id = self.ledger.record_file(
+            flow=flow,
+            firm=firm,
+            account=firm,
+            name=path.name,
+            sha256="",
+            size=st.st_size,
+            received_at=received_at,
+            cycle=None,
+            work_path=str(work_path),
+            source=str(path),
+        )
+        try:
+            os.rename(path, work_path)
+        except FileNotFoundError:
+            self.ledger.set_file_state(file_id, "vanished", "gone before it could be claimed")
+            return None
+        fsync_dir(work_path.parent)
+        fsync_dir(path.parent)
+        return self.finish_claim(self.ledger.file(file_id), work_path)
+
+    def finish_claim(self, row: FileRow, work_path: Path) -> ClaimedFile | None:
+        """Hash a file now in ``work``; record it ``claimed``, or archive it as a duplicate."""
+        digest, size = _sha256(work_path)
+        metrics.FILES_RECEIVED.labels(flow=row.flow, firm=row.firm).inc()
+        original = self.ledger.find_processed_duplicate(row.firm, row.flow, digest, row.id)
+        if original is not None:
+            self.ledger.set_file_state(row.id, "claimed", "hashed", sha256=digest, size=size)
+            log.info(
+                "duplicate: %s from firm %s has the content of file %d; not processed again",
+                row.name,
+                row.firm,
+                original,
+            )
+            metrics.FILES_DUPLICATE.labels(flow=row.flow).inc()
+            archived = self.archive_path(row)
+            self._move(work_path, archived)
+            self.ledger.set_file_state(
+                row.id,
+                "duplicate",
+                f"same content as file {original}",
+                duplicate_of=original,
+                archive_path=str(archived),
+            )
+            return None
+        self.ledger.set_file_state(row.id, "claimed", "hashed", sha256=digest, size=size)
+        return ClaimedFile(
+            file_id=row.id,
+            flow=row.flow,
+            firm=row.firm,
+            name=row.name,
+            path=work_path,
+            sha256=digest,
+            size=size,
+            received_at=row.received_at,
+        )
+
+    def archive_path(self, row: FileRow) -> Path:
+        day = row.received_at.astimezone(CHICAGO).date().isoformat()
+        return self.root / "archive" / day / row.firm / row.flow / f"{row.id}__{row.name}"
+
+    def archive(self, file_id: int, work_path: Path) -> None:
+        row = self.ledger.file(file_id)
+        target = self.archive_path(row)
+        self._move(work_path, target)
+        self.ledger.set_file_state(file_id, "archived", str(target), archive_path=str(target))
+
+    def _move(self, source: Path, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        fsync_dir(target.parent)
+
+    def quarantine(self, claimed: ClaimedFile, exc: UnreadableInput) -> None:
+        """Move an unreadable input to ``quarantine/`` with its reason, record it and alert."""
+        target = self.root / "quarantine" / f"{claimed.file_id}__{claimed.name}"
+        self._move(claimed.path, target)
+        contact = self.technical_contact(claimed.firm)
+        reason = {
+            "file": claimed.name,
+            "firm": claimed.firm,
+            "flow": claimed.flow,
+            "file_id": claimed.file_id,
+            "sha256": claimed.sha256,
+            "size": claimed.size,
+            "received_at": claimed.received_at.isoformat(),
+            "reason": exc.reason,
+            "message": exc.message,
+            "technical_contact": contact,
+        }
+        write_atomic(
+            target.with_name(target.name + ".reason.json"),
+            (json.dumps(reason, indent=2) + "\n").encode(),
+        )
+        self.ledger.set_file_state(
+            claimed.file_id, "quarantined", f"{exc.reason}: {exc.message}", reason=exc.reason
+        )
+        metrics.FILES_QUARANTINED.labels(flow=claimed.flow).inc()
+        self.alert(
+            "file_quarantined",
+            f"{claimed.flow} file {claimed.name!r} from firm {claimed.firm} cannot be read "
+            f"({exc.reason}: {exc.message}); contact {contact or 'unknown'}",
+            {"file_id": claimed.file_id, "firm": claimed.firm, "technical_contact": contact},
+        )
+
+    def reconcile(self, dispatch: Callable[[ClaimedFile], None]) -> None:
+        """Bring every non-terminal ledger row in line with the disk (after a crash); files that
+        still need their flow are passed to ``dispatch``."""
+        for row in self.ledger.unfinished_files():
+            work = Path(row.work_path) if row.work_path else None
+            try:
+                if row.state == "received":
+                    source = Path(row.source or "")
+                    if work is not None and work.exists():
+                        claimed = self.finish_claim(row, work)
+                    elif source.exists() and work is not None:
+                        os.rename(source, work)
+                        claimed = self.finish_claim(row, work)
+                    else:
+                        self.ledger.set_file_state(row.id, "vanished", "not found at restart")
+                        claimed = None
+                    if claimed is not None:
+                        dispatch(claimed)
+                elif row.state in ("claimed", "failed"):
+                    if work is not None and work.exists():
+                        dispatch(ClaimedFile.from_row(row, work))
+                    else:
+                        self.ledger.set_file_state(row.id, "vanished", "work file missing")
+                elif row.state == "processed":
+                    if work is not None and work.exists():
+                        self.archive(row.id, work)
+                    else:
+                        self.ledger.set_file_state(
+                            row.id,
+                            "archived",
+                            "already moved",
+                            archive_path=str(self.archive_path(row)),
+                        )
+            except Exception:
+                log.exception("cannot reconcile file %d (%s)", row.id, row.state)
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size

@@ -1,0 +1,57 @@
+"""The canonical outbound line of a valid DPL record (SPEC §6.6, Appendix A)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from engine.dpl.canonical import canonical_line
+from engine.dpl.fixml import parse_bytes
+from engine.dpl.records import DplFields
+from engine.errors import EngineBug
+
+from .support import SEED_CM, validator
+
+
+def test_canonical_line_of_the_seed_sample() -> None:
+    (record,) = parse_bytes(SEED_CM)
+    fields = validator(cycle=dt.date(2007, 7, 19)).validate(record).fields
+    assert fields is not None
+    assert canonical_line(fields, rpt_id="143771378", dlv_dt=dt.date(2007, 7, 20)) == (
+        b'<FIXML><PosRpt RptID="143771378" BizDt="2007-07-19" DlvDt="2007-07-20" ReqTyp="6"'
+        b' ModelTyp="1"><Pty ID="00005" R="4"/><Pty ID="123456789" R="38"/>'
+        b'<Pty ID="123456" R="82"><Sub ID="Goldman Sachs" Typ="5"/></Pty>'
+        b'<Instrmt Sym="GOOG" SubTyp="ETO"/><Qty Typ="DLT" Long="100"/></PosRpt></FIXML>'
+    )
+
+
+def test_canonical_line_escapes_and_keeps_quantities_as_given() -> None:
+    fields = DplFields(
+        biz_dt="2026-03-09",
+        req_typ="6",
+        model_typ="0",
+        firm_id="IAN",
+        firm_role="7",
+        agg_unit='A&B "1" <x>',
+        crd="1",
+        firm_name="Tab\there\nnewline",
+        symbol="É",
+        sub_typ="CMB",
+        long="0.000",
+        short="12.50",
+    )
+    out = canonical_line(fields, rpt_id="R<1>", dlv_dt="2026-03-10")
+    assert b'RptID="R&lt;1&gt;"' in out
+    assert b'ID="A&amp;B &quot;1&quot; &lt;x&gt;" R="38"' in out
+    assert b'ID="Tab&#9;here&#10;newline"' in out
+    assert b'<Qty Typ="DLT" Long="0.000" Short="12.50"/>' in out
+    assert "É".encode() in out and b"\n" not in out
+    (record,) = parse_bytes(out)
+    again = validator(entitled=("IAN",)).validate(record)
+    assert again.fields == fields._replace(rpt_id="R<1>", dlv_dt="2026-03-10")
+
+
+def test_canonical_line_refuses_incomplete_fields() -> None:
+    with pytest.raises(EngineBug):
+        canonical_line(DplFields(biz_dt="2026-03-09"), rpt_id="1", dlv_dt="2026-03-10")
