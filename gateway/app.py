@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.calendar import BusinessCalendar
 from engine.dpl.records import REASON_CODES
 from gateway import alerts, metrics
 from gateway.amqp.outbox import Outbox, SqliteProcessedStore
@@ -24,6 +25,7 @@ from gateway.amqp.service import AmqpService, Handler
 from gateway.config import Config, ConfigError, load_config
 from gateway.daemon import EXIT_UNAVAILABLE, Component, Daemon, StartupError
 from gateway.ledger import Ledger
+from gateway.ops_gauges import OpsGauges
 from gateway.pipelines.dpl import DplArrival, Emit, no_events
 from gateway.pipelines.pmc import PmcArrival, TheoLoader
 from gateway.pipelines.requests import (
@@ -33,6 +35,7 @@ from gateway.pipelines.requests import (
     pmc_positions_handler,
 )
 from gateway.publication.scheduler import DEADLINE_JOB, PUBLISH_JOB, build_publication_components
+from gateway.reference import business_calendar
 from gateway.sftp import SftpAccount, SftpServer, SftpStartError
 from gateway.spool.intake import SpoolIntake
 from gateway.theo_store import TheoStore
@@ -213,10 +216,21 @@ def build_daemon(config: Config) -> Daemon:
         log.info("configuration reloaded: %d accounts", len(new.accounts))
         return True
 
+    calendars: dict[int, BusinessCalendar] = {}
+
+    def calendar() -> BusinessCalendar:
+        reference = runtime.config.reference  # rebuilt only when a reload replaced it
+        if id(reference) not in calendars:
+            calendars.clear()
+            calendars[id(reference)] = business_calendar(reference)
+        return calendars[id(reference)]
+
+    gauges = OpsGauges(config.spool.root, runtime.clock, calendar)
     return Daemon(
         components,
         shutdown_grace_s=config.daemon.shutdown_grace_s,
         reload=reload,
+        on_tick=gauges.tick,
         watchdog=config.daemon.watchdog,
     )
 

@@ -16,7 +16,8 @@ Firms publish requests to the topic exchange ``posgate`` with routing key ``requ
   compute request into both queues; the alternate exchange gives each request exactly one queue
   and still lets ``posgate serve`` answer unknown types with ``UNKNOWN_TYPE``.
 * Every request queue dead-letters to ``posgate.dlx`` (topic) with an explicit
-  ``x-delivery-limit``; ``posgate.dead`` (quorum) is bound there with ``#``.
+  ``x-delivery-limit``; ``posgate.dead`` (quorum, at most ``DEAD_MAX_LENGTH`` messages, the
+  oldest dropped first) is bound there with ``#``.
 * ``posgate.events`` (topic) carries notifications: ``firm.<id>.dpl.receipt``,
   ``firm.<id>.dpl.rejected``, ``firm.<id>.pmc.result``, ``exchange.<id>.dpl.published``,
   ``ops.alert.<name>``.
@@ -47,6 +48,15 @@ DEAD_LETTER_EXCHANGE = "posgate.dlx"
 DEAD_QUEUE = "posgate.dead"
 REQUESTS_QUEUE = "posgate.requests"
 EVENTS = EVENTS_EXCHANGE
+
+DEAD_MAX_LENGTH = 10_000
+DEAD_QUEUE_ARGUMENTS: dict[str, Any] = {
+    "x-queue-type": "quorum",
+    "x-max-length": DEAD_MAX_LENGTH,
+    "x-overflow": "drop-head",
+}
+"""Dead letters are kept for inspection but bounded: past 10,000 the oldest are dropped (the
+newest say most about a live problem), and ``posgate_amqp_dead_letters`` alerts long before."""
 
 COMPUTE_TYPES: tuple[str, ...] = ("margin.whatif", "dpl.report", "ebe.query")
 """Request types served from a queue of their own, so ``posgate worker`` processes can take them."""
@@ -119,7 +129,7 @@ def topology_steps(channel: Channel, delivery_limit: int) -> list[Step]:
             DEAD_LETTER_EXCHANGE, "topic", durable=True, callback=cb
         ),
         lambda cb: channel.queue_declare(
-            DEAD_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}, callback=cb
+            DEAD_QUEUE, durable=True, arguments=DEAD_QUEUE_ARGUMENTS, callback=cb
         ),
         lambda cb: channel.queue_bind(DEAD_QUEUE, DEAD_LETTER_EXCHANGE, "#", callback=cb),
         lambda cb: channel.exchange_declare(
