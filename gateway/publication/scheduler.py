@@ -305,7 +305,7 @@ class DplScheduler:
         ledger = self.runtime.ledger
         now = self.runtime.clock()
         calendar = self.calendar()
-        published = {d for d in self._window(now) if cycle_complete(ledger, config, d)}
+        published = {d for d in self._window(now) if cycle_complete(ledger, config, d, now)}
         self._refresh_publication_gauges(published, now, calendar)
         due = due_cycles(
             now,
