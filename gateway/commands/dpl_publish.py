@@ -181,9 +181,7 @@ def run_publish(args: argparse.Namespace) -> int:
     return EX_UNAVAILABLE if result.unreachable else EX_FAILURE
 
 
-def _outside_history(
-    ledger: Ledger, config: Config, today: dt.date, cycle: dt.date
-) -> str | None:
+def _outside_history(ledger: Ledger, config: Config, today: dt.date, cycle: dt.date) -> str | None:
     """Why ``cycle`` is too old to publish, or None: it must lie within the ledger's DPL history
     or within ``publish_window_days`` of today (a fresh installation has no history yet)."""
     window_start = today - dt.timedelta(days=config.dpl.publish_window_days)

@@ -284,9 +284,7 @@ class DplLedger(FileLedger):
     def mark_publication_final(self, cycle: str) -> None:
         """A preliminary publication found unchanged after the cutoff becomes the final one."""
         with self.transaction() as conn:
-            conn.execute(
-                f"UPDATE {DPL_PUBLICATIONS} SET preliminary = 0 WHERE cycle = ?", (cycle,)
-            )
+            conn.execute(f"UPDATE {DPL_PUBLICATIONS} SET preliminary = 0 WHERE cycle = ?", (cycle,))
 
     def record_delivery(self, *, cycle: str, exchange: str, sha256: str, target: str) -> None:
         with self.transaction() as conn:

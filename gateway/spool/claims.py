@@ -4,7 +4,8 @@ quarantined, and reconciled after a crash.
 Claiming writes the intent into the ledger first (state ``received`` with the planned work path),
 then renames the file into the spool's ``work`` folder (same filesystem, atomic), hashes it and
 records ``claimed``; bytes sent before are a new submission like any other (only noted). A processed file moves to ``archive/<receipt date>/`` (``archived``); an
-unreadable one to ``quarantine/`` with a ``.reason.json`` beside it. ``reconcile`` brings every
+unreadable one to ``quarantine/`` with a ``.reason.json`` beside it, and the firm finds
+``<name>.unreadable.json`` (reason, receipt time, sha256, what to do) in its ``outbound/<flow>/``. ``reconcile`` brings every
 non-terminal ledger row in line with the disk, so ``kill -9`` at any instant loses nothing and
 processes nothing twice.
 """
@@ -26,6 +27,7 @@ from engine.errors import UnreadableInput
 from gateway import metrics
 from gateway.ledger import FileRow, Ledger
 from gateway.spool.fsio import fsync_dir, write_atomic
+from gateway.spool.naming import upload_output_base
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +195,7 @@ class SpoolFiles:
             target.with_name(target.name + ".reason.json"),
             (json.dumps(reason, indent=2) + "\n").encode(),
         )
+        self._tell_firm(claimed, exc)
         self.ledger.set_file_state(
             claimed.file_id, "quarantined", f"{exc.reason}: {exc.message}", reason=exc.reason
         )
@@ -203,6 +206,39 @@ class SpoolFiles:
             f"({exc.reason}: {exc.message}); contact {contact or 'unknown'}",
             {"file_id": claimed.file_id, "firm": claimed.firm, "technical_contact": contact},
         )
+
+    def _tell_firm(self, claimed: ClaimedFile, exc: UnreadableInput) -> None:
+        """``<name>.unreadable.json`` in the firm's ``outbound/<flow>/``: no records can be
+        returned for a file that cannot be read, so the firm learns it this way (an operator
+        alert alone would leave it waiting for a receipt)."""
+        folder = self.root / "firms" / claimed.firm / "outbound" / claimed.flow
+        note = {
+            "schema_version": 1,
+            "file": claimed.name,
+            "received_at": claimed.received_at.isoformat(),
+            "sha256": claimed.sha256,
+            "size": claimed.size,
+            "reason": exc.reason,
+            "message": exc.message,
+            "processed": False,
+            "what_to_do": (
+                "The file could not be read at all, so none of its records were processed. "
+                "Check that it is the intended file (UTF-8 text, one FIXML message per line or "
+                "one complete Batch document for DPL), correct it and upload it again; the "
+                "latest readable file of the cycle is the one that counts."
+                if claimed.flow == "dpl"
+                else "The file could not be read at all and was not processed. Correct it and "
+                "upload it again."
+            ),
+        }
+        try:
+            with upload_output_base(self.ledger, claimed.file_id, claimed.name, folder) as base:
+                write_atomic(
+                    folder / f"{base}.unreadable.json",
+                    (json.dumps(note, indent=2) + "\n").encode(),
+                )
+        except Exception:  # the quarantine and the alert stand even if this cannot be written
+            log.exception("cannot write the unreadable notice for file %d", claimed.file_id)
 
     def reconcile(self, dispatch: Callable[[ClaimedFile], None]) -> None:
         """Bring every non-terminal ledger row in line with the disk (after a crash); files that
