@@ -6,20 +6,26 @@ Theory of operation
 run, so the daemon's scheduler and ``posgate dpl publish`` never publish at the same time: the
 second one waits, then finds the cycle done.
 
-1. **Decide.** The ledger's publication row (sha256, delivery date) and delivery rows say what each
-   exchange already holds. Without ``force``, a cycle whose every receiving exchange
-   (``receives_dpl=Y`` in ``reference/exchanges.csv``) holds the recorded sha256 is left alone.
-2. **Build** (when there is no publication yet, with ``force``, or when the built file is gone or
-   no longer matches the ledger). Not while DPL files received before the cycle's cutoff are
-   still in the intake (``IntakePending``, unless ``force``): their records belong in the file.
-   Valid, current records stream from
+1. **Decide.** The ledger's publication row (sha256, delivery date, preliminary flag), the files it
+   was built from and the delivery rows say what each exchange already holds. Without ``force``,
+   a cycle whose every receiving exchange (``receives_dpl=Y`` in ``reference/exchanges.csv``)
+   holds the recorded sha256 is left alone, unless the cycle *changed*: its current files (latest
+   per firm, processed) are not the files the publication was built from. A preliminary
+   publication (made before the cutoff) that is unchanged after the cutoff simply becomes final.
+2. **Build** (when there is no publication yet, with ``force``, when the cycle changed, when a
+   preliminary publication meets its cutoff, or when the built file is gone or no longer matches
+   the ledger). Not while DPL files received before the cycle's cutoff are still in the intake
+   (``IntakePending``, unless ``force``): their records belong in the file. The current file ids
+   are taken first and the build reads exactly those files' valid records from
    ``Ledger.iter_publishable_dpl_values`` (SPEC order: firm, aggregation unit, symbol, SubTyp)
    through ``engine.dpl.canonical.canonical_line`` into a hidden temporary file in
-   ``spool/state/publications/``,
-   hashed while written, fsynced and renamed to ``DPL_<YYYYMMDD>.fixml``; memory does not grow
-   with the number of records. ``RptID`` is ``<YYYYMMDD><9-digit sequence>`` in publication order;
-   ``DlvDt`` is the Chicago date of the cycle's *first* publication, kept in the ledger and reused,
-   so rebuilding an unchanged cycle gives identical bytes. Then the publication is recorded.
+   ``spool/state/publications/``, hashed while written, fsynced and renamed to
+   ``DPL_<YYYYMMDD>.fixml``; memory does not grow with the number of records. ``RptID`` is
+   ``<YYYYMMDD><9-digit sequence>`` in publication order; ``DlvDt`` is the Chicago date of the
+   publication, reused while the cycle's files stay the same, so rebuilding an unchanged cycle
+   gives identical bytes; a cycle that changed gets today's date. The publication is recorded
+   with the file ids it was built from (the on-demand report reads exactly those) and whether it
+   is preliminary.
 3. **Deliver** the built file to every receiving exchange that lacks this sha256 (to all of them
    with ``force``). ``spool``: into ``spool/exchanges/<id>/outbound/dpl/``. ``sftp://user@host:port
    /path``: pushed with paramiko using the daemon's own key (``spool/state/push_key``). Either way
@@ -28,7 +34,10 @@ second one waits, then finds the cycle done.
    sidecar always describes the complete file beside it. A redelivery first drops the exchange's
    delivery row, so the ledger never claims a delivery a crash left half-done. Each delivery is
    recorded in the ledger, sets the exchange's last-publication metric and emits
-   ``exchange.<id>.dpl.published``.
+   ``exchange.<id>.dpl.published`` (with ``preliminary`` and, for a replacement, ``replaces``: the
+   earlier sha256). A replacement reaches exchanges under the same name with a new sidecar.
+4. **Report.** Once every exchange holds the publication, each firm of the cycle finds its
+   on-demand report in ``outbound/dpl/reports/DPL_<YYYYMMDD>.report.csv``.
 
 A crash (``kill -9``) at any point leaves under the visible names either the previous complete file
 or nothing new: temporaries are hidden (``.DPL_*.tmp``) locally and ``DPL_*.part`` remotely (the
