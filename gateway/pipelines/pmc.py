@@ -2,8 +2,10 @@
 
 ``process_position_file`` parses a 346 file (engine), computes its margin against a theo set and
 writes, each atomically (temp name, fsync, rename, fsync folder), into the firm's
-``outbound/pmc/``: ``<stem>.results.csv``, ``<stem>.summary.csv``, ``<stem>.errors.csv`` (always,
-header only when clean) and ``<stem>.pdf`` when configured. A file that cannot be read at all
+``outbound/pmc/``: ``<name>.results.csv``, ``<name>.summary.csv``, ``<name>.errors.csv`` (always,
+header only when clean) and ``<name>.pdf`` when configured, ``<name>`` being the upload's output
+base (``gateway.spool.naming``: its full name, never shared with another upload, never
+overwriting outputs the firm has not fetched). A file that cannot be read at all
 raises ``UnreadableInput`` and writes nothing: the caller quarantines it. Per-line problems never
 stop the file. ``TransientError`` from the disk propagates for a retry.
 """
@@ -28,6 +30,7 @@ from gateway.outputs.margin.data import errors_csv, results_csv, summary_csv
 from gateway.outputs.margin.pdf import report_pdf
 from gateway.spool.claims import ClaimedFile
 from gateway.spool.fsio import write_atomic
+from gateway.spool.naming import upload_output_base
 from gateway.theo_store import TheoStore
 
 log = logging.getLogger(__name__)
@@ -90,14 +93,16 @@ def process_position_file(
     theo: TheoSet,
     outbound_dir: Path,
     write_pdf: bool,
+    output_base: str | None = None,
 ) -> PmcOutcome:
     """Process one position file's bytes for ``firm`` into ``outbound_dir`` (see module doc).
 
-    Raises ``UnreadableInput`` for a file that cannot be read at all.
+    Outputs are named ``<output_base>.<kind>`` (by default the stem of ``name``). Raises
+    ``UnreadableInput`` for a file that cannot be read at all.
     """
     started = time.monotonic()
     report, fmt = compute_report(data, theo=theo, firm=firm)
-    stem = output_stem(name)
+    stem = output_base if output_base is not None else output_stem(name)
     outbound_dir = Path(outbound_dir)
     outputs = {
         "results": outbound_dir / f"{stem}.results.csv",
@@ -174,14 +179,17 @@ class PmcArrival:
         theo = self.theo.latest()
         if theo is None:
             raise TransientError("no theoretical P&L set is loaded yet (spool/internal/theo/)")
-        outcome = process_position_file(
-            claimed.path.read_bytes(),
-            name=claimed.name,
-            firm=claimed.firm,
-            theo=theo,
-            outbound_dir=self.spool_root / "firms" / claimed.firm / "outbound" / "pmc",
-            write_pdf=self.write_pdf(),
-        )
+        outbound = self.spool_root / "firms" / claimed.firm / "outbound" / "pmc"
+        with upload_output_base(self.ledger, claimed.file_id, claimed.name, outbound) as base:
+            outcome = process_position_file(
+                claimed.path.read_bytes(),
+                name=claimed.name,
+                firm=claimed.firm,
+                theo=theo,
+                outbound_dir=outbound,
+                write_pdf=self.write_pdf(),
+                output_base=base,
+            )
         self.ledger.record_pmc_result(
             claimed.file_id,
             theo_date=outcome.theo_date,
