@@ -31,6 +31,8 @@ PRECONDITION_FAILED; the connection loop logs it and keeps retrying, so the oper
 from __future__ import annotations
 
 import socket
+import ssl
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +105,8 @@ def connection_parameters(settings: AmqpSettings, role: str) -> pika.URLParamete
     A user or password written in the URL is ignored: secrets never come from config files.
     """
     params = pika.URLParameters(settings.url)
+    if settings.url.startswith("amqps://"):
+        params.ssl_options = tls_options(settings)
     params.credentials = pika.PlainCredentials(
         settings.username, settings.password, erase_on_connect=False
     )
@@ -116,6 +120,19 @@ def connection_parameters(settings: AmqpSettings, role: str) -> pika.URLParamete
         "product": "posgate",
     }
     return params
+
+
+def tls_options(settings: AmqpSettings) -> pika.SSLOptions:
+    """amqps: verify the broker's certificate and host name (the system CAs, or ``ca_file``),
+    and present ``cert_file``/``key_file`` when set (brokers with ``fail_if_no_peer_cert``)."""
+    context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.cert_file:
+        context.load_cert_chain(
+            str(settings.cert_file), str(settings.key_file) if settings.key_file else None
+        )
+    host = urllib.parse.urlsplit(settings.url).hostname or ""
+    return pika.SSLOptions(context, server_hostname=host)
 
 
 Step = Callable[[Callable[[Any], None]], None]
