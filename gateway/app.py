@@ -222,11 +222,38 @@ class LedgerComponent:
         return self._thread is not None and self._thread.is_alive()
 
 
+INSTANCE_LOCK = "posgate.lock"
+_held_locks: list[int] = []  # open for the life of the process: the kernel drops it at exit
+
+
+def lock_instance(state_dir: Path) -> None:
+    """One ``posgate serve`` per spool: an exclusive ``flock`` on ``state/posgate.lock``, taken
+    before the ledger is opened, so a second daemon on the same spool touches nothing and exits
+    69. The lock goes with the process (crash or kill -9 included); the file stays, harmlessly."""
+    import fcntl
+
+    path = state_dir / INSTANCE_LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise StartupError(
+            f"another posgate serve (pid {holder}) already runs on this spool ({path})",
+            EXIT_UNAVAILABLE,
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held_locks.append(fd)
+
+
 def build_daemon(config: Config) -> Daemon:
     """Build every adapter and pipeline of ``config``; return the Daemon ready to ``run``.
 
     SIGHUP reloads the same file (``config.path``)."""
     prepare_spool(config)
+    lock_instance(config.spool.state_dir)
     try:
         ledger = Ledger(config.spool.ledger_path)
     except Exception as exc:
