@@ -149,7 +149,9 @@ def test_unreadable_upload_is_quarantined_and_alerted(
     reason = json.loads(next((cfg.spool / "quarantine").glob("*.reason.json")).read_text())
     assert reason["firm"] == "00005" and reason["file"] == "garbage.fixml"
     assert "clearing-ops@gs.example" in reason["technical_contact"]
-    assert not list((cfg.spool / "firms" / "00005" / "outbound" / "dpl").iterdir())
+    # no records come back (none could be read), only the notice of the unreadable file
+    outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
+    assert [p.name for p in outbound.iterdir()] == ["garbage.fixml.unreadable.json"]
     wait_for(lambda: "file_quarantined" in clocked_daemon.log(), what="alert logged")
     assert "clearing-ops@gs.example" in clocked_daemon.log()
     assert clocked_daemon.metric("posgate_files_quarantined_total", {"flow": "dpl"}) == 1.0
