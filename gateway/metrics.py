@@ -111,6 +111,16 @@ SCHEDULER_MISSES = Counter(
 
 ALERTS = Counter("posgate_alerts_total", "Operator alerts raised", ["name"])
 
+PMC_THEO_STALE = Gauge(
+    "posgate_pmc_theo_stale",
+    "1 while the newest loaded P&L set is older than the previous business day (or none is "
+    "loaded), 0 otherwise",
+)
+PMC_THEO_DATE = Gauge(
+    "posgate_pmc_theo_activity_date_seconds",
+    "Activity date of the newest loaded P&L set (Unix time of its midnight UTC)",
+)
+
 SFTP_FAILED_LOGINS = Counter("posgate_sftp_failed_logins_total", "Failed SFTP logins")
 SFTP_SESSIONS = Gauge("posgate_sftp_sessions", "Open SFTP sessions")
 SFTP_UPLOADS = Counter("posgate_sftp_uploads_total", "Completed SFTP uploads")

@@ -1,7 +1,8 @@
 """Finding complete inbound files: which paths are inputs, and when a nominated one is finished.
 
 Watchdog events, the start-up scan, the periodic sweep and the SFTP server's upload hint all just
-*nominate* paths. Candidates are files at ``firms/<firm>/inbound/<flow>/<name>``; temporary names
+*nominate* paths. Candidates are files at ``firms/<firm>/inbound/<flow>/<name>`` (and
+``inbound/pmc/<YYYY-MM-DD>/<name>``, a position file for that date's P&L set); temporary names
 (dot-files, ``*.part``, ``*.filepart``, ``*.tmp``, ``*.upload``) are ignored until renamed. A
 nominated file is ready when its writer reported it complete (our SFTP server), or when its size
 and mtime have stayed the same, as observed here, for ``stable_interval_s`` (files written in place
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 IGNORED_SUFFIXES = (".part", ".filepart", ".tmp", ".upload")
+_DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def is_temporary_name(name: str) -> bool:
@@ -39,6 +42,9 @@ def inbound_route(root: Path, path: Path) -> tuple[str, str] | None:
     except ValueError:
         return None
     parts = rel.parts
+    if len(parts) == 5 and parts[2] == "pmc" and _DATE_DIR.match(parts[3]):
+        # inbound/pmc/<YYYY-MM-DD>/<name>: a position file for that date's P&L set
+        parts = (*parts[:3], parts[4])
     if len(parts) != 4 or parts[1] != "inbound" or is_temporary_name(parts[3]):
         return None
     return parts[0], parts[2]
@@ -60,6 +66,14 @@ def scan_inbound(root: Path, nominate: Callable[[Path], object]) -> None:
                 for entry in os.scandir(flow_dir):
                     if entry.is_file(follow_symlinks=False):
                         nominate(Path(entry.path))
+                    elif (
+                        flow_dir.name == "pmc"
+                        and _DATE_DIR.match(entry.name)
+                        and entry.is_dir(follow_symlinks=False)
+                    ):
+                        for dated in os.scandir(entry.path):
+                            if dated.is_file(follow_symlinks=False):
+                                nominate(Path(dated.path))
 
 
 @dataclass
