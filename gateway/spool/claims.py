@@ -52,10 +52,6 @@ class ClaimedFile:
     identical_to: int | None = None
     """An earlier processed file of the same firm and flow with the same bytes, if any."""
 
-    @property
-    def stem(self) -> str:
-        return Path(self.name).stem
-
     @classmethod
     def from_row(cls, row: FileRow, path: Path) -> ClaimedFile:
         return cls(
