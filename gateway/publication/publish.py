@@ -56,6 +56,7 @@ import dataclasses
 import datetime as dt
 import fcntl
 import io
+import itertools
 import logging
 import os
 import threading
@@ -147,6 +148,8 @@ class PublicationResult:
     """Made before the cycle's cutoff: the run after the cutoff publishes it again if changed."""
     replaces: str | None = None
     """The sha256 of the earlier publication of the cycle this one replaced (other records)."""
+    finalized: bool = False
+    """A preliminary publication found unchanged after the cutoff became final (nothing sent)."""
 
     @property
     def complete(self) -> bool:
@@ -235,8 +238,38 @@ def publish_cycle(
     Delivery problems are reported in the result (``failures``), never raised. Raises
     ``IntakePending`` (files of the cycle still being processed), other ``TransientError`` (disk
     full, lock busy), ``PublicationError`` (a stored record that cannot be serialised) and
-    ``PublicationCancelled`` when ``cancel`` is set.
+    ``PublicationCancelled`` when ``cancel`` is set. The firms' reports are written once the
+    publication is at every exchange, after the lock is released (they are read from the
+    ledger, not from the file, and take no part in the publication's own time).
     """
+    result = _publish_locked(
+        runtime,
+        cycle,
+        force=force,
+        progress=progress,
+        emit=emit,
+        cancel=cancel,
+        sftp_attempts=sftp_attempts,
+        sftp_backoff_s=sftp_backoff_s,
+        lock_timeout_s=lock_timeout_s,
+    )
+    if result.complete and (result.built or result.delivered or result.finalized):
+        write_firm_reports(runtime, cycle)
+    return result
+
+
+def _publish_locked(
+    runtime: PublicationRuntime,
+    cycle: dt.date,
+    *,
+    force: bool,
+    progress: bool,
+    emit: Emit | None,
+    cancel: threading.Event | None,
+    sftp_attempts: int,
+    sftp_backoff_s: float,
+    lock_timeout_s: float,
+) -> PublicationResult:
     started = time.monotonic()
     config = runtime.config
     ledger = runtime.ledger
@@ -256,10 +289,10 @@ def publish_cycle(
             delivered.get(e.exchange_id) == publication["sha256"] for e in receivers
         )
         if publication is not None and not force and everyone and not changed:
-            if was_preliminary and after_cutoff:
+            finalized = was_preliminary and after_cutoff
+            if finalized:
                 # nothing arrived since the preliminary file: it is the final one, as delivered
                 ledger.mark_publication_final(key)
-                write_firm_reports(runtime, cycle)
                 log.info("dpl cycle %s: the preliminary publication is final (unchanged)", key)
             else:
                 log.info("dpl cycle %s already published to every receiving exchange", key)
@@ -276,6 +309,7 @@ def publish_cycle(
                 failures=(),
                 seconds=time.monotonic() - started,
                 preliminary=was_preliminary and not after_cutoff,
+                finalized=finalized,
             )
         built_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         remove_local_temporaries(built_path.parent)
@@ -365,7 +399,6 @@ def publish_cycle(
                 dt.datetime.combine(cycle, dt.time(0), tzinfo=dt.UTC).timestamp()
             )
             prune_built(built_path.parent, keep=KEEP_BUILT)
-            write_firm_reports(runtime, cycle)
     seconds = time.monotonic() - started
     metrics.DPL_PUBLICATION_SECONDS.observe(seconds)
     return PublicationResult(
@@ -453,24 +486,23 @@ def report_name(cycle: dt.date) -> str:
 def write_firm_reports(runtime: PublicationRuntime, cycle: dt.date) -> list[Path]:
     """Each firm's on-demand report of the published cycle (its valid records with the published
     ``RptID`` and ``DlvDt``, and its rejected records with reasons) into the firm's
-    ``outbound/dpl/reports/``; a republication replaces it. A firm whose report cannot be
-    written is logged and skipped: the publication itself is done."""
-    ledger = runtime.ledger
-    files = ledger.published_dpl_files(cycle.isoformat()) or []
-    firms = sorted({ledger.file(f).firm for f in files})
+    ``outbound/dpl/reports/``; a republication replaces it. One pass over the cycle's report
+    (ordered by submitting firm), one file open at a time. A firm whose report cannot be written
+    is logged and skipped: the publication itself is done."""
+    root = runtime.config.spool.root
     written: list[Path] = []
-    for firm in firms:
-        target = runtime.config.spool.root / "firms" / firm / "outbound" / "dpl" / REPORTS_DIR
-        target = target / report_name(cycle)
+    rows = dpl_report_rows(runtime.ledger, cycle)
+    for firm, firm_rows in itertools.groupby(rows, key=lambda row: str(row["submitter"])):
+        target = root / "firms" / firm / "outbound" / "dpl" / REPORTS_DIR / report_name(cycle)
         try:
             with atomic_writer(target) as fh:
                 text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
-                render_csv(dpl_report_rows(ledger, cycle, firm=firm), text)
+                render_csv(firm_rows, text)
                 text.flush()
                 text.detach()
         except (OSError, TransientError) as exc:
             log.error("dpl cycle %s: report for firm %s not written: %s", cycle, firm, exc)
-            continue
+            continue  # groupby moves on to the next firm
         written.append(target)
     return written
 

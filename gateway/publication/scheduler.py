@@ -360,7 +360,12 @@ class DplScheduler:
             self._alert_failure(cycle, str(exc), [])
             return False
         if result.complete:
-            outcome = "already_published" if result.skipped else "published"
+            if result.finalized:
+                outcome = "finalized"  # a preliminary publication, unchanged, is the final one
+            elif result.replaces:
+                outcome = "republished"  # the cycle changed since its last publication
+            else:
+                outcome = "already_published" if result.skipped else "published"
             detail = (
                 f"trigger={trigger} records={result.records} sha256={result.sha256} "
                 f"delivered={','.join(d.exchange for d in result.delivered) or '-'}"

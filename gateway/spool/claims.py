@@ -3,9 +3,10 @@ quarantined, and reconciled after a crash.
 
 Claiming writes the intent into the ledger first (state ``received`` with the planned work path),
 then renames the file into the spool's ``work`` folder (same filesystem, atomic), hashes it and
-records ``claimed``; bytes sent before are a new submission like any other (only noted). A processed file moves to ``archive/<receipt date>/`` (``archived``); an
-unreadable one to ``quarantine/`` with a ``.reason.json`` beside it, and the firm finds
-``<name>.unreadable.json`` (reason, receipt time, sha256, what to do) in its ``outbound/<flow>/``. ``reconcile`` brings every
+records ``claimed``; bytes sent before are a new submission like any other (only noted). A
+processed file moves to ``archive/<receipt date>/`` (``archived``); an unreadable one to
+``quarantine/`` with a ``.reason.json`` beside it, and the firm finds ``<name>.unreadable.json``
+(reason, receipt time, sha256, what to do) in its ``outbound/<flow>/``. ``reconcile`` brings every
 non-terminal ledger row in line with the disk, so ``kill -9`` at any instant loses nothing and
 processes nothing twice.
 """
@@ -51,10 +52,6 @@ class ClaimedFile:
     identical_to: int | None = None
     """An earlier processed file of the same firm and flow with the same bytes, if any."""
 
-    @property
-    def stem(self) -> str:
-        return Path(self.name).stem
-
     @classmethod
     def from_row(cls, row: FileRow, path: Path) -> ClaimedFile:
         return cls(
@@ -98,7 +95,7 @@ class SpoolFiles:
         self, path: Path, firm: str, flow: str, received_at: dt.datetime
     ) -> ClaimedFile | None:
         """Take the inbound file ``path`` received at ``received_at`` (daemon clock); None when
-        it vanished or its claim was work already done."""
+        it vanished before it could be claimed."""
         try:
             st = path.stat()
         except FileNotFoundError:

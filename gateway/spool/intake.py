@@ -209,6 +209,7 @@ class SpoolIntake:
                 claimed = self._claim(path, received_at)
             except Exception:
                 log.exception("cannot claim %s; will retry", path)
+                self._candidates.remember(path, received_at)
                 continue
             if claimed is not None:
                 self._dispatch(claimed)

@@ -91,6 +91,7 @@ class StableFiles:
     def __init__(self, stable_interval_s: float) -> None:
         self.stable_interval_s = stable_interval_s
         self._candidates: dict[Path, Candidate] = {}
+        self._seen_before: dict[Path, dt.datetime] = {}
 
     def __len__(self) -> int:
         return len(self._candidates)
@@ -110,7 +111,8 @@ class StableFiles:
             return
         current = self._candidates.get(path)
         if current is None:
-            current = Candidate(st.st_size, st.st_mtime_ns, time.monotonic(), at)
+            first = self._seen_before.pop(path, at)
+            current = Candidate(st.st_size, st.st_mtime_ns, time.monotonic(), first)
             self._candidates[path] = current
         elif (current.size, current.mtime_ns) != (st.st_size, st.st_mtime_ns):
             current.size, current.mtime_ns = st.st_size, st.st_mtime_ns
@@ -143,6 +145,12 @@ class StableFiles:
 
     def discard(self, path: Path) -> None:
         del self._candidates[path]
+
+    def remember(self, path: Path, received_at: dt.datetime) -> None:
+        """Keep the receipt instant of a file that could not be claimed yet, for when the sweep
+        names it again (a claim retried after midnight must not move it into the next cycle)."""
+        if len(self._seen_before) < 100_000:
+            self._seen_before[path] = received_at
 
 
 class EventForwarder(FileSystemEventHandler):

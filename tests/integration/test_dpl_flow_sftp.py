@@ -154,9 +154,9 @@ def test_unreadable_upload_is_quarantined_and_alerted(
     reason = json.loads(next((cfg.spool / "quarantine").glob("*.reason.json")).read_text())
     assert reason["firm"] == "00005" and reason["file"] == "garbage.fixml"
     assert "clearing-ops@gs.example" in reason["technical_contact"]
+    # no records come back (none could be read), only the notice of the unreadable file
     outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
-    # no records back; only the notice that the file could not be read
-    assert [p.name for p in outbound.iterdir()] in ([], ["garbage.fixml.unreadable.json"])
+    assert [p.name for p in outbound.iterdir()] == ["garbage.fixml.unreadable.json"]
     wait_for(lambda: "file_quarantined" in clocked_daemon.log(), what="alert logged")
     assert "clearing-ops@gs.example" in clocked_daemon.log()
     assert (

@@ -84,3 +84,19 @@ def test_commits_leave_checkpointing_to_the_background(tmp_path: Path) -> None:
     assert busy == 0 and done == pages
     assert wal.stat().st_size == 0
     ledger.close()
+
+
+def test_a_ledger_of_the_first_schema_gains_the_cycle_integrity_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    with monkeypatch.context() as patch:
+        patch.setattr(database, "MIGRATIONS", database.MIGRATIONS[:1])
+        Ledger(path).close()
+    ledger = Ledger(path)
+    conn = ledger.connect()
+    files = {r[1] for r in conn.execute("PRAGMA table_info(files)")}
+    publications = {r[1] for r in conn.execute("PRAGMA table_info(dpl_publications)")}
+    assert "output_base" in files and "preliminary" in publications
+    assert ledger.published_dpl_files("2026-03-09") is None
+    ledger.close()
