@@ -30,12 +30,25 @@ from pika.channel import Channel
 from prometheus_client import Gauge
 
 from gateway.amqp.connection import AmqpMetrics, ConnectionLoop
+from gateway.amqp.outbox import EVENTS_EXCHANGE as EVENTS
 from gateway.amqp.outbox import Outbox
 from gateway.amqp.topology import DEAD_QUEUE, declare_topology
 from gateway.errors import TransientError
 
 if TYPE_CHECKING:
     from gateway.config import AmqpSettings
+
+
+def event_type(routing_key: str) -> str:
+    """The ``type`` property of an event: its routing key without the firm or exchange id
+    (``firm.00005.dpl.receipt`` -> ``dpl.receipt``; ``ops.alert.x`` -> ``ops.alert``)."""
+    parts = routing_key.split(".")
+    if parts[0] in ("firm", "exchange") and len(parts) > 2:
+        return ".".join(parts[2:])
+    if parts[:2] == ["ops", "alert"]:
+        return "ops.alert"
+    return routing_key
+
 
 DEAD_SAMPLE_S = 30.0
 DEAD_LETTERS = Gauge(
@@ -174,6 +187,7 @@ class OutboxPublisher(ConnectionLoop):
                         timestamp=int(row.created_at),
                         app_id="posgate",
                         user_id=self.settings.username,
+                        type=event_type(row.routing_key) if row.exchange == EVENTS else None,
                     )
                     channel.basic_publish(row.exchange, row.routing_key, row.body, properties)
                     self._seq += 1

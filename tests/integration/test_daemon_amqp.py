@@ -17,6 +17,7 @@ from tests.integration.amqp_fixtures import (
     daemon_config_for,
     get_messages,
 )
+from tests.support import contract
 from tests.support.daemon import DaemonProcess, free_port, make_test_config, wait_for
 from tests.support.dpl_records import posrpt
 
@@ -77,6 +78,9 @@ def test_dpl_submission_over_amqp_gives_receipt_outputs_and_events(
         got = get_messages(box, "test.events.00005", 2, timeout=20)
         keys = sorted(m.routing_key for m, _, _ in got)
         assert keys == ["firm.00005.dpl.receipt", "firm.00005.dpl.rejected"]
+        assert sorted(p.type for _, p, _ in got) == ["dpl.receipt", "dpl.rejected"]
+        for _, _, event_body in got:
+            contract.validate("event", json.loads(event_body))
         rejected = next(json.loads(b) for m, _, b in got if m.routing_key.endswith("rejected"))
         assert rejected["record"].encode() == body.split(b"\n")[1]
         # the same body again (a new message) is a new submission that names the earlier one

@@ -186,3 +186,11 @@ def test_broker_tests_skip_locally_but_fail_in_ci(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="RabbitMQ needed in CI"):
         amqp_fixtures._unavailable(problem)  # noqa: SLF001
+
+
+def test_events_are_typed_by_their_routing_key_without_the_id() -> None:
+    from gateway.amqp.publisher import event_type
+
+    assert event_type("firm.00005.dpl.receipt") == "dpl.receipt"
+    assert event_type("exchange.XCBO.dpl.published") == "dpl.published"
+    assert event_type("ops.alert.publication_late") == "ops.alert"
