@@ -23,6 +23,10 @@ confirms cannot do this: a reply stored by the broker whose confirm was lost wit
 would be sent a second time.) A requeue after a transient failure waits on a loop timer, so a
 backing-off request holds its prefetch slot but no worker thread.
 
+A reply to a direct reply-to address is the exception: the worker publishes it through a
+``DirectReplySender`` (a connection of its own) before posting the outcome, because a forged
+address makes the broker close the connection it was published on.
+
 Stopping: ``stop_intake`` cancels the consumers (no new deliveries), requeues backing-off requests
 at once, and lets queued-but-unstarted work fall through untouched (the broker requeues it when
 the channel closes); ``wait_idle`` waits for running handlers and their commits; then the
