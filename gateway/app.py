@@ -19,12 +19,12 @@ from pathlib import Path
 
 from engine.dpl.records import REASON_CODES
 from gateway import alerts, metrics
-from gateway.amqp.outbox import Outbox, SqliteProcessedStore
+from gateway.amqp.outbox import Outbox, SqliteProcessedStore, insert_event
 from gateway.amqp.service import AmqpService, Handler
 from gateway.config import Config, ConfigError, load_config
 from gateway.daemon import EXIT_UNAVAILABLE, Component, Daemon, StartupError
 from gateway.ledger import Ledger
-from gateway.pipelines.dpl import DplArrival, Emit, no_events
+from gateway.pipelines.dpl import DplArrival
 from gateway.pipelines.pmc import PmcArrival, TheoLoader
 from gateway.pipelines.requests import (
     compute_handlers,
@@ -270,14 +270,15 @@ def _flow_components(runtime: Runtime) -> list[Component]:
     outbox = Outbox(config.spool.ledger_path) if config.amqp.enabled else None
     if outbox is None:
         _unexport_amqp_gauges()
-    emit: Emit = outbox.emit if outbox is not None else no_events  # type: ignore[assignment]
     if outbox is not None:
         alerts.add_event_sink(outbox.emit)
+        # Events that report a ledger state change are written in its transaction.
+        runtime.ledger.event_writer = insert_event
+        runtime.ledger.events_committed = outbox.notify
     dpl_arrival = DplArrival(
         spool_root=config.spool.root,
         ledger=runtime.ledger,
         config=lambda: runtime.config,
-        emit=emit,
     )
     theo_store = TheoStore(config.spool.root / "internal" / "theo", keep=config.pmc.theo_keep)
     theo_loader = TheoLoader(theo_store)
@@ -286,7 +287,6 @@ def _flow_components(runtime: Runtime) -> list[Component]:
         ledger=runtime.ledger,
         theo=theo_store,
         write_pdf=lambda: runtime.config.pmc.write_pdf,
-        emit=emit,
     )
     intake = SpoolIntake(
         spool_root=config.spool.root,
@@ -317,7 +317,7 @@ def _flow_components(runtime: Runtime) -> list[Component]:
             )
         )
     out.append(theo_loader)
-    out.extend(build_publication_components(runtime, emit=emit))
+    out.extend(build_publication_components(runtime))  # events: with the delivery row
     if config.sftp.enabled:
         out.append(
             _SftpComponent(

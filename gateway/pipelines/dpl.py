@@ -125,12 +125,10 @@ class DplArrival:
         spool_root: Path,
         ledger: Ledger,
         config: Callable[[], Config],
-        emit: Emit = no_events,
     ) -> None:
         self.spool_root = spool_root
         self.ledger = ledger
         self.config = config
-        self.emit = emit
         self._cache = _ReferenceCache()
 
     def __call__(self, claimed: ClaimedFile) -> None:
@@ -150,7 +148,6 @@ class DplArrival:
         rejects = _RejectsWriter(outbound / f"{stem}.rejects.fixml", _newline_of(claimed.path))
         counts = {"total": 0, "valid": 0, "rejected": 0}
         by_reason: dict[str, int] = {}
-        rejected_events: list[dict[str, Any]] = []
         notify = _wants_notification(config, claimed.firm)
 
         results = iter_validate(
@@ -186,8 +183,6 @@ class DplArrival:
                 rejects.add(result.raw)
                 for reason in result.reasons:
                     by_reason[reason] = by_reason.get(reason, 0) + 1
-                if notify:
-                    rejected_events.append(_rejected_event(claimed, cycle, result))
                 yield _ledger_row(result)
             counts.update(total=valid + rejected, valid=valid, rejected=rejected)
 
@@ -222,6 +217,24 @@ class DplArrival:
                 (json.dumps(receipt.as_json(), indent=2) + "\n").encode(),
             )
             receipt_holder.append(receipt)
+            if notify:
+                # In this transaction: the events commit with the state they report, or not at
+                # all. Rejected records are read back from the ledger, never held in memory.
+                conn = self.ledger.connect()
+                file_id = claimed.file_id
+                self.ledger.write_event(
+                    conn,
+                    f"firm.{claimed.firm}.dpl.receipt",
+                    receipt.as_json(),
+                    f"dpl.receipt.{file_id}.{claimed.sha256[:16]}",
+                )
+                for line, raw in self.ledger.rejected_dpl_lines(file_id):
+                    self.ledger.write_event(
+                        conn,
+                        f"firm.{claimed.firm}.dpl.rejected",
+                        _rejected_event(claimed, cycle, line, raw),
+                        f"dpl.rejected.{file_id}.{line}.{claimed.sha256[:16]}",
+                    )
 
         try:
             self.ledger.replace_dpl_records(
@@ -250,10 +263,6 @@ class DplArrival:
             receipt.rejected,
             f", supersedes {receipt.superseded['file']}" if receipt.superseded else "",
         )
-        if notify:
-            self.emit(f"firm.{claimed.firm}.dpl.receipt", receipt.as_json())
-            for event in rejected_events:
-                self.emit(f"firm.{claimed.firm}.dpl.rejected", event)
         return receipt
 
 
@@ -302,14 +311,12 @@ def _wants_notification(config: Config, firm: str) -> bool:
     return False
 
 
-def _rejected_event(
-    claimed: ClaimedFile, cycle: dt.date, result: ValidationResult
-) -> dict[str, Any]:
+def _rejected_event(claimed: ClaimedFile, cycle: dt.date, line: int, raw: bytes) -> dict[str, Any]:
     """One rejected record as sent, for the firm's notification (reasons stay in the report)."""
     return {
         "schema_version": 1,
         "file": claimed.name,
         "cycle": cycle.isoformat(),
-        "line": result.line,
-        "record": result.raw.decode("utf-8", errors="replace"),
+        "line": line,
+        "record": raw.decode("utf-8", errors="replace"),
     }

@@ -13,10 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from engine.pmc.positions.read import parse_position_file
 from engine.pmc.report import MarginReport, PositionCounts, margin_for_file
@@ -159,13 +158,11 @@ class PmcArrival:
         ledger: Ledger,
         theo: TheoStore,
         write_pdf: Callable[[], bool],
-        emit: Callable[[str, Mapping[str, Any]], None],
     ) -> None:
         self.spool_root = spool_root
         self.ledger = ledger
         self.theo = theo
         self.write_pdf = write_pdf
-        self.emit = emit
 
     def __call__(self, claimed: ClaimedFile) -> None:
         self.process(claimed)
@@ -188,12 +185,16 @@ class PmcArrival:
             counts=outcome.counts.as_dict(),
             requirement=outcome.requirement,
             outputs=[p.name for p in outcome.outputs.values()],
+            event=(
+                f"firm.{claimed.firm}.pmc.result",
+                outcome.as_dict(),
+                f"pmc.result.{claimed.file_id}.{claimed.sha256[:16]}",
+            ),
         )
         metrics.RECORDS_VALID.labels(flow="pmc").inc(outcome.counts.accepted)
         metrics.RECORDS_REJECTED.labels(flow="pmc").inc(
             outcome.counts.rejected + outcome.counts.invalid_series
         )
-        self.emit(f"firm.{claimed.firm}.pmc.result", outcome.as_dict())
         return outcome
 
 
