@@ -340,3 +340,29 @@ def test_a_flood_of_tiny_files_is_taken_once_each(spool: Path, ledger: Ledger) -
         assert not list(inbound.iterdir())
     finally:
         intake.stop(5)
+
+
+def test_half_written_hidden_outputs_of_a_killed_run_are_removed_at_start(
+    spool: Path, ledger: Ledger
+) -> None:
+    outbound = spool / "firms" / "00005" / "outbound"
+    reports = outbound / "dpl" / "reports"
+    reports.mkdir(parents=True)
+    stale = [
+        outbound / "dpl" / ".a.fixml.rejects.fixml.0badc0de.tmp",
+        outbound / "dpl" / ".a.fixml.receipt.json.1234abcd.tmp",
+        reports / ".DPL_20261120.report.csv.deadbeef.tmp",
+    ]
+    kept = [
+        outbound / "dpl" / "a.fixml.receipt.json",
+        outbound / "dpl" / ".notes.tmp",  # not a name posgate makes
+    ]
+    for path in stale + kept:
+        path.write_bytes(b"half")
+    intake = make_intake(spool, ledger, RecordingHandler(ledger))
+    intake.start()
+    try:
+        assert [p for p in stale if p.exists()] == []
+        assert all(p.exists() for p in kept)
+    finally:
+        intake.stop(5)
