@@ -20,7 +20,7 @@ from pathlib import Path
 from engine.calendar import BusinessCalendar
 from engine.dpl.records import REASON_CODES
 from gateway import alerts, metrics
-from gateway.amqp.outbox import Outbox, SqliteProcessedStore
+from gateway.amqp.outbox import Outbox, SqliteProcessedStore, insert_event
 from gateway.amqp.service import AmqpService, Handler
 from gateway.config import Config, ConfigError, load_config
 from gateway.daemon import EXIT_UNAVAILABLE, Component, Daemon, StartupError
@@ -345,11 +345,13 @@ def _flow_components(runtime: Runtime) -> list[Component]:
     emit: Emit = outbox.emit if outbox is not None else no_events  # type: ignore[assignment]
     if outbox is not None:
         alerts.add_event_sink(outbox.emit)
+        # Events that report a ledger state change are written in its transaction.
+        runtime.ledger.event_writer = insert_event
+        runtime.ledger.events_committed = outbox.notify
     dpl_arrival = DplArrival(
         spool_root=config.spool.root,
         ledger=runtime.ledger,
         config=lambda: runtime.config,
-        emit=emit,
     )
     theo_store = TheoStore(config.spool.root / "internal" / "theo", keep=config.pmc.theo_keep)
     calendars = _CalendarCache(runtime)
@@ -397,7 +399,7 @@ def _flow_components(runtime: Runtime) -> list[Component]:
             )
         )
     out.append(theo_loader)
-    out.extend(build_publication_components(runtime, emit=emit))
+    out.extend(build_publication_components(runtime))  # events: with the delivery row
     if config.sftp.enabled:
         out.append(
             _SftpComponent(
