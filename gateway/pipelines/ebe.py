@@ -13,8 +13,10 @@ handlers and the CLI all call it.
 * Instructions (``inbound/ebe/*.csv`` or AMQP ``ebe.instruction``): every line is judged against
   the current set with the receipt instant from the server's clock, every line is kept in the
   ledger (in the transaction that marks the file processed), and the answer is
-  ``<stem>.ebe-receipt.json`` in ``outbound/ebe/`` (or the AMQP reply).
-* Queries (``inbound/ebe/*.query.json``, AMQP ``ebe.query``, ``posgate ebe query``): the answer
+  ``<name>.ebe-receipt.json`` in ``outbound/ebe/`` (or the AMQP reply), ``<name>`` being the
+  upload's output base of ``gateway.spool.naming`` (its full name, e.g. ``dec18.csv``).
+* Queries (``inbound/ebe/*.query.json``, answered with ``<name>.answer.csv`` or, for a bad
+  query, ``<name>.error.json``; AMQP ``ebe.query``; ``posgate ebe query``): the answer
   is computed from the current set and the firm's kept instructions; a firm only ever gets rows of
   its own firm id.
 * Publication: after the cutoff of an expiration date whose set is loaded, the loader writes
@@ -26,6 +28,7 @@ handlers and the CLI all call it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -51,19 +54,15 @@ from gateway.ebe_store import ExpiringStore
 from gateway.ledger import Ledger
 from gateway.spool.claims import ClaimedFile
 from gateway.spool.fsio import write_atomic
+from gateway.spool.naming import upload_output_base
 
 log = logging.getLogger(__name__)
 
 QUERY_SUFFIX = ".query.json"
 RECEIPT_SUFFIX = ".ebe-receipt.json"
+ANSWER_SUFFIX = ".answer.csv"
+ERROR_SUFFIX = ".error.json"
 Emit = Callable[[str, Mapping[str, Any]], None]
-
-
-def output_stem(name: str) -> str:
-    base = Path(name).name
-    if base.endswith(QUERY_SUFFIX):
-        return base[: -len(QUERY_SUFFIX)] or "query"
-    return Path(base).stem or base or "instructions"
 
 
 class EbeFlow:
@@ -150,27 +149,37 @@ class EbeFlow:
 
     def __call__(self, claimed: ClaimedFile) -> None:
         outbound = self.root / "firms" / claimed.firm / "outbound" / "ebe"
-        stem = output_stem(claimed.name)
         data = claimed.path.read_bytes()
         if claimed.name.endswith(QUERY_SUFFIX):
-            self._query_file(claimed, data, outbound / f"{stem}.query.csv")
+            try:
+                raw = json.loads(data.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise UnreadableInput(
+                    "LAYOUT", f"{claimed.name}: not a JSON query ({exc})"
+                ) from None
+            with self._base(claimed, outbound) as base:
+                self._query_file(claimed, raw, outbound / f"{base}{ANSWER_SUFFIX}")
             return
         lines = read_instruction_csv(data, claimed.name)
-        receipt = self.submit(
-            lines,
-            firm=claimed.firm,
-            received_at=claimed.received_at,
-            origin=claimed.name,
-            file_id=claimed.file_id,
-        )
-        write_atomic(outbound / f"{stem}{RECEIPT_SUFFIX}", render_json(receipt))
+        with self._base(claimed, outbound) as base:
+            receipt = self.submit(
+                lines,
+                firm=claimed.firm,
+                received_at=claimed.received_at,
+                origin=claimed.name,
+                file_id=claimed.file_id,
+            )
+            write_atomic(outbound / f"{base}{RECEIPT_SUFFIX}", render_json(receipt))
 
-    def _query_file(self, claimed: ClaimedFile, data: bytes, target: Path) -> None:
-        try:
-            raw = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UnreadableInput("LAYOUT", f"{claimed.name}: not a JSON query ({exc})") from None
-        error = target.with_name(target.name.replace(".query.csv", ".query-error.json"))
+    def _base(self, claimed: ClaimedFile, outbound: Path) -> contextlib.AbstractContextManager[str]:
+        """The upload's output base by the rule every flow shares (full name, never reused
+        while the firm has not fetched the earlier outputs)."""
+        if self.ledger is None:
+            return contextlib.nullcontext(Path(claimed.name).name)
+        return upload_output_base(self.ledger, claimed.file_id, claimed.name, outbound)
+
+    def _query_file(self, claimed: ClaimedFile, raw: Any, target: Path) -> None:
+        error = target.with_name(target.name[: -len(ANSWER_SUFFIX)] + ERROR_SUFFIX)
         try:
             if not isinstance(raw, dict):
                 raise InputRejected("LAYOUT", "the query must be a JSON object")

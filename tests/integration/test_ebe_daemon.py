@@ -100,20 +100,22 @@ def test_firm_sends_instructions_and_a_query_over_sftp(tmp_path: Path) -> None:
         )
         sftp_batch(cfg, f"put {local}/dec18.csv inbound/ebe/dec18.csv\n")
         out = cfg.spool / "firms" / "00005" / "outbound" / "ebe"
-        wait_for(lambda: (out / "dec18.ebe-receipt.json").exists(), timeout=30, what="receipt")
+        wait_for(lambda: (out / "dec18.csv.ebe-receipt.json").exists(), timeout=30, what="receipt")
         sftp_batch(cfg, f"put {local}/contrary.query.json inbound/ebe/contrary.query.json\n")
-        wait_for(lambda: (out / "contrary.query.csv").exists(), timeout=30, what="answer")
+        wait_for(
+            lambda: (out / "contrary.query.json.answer.csv").exists(), timeout=30, what="answer"
+        )
         got = tmp_path / "got"
         got.mkdir()
         sftp_batch(
             cfg,
-            f"get outbound/ebe/dec18.ebe-receipt.json {got}/\n"
-            f"get outbound/ebe/contrary.query.csv {got}/\n",
+            f"get outbound/ebe/dec18.csv.ebe-receipt.json {got}/\n"
+            f"get outbound/ebe/contrary.query.json.answer.csv {got}/\n",
         )
-        receipt = json.loads((got / "dec18.ebe-receipt.json").read_text())
+        receipt = json.loads((got / "dec18.csv.ebe-receipt.json").read_text())
         assert [line["status"] for line in receipt["lines"]] == ["accepted", "rejected"]
         assert receipt["lines"][1]["reasons"] == ["QTY_EXCEEDS_LONG"]
-        answer = (got / "contrary.query.csv").read_text().splitlines()
+        answer = (got / "contrary.query.json.answer.csv").read_text().splitlines()
         assert len(answer) == 2
         assert answer[1].startswith("00005,ACC1,C,XYZ,XYZ,C,45.66,")
         assert ",DO_NOT_EXERCISE,4,6,6.00" in answer[1]

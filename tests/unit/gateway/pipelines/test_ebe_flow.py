@@ -187,11 +187,11 @@ def test_instruction_and_query_files_from_the_intake(flow):
         rows.append(file_id)
         f(ClaimedFile(file_id, "ebe", "00123", name, work / name, "x", 1, clock()))
     out = cfg.spool / "firms" / "00123" / "outbound" / "ebe"
-    receipt = json.loads((out / "dec18.ebe-receipt.json").read_text())
+    receipt = json.loads((out / "dec18.csv.ebe-receipt.json").read_text())
     assert [line["status"] for line in receipt["lines"]] == ["accepted", "rejected"]
     assert receipt["lines"][1]["reasons"] == ["UNKNOWN_POSITION"]
-    csv_lines = (out / "mine.query.csv").read_text().splitlines()
+    csv_lines = (out / "mine.query.json.answer.csv").read_text().splitlines()
     assert len(csv_lines) == 2 and ",DO_NOT_EXERCISE,4,6," in csv_lines[1]
-    error = json.loads((out / "bad.query-error.json").read_text())
+    error = json.loads((out / "bad.query.json.error.json").read_text())
     assert error["error"]["reason"] == "LAYOUT" and "DEEP" in error["error"]["message"]
     assert all(f.ledger.file(i).state == "processed" for i in rows)
