@@ -261,6 +261,8 @@ class EbeFlow:
                 if done is not None and done["sha256"] == digest:
                     metrics.EBE_PUBLICATION_LATE.labels(exchange=exchange.exchange_id).set(0)
                     continue
+                # Late until this content is delivered: a failure below leaves the gauge at 1.
+                metrics.EBE_PUBLICATION_LATE.labels(exchange=exchange.exchange_id).set(1)
                 if exchange.delivery != "spool":
                     log.error(
                         "contrary-intention file %s for %s: delivery %s is not supported for "
