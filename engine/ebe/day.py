@@ -53,16 +53,19 @@ def effective_for(
     actions: list[str] = []
     quantities: list[int] = []
     problems: list[str] = []
+    index = positions.index
+    long_qty = positions.long_qty
     for ins in kept:
-        row = positions.index.get(ins.key)
-        series = f"{ins.key[1]} {ins.key[2]} {ins.key[3]} {format_ticks(ins.key[4])}"
+        row = index.get(ins.key)
+        if row is None or ins.quantity > int(long_qty[row]):
+            series = f"{ins.key[1]} {ins.key[2]} {ins.key[3]} {format_ticks(ins.key[4])}"
         if row is None:
             problems.append(
                 f"{ins.origin}: {ins.action} {ins.quantity} {series} no longer matches an "
                 "expiring position of the current set; not applied"
             )
             continue
-        if ins.quantity > int(positions.long_qty[row]):
+        if ins.quantity > int(long_qty[row]):
             problems.append(
                 f"{ins.origin}: {ins.action} {ins.quantity} {series} exceeds the long quantity "
                 f"{int(positions.long_qty[row])} of the current set; not applied"

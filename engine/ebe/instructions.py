@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +62,7 @@ class Instruction:
     values: Mapping[str, str]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Verdict:
     """The answer for one line. ``row`` is the set row it applies to when accepted."""
 
@@ -141,19 +143,26 @@ def instructions_from_objects(items: Iterable[Any]) -> list[Instruction]:
     return out
 
 
-def _layout(values: Mapping[str, str]) -> tuple[list[str], list[str]]:
-    """(reasons, details) of what cannot be read in one line."""
+_FIELDS_OF = operator.itemgetter(*FIELDS)
+
+
+def _layout(
+    values: tuple[str, ...],
+) -> tuple[list[str], list[str], int]:
+    """(reasons, details) of what cannot be read in one line (its values in ``FIELDS`` order),
+    and its strike in ticks."""
+    _account, _symbol, pc, strike, day, action, qty = values
     reasons: list[str] = []
     details: list[str] = []
-    empty = [f for f in FIELDS if not values.get(f)]
-    if empty:
+    ticks = 0
+    if not all(values):
         reasons.append(MISSING_FIELD)
-        details.extend(f"MISSING_FIELD: {f} is empty" for f in empty)
+        details.extend(
+            f"MISSING_FIELD: {f} is empty" for f, x in zip(FIELDS, values, strict=True) if not x
+        )
     bad = []
-    pc = values.get("put_call", "")
     if pc and pc.upper() not in PUT_CALL:
         bad.append(f"put_call={pc!r} is not C or P")
-    strike = values.get("strike", "")
     if strike:
         try:
             ticks = parse_ticks(strike)
@@ -161,21 +170,19 @@ def _layout(values: Mapping[str, str]) -> tuple[list[str], list[str]]:
                 raise ValueError
         except ValueError:
             bad.append(f"strike={strike!r} is not a price > 0 with at most 4 decimals")
-    day = values.get("expiration_date", "")
     if day and _date(day) is None:
         bad.append(f"expiration_date={day!r} is not YYYY-MM-DD")
-    action = values.get("action", "")
     if action and action.upper() not in ACTIONS:
         bad.append(f"action={action!r} is not EXERCISE or DO_NOT_EXERCISE")
-    qty = values.get("quantity", "")
     if qty and not (qty.isascii() and qty.isdigit() and len(qty) <= 12):
         bad.append(f"quantity={qty!r} is not a non-negative integer")
     if bad:
         reasons.append(LAYOUT)
         details.extend(f"LAYOUT: {b}" for b in bad)
-    return reasons, details
+    return reasons, details, ticks
 
 
+@functools.lru_cache(maxsize=1024)
 def _date(value: str) -> dt.date | None:
     if len(value) != 10:
         return None
@@ -201,49 +208,55 @@ def judge(
     if received_at.tzinfo is None:
         raise ValueError("received_at must be an aware datetime")
     out = []
+    # Per expiration date once, not per line: the set, the cutoff and whether this submission
+    # is after it (thousands of lines of one file share one or two dates).
+    per_day: dict[str, tuple[ExpiringSet | None, bool, str]] = {}
     for ins in lines:
-        v = ins.values
-        reasons, details = _layout(v)
-        day_text = v.get("expiration_date", "")
-        action = v.get("action", "").upper()
+        values = _FIELDS_OF(ins.values)
+        account, symbol, put_call, _strike, day_text, action, quantity = values
+        reasons, details, strike = _layout(values)
+        action = action.upper()
         if reasons:
             out.append(
                 Verdict(ins.line, "rejected", tuple(reasons), tuple(details), day_text, None, "", 0)
             )
             continue
-        day = _date(day_text)
-        assert day is not None
-        key: SeriesKey = (
-            firm,
-            v["account"],
-            v["symbol"],
-            v["put_call"].upper(),
-            parse_ticks(v["strike"]),
-        )
-        qty = int(v["quantity"])
-        series = f"{v['account']} {v['symbol']} {key[3]} {format_ticks(key[4])} {day_text}"
-        loaded = sets(day_text)
+        known = per_day.get(day_text)
+        if known is None:
+            day = _date(day_text)
+            assert day is not None
+            limit = cutoff(day)
+            late = received_at > limit
+            note = (
+                f"AFTER_CUTOFF: received {received_at.isoformat()}, cutoff {limit.isoformat()}"
+                if late
+                else ""
+            )
+            known = (sets(day_text), late, note)
+            per_day[day_text] = known
+        loaded, late, late_note = known
+        key: SeriesKey = (firm, account, symbol, put_call.upper(), strike)
+        qty = int(quantity)
         row: int | None = None
         if loaded is None:
             reasons.append(NO_POSITIONS_LOADED)
             details.append(f"NO_POSITIONS_LOADED: no expiring positions loaded for {day_text}")
-        if received_at > cutoff(day):
+        if late:
             reasons.append(AFTER_CUTOFF)
-            details.append(
-                f"AFTER_CUTOFF: received {received_at.isoformat()}, cutoff "
-                f"{cutoff(day).isoformat()}"
-            )
+            details.append(late_note)
         if loaded is not None:
             row = loaded.index.get(key)
             if row is None:
                 reasons.append(UNKNOWN_POSITION)
-                details.append(f"UNKNOWN_POSITION: no expiring position {series}")
-            elif qty > int(loaded.long_qty[row]):
-                reasons.append(QTY_EXCEEDS_LONG)
-                details.append(
-                    f"QTY_EXCEEDS_LONG: quantity {qty} > long {int(loaded.long_qty[row])} "
-                    f"in {series}"
-                )
+                details.append(f"UNKNOWN_POSITION: no expiring position {_series(key, day_text)}")
+            else:
+                long_qty = int(loaded.long_qty[row])
+                if qty > long_qty:
+                    reasons.append(QTY_EXCEEDS_LONG)
+                    details.append(
+                        f"QTY_EXCEEDS_LONG: quantity {qty} > long {long_qty} in "
+                        f"{_series(key, day_text)}"
+                    )
         status = "rejected" if reasons else "accepted"
         out.append(
             Verdict(
@@ -259,6 +272,10 @@ def judge(
             )
         )
     return out
+
+
+def _series(key: SeriesKey, day: str) -> str:
+    return f"{key[1]} {key[2]} {key[3]} {format_ticks(key[4])} {day}"
 
 
 @dataclass(frozen=True)

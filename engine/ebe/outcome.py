@@ -48,13 +48,12 @@ def compute_outcomes(
     """Outcomes of ``positions`` with ``thresholds`` (account type -> ticks) and the accepted
     ``instructions`` (receipt order; the latest per row counts, quantity 0 withdraws)."""
     n = len(positions)
-    is_call = positions.put_call == "C"
-    itm = np.where(is_call, positions.close - positions.strike, positions.strike - positions.close)
+    diff_call = positions.close - positions.strike
+    itm = np.where(positions.is_call, diff_call, -diff_call)
     moneyness = (np.sign(itm) + 1).astype(np.int8)
 
-    threshold = np.zeros(n, dtype=np.int64)
-    for account_type in ACCOUNT_TYPES:
-        threshold[positions.account_type == account_type] = thresholds[account_type]
+    per_type = np.asarray([thresholds[t] for t in ACCOUNT_TYPES], dtype=np.int64)
+    threshold = per_type[positions.type_code]
     auto = np.where((itm >= threshold) & ~positions.removed, positions.long_qty, 0)
 
     rows, action, quantity = latest_per_row(instructions)

@@ -95,6 +95,16 @@ class ExpiringSet:
     closes: Mapping[str, Close]
     index: Mapping[SeriesKey, int] = field(repr=False)
     """(firm, account, symbol, put_call, strike ticks) -> row."""
+    is_call: npt.NDArray[np.bool_] = field(init=False, repr=False)
+    type_code: npt.NDArray[np.int8] = field(init=False, repr=False)
+    """index into ``ACCOUNT_TYPES``; both derived once at load, for the vectorised outcomes"""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_call", self.put_call == "C")
+        code = np.zeros(self.firm.shape[0], dtype=np.int8)
+        for i, account_type in enumerate(ACCOUNT_TYPES):
+            code[self.account_type == account_type] = i
+        object.__setattr__(self, "type_code", code)
 
     def __len__(self) -> int:
         return int(self.firm.shape[0])
