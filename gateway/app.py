@@ -24,14 +24,18 @@ from gateway.amqp.outbox import Outbox, SqliteProcessedStore, insert_event
 from gateway.amqp.service import AmqpService, Handler
 from gateway.config import Config, ConfigError, load_config
 from gateway.daemon import EXIT_UNAVAILABLE, Component, Daemon, StartupError
+from gateway.ebe_store import ExpiringStore
 from gateway.ledger import Ledger
 from gateway.ops_gauges import OpsGauges
 from gateway.pipelines.dpl import DplArrival, Emit, no_events
+from gateway.pipelines.ebe import EbeFlow, EbeLoader
 from gateway.pipelines.pmc import PmcArrival, TheoLoader
 from gateway.pipelines.requests import (
     compute_handlers,
     dpl_report_handler,
     dpl_submission_handler,
+    ebe_instruction_handler,
+    ebe_query_handler,
     pmc_positions_handler,
 )
 from gateway.publication.scheduler import DEADLINE_JOB, PUBLISH_JOB, build_publication_components
@@ -157,10 +161,16 @@ def prepare_spool(config: Config) -> None:
             ]
         else:
             folders.append(root / "exchanges" / account.entity_id / "outbound" / "dpl")
+            folders.append(root / "exchanges" / account.entity_id / "outbound" / "ebe")
     folders += [
         root / "exchanges" / e.exchange_id / "outbound" / "dpl"
         for e in config.reference.exchanges
         if e.delivery == "spool"
+    ]
+    folders += [
+        root / "exchanges" / e.exchange_id / "outbound" / "ebe"
+        for e in config.reference.exchanges
+        if e.delivery == "spool" and e.receives_ebe
     ]
     for folder in folders:
         _make_owned(folder, root, owner.st_uid, owner.st_gid)
@@ -365,11 +375,28 @@ def _flow_components(runtime: Runtime) -> list[Component]:
         clock=runtime.clock,
         calendar=calendars.get,
     )
+    ebe_store = ExpiringStore(config.spool.root / "internal" / "ebe")
+    ebe_flow = EbeFlow(
+        spool_root=config.spool.root,
+        ledger=runtime.ledger,
+        store=ebe_store,
+        config=lambda: runtime.config,
+        clock=runtime.clock,
+        emit=emit,
+    )
+    ebe_store.on_loaded = ebe_flow.set_loaded
+    ebe_store.on_rejected = ebe_flow.set_rejected
+    ebe_loader = EbeLoader(ebe_flow)
+
+    def on_internal(path: Path) -> None:
+        theo_loader.poke(path)
+        ebe_loader.poke(path)
+
     intake = SpoolIntake(
         spool_root=config.spool.root,
         ledger=runtime.ledger,
-        handlers={"dpl": dpl_arrival, "pmc": pmc_arrival},
-        on_internal=theo_loader.poke,
+        handlers={"dpl": dpl_arrival, "pmc": pmc_arrival, "ebe": ebe_flow},
+        on_internal=on_internal,
         clock=runtime.clock,
         stable_interval_s=config.intake.stable_interval_s,
         sweep_interval_s=config.intake.sweep_interval_s,
@@ -387,6 +414,8 @@ def _flow_components(runtime: Runtime) -> list[Component]:
             "dpl.submission": dpl_submission_handler(intake, dpl_arrival),
             "dpl.report": dpl_report_handler(runtime.ledger),
             "pmc.positions": pmc_positions_handler(intake, pmc_arrival),
+            "ebe.query": ebe_query_handler(ebe_flow),
+            "ebe.instruction": ebe_instruction_handler(ebe_flow),
         }
         handlers.update(compute_handlers(theo_store))
         out.append(
@@ -399,6 +428,7 @@ def _flow_components(runtime: Runtime) -> list[Component]:
             )
         )
     out.append(theo_loader)
+    out.append(ebe_loader)
     out.extend(build_publication_components(runtime))  # events: with the delivery row
     if config.sftp.enabled:
         out.append(
