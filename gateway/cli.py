@@ -26,6 +26,7 @@ VERB_MODULES = [
     "gateway.commands.dpl_sample",
     "gateway.commands.margin",
     "gateway.commands.pmc_tools",
+    "gateway.commands.ebe",
 ]
 
 EX_OK = 0

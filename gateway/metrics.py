@@ -124,10 +124,6 @@ PMC_THEO_SET_DATE = Gauge(
     "posgate_pmc_theo_set_date_timestamp_seconds",
     "Activity date of the newest complete theo P&L set (Unix time of its midnight UTC)",
 )
-EBE_INPUTS_MISSING = Gauge(
-    "posgate_ebe_inputs_missing",
-    "1 on an expiration date when its expiring-positions inputs are not complete",
-)
 
 SCHEDULER_RUNS = Counter("posgate_scheduler_runs_total", "Scheduled job runs", ["task", "outcome"])
 SCHEDULER_MISSES = Counter(
@@ -152,10 +148,46 @@ SFTP_FAILED_LOGINS = Counter("posgate_sftp_failed_logins_total", "Failed SFTP lo
 SFTP_SESSIONS = Gauge("posgate_sftp_sessions", "Open SFTP sessions")
 SFTP_UPLOADS = Counter("posgate_sftp_uploads_total", "Completed SFTP uploads")
 
+EBE_INSTRUCTIONS = Counter(
+    "posgate_ebe_instructions_total",
+    "Contrary instruction lines judged, by outcome (accepted/rejected)",
+    ["outcome"],
+)
+EBE_INSTRUCTION_REJECTS = Counter(
+    "posgate_ebe_instruction_rejects_total",
+    "Rejected contrary instruction lines by reason code",
+    ["reason"],
+)
+EBE_POSITIONS_LOADED = Gauge(
+    "posgate_ebe_positions_loaded",
+    "Expiring positions of the newest loaded set",
+)
+EBE_LAST_LOAD = Gauge(
+    "posgate_ebe_last_load_timestamp_seconds",
+    "Unix time an expiring-position set was last loaded",
+)
+EBE_POSITIONS_OVERDUE = Gauge(
+    "posgate_ebe_positions_overdue",
+    "1 on a business day past [ebe] positions_expected_time with no set loaded for today",
+)
+EBE_SET_REJECTED = Counter(
+    "posgate_ebe_sets_rejected_total", "Expiring-position sets refused (bad rows)"
+)
+EBE_LAST_PUBLICATION = Gauge(
+    "posgate_ebe_last_publication_timestamp_seconds",
+    "Unix time the contrary-intention file was last delivered, per exchange",
+    ["exchange"],
+)
+EBE_PUBLICATION_LATE = Gauge(
+    "posgate_ebe_publication_late",
+    "1 while today's contrary-intention file is past the cutoff and not yet delivered",
+    ["exchange"],
+)
 
-FLOWS = ("dpl", "pmc")
+FLOWS = ("dpl", "pmc", "ebe")
 ALERT_NAMES = (
     "file_quarantined",
+    "ebe_set_rejected",
     "processing_retrying",
     "processing_failed",
     "publication_late",
@@ -184,6 +216,12 @@ def initialise_series(firms: list[str], reasons: tuple[str, ...], tasks: tuple[s
         SCHEDULER_MISSES.labels(task=task)
     for outcome in ("ok", "rejected"):
         CONFIG_RELOADS.labels(outcome=outcome)
+    for outcome in ("accepted", "rejected"):
+        EBE_INSTRUCTIONS.labels(outcome=outcome)
+    from engine.ebe.instructions import REASON_CODES as EBE_REASONS
+
+    for reason in EBE_REASONS:
+        EBE_INSTRUCTION_REJECTS.labels(reason=reason)
 
 
 class MetricsServer:

@@ -1,11 +1,9 @@
 """Gauges the daemon samples from the machine rather than from its work: free disk space on the
-spool, the newest complete theo P&L set, and whether today's expiring-positions inputs are in.
+spool and the newest complete theo P&L set.
 
 They are refreshed from the daemon's periodic tick, at most every ``interval_s``, so that a
-Prometheus rule can alert on a full disk or stale inputs before anything fails. Expiration dates
-are the monthly standard ones: the third Friday, or the business day before it when that Friday
-is a holiday; the inputs of date D are complete once ``internal/ebe/D/meta.csv`` exists, and are
-reported missing from ``ebe_inputs_due`` (Chicago time) on.
+Prometheus rule can alert on a full disk or stale inputs before anything fails. (Whether today's
+expiring positions are loaded is the exercise-by-exception flow's own gauge.)
 """
 
 from __future__ import annotations
@@ -17,27 +15,13 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from engine.calendar import BusinessCalendar
 from gateway import metrics
 
 log = logging.getLogger(__name__)
 
-CHICAGO = ZoneInfo("America/Chicago")
 _DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-EBE_INPUTS_DUE = dt.time(8, 0)
-"""From this Chicago time on an expiration date, inputs not yet complete count as missing."""
-
-
-def third_friday(year: int, month: int) -> dt.date:
-    first = dt.date(year, month, 1)
-    return first + dt.timedelta(days=(4 - first.weekday()) % 7 + 14)
-
-
-def expiration_date(year: int, month: int, calendar: BusinessCalendar) -> dt.date:
-    friday = third_friday(year, month)
-    return friday if calendar.is_business_day(friday) else calendar.previous_business_day(friday)
 
 
 def newest_complete_date(root: Path) -> dt.date | None:
@@ -93,14 +77,3 @@ class OpsGauges:
         theo = newest_complete_date(internal / "theo")
         if theo is not None:
             metrics.PMC_THEO_SET_DATE.set(_midnight_utc(theo))
-        calendar = self.calendar()
-        now = self.clock()
-        today = calendar.chicago_date(now)
-        expiring = expiration_date(today.year, today.month, calendar)
-        chicago_time = now.astimezone(CHICAGO).time()
-        missing = (
-            today == expiring
-            and chicago_time >= EBE_INPUTS_DUE
-            and not (internal / "ebe" / today.isoformat() / "meta.csv").is_file()
-        )
-        metrics.EBE_INPUTS_MISSING.set(1 if missing else 0)

@@ -19,8 +19,9 @@ Firms publish requests to the topic exchange ``posgate`` with routing key ``requ
   ``x-delivery-limit``; ``posgate.dead`` (quorum, at most ``DEAD_MAX_LENGTH`` messages, the
   oldest dropped first) is bound there with ``#``.
 * ``posgate.events`` (topic) carries notifications: ``firm.<id>.dpl.receipt``,
-  ``firm.<id>.dpl.rejected``, ``firm.<id>.pmc.result``, ``exchange.<id>.dpl.published``,
-  ``ops.alert.<name>``.
+  ``firm.<id>.dpl.rejected``, ``firm.<id>.pmc.result``, ``firm.<id>.ebe.ready``,
+  ``firm.<id>.ebe.instruction``, ``exchange.<id>.dpl.published``,
+  ``exchange.<id>.ebe.published``, ``ops.alert.<name>``.
 
 Declarations are idempotent and run on every connect. A queue that already exists with other
 arguments (e.g. a changed delivery limit) makes the broker close the channel with
@@ -73,9 +74,14 @@ def compute_queue(request_type: str) -> str:
 
 
 def queues_to_serve(types: Iterable[str]) -> list[str]:
-    """Queues ``posgate serve`` consumes: ``posgate.requests`` + its compute types' queues."""
-    have = set(types)
-    return [REQUESTS_QUEUE] + [compute_queue(t) for t in COMPUTE_TYPES if t in have]
+    """Queues ``posgate serve`` consumes: ``posgate.requests`` and every compute queue.
+
+    Every compute queue, not only those of the types it has handlers for: a request routed to a
+    queue nobody reads would never be answered, so a type ``serve`` cannot serve is answered
+    ``UNKNOWN_TYPE`` at once instead (workers still share the queues of the types they serve).
+    """
+    del types
+    return [REQUESTS_QUEUE] + [compute_queue(t) for t in COMPUTE_TYPES]
 
 
 def queues_for_worker(types: Iterable[str]) -> list[str]:

@@ -97,6 +97,50 @@ class PmcSettings:
 
 
 @dataclass(frozen=True)
+class EbeSettings:
+    """Exercise by exception (SPEC §8). Thresholds are ticks of 1/10,000 USD per account type."""
+
+    instruction_cutoff: dt.time
+    positions_expected_time: dt.time
+    thresholds: Mapping[str, int]
+    inline_rows: int
+
+
+def default_ebe_settings() -> EbeSettings:
+    """``[ebe]`` with every key at its default (offline tools without a config)."""
+    table = SCHEMA["ebe"]
+    return EbeSettings(
+        instruction_cutoff=clock_time(table["instruction_cutoff"][1]),
+        positions_expected_time=clock_time(table["positions_expected_time"][1]),
+        thresholds={t.upper(): _amount(table[f"threshold_{t}"][1]) for t in ("c", "f", "m")},
+        inline_rows=table["inline_rows"][1],
+    )
+
+
+def _amount(value: Any) -> int:
+    """A threshold in USD (TOML string "0.01" or number 0.01) as exact ticks."""
+    from engine.ebe.money import parse_ticks
+
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("expected a decimal amount such as 0.01")
+    ticks = parse_ticks(value if isinstance(value, str) else repr(value))
+    if ticks < 0:
+        raise ValueError("expected an amount >= 0")
+    return ticks
+
+
+AMOUNT = typed((str, int, float), lambda v: _ok_amount(v), "a decimal amount >= 0, e.g. 0.01")
+
+
+def _ok_amount(value: Any) -> bool:
+    try:
+        _amount(value)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
 class AmqpSettings:
     enabled: bool
     url: str
@@ -133,6 +177,7 @@ class Config:
     intake: IntakeSettings
     dpl: DplSettings
     pmc: PmcSettings
+    ebe: EbeSettings
     amqp: AmqpSettings
     daemon: DaemonSettings
     accounts: tuple[Account, ...]
@@ -192,6 +237,14 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "publish_window_days": (POS_INT, 10),
     },
     "pmc": {"write_pdf": (BOOL, False), "theo_keep": (POS_INT, 3)},
+    "ebe": {
+        "instruction_cutoff": (clock_time, "16:30"),
+        "positions_expected_time": (clock_time, "09:00"),
+        "threshold_c": (AMOUNT, "0.01"),
+        "threshold_f": (AMOUNT, "0.01"),
+        "threshold_m": (AMOUNT, "0.01"),
+        "inline_rows": (POS_INT, 1000),
+    },
     "amqp": {
         "enabled": (BOOL, True),
         "url": (NONEMPTY, "amqp://127.0.0.1:5672/%2F"),
@@ -328,6 +381,14 @@ def load_config(
         ),
         dpl=DplSettings(**tables["dpl"]),
         pmc=PmcSettings(**tables["pmc"]),
+        ebe=EbeSettings(
+            instruction_cutoff=tables["ebe"]["instruction_cutoff"],
+            positions_expected_time=tables["ebe"]["positions_expected_time"],
+            thresholds={
+                t.upper(): _amount(tables["ebe"][f"threshold_{t}"]) for t in ("c", "f", "m")
+            },
+            inline_rows=tables["ebe"]["inline_rows"],
+        ),
         amqp=AmqpSettings(
             enabled=amqp["enabled"],
             url=amqp["url"],

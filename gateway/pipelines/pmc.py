@@ -281,12 +281,16 @@ class PmcArrival:
             counts=outcome.counts.as_dict(),
             requirement=outcome.requirement,
             outputs=[p.name for p in outcome.outputs.values()],
+            event=(
+                f"firm.{claimed.firm}.pmc.result",
+                outcome.as_dict(),
+                f"pmc.result.{claimed.file_id}.{claimed.sha256[:16]}",
+            ),
         )
         metrics.RECORDS_VALID.labels(flow="pmc").inc(outcome.counts.accepted)
         metrics.RECORDS_REJECTED.labels(flow="pmc").inc(
             outcome.counts.rejected + outcome.counts.invalid_series
         )
-        self.emit(f"firm.{claimed.firm}.pmc.result", outcome.as_dict())
         return outcome
 
     def _not_loaded(self, claimed: ClaimedFile, requested: str, outbound: Path) -> None:

@@ -365,7 +365,7 @@ def test_required_alerts_exist_with_severity_and_summary() -> None:
         "PosgateAmqpUnauthorized",
         "PosgateDeadLetters",
         "PosgateTheoSetStale",
-        "PosgateExpiringPositionsMissing",
+        "PosgateEbePositionsNotLoaded",
         "PosgateSftpLoginFailures",
         "PosgateConfigReloadRejected",
     }
