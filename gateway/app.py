@@ -20,12 +20,13 @@ from pathlib import Path
 from engine.calendar import BusinessCalendar
 from engine.dpl.records import REASON_CODES
 from gateway import alerts, metrics
-from gateway.amqp.outbox import Outbox, SqliteProcessedStore
+from gateway.amqp.outbox import Outbox, SqliteProcessedStore, insert_event
 from gateway.amqp.service import AmqpService, Handler
 from gateway.config import Config, ConfigError, load_config
 from gateway.daemon import EXIT_UNAVAILABLE, Component, Daemon, StartupError
 from gateway.ebe_store import ExpiringStore
 from gateway.ledger import Ledger
+from gateway.ops_gauges import OpsGauges
 from gateway.pipelines.dpl import DplArrival, Emit, no_events
 from gateway.pipelines.ebe import EbeFlow, EbeLoader
 from gateway.pipelines.pmc import PmcArrival, TheoLoader
@@ -231,11 +232,38 @@ class LedgerComponent:
         return self._thread is not None and self._thread.is_alive()
 
 
+INSTANCE_LOCK = "posgate.lock"
+_held_locks: list[int] = []  # open for the life of the process: the kernel drops it at exit
+
+
+def lock_instance(state_dir: Path) -> None:
+    """One ``posgate serve`` per spool: an exclusive ``flock`` on ``state/posgate.lock``, taken
+    before the ledger is opened, so a second daemon on the same spool touches nothing and exits
+    69. The lock goes with the process (crash or kill -9 included); the file stays, harmlessly."""
+    import fcntl
+
+    path = state_dir / INSTANCE_LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise StartupError(
+            f"another posgate serve (pid {holder}) already runs on this spool ({path})",
+            EXIT_UNAVAILABLE,
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held_locks.append(fd)
+
+
 def build_daemon(config: Config) -> Daemon:
     """Build every adapter and pipeline of ``config``; return the Daemon ready to ``run``.
 
     SIGHUP reloads the same file (``config.path``)."""
     prepare_spool(config)
+    lock_instance(config.spool.state_dir)
     try:
         ledger = Ledger(config.spool.ledger_path)
     except Exception as exc:
@@ -256,10 +284,21 @@ def build_daemon(config: Config) -> Daemon:
         log.info("configuration reloaded: %d accounts", len(new.accounts))
         return True
 
+    calendars: dict[int, BusinessCalendar] = {}
+
+    def calendar() -> BusinessCalendar:
+        reference = runtime.config.reference  # rebuilt only when a reload replaced it
+        if id(reference) not in calendars:
+            calendars.clear()
+            calendars[id(reference)] = business_calendar(reference)
+        return calendars[id(reference)]
+
+    gauges = OpsGauges(config.spool.root, runtime.clock, calendar)
     return Daemon(
         components,
         shutdown_grace_s=config.daemon.shutdown_grace_s,
         reload=reload,
+        on_tick=gauges.tick,
         watchdog=config.daemon.watchdog,
     )
 
@@ -316,11 +355,13 @@ def _flow_components(runtime: Runtime) -> list[Component]:
     emit: Emit = outbox.emit if outbox is not None else no_events  # type: ignore[assignment]
     if outbox is not None:
         alerts.add_event_sink(outbox.emit)
+        # Events that report a ledger state change are written in its transaction.
+        runtime.ledger.event_writer = insert_event
+        runtime.ledger.events_committed = outbox.notify
     dpl_arrival = DplArrival(
         spool_root=config.spool.root,
         ledger=runtime.ledger,
         config=lambda: runtime.config,
-        emit=emit,
     )
     theo_store = TheoStore(config.spool.root / "internal" / "theo", keep=config.pmc.theo_keep)
     calendars = _CalendarCache(runtime)
@@ -388,7 +429,7 @@ def _flow_components(runtime: Runtime) -> list[Component]:
         )
     out.append(theo_loader)
     out.append(ebe_loader)
-    out.extend(build_publication_components(runtime, emit=emit))
+    out.extend(build_publication_components(runtime))  # events: with the delivery row
     if config.sftp.enabled:
         out.append(
             _SftpComponent(

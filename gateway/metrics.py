@@ -45,7 +45,11 @@ START_TIME = Gauge("posgate_start_time_seconds", "Unix time the daemon became re
 CONFIG_RELOADS = Counter("posgate_config_reloads_total", "SIGHUP reloads by outcome", ["outcome"])
 CONFIG_LAST_RELOAD = Gauge(
     "posgate_config_last_reload_success_timestamp_seconds",
-    "Unix time of the last successful config load",
+    "Unix time of the last successful config load (start-up or SIGHUP)",
+)
+CONFIG_LAST_RELOAD_OK = Gauge(
+    "posgate_config_last_reload_successful",
+    "1 when the last config load (start-up or SIGHUP) succeeded, 0 while a rejected one stands",
 )
 
 FILES_RECEIVED = Counter("posgate_files_received_total", "Input files received", ["flow", "firm"])
@@ -55,7 +59,7 @@ FILES_DUPLICATE = Counter(
     ["flow"],
 )
 FILES_QUARANTINED = Counter(
-    "posgate_files_quarantined_total", "Files that could not be read", ["flow"]
+    "posgate_files_quarantined_total", "Files that could not be read", ["flow", "firm"]
 )
 FILES_FAILED = Counter(
     "posgate_files_failed_total",
@@ -100,6 +104,25 @@ DPL_PUBLICATION_SECONDS = Histogram(
 DPL_FIRMS_MISSING = Gauge(
     "posgate_dpl_missing_submitters",
     "Firms that submitted in recent cycles but not in the current one",
+)
+DPL_FIRM_MISSING = Gauge(
+    "posgate_dpl_missing_submitter",
+    "1 for each firm that submitted in recent cycles but not in the current one",
+    ["firm"],
+)
+DPL_DELIVERY_FAILURES = Counter(
+    "posgate_dpl_delivery_failures_total",
+    "Failed deliveries of a DPL cycle to an exchange (every attempt)",
+    ["exchange"],
+)
+
+SPOOL_FREE_BYTES = Gauge(
+    "posgate_spool_free_bytes", "Bytes available to posgate on the spool's file system"
+)
+SPOOL_SIZE_BYTES = Gauge("posgate_spool_size_bytes", "Size of the spool's file system")
+PMC_THEO_SET_DATE = Gauge(
+    "posgate_pmc_theo_set_date_timestamp_seconds",
+    "Activity date of the newest complete theo P&L set (Unix time of its midnight UTC)",
 )
 
 SCHEDULER_RUNS = Counter("posgate_scheduler_runs_total", "Scheduled job runs", ["task", "outcome"])
@@ -177,7 +200,6 @@ def initialise_series(firms: list[str], reasons: tuple[str, ...], tasks: tuple[s
     for flow in FLOWS:
         for counter in (
             FILES_DUPLICATE,
-            FILES_QUARANTINED,
             FILES_FAILED,
             RECORDS_VALID,
             RECORDS_REJECTED,
@@ -185,6 +207,7 @@ def initialise_series(firms: list[str], reasons: tuple[str, ...], tasks: tuple[s
             counter.labels(flow=flow)
         for firm in firms:
             FILES_RECEIVED.labels(flow=flow, firm=firm)
+            FILES_QUARANTINED.labels(flow=flow, firm=firm)
     for reason in reasons:
         DPL_REJECTS_BY_REASON.labels(reason=reason)
     for name in ALERT_NAMES:

@@ -151,6 +151,12 @@ class AmqpSettings:
     max_backoff_s: float
     delivery_limit: int
     request_timeout_s: float
+    ca_file: Path | None = None
+    """amqps: the CA bundle that signed the broker's certificate (default: the system's)"""
+    cert_file: Path | None = None
+    """amqps: posgate's client certificate (PEM), for brokers that require one"""
+    key_file: Path | None = None
+    """amqps: the client certificate's private key (PEM); keep it 0600, owned by posgate"""
 
 
 @dataclass(frozen=True)
@@ -248,6 +254,9 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "max_backoff_s": (POS_NUM, 30.0),
         "delivery_limit": (POS_INT, 5),
         "request_timeout_s": (POS_NUM, 30.0),
+        "ca_file": (STR, ""),
+        "cert_file": (STR, ""),
+        "key_file": (STR, ""),
     },
     "daemon": {
         "shutdown_grace_s": (POS_NUM, 30.0),
@@ -327,6 +336,28 @@ def load_config(
     sftp = tables["sftp"]
     host_key = sftp["host_key_path"]
     amqp = tables["amqp"]
+    for key in ("ca_file", "cert_file", "key_file"):
+        if amqp[key] and not os.access(resolve(amqp[key]), os.R_OK):
+            problems.add(
+                cfg_path,
+                f"{resolve(amqp[key])} cannot be read",
+                line_of(text, "amqp", key),
+                f"amqp.{key}",
+            )
+    if amqp["key_file"] and not amqp["cert_file"]:  # a cert_file alone may hold the key too
+        problems.add(
+            cfg_path,
+            "a key_file needs its cert_file",
+            line_of(text, "amqp", "key_file"),
+            "amqp.key_file",
+        )
+    if (amqp["ca_file"] or amqp["cert_file"]) and not str(amqp["url"]).startswith("amqps://"):
+        problems.add(
+            cfg_path,
+            "TLS files are set but the url is not amqps://",
+            line_of(text, "amqp", "url"),
+            "amqp.url",
+        )
     daemon = tables["daemon"]
     if problems.items:
         raise ConfigError(problems.items)
@@ -368,6 +399,9 @@ def load_config(
             max_backoff_s=float(amqp["max_backoff_s"]),
             delivery_limit=amqp["delivery_limit"],
             request_timeout_s=float(amqp["request_timeout_s"]),
+            ca_file=resolve(amqp["ca_file"]) if amqp["ca_file"] else None,
+            cert_file=resolve(amqp["cert_file"]) if amqp["cert_file"] else None,
+            key_file=resolve(amqp["key_file"]) if amqp["key_file"] else None,
         ),
         daemon=DaemonSettings(
             shutdown_grace_s=float(daemon["shutdown_grace_s"]),

@@ -15,8 +15,9 @@ import contextlib
 import datetime as dt
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -215,12 +216,26 @@ EXTRA_TABLE_CREATORS: list[Callable[[sqlite3.Connection], None]] = []
 """Adapters that own tables of their own (AMQP outbox, processed ids) register creators here."""
 
 
+EventWriter = Callable[[sqlite3.Connection, str, Mapping[str, Any], str], None]
+"""Writes one notification (routing key, payload, message id) on the given connection, inside
+the caller's transaction: the AMQP outbox's ``insert_event``."""
+
+
 def schema_version() -> int:
     return len(MIGRATIONS)
 
 
 class LedgerDatabase:
-    """Thread-safe access to the ledger file: one sqlite3 connection per thread."""
+    """Thread-safe access to the ledger file: one sqlite3 connection per thread.
+
+    Notifications are part of the state change they report: ``write_event`` stores one in the
+    open transaction through the ``event_writer`` (the AMQP outbox, in this same database file),
+    so a transaction commits both or neither; ``events_committed`` is called after a commit that
+    wrote any, to wake the sender. Without a writer (AMQP off) events are dropped.
+    """
+
+    event_writer: EventWriter | None = None
+    events_committed: Callable[[], None] | None = None
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -255,12 +270,31 @@ class LedgerDatabase:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self.connect()
         conn.execute("BEGIN IMMEDIATE")
+        self._local.events = 0
         try:
             yield conn
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        if getattr(self._local, "events", 0) and self.events_committed is not None:
+            self.events_committed()
+
+    def write_event(
+        self,
+        conn: sqlite3.Connection,
+        routing_key: str,
+        payload: Mapping[str, Any],
+        message_id: str,
+    ) -> None:
+        """Store a notification in the open transaction of ``conn`` (see the class docstring).
+
+        ``message_id`` is derived from what the event reports, so a re-send carries the same one.
+        """
+        if self.event_writer is None:
+            return
+        self.event_writer(conn, routing_key, payload, message_id)
+        self._local.events = getattr(self._local, "events", 0) + 1
 
     def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
         """Copy the WAL back into the database (``PASSIVE`` never waits for writers;

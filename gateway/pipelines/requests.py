@@ -40,7 +40,8 @@ SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _file_name(request: Request, default_suffix: str) -> str:
-    given = request.headers.get("file_name") if request.headers else None
+    headers = request.headers or {}
+    given = headers.get("posgate-file-name") or headers.get("file_name")  # older name still read
     if isinstance(given, bytes):
         given = given.decode("utf-8", "replace")
     name = SAFE_NAME.sub("_", str(given or "")).strip("._")
@@ -161,8 +162,30 @@ def _whatif_batch(rows: Any, firm: str, what: str) -> PositionBatch:
     rejected = [p for p in problems if p.kind != "warning"]
     if rejected:
         first = rejected[0]
-        raise InputRejected(first.reason, f"{what}[{first.line - 1}]: {first.message}")
+        message = first.message
+        for field_346, key in JSON_KEYS.items():  # speak the caller's JSON, not the 346 layout
+            message = message.replace(field_346, key)
+        raise InputRejected(first.reason, f"{what}[{first.line - 1}]: {message}")
     return batch
+
+
+JSON_KEYS = {
+    "SECURITY TYPE CODE": "security_type",
+    "SERIES/CONTRACT DATE": "series_date",
+    "PUT/CALL INDICATOR": "put_call",
+    "STRIKE PRICE": "strike",
+    "EXERCISE STYLE": "exercise_style",
+    "SETTLEMENT STYLE": "settlement_style",
+    "EXPIRATION DATE": "expiration_date",
+    "CLEARING FIRM NUMBER": "firm",
+    "ACCOUNT ID": "account",
+    "BASKET ID": "basket_id",
+    "MARKET VALUE": "market_value",
+    "NET POSITION": "quantity",
+    "SYMBOL": "symbol",
+    "FUNCTION": "quantity",
+}
+"""346 field names in engine messages -> the JSON keys of a what-if position."""
 
 
 def margin_whatif_handler(theo: _FreshTheo) -> Callable[[Request], Reply]:
@@ -187,8 +210,23 @@ def margin_whatif_handler(theo: _FreshTheo) -> Callable[[Request], Reply]:
             if body.get("base") is not None:
                 base = _whatif_batch(body["base"], request.firm, "base")
             day = str(body["theo_date"]) if body.get("theo_date") else None
-        result = whatif(positions, theo.get(day), base)
-        return Reply(result.as_dict())
+        if len(positions) == 0:
+            raise InputRejected("NO_VALID_POSITION", "the what-if has no positions")
+        document = whatif(positions, theo.get(day), base).as_dict()
+        priced = document.get("positions")
+        if not priced:
+            problems = document.get("problems") or []
+            first = problems[0] if isinstance(problems, list) and problems else None
+            detail = f"; first: {first.get('message', first)}" if isinstance(first, dict) else ""
+            raise InputRejected(
+                "NO_VALID_POSITION",
+                f"none of the {len(positions)} position(s) could be priced{detail}",
+            )
+        # A what-if is always about the caller: name it by its firm id, as every reply does.
+        for account in document.get("accounts") or []:
+            if isinstance(account, dict):
+                account["firm"] = request.firm
+        return Reply(document)
 
     return handle
 
