@@ -195,3 +195,27 @@ def test_instruction_and_query_files_from_the_intake(flow):
     error = json.loads((out / "bad.query.json.error.json").read_text())
     assert error["error"]["reason"] == "LAYOUT" and "DEEP" in error["error"]["message"]
     assert all(f.ledger.file(i).state == "processed" for i in rows)
+
+
+def test_amqp_query_above_the_inline_limit_names_a_file(flow):
+    import dataclasses
+
+    from gateway.amqp.dispatch import Request
+    from gateway.pipelines.requests import ebe_instruction_handler, ebe_query_handler
+
+    f, clock, events, cfg = flow
+    config = f.config()
+    small = dataclasses.replace(config, ebe=dataclasses.replace(config.ebe, inline_rows=2))
+    f.config = lambda: small
+    body = json.dumps({"expiration_date": "2026-12-18"}).encode()
+    request = Request("ebe.query", "00123", body, "application/json", "m-1", "c-1")
+    reply = ebe_query_handler(f)(request).body
+    assert reply["rows"] == [] and reply["row_count"] == 7
+    assert reply["file"] == "outbound/ebe/amqp-m-1.query.csv"
+    written = (cfg.spool / "firms" / "00123" / reply["file"]).read_text().splitlines()
+    assert len(written) == 8 and all(line.startswith("00123,") for line in written[1:])
+
+    csv_body = (HEADER + "ACC1,XYZ,C,45.66,2026-12-18,EXERCISE,0\n").encode()
+    instruction = Request("ebe.instruction", "00123", csv_body, "text/csv", "m-2", "c-2")
+    receipt = ebe_instruction_handler(f)(instruction).body
+    assert receipt["accepted"] == 1 and receipt["name"] == "amqp:m-2"
