@@ -29,6 +29,9 @@ DPL_DELIVERIES = "dpl_deliveries"
 DPL_PUBLISHED_FILES = "dpl_published_files"
 PMC_RESULTS = "pmc_results"
 SCHEDULER_RUNS = "scheduler_runs"
+EBE_SETS = "ebe_sets"
+EBE_INSTRUCTIONS = "ebe_instructions"
+EBE_PUBLICATIONS = "ebe_publications"
 
 
 def utc_now() -> dt.datetime:
@@ -150,7 +153,65 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Exercise by exception: loaded sets, accepted and rejected instructions, publications."""
+    db[EBE_SETS].create(  # type: ignore[union-attr]
+        {
+            "expiration_date": str,
+            "source": str,
+            "folder": str,
+            "fingerprint": str,
+            "rows": int,
+            "loaded_at": str,
+        },
+        pk="expiration_date",
+        if_not_exists=True,
+    )
+    # One row per judged instruction line; only accepted ones count for outcomes, in id order
+    # (= receipt order), the latest per (firm, account, series) winning.
+    db[EBE_INSTRUCTIONS].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "file_id": int,
+            "origin": str,
+            "line": int,
+            "firm": str,
+            "expiration_date": str,
+            "account": str,
+            "symbol": str,
+            "put_call": str,
+            "strike": int,
+            "action": str,
+            "quantity": int,
+            "status": str,
+            "reasons": str,
+            "received_at": str,
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+    db[EBE_INSTRUCTIONS].create_index(  # type: ignore[union-attr]
+        ["expiration_date", "status"], if_not_exists=True
+    )
+    db[EBE_PUBLICATIONS].create(  # type: ignore[union-attr]
+        {
+            "expiration_date": str,
+            "exchange": str,
+            "published_at": str,
+            "sha256": str,
+            "records": int,
+            "path": str,
+        },
+        pk=("expiration_date", "exchange"),
+        if_not_exists=True,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+]
 EXTRA_TABLE_CREATORS: list[Callable[[sqlite3.Connection], None]] = []
 """Adapters that own tables of their own (AMQP outbox, processed ids) register creators here."""
 

@@ -85,7 +85,11 @@ class PmcOutcome:
             "nav": round(self.nav, 2),
             "minimum": round(self.minimum, 2),
             "accounts": self.accounts,
-            "firms": {f: round(v, 2) for f, v in self.firm_requirements.items()},
+            # firm ids as everywhere else in posgate (five digits), whatever the 346 file wrote
+            "firms": {
+                (f.zfill(5) if f.isdigit() else f): round(v, 2)
+                for f, v in self.firm_requirements.items()
+            },
             "theo_stale": self.theo_stale,
             "theo_requested": self.theo_requested,
         }

@@ -287,7 +287,7 @@ class SpoolFiles:
         self.ledger.set_file_state(
             claimed.file_id, "quarantined", f"{exc.reason}: {exc.message}", reason=exc.reason
         )
-        metrics.FILES_QUARANTINED.labels(flow=claimed.flow).inc()
+        metrics.FILES_QUARANTINED.labels(flow=claimed.flow, firm=claimed.firm).inc()
         self.alert(
             "file_quarantined",
             f"{claimed.flow} file {claimed.name!r} from firm {claimed.firm} cannot be read "
