@@ -83,6 +83,8 @@ class OutboxPublisher(ConnectionLoop):
         self._after = 0
         self._inflight: dict[int, int] = {}
         self._timer: object | None = None
+        self._unrecorded = False
+        """Confirmed rows could not be deleted (disk full): ``flush`` cannot succeed."""
         self._dead_sampled = float("-inf")
 
     def start(self) -> None:
@@ -113,6 +115,11 @@ class OutboxPublisher(ConnectionLoop):
                 log.warning("outbox: %s", exc)
                 return False
             if time.monotonic() >= deadline or not self.is_up():
+                return False
+            if self._unrecorded:
+                # Confirmed but not deleted (disk full): waiting would only use up the grace of
+                # the stop; the rows go out again after the next start (same message ids).
+                log.warning("outbox: sent rows cannot be marked sent; not waiting at stop")
                 return False
             time.sleep(0.05)
 
@@ -209,8 +216,10 @@ class OutboxPublisher(ConnectionLoop):
             return
         try:
             self._outbox.mark_sent(ids)
+            self._unrecorded = False
         except TransientError as exc:
             # Rows stay and go out again after the next reconnect (at least once).
+            self._unrecorded = True
             log.warning("outbox: %s", exc)
         self._drain()
 

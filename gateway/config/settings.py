@@ -88,6 +88,8 @@ class DplSettings:
     publish_window_days: int = 10
     """``dpl publish`` also accepts cycles this many calendar days back when the ledger has no
     DPL history that old (a fresh install); older and future cycles are refused."""
+    max_records: int = 5_000_000
+    """Records one DPL file may hold; a file with more is quarantined (``TOO_MANY_RECORDS``)."""
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "missing_lookback_cycles": (POS_INT, 5),
         "max_line_bytes": (POS_INT, 64 * 1024),
         "publish_window_days": (POS_INT, 10),
+        "max_records": (POS_INT, 5_000_000),
     },
     "pmc": {"write_pdf": (BOOL, False), "theo_keep": (POS_INT, 3)},
     "ebe": {

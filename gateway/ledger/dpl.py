@@ -389,15 +389,21 @@ class DplLedger(FileLedger):
 
     def count_unfinished_dpl_files(self, received_before: dt.datetime) -> int:
         """DPL files received before an instant but not processed yet (still in the intake)."""
-        return int(
+        return len(self.unfinished_dpl_files(received_before))
+
+    def unfinished_dpl_files(self, received_before: dt.datetime) -> list[tuple[int, str, str, str]]:
+        """(id, firm, name, state) of the DPL files received before an instant and not processed
+        yet: still in the intake, retrying after a full disk, or ``failed``."""
+        rows = (
             self.connect()
             .execute(
-                f"SELECT count(*) FROM {FILES} WHERE flow = 'dpl'"
-                " AND state IN ('received', 'claimed') AND received_at < ?",
+                f"SELECT id, firm, name, state FROM {FILES} WHERE flow = 'dpl'"
+                " AND state IN ('received', 'claimed', 'failed') AND received_at < ? ORDER BY id",
                 (iso(received_before),),
             )
-            .fetchone()[0]
+            .fetchall()
         )
+        return [(int(r["id"]), r["firm"], r["name"], r["state"]) for r in rows]
 
     def earliest_dpl_cycle(self) -> str | None:
         """The oldest cycle with a DPL file or a publication, or None for a fresh ledger."""

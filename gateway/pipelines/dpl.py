@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 from engine.calendar import BusinessCalendar
 from engine.dpl.records import VALID, DplReference, ValidationResult, firm_sort_text, id_key
 from engine.dpl.validate import iter_validate
+from engine.errors import UnreadableInput
 from gateway import metrics
 from gateway.config import Config, ReferenceData
 from gateway.ledger import Ledger, dpl_sort_key, pack_fields
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[str, Mapping[str, Any]], None]
 CHUNK_BYTES = 1 << 20
+TOO_MANY_RECORDS = "TOO_MANY_RECORDS"
 
 
 def no_events(routing_key: str, payload: Mapping[str, Any]) -> None:
@@ -214,11 +216,20 @@ class DplArrival:
             name=claimed.name,
         )
 
+        max_records = config.dpl.max_records
+
         def rows() -> Iterator[tuple[Any, ...]]:
             # The hot loop of the intake: valid records take the short path.
             valid = rejected = 0
             firm_sort = _firm_sort
             for result in results:
+                if valid + rejected >= max_records:
+                    # Raised inside the ledger transaction: nothing of the file is kept.
+                    raise UnreadableInput(
+                        TOO_MANY_RECORDS,
+                        f"more than {max_records} records ([dpl] max_records); record"
+                        f" {max_records + 1} is on line {result.line}",
+                    )
                 if result.status == VALID:
                     valid += 1
                     f = result.fields

@@ -8,6 +8,7 @@ and ``DeliveryRefused`` (not retried) describe the delivery to one exchange.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from gateway.errors import TransientError
 
@@ -27,12 +28,16 @@ class PublicationCancelled(Exception):
 class IntakePending(TransientError):
     """Files received before the cycle's cutoff are still being processed: publish a bit later."""
 
-    def __init__(self, cycle: dt.date, count: int) -> None:
+    def __init__(
+        self, cycle: dt.date, count: int, files: Sequence[tuple[int, str, str, str]] = ()
+    ) -> None:
         super().__init__(
             f"{count} DPL file(s) received before the cutoff of cycle {cycle.isoformat()} are "
             "still being processed"
         )
         self.count = count
+        self.files = list(files)
+        """(id, firm, name, state) of each."""
 
 
 class ExchangeUnreachable(TransientError):

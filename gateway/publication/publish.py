@@ -233,8 +233,13 @@ def publish_cycle(
     sftp_attempts: int = 3,
     sftp_backoff_s: float = 1.0,
     lock_timeout_s: float = 3600.0,
+    ignore_intake: bool = False,
 ) -> PublicationResult:
     """Build and deliver the aggregated file of ``cycle``; see the module docstring.
+
+    ``ignore_intake`` publishes without the files still in the intake (the scheduler's choice
+    once the deadline has passed: they are named in an alert, and a later change of the cycle
+    is published again).
 
     Delivery problems are reported in the result (``failures``), never raised. Raises
     ``IntakePending`` (files of the cycle still being processed), other ``TransientError`` (disk
@@ -253,6 +258,7 @@ def publish_cycle(
         sftp_attempts=sftp_attempts,
         sftp_backoff_s=sftp_backoff_s,
         lock_timeout_s=lock_timeout_s,
+        ignore_intake=ignore_intake,
     )
     if result.complete and (result.built or result.delivered or result.finalized):
         write_firm_reports(runtime, cycle)
@@ -270,6 +276,7 @@ def _publish_locked(
     sftp_attempts: int,
     sftp_backoff_s: float,
     lock_timeout_s: float,
+    ignore_intake: bool = False,
 ) -> PublicationResult:
     started = time.monotonic()
     config = runtime.config
@@ -325,10 +332,10 @@ def _publish_locked(
             or (was_preliminary and after_cutoff)
             or not file_has_sha256(built_path, publication["sha256"])
         )
-        if built and not force:
-            pending = ledger.count_unfinished_dpl_files(_CALENDAR.cutoff(cycle))
+        if built and not force and not ignore_intake:
+            pending = ledger.unfinished_dpl_files(_CALENDAR.cutoff(cycle))
             if pending:
-                raise IntakePending(cycle, pending)
+                raise IntakePending(cycle, len(pending), pending)
         replaces: str | None = None
         if built:
             sha256, records = build_file(

@@ -27,8 +27,10 @@ when its deadline passes is alerted once (``publication_late``), counted in
 ``posgate_scheduler_misses_total{task="dpl-deadline"}`` and recorded as ``late``; checks already
 recorded are not repeated after a restart.
 
-A cycle whose files received before the cutoff are still in the intake waits (``waiting_intake``)
-and is retried at the next tick. Each run that acts is recorded with
+A cycle whose files received before the cutoff are still in the intake (or failing: a full disk,
+``failed``) waits (``waiting_intake``) and is retried at the next tick, until the cycle's deadline:
+then it is published without them and the ``publication_without_files`` alert names them; once
+they are processed, the changed cycle is published again. Each run that acts is recorded with
 ``Ledger.record_scheduler_run`` and counted in ``posgate_scheduler_runs_total{task,outcome}``;
 catch-up ticks that find nothing to do are only counted (``outcome="idle"``), so the ledger does
 not grow by a row a minute. After each
@@ -81,7 +83,8 @@ CATCHUP_JOB = "dpl-catchup"
 PUBLISH_GRACE_S = 3600
 DEADLINE_GRACE_S = 900
 
-Publish = Callable[[dt.date], PublicationResult]
+Publish = Callable[..., PublicationResult]
+"""``publish(cycle, ignore_intake=False)``: ``publish_cycle`` bound to the runtime."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,12 +344,26 @@ class DplScheduler:
         key = cycle.isoformat()
         log.info("dpl scheduler: publishing cycle %s (trigger=%s)", key, trigger)
         try:
-            result = self.publish(cycle)
-        except IntakePending as exc:
-            log.info("dpl scheduler: cycle %s waits: %s", key, exc)
-            ledger.record_scheduler_run(PUBLISH_JOB, key, "waiting_intake", str(exc))
-            metrics.SCHEDULER_RUNS.labels(task=PUBLISH_JOB, outcome="waiting_intake").inc()
-            return False
+            try:
+                result = self.publish(cycle)
+            except IntakePending as exc:
+                config = self.runtime.config
+                deadline = self.calendar().publication_instant(cycle, config.dpl.deadline_time)
+                if self.runtime.clock() < deadline:
+                    log.info("dpl scheduler: cycle %s waits: %s", key, exc)
+                    ledger.record_scheduler_run(PUBLISH_JOB, key, "waiting_intake", str(exc))
+                    metrics.SCHEDULER_RUNS.labels(task=PUBLISH_JOB, outcome="waiting_intake").inc()
+                    return False
+                # The deadline binds: publish what is processed, name what is left out; when
+                # those files are processed the changed cycle is published again.
+                names = [f"{firm}/{name} ({state})" for _id, firm, name, state in exc.files]
+                raise_alert(
+                    "publication_without_files",
+                    f"DPL cycle {key} published at its deadline without {len(names)} file(s)"
+                    f" still failing or in the intake: {', '.join(names)}",
+                    {"cycle": key, "files": names},
+                )
+                result = self.publish(cycle, ignore_intake=True)
         except PublicationCancelled:
             ledger.record_scheduler_run(PUBLISH_JOB, key, "cancelled", f"trigger={trigger}")
             metrics.SCHEDULER_RUNS.labels(task=PUBLISH_JOB, outcome="cancelled").inc()

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import errno
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -64,6 +66,23 @@ class FlowHandler(Protocol):
     """
 
     def __call__(self, claimed: ClaimedFile) -> None: ...
+
+
+TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.ENOMEM, errno.EAGAIN})
+"""OS errors that go away (disk full, I/O error, quota, memory): retried, never a reject."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A full disk or a failing device, however it surfaced: ``TransientError``, an ``OSError``
+    with one of ``TRANSIENT_ERRNOS``, or SQLite's "disk is full", "disk I/O error", "locked"."""
+    if isinstance(exc, TransientError):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in TRANSIENT_ERRNOS
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return any(s in text for s in ("disk is full", "disk i/o error", "locked"))
+    return False
 
 
 class SpoolIntake:
@@ -240,7 +259,10 @@ class SpoolIntake:
             self.handlers[claimed.flow](claimed)
         except UnreadableInput as exc:
             self.files.quarantine(claimed, exc)
-        except TransientError as exc:
+        except (TransientError, OSError, sqlite3.OperationalError) as exc:
+            if not is_transient(exc):
+                self._failed(claimed, exc)
+                return
             metrics.FILES_FAILED.labels(flow=claimed.flow).inc()
             delay = min(300.0, 5.0 * 2 ** min(6, len(self.ledger.file_events(claimed.file_id))))
             self._retry_at[claimed.file_id] = time.monotonic() + delay
@@ -251,20 +273,36 @@ class SpoolIntake:
                 {"file_id": claimed.file_id, "error": str(exc)},
             )
         except Exception as exc:
-            log.exception("processing %s (file %d) failed", claimed.name, claimed.file_id)
-            self.ledger.set_file_state(claimed.file_id, "failed", f"{type(exc).__name__}: {exc}")
-            self.alert(
-                "processing_failed",
-                f"{claimed.flow} file {claimed.name} of firm "
-                f"{claimed.firm} could not be processed; kept for retry at restart",
-                {"file_id": claimed.file_id, "error": str(exc)},
-            )
+            self._failed(claimed, exc)
         else:
-            self.files.archive(claimed.file_id, claimed.path)
+            try:
+                self.files.archive(claimed.file_id, claimed.path)
+            except (OSError, sqlite3.OperationalError) as exc:
+                # Processed and recorded; only the move into archive/ is left: retried with the
+                # claimed files (and at the next start by reconcile).
+                metrics.FILES_FAILED.labels(flow=claimed.flow).inc()
+                log.warning("cannot archive file %d yet: %s", claimed.file_id, exc)
+                self._retry_at[claimed.file_id] = time.monotonic() + 30.0
         finally:
             metrics.PROCESSING_SECONDS.labels(flow=claimed.flow).observe(time.monotonic() - started)
             with self._lock:
                 self._in_flight.discard(claimed.file_id)
+
+    def _failed(self, claimed: ClaimedFile, exc: BaseException) -> None:
+        """Not the sender's fault and not transient: our bug. Kept ``failed`` for the operators
+        (retried at the next start), counted and alerted."""
+        log.error("processing %s (file %d) failed", claimed.name, claimed.file_id, exc_info=exc)
+        metrics.FILES_FAILED.labels(flow=claimed.flow).inc()
+        try:
+            self.ledger.set_file_state(claimed.file_id, "failed", f"{type(exc).__name__}: {exc}")
+        except sqlite3.Error:
+            log.exception("cannot record file %d as failed", claimed.file_id)
+        self.alert(
+            "processing_failed",
+            f"{claimed.flow} file {claimed.name} of firm "
+            f"{claimed.firm} could not be processed; kept for retry at restart",
+            {"file_id": claimed.file_id, "error": str(exc)},
+        )
 
     # -- recovery ----------------------------------------------------------------------------------
 
@@ -282,9 +320,15 @@ class SpoolIntake:
         for file_id, at in list(self._retry_at.items()):
             if at <= now:
                 del self._retry_at[file_id]
-                row = self.ledger.file(file_id)
-                if row.state == "claimed" and row.work_path and Path(row.work_path).exists():
-                    self._dispatch(ClaimedFile.from_row(row, Path(row.work_path)))
+                try:
+                    row = self.ledger.file(file_id)
+                    if row.state == "processed" and row.work_path:
+                        self.files.archive(file_id, Path(row.work_path))
+                    elif row.state == "claimed" and row.work_path and Path(row.work_path).exists():
+                        self._dispatch(ClaimedFile.from_row(row, Path(row.work_path)))
+                except (OSError, sqlite3.OperationalError) as exc:
+                    log.warning("retry of file %d deferred: %s", file_id, exc)
+                    self._retry_at[file_id] = now + 30.0
 
     def submit_bytes(
         self,

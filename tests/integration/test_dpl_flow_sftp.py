@@ -273,3 +273,35 @@ def test_upload_killed_halfway_is_never_processed(clocked_daemon: DaemonProcess)
         assert ledger.files() == []
     finally:
         ledger.close()
+
+
+def test_a_file_over_the_record_limit_is_quarantined_whole(tmp_path: Path) -> None:
+    cfg = make_test_config(tmp_path, dpl={"max_records": 3})
+    proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": FRIDAY_AFTERNOON})
+    try:
+        proc.wait_ready()
+        inbound = cfg.spool / "firms" / "00005" / "inbound" / "dpl"
+        outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
+        for name, count in (("three.fixml", 3), ("four.fixml", 4)):
+            body = b"\n".join(posrpt("2026-11-20", sym=f"S{n}") for n in range(count)) + b"\n"
+            (inbound / f".{name}.tmp").write_bytes(body)
+            (inbound / f".{name}.tmp").rename(inbound / name)
+        wait_for(lambda: (outbound / "three.fixml.receipt.json").exists(), what="receipt")
+        wait_for(
+            lambda: (outbound / "four.fixml.unreadable.json").exists(), what="unreadable notice"
+        )
+        notice = json.loads((outbound / "four.fixml.unreadable.json").read_text())
+        assert notice["reason"] == "TOO_MANY_RECORDS"
+        assert "more than 3 records" in notice["message"] and "line 4" in notice["message"]
+        assert not (outbound / "four.fixml.receipt.json").exists()
+        assert not list(outbound.glob("four.fixml.rejects*"))
+    finally:
+        assert proc.stop() == 0
+    ledger = Ledger(cfg.spool / "state" / "ledger.sqlite3")
+    try:
+        by_name = {row.name: row for row in ledger.files()}
+        assert by_name["four.fixml"].state == "quarantined"
+        assert ledger.dpl_records_for_file(by_name["four.fixml"].id) == []
+        assert len(ledger.dpl_records_for_file(by_name["three.fixml"].id)) == 3
+    finally:
+        ledger.close()

@@ -397,3 +397,56 @@ def test_a_name_too_long_to_claim_is_quarantined_once_with_its_reason(
         assert notice["file"] == name and notice["processed"] is False
     finally:
         intake.stop(5)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        lambda: OSError(28, "No space left on device"),  # ENOSPC from a plain open()/write()
+        lambda: OSError(5, "Input/output error"),  # EIO
+        lambda: __import__("sqlite3").OperationalError("database or disk is full"),
+    ],
+    ids=["ENOSPC", "EIO", "sqlite-full"],
+)
+def test_a_full_disk_or_io_error_is_retried_without_a_restart_and_counted(
+    spool: Path, ledger: Ledger, fault: Callable[[], Exception]
+) -> None:
+    """Injected in the flow (as the fsio layer or SQLite raise them): the file stays claimed,
+    ``posgate_files_failed_total`` counts it, and the backoff retry processes it."""
+    from gateway import metrics
+
+    attempts: list[str] = []
+
+    def handler(claimed: ClaimedFile) -> None:
+        if len(attempts) < 2:
+            attempts.append("fault")
+            raise fault()
+        attempts.append("ok")
+        ledger.set_file_state(claimed.file_id, "processed", "test")
+
+    failed = metrics.FILES_FAILED.labels(flow="dpl")
+    before = failed._value.get()  # type: ignore[attr-defined]
+    intake = SpoolIntake(
+        spool_root=spool,
+        ledger=ledger,
+        handlers={"dpl": handler},
+        clock=lambda: dt.datetime.now(dt.UTC),
+        stable_interval_s=0.2,
+        sweep_interval_s=0.5,
+        workers=1,
+    )
+    intake.start()
+    try:
+        inbound = spool / "firms" / "00005" / "inbound" / "dpl"
+        (inbound / "in.fixml").write_bytes(b"payload")
+        intake.nominate(inbound / "in.fixml", complete=True)
+        wait_for(lambda: attempts == ["fault"], what="first attempt failed")
+        assert ledger.files()[0].state == "claimed"
+        intake.retry_now()
+        wait_for(lambda: len(attempts) == 2, what="second attempt")
+        intake.retry_now()
+        wait_for(lambda: ledger.files(state="archived"), timeout=30, what="processed at last")
+        assert attempts == ["fault", "fault", "ok"]
+        assert failed._value.get() - before == 2  # type: ignore[attr-defined]
+    finally:
+        intake.stop(5)

@@ -7,6 +7,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -56,10 +57,10 @@ def sample(metric: str, **labels: str) -> float:
 
 
 def scheduler_for(runtime: Runtime, calls: list[dt.date] | None = None) -> DplScheduler:
-    def publish(cycle: dt.date):  # type: ignore[no-untyped-def]
+    def publish(cycle: dt.date, **kw: Any):  # type: ignore[no-untyped-def]
         if calls is not None:
             calls.append(cycle)
-        return publish_cycle(runtime, cycle)
+        return publish_cycle(runtime, cycle, **kw)
 
     return DplScheduler(runtime, publish)
 
@@ -221,3 +222,46 @@ def test_the_run_after_the_cutoff_finalizes_or_republishes_a_preliminary_publica
     assert publication["records"] == (2 if late_file else 1)
     scheduler.run_catchup()  # done now: the next tick leaves the cycle alone
     assert runtime.ledger.scheduler_outcomes(PUBLISH_JOB, "2026-03-09") == [outcome]
+
+
+def test_a_failing_file_holds_the_publication_until_the_deadline_then_is_named_and_republished(
+    runtime: Runtime,
+) -> None:
+    submit(runtime, "00005", "2026-03-09")
+    stuck = runtime.ledger.record_file(
+        flow="dpl",
+        firm="00390",
+        account="00390",
+        name="disk-full.fixml",
+        sha256="",
+        size=10,
+        received_at=dt.datetime(2026, 3, 9, 15, tzinfo=CT),
+        cycle=None,
+        work_path="work/disk-full.fixml",
+        source="test",
+    )
+    runtime.ledger.set_file_state(stuck, "failed", "OSError: [Errno 28] No space left on device")
+    alerts = sample("posgate_alerts_total", name="publication_without_files")
+    scheduler = scheduler_for(runtime)
+    runtime.clock.now = dt.datetime(2026, 3, 10, 1, 0, tzinfo=CT)  # after 00:05, before 05:00
+    scheduler.run_catchup()
+    assert published(runtime) == []
+    assert runtime.ledger.scheduler_outcomes(PUBLISH_JOB, "2026-03-09") == ["waiting_intake"]
+    runtime.clock.now = dt.datetime(2026, 3, 10, 5, 1, tzinfo=CT)  # the deadline has passed
+    scheduler.run_catchup()
+    first = runtime.ledger.publication("2026-03-09")
+    assert first is not None and first["records"] == 1
+    assert sample("posgate_alerts_total", name="publication_without_files") == alerts + 1
+    # The file is processed at last (space was freed): the changed cycle goes out again.
+    runtime.ledger.replace_dpl_records(
+        stuck,
+        [ledger_row(1, valid_fields("00390", "AU", "LATE"))],
+        cycle="2026-03-09",
+        submitter="00390",
+        totals=(1, 1, 0),
+    )
+    runtime.clock.now = dt.datetime(2026, 3, 10, 5, 30, tzinfo=CT)
+    scheduler.run_catchup()
+    again = runtime.ledger.publication("2026-03-09")
+    assert again["records"] == 2 and again["sha256"] != first["sha256"]
+    assert runtime.ledger.scheduler_outcomes(PUBLISH_JOB, "2026-03-09")[-1] == "republished"
