@@ -8,6 +8,7 @@ other value as sent, XML-escaped so that the line parses back to the same fields
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from engine.dpl.records import ROLE_CLEARING_MEMBER, ROLE_NCO, DplFields
 from engine.errors import EngineBug
@@ -25,8 +26,17 @@ _ATTR_ESCAPES = str.maketrans(
 )
 
 
-def _attr(value: str) -> str:
+# Whether a text holds a character that needs escaping: most values hold none, and testing the
+# joined values of a record once is much cheaper than translating each of them.
+_NEEDS_ESCAPE = re.compile('[&<>"\t\n\r]').search
+
+
+def _escape(value: str) -> str:
     return value.translate(_ATTR_ESCAPES)
+
+
+def _same(value: str) -> str:
+    return value
 
 
 def canonical_line(fields: DplFields, *, rpt_id: str, dlv_dt: dt.date | str) -> bytes:
@@ -50,18 +60,33 @@ def canonical_line(fields: DplFields, *, rpt_id: str, dlv_dt: dt.date | str) -> 
     ):
         raise EngineBug(f"canonical_line needs the fields of a valid record, got {fields!r}")
     delivery = dlv_dt.isoformat() if isinstance(dlv_dt, dt.date) else dlv_dt
+    values = (
+        rpt_id,
+        f.biz_dt,
+        delivery,
+        f.model_typ,
+        f.firm_id,
+        f.agg_unit,
+        f.crd,
+        f.firm_name,
+        f.symbol,
+        f.sub_typ,
+        f.long or "",
+        f.short or "",
+    )
+    esc = _escape if _NEEDS_ESCAPE("".join(values)) else _same
     quantity = ""
     if f.long is not None:
-        quantity += f' Long="{_attr(f.long)}"'
+        quantity += f' Long="{esc(f.long)}"'
     if f.short is not None:
-        quantity += f' Short="{_attr(f.short)}"'
+        quantity += f' Short="{esc(f.short)}"'
     text = (
-        f'<FIXML><PosRpt RptID="{_attr(rpt_id)}" BizDt="{_attr(f.biz_dt)}"'
-        f' DlvDt="{_attr(delivery)}" ReqTyp="6" ModelTyp="{_attr(f.model_typ)}">'
-        f'<Pty ID="{_attr(f.firm_id)}" R="{f.firm_role}"/>'
-        f'<Pty ID="{_attr(f.agg_unit)}" R="38"/>'
-        f'<Pty ID="{_attr(f.crd)}" R="82"><Sub ID="{_attr(f.firm_name)}" Typ="5"/></Pty>'
-        f'<Instrmt Sym="{_attr(f.symbol)}" SubTyp="{_attr(f.sub_typ)}"/>'
+        f'<FIXML><PosRpt RptID="{esc(rpt_id)}" BizDt="{esc(f.biz_dt)}"'
+        f' DlvDt="{esc(delivery)}" ReqTyp="6" ModelTyp="{esc(f.model_typ)}">'
+        f'<Pty ID="{esc(f.firm_id)}" R="{f.firm_role}"/>'
+        f'<Pty ID="{esc(f.agg_unit)}" R="38"/>'
+        f'<Pty ID="{esc(f.crd)}" R="82"><Sub ID="{esc(f.firm_name)}" Typ="5"/></Pty>'
+        f'<Instrmt Sym="{esc(f.symbol)}" SubTyp="{esc(f.sub_typ)}"/>'
         f'<Qty Typ="DLT"{quantity}/></PosRpt></FIXML>'
     )
     return text.encode("utf-8")

@@ -44,6 +44,7 @@ def valid_fields(
     role: str = "4",
     long: str | None = "100",
     short: str | None = None,
+    name: str | None = None,
 ) -> DplFields:
     return DplFields(
         rpt_id=None,
@@ -55,7 +56,7 @@ def valid_fields(
         firm_role=role,
         agg_unit=agg_unit,
         crd="123456",
-        firm_name=f"Firm {firm} & Co <Ltd>",
+        firm_name=f"Firm {firm} & Co <Ltd>" if name is None else name,
         symbol=symbol,
         sub_typ=sub_typ,
         long=long,
@@ -123,16 +124,23 @@ def add_dpl_file(
 
 def random_valid_rows(count: int, *, seed: int = 7, firms: int = 40) -> Iterator[tuple[Any, ...]]:
     """``count`` valid rows over ``firms`` firms (numeric and not), 20 aggregation units,
-    2,000 symbols and the three SubTyps, in random order."""
+    2,000 symbols and the three SubTyps, in random order. Firm names are plain words, as in
+    real files, except for about one firm in eight whose name needs escaping (``&``, ``<``)."""
     rng = random.Random(seed)
     firm_ids = [f"{rng.randint(1, 99999):05d}" for _ in range(firms - 3)] + ["IAN", "ZED", "7"]
+    names = {
+        firm: f"Firm {firm} & Co <Ltd>" if i % 8 == 0 else f"Firm {firm} Securities LLC"
+        for i, firm in enumerate(firm_ids)
+    }
     for line in range(1, count + 1):
+        firm = rng.choice(firm_ids)
         fields = valid_fields(
-            rng.choice(firm_ids),
+            firm,
             f"AU{rng.randint(1, 20):03d}",
             f"S{rng.randint(1, 2000):04d}",
             rng.choice(SUB_TYPES),
             long=str(rng.randint(0, 10**6)),
+            name=names[firm],
         )
         yield ledger_row(line, fields)
 
