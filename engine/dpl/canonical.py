@@ -35,10 +35,6 @@ def _escape(value: str) -> str:
     return value.translate(_ATTR_ESCAPES)
 
 
-def _same(value: str) -> str:
-    return value
-
-
 def canonical_line(fields: DplFields, *, rpt_id: str, dlv_dt: dt.date | str) -> bytes:
     """One namespace-free FIXML line (UTF-8, no terminator) for a valid record's fields.
 
@@ -60,7 +56,8 @@ def canonical_line(fields: DplFields, *, rpt_id: str, dlv_dt: dt.date | str) -> 
     ):
         raise EngineBug(f"canonical_line needs the fields of a valid record, got {fields!r}")
     delivery = dlv_dt.isoformat() if isinstance(dlv_dt, dt.date) else dlv_dt
-    values = (
+    long, short = f.long, f.short
+    values: tuple[str, ...] = (
         rpt_id,
         f.biz_dt,
         delivery,
@@ -71,22 +68,22 @@ def canonical_line(fields: DplFields, *, rpt_id: str, dlv_dt: dt.date | str) -> 
         f.firm_name,
         f.symbol,
         f.sub_typ,
-        f.long or "",
-        f.short or "",
+        long or "",
+        short or "",
     )
-    esc = _escape if _NEEDS_ESCAPE("".join(values)) else _same
-    quantity = ""
-    if f.long is not None:
-        quantity += f' Long="{esc(f.long)}"'
-    if f.short is not None:
-        quantity += f' Short="{esc(f.short)}"'
+    if _NEEDS_ESCAPE("".join(values)):
+        values = tuple([_escape(v) for v in values])
+    v = values
+    quantity = (f' Long="{v[10]}"' if long is not None else "") + (
+        f' Short="{v[11]}"' if short is not None else ""
+    )
     text = (
-        f'<FIXML><PosRpt RptID="{esc(rpt_id)}" BizDt="{esc(f.biz_dt)}"'
-        f' DlvDt="{esc(delivery)}" ReqTyp="6" ModelTyp="{esc(f.model_typ)}">'
-        f'<Pty ID="{esc(f.firm_id)}" R="{f.firm_role}"/>'
-        f'<Pty ID="{esc(f.agg_unit)}" R="38"/>'
-        f'<Pty ID="{esc(f.crd)}" R="82"><Sub ID="{esc(f.firm_name)}" Typ="5"/></Pty>'
-        f'<Instrmt Sym="{esc(f.symbol)}" SubTyp="{esc(f.sub_typ)}"/>'
+        f'<FIXML><PosRpt RptID="{v[0]}" BizDt="{v[1]}"'
+        f' DlvDt="{v[2]}" ReqTyp="6" ModelTyp="{v[3]}">'
+        f'<Pty ID="{v[4]}" R="{f.firm_role}"/>'
+        f'<Pty ID="{v[5]}" R="38"/>'
+        f'<Pty ID="{v[6]}" R="82"><Sub ID="{v[7]}" Typ="5"/></Pty>'
+        f'<Instrmt Sym="{v[8]}" SubTyp="{v[9]}"/>'
         f'<Qty Typ="DLT"{quantity}/></PosRpt></FIXML>'
     )
     return text.encode("utf-8")

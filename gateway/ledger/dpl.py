@@ -44,6 +44,7 @@ _PUBLICATION_ORDER = " ORDER BY r.sort_key, r.id"
 _FIELD_SEP = "\x1f"
 _NONE = "\x02"
 _SORT_SEP = "\x01"
+_UNPACK: dict[str, str | None] = {_NONE: None}
 
 
 def pack_fields(values: Sequence[str | None]) -> str:
@@ -53,7 +54,8 @@ def pack_fields(values: Sequence[str | None]) -> str:
 def unpack_fields(text: str | None) -> tuple[str | None, ...] | None:
     if text is None:
         return None
-    return tuple(None if v == _NONE else v for v in text.split(_FIELD_SEP))
+    parts = text.split(_FIELD_SEP)
+    return tuple(map(_UNPACK.get, parts, parts))  # STX -> None, every other value as it is
 
 
 def dpl_sort_key(firm_sort: str, agg_unit: str, symbol: str, sub_typ: str) -> str:
