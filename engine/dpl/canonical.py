@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 
 from engine.dpl.records import ROLE_CLEARING_MEMBER, ROLE_NCO, DplFields
 from engine.errors import EngineBug
@@ -35,55 +36,57 @@ def _escape(value: str) -> str:
     return value.translate(_ATTR_ESCAPES)
 
 
+_HEAD = (
+    '<FIXML><PosRpt RptID="%s" BizDt="%s" DlvDt="%s" ReqTyp="6" ModelTyp="%s">'
+    '<Pty ID="%s" R="%s"/><Pty ID="%s" R="38"/><Pty ID="%s" R="82"><Sub ID="%s" Typ="5"/></Pty>'
+    '<Instrmt Sym="%s" SubTyp="%s"/><Qty Typ="DLT"'
+)
+_TAIL = "/></PosRpt></FIXML>"
+_LONG_ONLY = _HEAD + ' Long="%s"' + _TAIL
+_SHORT_ONLY = _HEAD + ' Short="%s"' + _TAIL
+_LONG_AND_SHORT = _HEAD + ' Long="%s" Short="%s"' + _TAIL
+_FIRM_ROLES = (ROLE_CLEARING_MEMBER, ROLE_NCO)
+
+
 def canonical_line(fields: DplFields, *, rpt_id: str, dlv_dt: dt.date | str) -> bytes:
     """One namespace-free FIXML line (UTF-8, no terminator) for a valid record's fields.
 
     ``rpt_id`` and ``dlv_dt`` (the publication date) are set by the publisher; every other value
     is written as it was sent, XML-escaped. Raises EngineBug when ``fields`` are incomplete.
     """
-    f = fields
+    return canonical_line_of_values(fields, rpt_id=rpt_id, dlv_dt=dlv_dt)
+
+
+def canonical_line_of_values(
+    values: Sequence[str | None], *, rpt_id: str, dlv_dt: dt.date | str
+) -> bytes:
+    """:func:`canonical_line` for the values of :class:`DplFields` as a plain sequence in field
+    order (None for absent), as a store holds them; the same bytes, without building the tuple."""
+    (_, biz_dt, _, _, model_typ, firm_id, role, agg, crd, name, symbol, sub_typ, long, short) = (
+        values
+    )
     if (
-        f.biz_dt is None
-        or f.model_typ is None
-        or f.firm_id is None
-        or f.firm_role not in (ROLE_CLEARING_MEMBER, ROLE_NCO)
-        or f.agg_unit is None
-        or f.crd is None
-        or f.firm_name is None
-        or f.symbol is None
-        or f.sub_typ is None
-        or (f.long is None and f.short is None)
+        biz_dt is None
+        or model_typ is None
+        or firm_id is None
+        or role not in _FIRM_ROLES
+        or agg is None
+        or crd is None
+        or name is None
+        or symbol is None
+        or sub_typ is None
+        or (long is None and short is None)
     ):
-        raise EngineBug(f"canonical_line needs the fields of a valid record, got {fields!r}")
+        raise EngineBug(f"canonical_line needs the fields of a valid record, got {values!r}")
     delivery = dlv_dt.isoformat() if isinstance(dlv_dt, dt.date) else dlv_dt
-    long, short = f.long, f.short
-    values: tuple[str, ...] = (
-        rpt_id,
-        f.biz_dt,
-        delivery,
-        f.model_typ,
-        f.firm_id,
-        f.agg_unit,
-        f.crd,
-        f.firm_name,
-        f.symbol,
-        f.sub_typ,
-        long or "",
-        short or "",
-    )
-    if _NEEDS_ESCAPE("".join(values)):
-        values = tuple([_escape(v) for v in values])
-    v = values
-    quantity = (f' Long="{v[10]}"' if long is not None else "") + (
-        f' Short="{v[11]}"' if short is not None else ""
-    )
-    text = (
-        f'<FIXML><PosRpt RptID="{v[0]}" BizDt="{v[1]}"'
-        f' DlvDt="{v[2]}" ReqTyp="6" ModelTyp="{v[3]}">'
-        f'<Pty ID="{v[4]}" R="{f.firm_role}"/>'
-        f'<Pty ID="{v[5]}" R="38"/>'
-        f'<Pty ID="{v[6]}" R="82"><Sub ID="{v[7]}" Typ="5"/></Pty>'
-        f'<Instrmt Sym="{v[8]}" SubTyp="{v[9]}"/>'
-        f'<Qty Typ="DLT"{quantity}/></PosRpt></FIXML>'
-    )
-    return text.encode("utf-8")
+    head = (rpt_id, biz_dt, delivery, model_typ, firm_id, role, agg, crd, name, symbol, sub_typ)
+    all_values: tuple[str, ...]
+    if short is None:
+        template, all_values = _LONG_ONLY, (*head, str(long))
+    elif long is None:
+        template, all_values = _SHORT_ONLY, (*head, short)
+    else:
+        template, all_values = _LONG_AND_SHORT, (*head, long, short)
+    if _NEEDS_ESCAPE("".join(all_values)):
+        all_values = tuple([_escape(v) for v in all_values])
+    return (template % all_values).encode("utf-8")

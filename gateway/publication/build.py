@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from engine.dpl.canonical import canonical_line
+from engine.dpl.canonical import canonical_line_of_values
 from engine.dpl.records import DplFields
 from engine.errors import EngineBug
 from gateway.config import Config
@@ -70,7 +70,6 @@ def build_file(
     digest = hashlib.sha256()
     count = 0
     total = ledger.count_publishable_dpl(key) if progress else None
-    make = DplFields._make
     values = ledger.iter_publishable_dpl_values(key, DplFields._fields, batch=WRITE_BATCH)
     with _progress(total, f"DPL {key}", enabled=progress) as advance, atomic_writer(target) as fh:
         batch: list[bytes] = []
@@ -78,7 +77,7 @@ def build_file(
         for row in values:
             count += 1
             try:
-                append(canonical_line(make(row), rpt_id=f"{prefix}{count:09d}", dlv_dt=dlv_dt))
+                append(canonical_line_of_values(row, rpt_id=f"{prefix}{count:09d}", dlv_dt=dlv_dt))
             except EngineBug as exc:
                 raise PublicationError(
                     f"cycle {key}: stored record #{count} cannot be published: {exc}"
