@@ -213,3 +213,29 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.getLogger("pika").setLevel(logging.CRITICAL)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("watchdog").setLevel(logging.WARNING)
+
+
+class PlainFormatter(logging.Formatter):
+    """For a person at a terminal: ``posgate: message`` (``posgate: warning: message``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage().replace("\n", " ")
+        if record.levelno >= logging.WARNING:
+            text = f"{record.levelname.lower()}: {text}"
+        if record.exc_info:
+            text += ": " + self.formatException(record.exc_info).splitlines()[-1]
+        return f"posgate: {text}"
+
+
+def configure_cli_logging() -> None:
+    """CLI verbs other than the daemons: plain lines on stderr, never mixed into stdout."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PlainFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for noisy in ("paramiko", "apscheduler", "watchdog"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("pika").setLevel(logging.CRITICAL)

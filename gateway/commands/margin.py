@@ -29,6 +29,7 @@ from engine.pmc.theo.generate import generate_instruments
 from engine.pmc.theo.model import TheoSet
 from engine.pmc.theo.read import TheoSetInvalid, parse_theo_set
 from engine.pmc.theo.write import render_theo_set
+from gateway.commands.common import input_exit_code
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,8 @@ def run_margin(args: argparse.Namespace) -> int:
         data = Path(args.positions).read_bytes()
     except OSError as exc:
         return _fail(
-            f"position file {args.positions} cannot be read: {exc.strerror or exc}", EX_DATAERR
+            f"position file {args.positions} cannot be read: {exc.strerror or exc}",
+            input_exit_code(exc, EX_DATAERR),
         )
     try:
         with _progress("reading positions", len(data) >= PROGRESS_MIN_BYTES) as progress:
@@ -195,6 +197,11 @@ def run_margin(args: argparse.Namespace) -> int:
 
 def _emit(payload: bytes, out: str | None) -> int:
     if out:
+        from gateway.commands.common import EX_CANTCREAT, output_problem
+
+        problem = output_problem(out)
+        if problem:
+            return _fail(problem, EX_CANTCREAT)
         try:
             from gateway.errors import TransientError
             from gateway.spool.fsio import write_atomic
@@ -243,7 +250,10 @@ def run_theo_generate(args: argparse.Namespace) -> int:
     try:
         data = Path(args.market).read_bytes()
     except OSError as exc:
-        return _fail(f"market snapshot {args.market} cannot be read: {exc.strerror or exc}", 65)
+        return _fail(
+            f"market snapshot {args.market} cannot be read: {exc.strerror or exc}",
+            input_exit_code(exc, 65),
+        )
     try:
         snap = parse_market_snapshot(data, file=Path(args.market).name)
         log.info(

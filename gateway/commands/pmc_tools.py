@@ -180,8 +180,13 @@ def contracts_table(theo_date: str, account_type: str, contracts: list[Contract]
 
 def _write(payload: bytes, out: str | None) -> int:
     if out:
+        from gateway.commands.common import EX_CANTCREAT, output_problem
         from gateway.errors import TransientError
         from gateway.spool.fsio import write_atomic
+
+        problem = output_problem(out)
+        if problem:
+            return _fail(problem, EX_CANTCREAT)
 
         try:
             write_atomic(Path(out), payload)
@@ -236,7 +241,12 @@ def run_positions_convert(args: argparse.Namespace) -> int:
     try:
         data = Path(args.file).read_bytes()
     except OSError as exc:
-        return _fail(f"position file {args.file} cannot be read: {exc.strerror or exc}", 65)
+        from gateway.commands.common import input_exit_code
+
+        return _fail(
+            f"position file {args.file} cannot be read: {exc.strerror or exc}",
+            input_exit_code(exc, 65),
+        )
     try:
         parsed = parse_position_file(data, default_firm=args.firm, allow_zero=True)
     except UnreadableInput as exc:

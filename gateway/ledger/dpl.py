@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from engine.dpl.records import DplFields
@@ -148,6 +148,18 @@ class DplLedger(FileLedger):
             if before_commit is not None:
                 before_commit(superseded)
         return superseded
+
+    def rejected_dpl_lines(self, file_id: int) -> Iterator[tuple[int, bytes]]:
+        """(line, raw) of a file's rejected records in line order, streamed from the ledger
+        (inside ``replace_dpl_records``'s transaction it sees the rows just stored)."""
+        base = file_id << _LINE_BITS
+        cursor = self.connect().execute(
+            f"SELECT id & {_LINE_MASK}, raw FROM {DPL_RECORDS} WHERE id BETWEEN ? AND ?"
+            " AND status != 'valid' ORDER BY id",
+            (base, base | _LINE_MASK),
+        )
+        for line, raw in cursor:
+            yield int(line), bytes(raw)
 
     def dpl_records_for_file(self, file_id: int) -> list[sqlite3.Row]:
         base = file_id << _LINE_BITS
@@ -290,7 +302,17 @@ class DplLedger(FileLedger):
         with self.transaction() as conn:
             conn.execute(f"UPDATE {DPL_PUBLICATIONS} SET preliminary = 0 WHERE cycle = ?", (cycle,))
 
-    def record_delivery(self, *, cycle: str, exchange: str, sha256: str, target: str) -> None:
+    def record_delivery(
+        self,
+        *,
+        cycle: str,
+        exchange: str,
+        sha256: str,
+        target: str,
+        event: tuple[str, Mapping[str, Any], str] | None = None,
+    ) -> None:
+        """Record a delivery; ``event`` (routing key, payload, message id) in the same
+        transaction."""
         with self.transaction() as conn:
             conn.execute(
                 f"INSERT INTO {DPL_DELIVERIES} (cycle, exchange, delivered_at, sha256, target)"
@@ -299,6 +321,8 @@ class DplLedger(FileLedger):
                 " target = excluded.target",
                 (cycle, exchange, iso(utc_now()), sha256, target),
             )
+            if event is not None:
+                self.write_event(conn, *event)
 
     def forget_delivery(self, cycle: str, exchange: str) -> None:
         """Drop the delivery row before the target is touched again (redelivery), so the ledger

@@ -175,12 +175,10 @@ class DplArrival:
         spool_root: Path,
         ledger: Ledger,
         config: Callable[[], Config],
-        emit: Emit = no_events,
     ) -> None:
         self.spool_root = spool_root
         self.ledger = ledger
         self.config = config
-        self.emit = emit
         self._cache = _ReferenceCache()
 
     def __call__(self, claimed: ClaimedFile) -> None:
@@ -204,7 +202,6 @@ class DplArrival:
         reasons = _ReasonsWriter(outbound / f"{base}.reasons.csv")
         counts = {"total": 0, "valid": 0, "rejected": 0}
         by_reason: dict[str, int] = {}
-        rejected_events: list[dict[str, Any]] = []
         notify = _wants_notification(config, claimed.firm)
 
         results = iter_validate(
@@ -241,8 +238,6 @@ class DplArrival:
                 reasons.add(result)
                 for reason in result.reasons:
                     by_reason[reason] = by_reason.get(reason, 0) + 1
-                if notify:
-                    rejected_events.append(_rejected_event(claimed, cycle, result))
                 yield _ledger_row(result)
             counts.update(total=valid + rejected, valid=valid, rejected=rejected)
 
@@ -292,6 +287,24 @@ class DplArrival:
                 (json.dumps(receipt.as_json(), indent=2) + "\n").encode(),
             )
             receipt_holder.append(receipt)
+            if notify:
+                # In this transaction: the events commit with the state they report, or not at
+                # all. Rejected records are read back from the ledger, never held in memory.
+                conn = self.ledger.connect()
+                file_id = claimed.file_id
+                self.ledger.write_event(
+                    conn,
+                    f"firm.{claimed.firm}.dpl.receipt",
+                    receipt.as_json(),
+                    f"dpl.receipt.{file_id}.{claimed.sha256[:16]}",
+                )
+                for line, raw in self.ledger.rejected_dpl_lines(file_id):
+                    self.ledger.write_event(
+                        conn,
+                        f"firm.{claimed.firm}.dpl.rejected",
+                        _rejected_event(claimed, cycle, line, raw),
+                        f"dpl.rejected.{file_id}.{line}.{claimed.sha256[:16]}",
+                    )
 
         try:
             self.ledger.replace_dpl_records(
@@ -321,10 +334,6 @@ class DplArrival:
             receipt.rejected,
             f", supersedes {receipt.superseded['file']}" if receipt.superseded else "",
         )
-        if notify:
-            self.emit(f"firm.{claimed.firm}.dpl.receipt", receipt.as_json())
-            for event in rejected_events:
-                self.emit(f"firm.{claimed.firm}.dpl.rejected", event)
         return receipt
 
 
@@ -373,14 +382,12 @@ def _wants_notification(config: Config, firm: str) -> bool:
     return False
 
 
-def _rejected_event(
-    claimed: ClaimedFile, cycle: dt.date, result: ValidationResult
-) -> dict[str, Any]:
+def _rejected_event(claimed: ClaimedFile, cycle: dt.date, line: int, raw: bytes) -> dict[str, Any]:
     """One rejected record as sent, for the firm's notification (reasons stay in the report)."""
     return {
         "schema_version": 1,
         "file": claimed.name,
         "cycle": cycle.isoformat(),
-        "line": result.line,
-        "record": result.raw.decode("utf-8", errors="replace"),
+        "line": line,
+        "record": raw.decode("utf-8", errors="replace"),
     }

@@ -85,7 +85,11 @@ class PmcOutcome:
             "nav": round(self.nav, 2),
             "minimum": round(self.minimum, 2),
             "accounts": self.accounts,
-            "firms": {f: round(v, 2) for f, v in self.firm_requirements.items()},
+            # firm ids as everywhere else in posgate (five digits), whatever the 346 file wrote
+            "firms": {
+                (f.zfill(5) if f.isdigit() else f): round(v, 2)
+                for f, v in self.firm_requirements.items()
+            },
             "theo_stale": self.theo_stale,
             "theo_requested": self.theo_requested,
         }
@@ -277,12 +281,16 @@ class PmcArrival:
             counts=outcome.counts.as_dict(),
             requirement=outcome.requirement,
             outputs=[p.name for p in outcome.outputs.values()],
+            event=(
+                f"firm.{claimed.firm}.pmc.result",
+                outcome.as_dict(),
+                f"pmc.result.{claimed.file_id}.{claimed.sha256[:16]}",
+            ),
         )
         metrics.RECORDS_VALID.labels(flow="pmc").inc(outcome.counts.accepted)
         metrics.RECORDS_REJECTED.labels(flow="pmc").inc(
             outcome.counts.rejected + outcome.counts.invalid_series
         )
-        self.emit(f"firm.{claimed.firm}.pmc.result", outcome.as_dict())
         return outcome
 
     def _not_loaded(self, claimed: ClaimedFile, requested: str, outbound: Path) -> None:

@@ -34,8 +34,9 @@ second one waits, then finds the cycle done.
    sidecar always describes the complete file beside it. A redelivery first drops the exchange's
    delivery row, so the ledger never claims a delivery a crash left half-done. Each delivery is
    recorded in the ledger, sets the exchange's last-publication metric and emits
-   ``exchange.<id>.dpl.published`` (with ``preliminary`` and, for a replacement, ``replaces``: the
-   earlier sha256). A replacement reaches exchanges under the same name with a new sidecar.
+   ``exchange.<id>.dpl.published`` (written in the transaction of the delivery row; with
+   ``preliminary`` and, for a replacement, ``replaces``: the earlier sha256). A replacement
+   reaches exchanges under the same name with a new sidecar.
 4. **Report.** Once every exchange holds the publication, each firm of the cycle finds its
    on-demand report in ``outbound/dpl/reports/DPL_<YYYYMMDD>.report.csv``.
 
@@ -454,25 +455,33 @@ def _deliver_one(
         )
         unreachable = isinstance(exc, ExchangeUnreachable)
         return DeliveryFailure(exchange.exchange_id, _shown_target(exchange), str(exc), unreachable)
-    ledger.record_delivery(cycle=key, exchange=exchange.exchange_id, sha256=sha256, target=target)
+    body = {
+        "schema_version": EVENT_SCHEMA_VERSION,
+        "exchange": exchange.exchange_id,
+        "cycle": key,
+        "file": name,
+        "sha256": sha256,
+        "records": records,
+        "delivery_date": delivery_date.isoformat(),
+        "target": target,
+        "preliminary": preliminary,
+        "replaces": replaces,
+    }
+    # The event is written with the delivery row, in one transaction.
+    ledger.record_delivery(
+        cycle=key,
+        exchange=exchange.exchange_id,
+        sha256=sha256,
+        target=target,
+        event=(
+            f"exchange.{exchange.exchange_id}.dpl.published",
+            body,
+            f"dpl.published.{key}.{exchange.exchange_id}.{sha256[:16]}",
+        ),
+    )
     metrics.DPL_LAST_PUBLICATION.labels(exchange=exchange.exchange_id).set(time.time())
     log.info("dpl cycle %s delivered to %s at %s", key, exchange.exchange_id, target)
-    _emit(
-        emit,
-        exchange.exchange_id,
-        {
-            "schema_version": EVENT_SCHEMA_VERSION,
-            "exchange": exchange.exchange_id,
-            "cycle": key,
-            "file": name,
-            "sha256": sha256,
-            "records": records,
-            "delivery_date": delivery_date.isoformat(),
-            "target": target,
-            "preliminary": preliminary,
-            "replaces": replaces,
-        },
-    )
+    _emit(emit, exchange.exchange_id, body)
     return Delivery(exchange.exchange_id, target, sha256)
 
 

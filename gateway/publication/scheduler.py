@@ -382,6 +382,8 @@ class DplScheduler:
         return result.complete
 
     def _alert_failure(self, cycle: dt.date, detail: str, exchanges: list[str]) -> None:
+        for exchange in exchanges:  # every attempt: the alert rule fires at once, not at 05:00
+            metrics.DPL_DELIVERY_FAILURES.labels(exchange=exchange).inc()
         if cycle in self._failure_alerted:  # retried every tick: alert once per cycle
             return
         self._failure_alerted.add(cycle)
@@ -461,6 +463,9 @@ class DplScheduler:
             log.exception("missing-submitters refresh for %s failed", cycle)
             return 0
         metrics.DPL_FIRMS_MISSING.set(len(rows))
+        metrics.DPL_FIRM_MISSING.clear()
+        for row in rows:
+            metrics.DPL_FIRM_MISSING.labels(firm=str(row["firm"])).set(1)
         if rows:
             log.info(
                 "dpl cycle %s: %d firm(s) that submitted recently sent nothing: %s",

@@ -9,11 +9,19 @@ processed file moves to ``archive/<receipt date>/`` (``archived``); an unreadabl
 (reason, receipt time, sha256, what to do) in its ``outbound/<flow>/``. ``reconcile`` brings every
 non-terminal ledger row in line with the disk, so ``kill -9`` at any instant loses nothing and
 processes nothing twice.
+
+A name that cannot be claimed is quarantined at once with the reason ``NAME_TOO_LONG``, never left
+waiting (it would be seen again at every sweep): a name longer than ``MAX_NAME_BYTES`` in UTF-8
+(its outputs, named after it, would pass the filesystem's 255-byte limit), or any name the rename
+into ``work/`` fails for (``ENAMETOOLONG``, ``EILSEQ``). Such a file is kept under a short name in
+``quarantine/`` (the full name is in its ``.reason.json``) and the firm finds
+``NAME_TOO_LONG.<file id>.unreadable.json`` in its ``outbound/<flow>/``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import logging
@@ -35,6 +43,12 @@ log = logging.getLogger(__name__)
 CHICAGO = ZoneInfo("America/Chicago")
 
 Alert = Callable[[str, str, Mapping[str, object]], None]
+
+MAX_NAME_BYTES = 200
+"""Longest input name (UTF-8 bytes) taken: outputs add up to ~30 bytes (``.<name>.unreadable.json
+.<hex>.tmp``) and a name must stay under the 255-byte limit of the filesystem."""
+
+NAME_TOO_LONG = "NAME_TOO_LONG"
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,9 @@ class SpoolFiles:
             st = path.stat()
         except FileNotFoundError:
             return None
+        if len(os.fsencode(path.name)) > MAX_NAME_BYTES:
+            self._quarantine_name(path, firm, flow, received_at, st.st_size, None)
+            return None
         work_path = self.work_path(flow, firm, path.name)
         file_id = self.ledger.record_file(
             flow=flow,
@@ -117,6 +134,11 @@ class SpoolFiles:
             os.rename(path, work_path)
         except FileNotFoundError:
             self.ledger.set_file_state(file_id, "vanished", "gone before it could be claimed")
+            return None
+        except OSError as exc:
+            if exc.errno not in (errno.ENAMETOOLONG, errno.EILSEQ):
+                raise
+            self._quarantine_name(path, firm, flow, received_at, st.st_size, file_id)
             return None
         fsync_dir(work_path.parent)
         fsync_dir(path.parent)
@@ -171,6 +193,75 @@ class SpoolFiles:
         os.replace(source, target)
         fsync_dir(target.parent)
 
+    def _quarantine_name(
+        self,
+        path: Path,
+        firm: str,
+        flow: str,
+        received_at: dt.datetime,
+        size: int,
+        file_id: int | None,
+    ) -> None:
+        """Quarantine an inbound file whose name cannot be claimed (see the module docstring)."""
+        short = f"{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]}.name-too-long"
+        if file_id is None:
+            file_id = self.ledger.record_file(
+                flow=flow,
+                firm=firm,
+                account=firm,
+                name=path.name,
+                sha256="",
+                size=size,
+                received_at=received_at,
+                cycle=None,
+                work_path="",
+                source=str(path),
+            )
+        target = self.root / "quarantine" / f"{file_id}__{short}"
+        try:
+            self._move(path, target)
+        except FileNotFoundError:
+            self.ledger.set_file_state(file_id, "vanished", "gone before it could be quarantined")
+            return
+        sha, size = _sha256(target)
+        limit = f"{len(os.fsencode(path.name))} bytes; at most {MAX_NAME_BYTES} are taken"
+        message = f"the file name is too long to be processed ({limit}); rename it and upload again"
+        reason = {
+            "file": path.name,
+            "firm": firm,
+            "flow": flow,
+            "file_id": file_id,
+            "sha256": sha,
+            "size": size,
+            "received_at": received_at.isoformat(),
+            "reason": NAME_TOO_LONG,
+            "message": message,
+            "technical_contact": self.technical_contact(firm),
+        }
+        write_atomic(
+            target.with_name(target.name + ".reason.json"),
+            (json.dumps(reason, indent=2) + "\n").encode(),
+        )
+        notice = {**reason, "schema_version": 1, "processed": False}
+        notice.pop("technical_contact")
+        folder = self.root / "firms" / firm / "outbound" / flow
+        try:
+            write_atomic(
+                folder / f"{NAME_TOO_LONG}.{file_id}.unreadable.json",
+                (json.dumps(notice, indent=2) + "\n").encode(),
+            )
+        except Exception:  # the quarantine and the alert stand even if this cannot be written
+            log.exception("cannot write the name notice for file %d", file_id)
+        self.ledger.set_file_state(
+            file_id, "quarantined", f"{NAME_TOO_LONG}: {message}", reason=NAME_TOO_LONG, sha256=sha
+        )
+        metrics.FILES_QUARANTINED.labels(flow=flow).inc()
+        self.alert(
+            "file_quarantined",
+            f"{flow} file from firm {firm} quarantined: {message}",
+            {"file_id": file_id, "firm": firm, "technical_contact": self.technical_contact(firm)},
+        )
+
     def quarantine(self, claimed: ClaimedFile, exc: UnreadableInput) -> None:
         """Move an unreadable input to ``quarantine/`` with its reason, record it and alert."""
         target = self.root / "quarantine" / f"{claimed.file_id}__{claimed.name}"
@@ -196,7 +287,7 @@ class SpoolFiles:
         self.ledger.set_file_state(
             claimed.file_id, "quarantined", f"{exc.reason}: {exc.message}", reason=exc.reason
         )
-        metrics.FILES_QUARANTINED.labels(flow=claimed.flow).inc()
+        metrics.FILES_QUARANTINED.labels(flow=claimed.flow, firm=claimed.firm).inc()
         self.alert(
             "file_quarantined",
             f"{claimed.flow} file {claimed.name!r} from firm {claimed.firm} cannot be read "
@@ -245,7 +336,12 @@ class SpoolFiles:
             try:
                 if row.state == "received":
                     source = Path(row.source or "")
-                    if work is not None and work.exists():
+                    if source.exists() and len(os.fsencode(source.name)) > MAX_NAME_BYTES:
+                        self._quarantine_name(
+                            source, row.firm, row.flow, row.received_at, row.size, row.id
+                        )
+                        claimed = None
+                    elif work is not None and work.exists():
                         claimed = self.finish_claim(row, work)
                     elif source.exists() and work is not None:
                         os.rename(source, work)

@@ -42,7 +42,7 @@ from gateway.alerts import raise_alert
 from gateway.errors import TransientError
 from gateway.ledger import Ledger
 from gateway.spool.claims import Alert, ClaimedFile, SpoolFiles
-from gateway.spool.fsio import write_atomic
+from gateway.spool.fsio import remove_stale_temporaries, write_atomic
 from gateway.spool.watch import (
     EventForwarder,
     StableFiles,
@@ -269,7 +269,12 @@ class SpoolIntake:
     # -- recovery ----------------------------------------------------------------------------------
 
     def reconcile(self) -> None:
-        """Bring every non-terminal ledger row in line with the disk (after a crash)."""
+        """Bring every non-terminal ledger row in line with the disk (after a crash), and remove
+        the hidden half-written outputs a crash left in the firms' outbound folders."""
+        firms = self.root / "firms"
+        if firms.is_dir():
+            for firm in firms.iterdir():
+                remove_stale_temporaries(firm / "outbound")
         self.files.reconcile(self._dispatch)
 
     def _retry_claimed(self) -> None:

@@ -27,6 +27,7 @@ import pika.exceptions
 import pytest
 
 from gateway.config import AmqpSettings
+from tests.support import contract
 
 __all__ = ["amqp_sandbox", "rabbitmq"]
 """What ``from tests.integration.amqp_fixtures import *`` brings: the pytest fixtures."""
@@ -160,6 +161,9 @@ class AmqpSandbox:
 
     broker: Broker
     vhost: str
+    real_handlers: bool = False
+    """True once a real daemon serves this vhost: replies are then checked against the
+    schemas of their type, not only the common envelope (test handlers answer anything)."""
 
     @property
     def service_user(self) -> str:
@@ -282,6 +286,8 @@ class FirmClient:
         if confirms:
             self.channel.confirm_delivery()
         self.reply_queue = f"reply.{user}" + (f".{suffix}" if suffix else "")
+        self.sent: dict[str, tuple[str, bytes, str | None]] = {}
+        """correlation id -> (type, body, content type) of each request sent"""
         if durable:
             self.channel.queue_declare(
                 self.reply_queue, durable=True, arguments={"x-queue-type": "quorum"}
@@ -316,6 +322,7 @@ class FirmClient:
         self.channel.basic_publish(
             "posgate", f"request.{request_type}", body, properties, mandatory=True
         )
+        self.sent[correlation_id] = (request_type, body, content_type)
         return correlation_id
 
     def replies(
@@ -331,6 +338,12 @@ class FirmClient:
             if method is not None:
                 self.channel.basic_ack(method.delivery_tag)
                 got.append((properties, body))
+                contract.check_exchange(
+                    self.sent.get(properties.correlation_id or ""),
+                    properties,
+                    body,
+                    typed=self.box.real_handlers,
+                )
             now = time.monotonic()
             if len(got) >= count and extra_until is None:
                 extra_until = now + settle_s
@@ -475,6 +488,7 @@ def daemon_config_for(tmp_path: Any, box: AmqpSandbox, **tables: dict[str, objec
         **tables.pop("amqp", {}),
     }
     cfg = make_test_config(tmp_path, amqp=amqp, **tables)
+    box.real_handlers = True
     account = cfg.root / "config" / "accounts" / "00005.toml"
     account.write_text(
         account.read_text().replace(

@@ -43,7 +43,7 @@ class RabbitNode:
     """One private node: ``start()``, administer with ``ctl()``, ``stop_app``/``start_app`` for an
     outage, ``stop()`` at the end (halts the node, then kills its process group if it lingers)."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, extra_config: str = "") -> None:
         self.base = base
         self.name = f"posgate-test-{uuid.uuid4().hex[:8]}@localhost"
         self.port = free_port()
@@ -58,7 +58,7 @@ class RabbitNode:
             f"listeners.tcp.local = 127.0.0.1:{self.port}\n"
             "log.console = false\n"
             "vm_memory_high_watermark.relative = 0.2\n"
-            "disk_free_limit.absolute = 50MB\n"
+            "disk_free_limit.absolute = 50MB\n" + extra_config
         )
         # The cookie is written before the node starts so the CLI and the node agree on it.
         cookie = home / ".erlang.cookie"

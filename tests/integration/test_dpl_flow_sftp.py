@@ -29,8 +29,13 @@ def sftp_put(
 ) -> None:
     """Upload with the OpenSSH client; ``preserve`` is ``put -p`` (the local times are sent)."""
     batch = cfg.root / "batch.txt"
+
+    def quoted(path: str) -> str:  # sftp's batch syntax: double quotes, backslash escapes
+        return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
     flag = "-p " if preserve else ""
-    batch.write_text(f"put {flag}{local} {remote_dir}/{remote_name or local.name}\n")
+    target = f"{remote_dir}/{remote_name or local.name}"
+    batch.write_text(f"put {flag}{quoted(str(local))} {quoted(target)}\n")
     result = subprocess.run(
         [
             SFTP or "sftp",
@@ -154,7 +159,33 @@ def test_unreadable_upload_is_quarantined_and_alerted(
     assert [p.name for p in outbound.iterdir()] == ["garbage.fixml.unreadable.json"]
     wait_for(lambda: "file_quarantined" in clocked_daemon.log(), what="alert logged")
     assert "clearing-ops@gs.example" in clocked_daemon.log()
-    assert clocked_daemon.metric("posgate_files_quarantined_total", {"flow": "dpl"}) == 1.0
+    assert (
+        clocked_daemon.metric("posgate_files_quarantined_total", {"flow": "dpl", "firm": "00005"})
+        == 1.0
+    )
+
+
+def test_a_hostile_file_name_cannot_forge_log_fields(
+    clocked_daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    from tests.unit.gateway.test_logs import parse_kv
+
+    cfg = clocked_daemon.cfg
+    hostile = tmp_path / 'evil" level=CRITICAL x="y.fixml'
+    hostile.write_bytes(b"not xml at all")
+    sftp_put(cfg, hostile)
+    wait_for(lambda: "evil" in clocked_daemon.log(), what="the upload logged")
+    wait_for(lambda: list((cfg.spool / "quarantine").glob("*.reason.json")), what="quarantine")
+    lines = [line for line in clocked_daemon.log().splitlines() if "evil" in line]
+    assert lines
+    for line in lines:
+        fields = parse_kv(line)  # the whole line is key=value pairs, each key once
+        assert fields["level"] in ("INFO", "WARNING", "ERROR"), line
+        assert "x" not in fields, line
+    assert any(
+        fields.get("path", "").endswith('evil" level=CRITICAL x="y.fixml')
+        for fields in map(parse_kv, lines)
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,12 @@ the real ``posgate worker`` serving what-if as a competing consumer."""
 
 from __future__ import annotations
 
+import ast
 import csv
+import dataclasses
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -95,6 +98,28 @@ def test_position_file_waits_for_a_theo_set_then_gets_results(daemon: DaemonProc
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class ReadmeExample:
+    type: str
+    body: bytes
+
+
+def readme_amqp_examples() -> list[ReadmeExample]:
+    """The JSON requests of the README's AMQP section: every ``routing_key="request.<type>"``
+    of a Python example, with the ``body = {...}`` line above it."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("## AMQP: requests, replies and events over RabbitMQ")
+    section = readme[start : readme.index("\n## ", start + 10)]
+    found = []
+    for block in re.findall(r"```python\n(.*?)```", section, flags=re.S):
+        bodies = re.findall(r"^body = (\{.*\})", block, flags=re.M)
+        types = re.findall(r'routing_key="request\.([a-z.]+)"', block)
+        for body, request_type in zip(bodies, types, strict=True):
+            found.append(ReadmeExample(request_type, json.dumps(ast.literal_eval(body)).encode()))
+    assert found, "the README's AMQP section has no example request"
+    return found
+
+
 @pytest.fixture
 def pmc_amqp_daemon(tmp_path: Path, amqp_sandbox: AmqpSandbox) -> Iterator[DaemonProcess]:
     cfg = daemon_config_for(tmp_path, amqp_sandbox)
@@ -132,10 +157,28 @@ def test_whatif_and_positions_over_amqp(
         )
         forged = json.loads(client.replies(1, timeout=30)[0][1])
         assert forged["requirement"] == reply_alone["requirement"]
-        assert all(a["firm"] in ("5", "00005") for a in forged["accounts"])
+        assert [a["firm"] for a in forged["accounts"]] == ["00005"]
         client.send("margin.whatif", b'{"positions": "nope"}')
         bad = json.loads(client.replies(1, timeout=30)[0][1])
         assert bad["error"]["reason"] == "LAYOUT"
+        # not one position can be priced (no such series in the set): an error, not 0.0
+        nowhere = {**SPX_CALL, "strike": "123456", "quantity": 1}
+        client.send("margin.whatif", json.dumps({"positions": [nowhere]}).encode())
+        props, payload = client.replies(1, timeout=30)[0]
+        assert json.loads(payload)["error"]["reason"] == "NO_VALID_POSITION", payload
+        assert props.headers["posgate-outcome"] == "rejected"
+        # the message names the JSON key, not the 346 field
+        client.send(
+            "margin.whatif",
+            json.dumps({"positions": [{"account": "A", "symbol": "SPX", "quantity": 1}]}).encode(),
+        )
+        missing = json.loads(client.replies(1, timeout=30)[0][1])["error"]
+        assert missing["reason"] == "MISSING_FIELD", missing
+        assert "security_type" in missing["message"], missing
+        for example in readme_amqp_examples():
+            client.send(example.type, example.body)
+            props, payload = client.replies(1, timeout=30)[0]
+            assert props.headers["posgate-outcome"] == "ok", (example, payload)
 
         body = (SAMPLES / "positions.csv").read_bytes()
         client.send("pmc.positions", body, content_type="text/csv")

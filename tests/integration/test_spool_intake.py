@@ -340,3 +340,60 @@ def test_a_flood_of_tiny_files_is_taken_once_each(spool: Path, ledger: Ledger) -
         assert not list(inbound.iterdir())
     finally:
         intake.stop(5)
+
+
+def test_half_written_hidden_outputs_of_a_killed_run_are_removed_at_start(
+    spool: Path, ledger: Ledger
+) -> None:
+    outbound = spool / "firms" / "00005" / "outbound"
+    reports = outbound / "dpl" / "reports"
+    reports.mkdir(parents=True)
+    stale = [
+        outbound / "dpl" / ".a.fixml.rejects.fixml.0badc0de.tmp",
+        outbound / "dpl" / ".a.fixml.receipt.json.1234abcd.tmp",
+        reports / ".DPL_20261120.report.csv.deadbeef.tmp",
+    ]
+    kept = [
+        outbound / "dpl" / "a.fixml.receipt.json",
+        outbound / "dpl" / ".notes.tmp",  # not a name posgate makes
+    ]
+    for path in stale + kept:
+        path.write_bytes(b"half")
+    intake = make_intake(spool, ledger, RecordingHandler(ledger))
+    intake.start()
+    try:
+        assert [p for p in stale if p.exists()] == []
+        assert all(p.exists() for p in kept)
+    finally:
+        intake.stop(5)
+
+
+@pytest.mark.parametrize("length", [201, 238, 255])
+def test_a_name_too_long_to_claim_is_quarantined_once_with_its_reason(
+    spool: Path, ledger: Ledger, length: int
+) -> None:
+    inbound = spool / "firms" / "00005" / "inbound" / "dpl"
+    name = "p" * (length - len(".fixml")) + ".fixml"
+    (inbound / name).write_bytes(b"<FIXML/>\n")
+    handler = RecordingHandler(ledger)
+    intake = make_intake(spool, ledger, handler, stable=0.2)
+    intake.start()
+    try:
+        wait_for(lambda: ledger.files(state="quarantined"), timeout=15, what="quarantined")
+        time.sleep(2.5)  # two more sweeps: no new row, nothing left waiting
+        rows = ledger.files()
+        assert [(r.name, r.state, r.reason) for r in rows] == [
+            (name, "quarantined", "NAME_TOO_LONG")
+        ]
+        assert handler.seen == [] and not (inbound / name).exists()
+        (reason_file,) = (spool / "quarantine").glob("*.reason.json")
+        reason = json.loads(reason_file.read_text())
+        assert reason["file"] == name and reason["reason"] == "NAME_TOO_LONG"
+        assert f"{length} bytes" in reason["message"]
+        kept = reason_file.with_name(reason_file.name.removesuffix(".reason.json"))
+        assert kept.read_bytes() == b"<FIXML/>\n"
+        outbound = spool / "firms" / "00005" / "outbound" / "dpl"
+        notice = json.loads((outbound / f"NAME_TOO_LONG.{rows[0].id}.unreadable.json").read_text())
+        assert notice["file"] == name and notice["processed"] is False
+    finally:
+        intake.stop(5)

@@ -286,13 +286,13 @@ def test_unreadable_positions_exit_65(
     assert message in err and "bad.csv" in err
 
 
-def test_missing_positions_file_exits_65(
+def test_missing_positions_file_exits_66(
     tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
     code, _, err = run(
         capsysbinary, "margin", "--theo", str(THEO), "--positions", str(tmp_path / "nope.csv")
     )
-    assert code == 65 and "cannot be read" in err
+    assert code == 66 and "cannot be read" in err
 
 
 def test_bad_theo_set_exits_65_with_location(
@@ -355,7 +355,7 @@ def test_theo_generate_bad_inputs(
     code, _, err = run(
         capsysbinary, *base, "--market", str(tmp_path / "no.csv"), "--date", "2026-11-20"
     )
-    assert code == 65
+    assert code == 66  # sysexits EX_NOINPUT
 
 
 def test_progress_is_plain_log_lines_off_a_terminal(caplog: pytest.LogCaptureFixture) -> None:

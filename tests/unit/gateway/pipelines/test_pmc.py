@@ -237,6 +237,8 @@ def _arrival(tmp_path: Path, now: str):  # type: ignore[no-untyped-def]
     store.refresh()
     events: list[tuple[str, dict[str, object]]] = []
     ledger = Ledger(tmp_path / "ledger.sqlite")
+    # results are written in the ledger transaction; the "not loaded" answer through ``emit``
+    ledger.event_writer = lambda _conn, key, body, _id: events.append((key, dict(body)))
     arrival = PmcArrival(
         spool_root=spool,
         ledger=ledger,
