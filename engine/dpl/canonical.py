@@ -8,6 +8,8 @@ other value as sent, XML-escaped so that the line parses back to the same fields
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Sequence
 
 from engine.dpl.records import ROLE_CLEARING_MEMBER, ROLE_NCO, DplFields
 from engine.errors import EngineBug
@@ -25,8 +27,25 @@ _ATTR_ESCAPES = str.maketrans(
 )
 
 
-def _attr(value: str) -> str:
+# Whether a text holds a character that needs escaping: most values hold none, and testing the
+# joined values of a record once is much cheaper than translating each of them.
+_NEEDS_ESCAPE = re.compile('[&<>"\t\n\r]').search
+
+
+def _escape(value: str) -> str:
     return value.translate(_ATTR_ESCAPES)
+
+
+_HEAD = (
+    '<FIXML><PosRpt RptID="%s" BizDt="%s" DlvDt="%s" ReqTyp="6" ModelTyp="%s">'
+    '<Pty ID="%s" R="%s"/><Pty ID="%s" R="38"/><Pty ID="%s" R="82"><Sub ID="%s" Typ="5"/></Pty>'
+    '<Instrmt Sym="%s" SubTyp="%s"/><Qty Typ="DLT"'
+)
+_TAIL = "/></PosRpt></FIXML>"
+_LONG_ONLY = _HEAD + ' Long="%s"' + _TAIL
+_SHORT_ONLY = _HEAD + ' Short="%s"' + _TAIL
+_LONG_AND_SHORT = _HEAD + ' Long="%s" Short="%s"' + _TAIL
+_FIRM_ROLES = (ROLE_CLEARING_MEMBER, ROLE_NCO)
 
 
 def canonical_line(fields: DplFields, *, rpt_id: str, dlv_dt: dt.date | str) -> bytes:
@@ -35,33 +54,39 @@ def canonical_line(fields: DplFields, *, rpt_id: str, dlv_dt: dt.date | str) -> 
     ``rpt_id`` and ``dlv_dt`` (the publication date) are set by the publisher; every other value
     is written as it was sent, XML-escaped. Raises EngineBug when ``fields`` are incomplete.
     """
-    f = fields
-    if (
-        f.biz_dt is None
-        or f.model_typ is None
-        or f.firm_id is None
-        or f.firm_role not in (ROLE_CLEARING_MEMBER, ROLE_NCO)
-        or f.agg_unit is None
-        or f.crd is None
-        or f.firm_name is None
-        or f.symbol is None
-        or f.sub_typ is None
-        or (f.long is None and f.short is None)
-    ):
-        raise EngineBug(f"canonical_line needs the fields of a valid record, got {fields!r}")
-    delivery = dlv_dt.isoformat() if isinstance(dlv_dt, dt.date) else dlv_dt
-    quantity = ""
-    if f.long is not None:
-        quantity += f' Long="{_attr(f.long)}"'
-    if f.short is not None:
-        quantity += f' Short="{_attr(f.short)}"'
-    text = (
-        f'<FIXML><PosRpt RptID="{_attr(rpt_id)}" BizDt="{_attr(f.biz_dt)}"'
-        f' DlvDt="{_attr(delivery)}" ReqTyp="6" ModelTyp="{_attr(f.model_typ)}">'
-        f'<Pty ID="{_attr(f.firm_id)}" R="{f.firm_role}"/>'
-        f'<Pty ID="{_attr(f.agg_unit)}" R="38"/>'
-        f'<Pty ID="{_attr(f.crd)}" R="82"><Sub ID="{_attr(f.firm_name)}" Typ="5"/></Pty>'
-        f'<Instrmt Sym="{_attr(f.symbol)}" SubTyp="{_attr(f.sub_typ)}"/>'
-        f'<Qty Typ="DLT"{quantity}/></PosRpt></FIXML>'
+    return canonical_line_of_values(fields, rpt_id=rpt_id, dlv_dt=dlv_dt)
+
+
+def canonical_line_of_values(
+    values: Sequence[str | None], *, rpt_id: str, dlv_dt: dt.date | str
+) -> bytes:
+    """:func:`canonical_line` for the values of :class:`DplFields` as a plain sequence in field
+    order (None for absent), as a store holds them; the same bytes, without building the tuple."""
+    (_, biz_dt, _, _, model_typ, firm_id, role, agg, crd, name, symbol, sub_typ, long, short) = (
+        values
     )
-    return text.encode("utf-8")
+    if (
+        biz_dt is None
+        or model_typ is None
+        or firm_id is None
+        or role not in _FIRM_ROLES
+        or agg is None
+        or crd is None
+        or name is None
+        or symbol is None
+        or sub_typ is None
+        or (long is None and short is None)
+    ):
+        raise EngineBug(f"canonical_line needs the fields of a valid record, got {values!r}")
+    delivery = dlv_dt.isoformat() if isinstance(dlv_dt, dt.date) else dlv_dt
+    head = (rpt_id, biz_dt, delivery, model_typ, firm_id, role, agg, crd, name, symbol, sub_typ)
+    all_values: tuple[str, ...]
+    if short is None:
+        template, all_values = _LONG_ONLY, (*head, str(long))
+    elif long is None:
+        template, all_values = _SHORT_ONLY, (*head, short)
+    else:
+        template, all_values = _LONG_AND_SHORT, (*head, long, short)
+    if _NEEDS_ESCAPE("".join(all_values)):
+        all_values = tuple([_escape(v) for v in all_values])
+    return (template % all_values).encode("utf-8")

@@ -1,12 +1,22 @@
-"""The fast path of DPL validation: a record in the exact Appendix A shape read with one regex.
+"""The fast path of DPL reading: a record in the exact Appendix A shape read with one regex.
 
 A record written exactly in the Appendix A shape (attributes in that order, no entity or character
-references, no whitespace between elements) is read with one regular expression instead of a walk
-over the element tree (:mod:`engine.dpl.treewalk`). It only runs on records lxml has already
-parsed, and it accepts nothing the tree walk would read differently: values exclude quotes, markup,
-references and control characters, and a required value cannot start with whitespace (so it is
-never blank). Anything else takes the tree walk, which is the reference behaviour; a property test
-checks that both agree.
+references, no whitespace between elements) is read with one regular expression instead of a
+parse and a walk over the element tree (:mod:`engine.dpl.treewalk`). Anything else takes the tree
+walk, which is the reference behaviour; property tests check that both agree on every input.
+
+Theory of operation. The shape admits only text that is well-formed XML with one reading: values
+exclude quotes, markup, references and the characters XML 1.0 forbids (C0 controls, U+FFFE,
+U+FFFF; surrogates cannot survive the UTF-8 check), so lxml would return every value unchanged
+(attribute-value normalisation only touches tab, CR and LF, which are excluded too). A required
+value cannot start with whitespace (``str.isspace``, the same set as ``\\s``), so it is never
+blank. Two entry points:
+
+* :func:`read_line` reads a whole physical line: the FIXML envelope (optionally in the FIXML 5.0
+  SP2 namespace) around one PosRpt. A match proves the line is a well-formed FIXML PosRpt, so line
+  mode skips the lxml parse for it (:mod:`engine.dpl.fixml`).
+* :func:`read_fast` reads a record lxml has already parsed (a Batch child, or any line), envelope
+  optional.
 """
 
 from __future__ import annotations
@@ -17,8 +27,7 @@ from engine.dpl.records import DplFields, is_date
 
 _VALUE = r'([^\s"&<\x00-\x1f\ufffe\uffff][^"&<\x00-\x1f\ufffe\uffff]*)'
 _OPTIONAL = r'([^"&<\x00-\x1f\ufffe\uffff]*)'
-_FAST_SHAPE = re.compile(
-    r"[ \t\r\n]*(?:<FIXML(?: xmlns=\"http://www\.fixprotocol\.org/FIXML-5-0-SP2\")?>)?"
+_POSRPT = (
     rf'<PosRpt(?: RptID="{_OPTIONAL}")? BizDt="{_VALUE}"(?: DlvDt="{_OPTIONAL}")?'
     r' ReqTyp="6" ModelTyp="([01])">'
     rf'<Pty ID="{_VALUE}" R="(4|7)"/>'
@@ -26,24 +35,41 @@ _FAST_SHAPE = re.compile(
     rf'<Pty ID="{_VALUE}" R="82"><Sub ID="{_VALUE}" Typ="5"/></Pty>'
     rf'<Instrmt Sym="{_VALUE}" SubTyp="(ETO|OTC|CMB)"/>'
     rf'<Qty Typ="DLT"(?: Long="{_OPTIONAL}")?(?: Short="{_OPTIONAL}")?/>'
-    r"</PosRpt>(?:</FIXML>)?[ \t\r\n]*\Z"
+    r"</PosRpt>"
 )
+_OPEN = r'<FIXML(?: xmlns="http://www\.fixprotocol\.org/FIXML-5-0-SP2")?>'
+_BLANKS = r"[ \t\r\n]*"
+_FAST_SHAPE = re.compile(rf"{_BLANKS}(?:{_OPEN})?{_POSRPT}(?:</FIXML>)?{_BLANKS}\Z")
+# XML allows blanks before and after the root element when there is no declaration.
+_LINE_SHAPE = re.compile(rf"{_BLANKS}{_OPEN}{_POSRPT}</FIXML>{_BLANKS}\Z")
 
 
 def read_fast(raw: bytes) -> DplFields | None:
-    """Fields of a record in the exact Appendix A shape, or None to take the tree walk."""
+    """Fields of a parsed record in the exact Appendix A shape, or None to take the tree walk."""
     try:
         match = _FAST_SHAPE.match(raw.decode("utf-8"))
     except UnicodeDecodeError:  # pragma: no cover - files are checked as UTF-8 before parsing
         return None
-    if match is None:
+    return None if match is None else _fields(match.groups())
+
+
+def read_line(content: bytes) -> DplFields | None:
+    """Fields of a whole line that is a FIXML PosRpt in the exact Appendix A shape, or None.
+
+    A result proves the line well-formed, with exactly the fields lxml and the tree walk would
+    read and no problem; None says nothing (the line takes the parse and the tree walk). The
+    caller has checked the line is UTF-8 and within the line length limit.
+    """
+    try:
+        match = _LINE_SHAPE.match(content.decode("utf-8"))
+    except UnicodeDecodeError:  # pragma: no cover - files are checked as UTF-8 before parsing
         return None
-    rpt_id, biz_dt, dlv_dt, model, firm, role, agg, crd, name, sym, sub, long, short = (
-        match.groups()
-    )
-    long = long or None
-    short = short or None
-    if long is None and short is None:
+    return None if match is None else _fields(match.groups())
+
+
+def _fields(groups: tuple[str, ...]) -> DplFields | None:
+    rpt_id, biz_dt, dlv_dt, model, firm, role, agg, crd, name, sym, sub, long, short = groups
+    if not long and not short:
         return None  # the tree walk reports it
     if dlv_dt and not is_date(dlv_dt):
         return None
@@ -60,6 +86,6 @@ def read_fast(raw: bytes) -> DplFields | None:
         name,
         sym,
         sub,
-        long,
-        short,
+        long or None,
+        short or None,
     )

@@ -6,7 +6,9 @@ The mode is decided from the first significant line (after blank lines and an op
 declaration line): an opening ``<FIXML …>`` tag followed, on that line or the next significant one,
 by ``<Batch`` means Batch mode; anything else is line mode.
 
-* Line mode streams: each line is parsed alone with one shared, locked-down lxml parser (no entity
+* Line mode streams: a line in the exact Appendix A shape is read by the fast path
+  (:func:`engine.dpl.fastpath.read_line`), whose match proves it well-formed, so it is not parsed
+  again; every other line is parsed alone with one shared, locked-down lxml parser (no entity
   resolution, no network, no DTD, no huge trees). A line that is not a well-formed FIXML envelope
   around exactly one PosRpt becomes a record with a ``problem`` (the MALFORMED reason) rather than
   failing the file; so does a DOCTYPE and a line over ``max_line_bytes``. Blank lines are skipped.
@@ -36,6 +38,8 @@ from typing import Any, NamedTuple
 
 from lxml import etree
 
+from engine.dpl.fastpath import read_line
+from engine.dpl.records import DplFields
 from engine.errors import EngineBug, Location, UnreadableInput
 
 FIXML_NS = "http://www.fixprotocol.org/FIXML-5-0-SP2"
@@ -77,13 +81,21 @@ class FixmlRecord(NamedTuple):
     """One record: its physical line, its exact bytes, and the PosRpt element or why not.
 
     ``posrpt`` is the parsed PosRpt element (tags possibly in the FIXML namespace) when the record
-    is a well-formed FIXML PosRpt; otherwise it is None and ``problem`` says why (MALFORMED).
+    is a well-formed FIXML PosRpt that was parsed; ``fields`` is set instead (and ``posrpt`` is
+    None) when the fast path read the line without parsing it. When neither is set, ``problem``
+    says why the record is not a FIXML PosRpt (MALFORMED).
     """
 
     line: int
     raw: bytes
     posrpt: Any
     problem: str | None
+    fields: DplFields | None = None
+
+    @property
+    def is_posrpt(self) -> bool:
+        """Whether the record is a well-formed FIXML PosRpt (parsed or read by the fast path)."""
+        return self.posrpt is not None or self.fields is not None
 
 
 def make_parser() -> Any:
@@ -108,10 +120,15 @@ def local_name(tag: object) -> str:
 
 
 def parse_bytes(
-    data: bytes, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, name: str | None = None
+    data: bytes,
+    *,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    name: str | None = None,
+    fast_path: bool = True,
 ) -> list[FixmlRecord]:
     """All records of an in-memory file (see :func:`iter_records`)."""
-    return list(iter_records((data,), max_line_bytes=max_line_bytes, name=name))
+    records = iter_records((data,), max_line_bytes=max_line_bytes, name=name, fast_path=fast_path)
+    return list(records)
 
 
 def iter_records(
@@ -119,12 +136,15 @@ def iter_records(
     *,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     name: str | None = None,
+    fast_path: bool = True,
 ) -> Iterator[FixmlRecord]:
     """Records of a file given as byte chunks of any size, in input order.
 
     Raises UnreadableInput (see the module docstring for when). ``name`` only labels messages.
+    ``fast_path=False`` parses every line with lxml: the reference behaviour the fast path is
+    proven against (it gives the same validation results, only slower).
     """
-    reader = _FileReader(max_line_bytes, name)
+    reader = _FileReader(max_line_bytes, name, fast_path)
     return reader.run(chunks)
 
 
@@ -137,11 +157,12 @@ class _Line(NamedTuple):
 class _FileReader:
     """State of one pass over one file; not shared between threads."""
 
-    def __init__(self, max_line_bytes: int, name: str | None) -> None:
+    def __init__(self, max_line_bytes: int, name: str | None, fast_path: bool = True) -> None:
         if max_line_bytes <= 0:
             raise ValueError("max_line_bytes must be positive")
         self.max_line_bytes = max_line_bytes
         self.name = name
+        self.fast_path = fast_path
         self.parser = make_parser()
 
     def _unreadable(self, reason: str, message: str, line: int | None = None) -> UnreadableInput:
@@ -322,6 +343,10 @@ class _FileReader:
                 None,
                 f"line of {len(content)} bytes exceeds the limit of {self.max_line_bytes}",
             )
+        if self.fast_path:
+            fields = read_line(content)
+            if fields is not None:
+                return FixmlRecord(number, content, None, None, fields)
         if b"<!DOCTYPE" in content:
             return FixmlRecord(number, content, None, "a DOCTYPE is not allowed")
         if content.startswith(b"<?xml"):

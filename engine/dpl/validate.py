@@ -113,13 +113,20 @@ class DplValidator:
         self._firm_problems: dict[tuple[str, str], tuple[Problem, ...]] = {}
 
     def validate(self, record: FixmlRecord) -> ValidationResult:
+        fields = record.fields
+        if fields is not None:  # read by the fast path: the structure is right, check the values
+            problems: list[Problem] = []
+            self._check_values(fields, problems)
+            if not problems:
+                return ValidationResult(record.line, record.raw, VALID, (), fields, ())
+            return self._rejected(record, fields, problems)
         posrpt = record.posrpt
         if posrpt is None:
             problem = Problem(MALFORMED, "", None, record.problem or "not a FIXML PosRpt")
             return ValidationResult(
                 record.line, record.raw, REJECTED, (MALFORMED,), None, (problem,)
             )
-        problems: list[Problem] = []
+        problems = []
         fields = read_fast(record.raw)
         if fields is None:
             fields = read_tree(posrpt, problems)
@@ -128,6 +135,12 @@ class DplValidator:
         self._check_values(fields, problems)
         if not problems:
             return ValidationResult(record.line, record.raw, VALID, (), fields, ())
+        return self._rejected(record, fields, problems)
+
+    @staticmethod
+    def _rejected(
+        record: FixmlRecord, fields: DplFields, problems: list[Problem]
+    ) -> ValidationResult:
         codes = sorted({p.code for p in problems}, key=_REASON_ORDER.__getitem__)
         return ValidationResult(
             record.line, record.raw, REJECTED, tuple(codes), fields, tuple(problems)

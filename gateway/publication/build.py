@@ -2,9 +2,9 @@
 
 Owns the file's names (``DPL_<YYYYMMDD>.fixml``, the ``sha256sum`` line of its sidecar, the
 ``RptID`` of each record), the streaming build from the ledger through
-``engine.dpl.canonical.canonical_line`` into an atomically renamed file hashed while written, the
-progress shown during a long build, the check that a built file still matches the ledger, and the
-pruning of older built files. Nothing here delivers.
+``engine.dpl.canonical.canonical_line_of_values`` into an atomically renamed file hashed while
+written, the progress shown during a long build, the check that a built file still matches the
+ledger, and the pruning of older built files. Nothing here delivers.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from engine.dpl.canonical import canonical_line
+from engine.dpl.canonical import canonical_line_of_values
 from engine.dpl.records import DplFields
 from engine.errors import EngineBug
 from gateway.config import Config
@@ -72,7 +72,6 @@ def build_file(
     digest = hashlib.sha256()
     count = 0
     total = ledger.count_publishable_dpl(key, files) if progress else None
-    make = DplFields._make
     values = ledger.iter_publishable_dpl_values(
         key, DplFields._fields, batch=WRITE_BATCH, files=files
     )
@@ -82,7 +81,7 @@ def build_file(
         for row in values:
             count += 1
             try:
-                append(canonical_line(make(row), rpt_id=f"{prefix}{count:09d}", dlv_dt=dlv_dt))
+                append(canonical_line_of_values(row, rpt_id=f"{prefix}{count:09d}", dlv_dt=dlv_dt))
             except EngineBug as exc:
                 raise PublicationError(
                     f"cycle {key}: stored record #{count} cannot be published: {exc}"

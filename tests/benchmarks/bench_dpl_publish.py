@@ -1,4 +1,4 @@
-"""Benchmark: publication of a large DPL cycle (SPEC §13: 2,000,000 records < 60 s, RSS < 300 MB).
+"""Benchmark: publication of a large DPL cycle (SPEC §13: 2,000,000 records < 10 s, RSS < 300 MB).
 
 Usage: ``python -m tests.benchmarks.bench_dpl_publish [--records N] [--small M]``
 (``scripts/bench dpl-publish``). It fills a throw-away ledger with N valid records spread over
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -44,6 +45,7 @@ def valid_fields(
     role: str = "4",
     long: str | None = "100",
     short: str | None = None,
+    name: str | None = None,
 ) -> DplFields:
     return DplFields(
         rpt_id=None,
@@ -55,7 +57,7 @@ def valid_fields(
         firm_role=role,
         agg_unit=agg_unit,
         crd="123456",
-        firm_name=f"Firm {firm} & Co <Ltd>",
+        firm_name=f"Firm {firm} & Co <Ltd>" if name is None else name,
         symbol=symbol,
         sub_typ=sub_typ,
         long=long,
@@ -123,16 +125,23 @@ def add_dpl_file(
 
 def random_valid_rows(count: int, *, seed: int = 7, firms: int = 40) -> Iterator[tuple[Any, ...]]:
     """``count`` valid rows over ``firms`` firms (numeric and not), 20 aggregation units,
-    2,000 symbols and the three SubTyps, in random order."""
+    2,000 symbols and the three SubTyps, in random order. Firm names are plain words, as in
+    real files, except for about one firm in eight whose name needs escaping (``&``, ``<``)."""
     rng = random.Random(seed)
     firm_ids = [f"{rng.randint(1, 99999):05d}" for _ in range(firms - 3)] + ["IAN", "ZED", "7"]
+    names = {
+        firm: f"Firm {firm} & Co <Ltd>" if i % 8 == 0 else f"Firm {firm} Securities LLC"
+        for i, firm in enumerate(firm_ids)
+    }
     for line in range(1, count + 1):
+        firm = rng.choice(firm_ids)
         fields = valid_fields(
-            rng.choice(firm_ids),
+            firm,
             f"AU{rng.randint(1, 20):03d}",
             f"S{rng.randint(1, 2000):04d}",
             rng.choice(SUB_TYPES),
             long=str(rng.randint(0, 10**6)),
+            name=names[firm],
         )
         yield ledger_row(line, fields)
 
@@ -168,9 +177,13 @@ def _child(config_path: str) -> None:
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    reference_cpu, current_cpu, identical = _serialisations(ledger, result.path)
     print(
         json.dumps(
             {
+                "reference_cpu": reference_cpu,
+                "current_cpu": current_cpu,
+                "identical": identical,
                 "records": result.records,
                 "seconds": seconds,
                 "cpu_seconds": cpu,
@@ -182,6 +195,70 @@ def _child(config_path: str) -> None:
             }
         )
     )
+
+
+_EVERY_VALUE = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "\t": "&#9;",
+        "\n": "&#10;",
+        "\r": "&#13;",
+    }
+)
+
+
+def reference_line(fields: DplFields, rpt_id: str, dlv_dt: str) -> bytes:
+    """The canonical line as first written: every value escaped with ``str.translate``."""
+
+    def e(value: str) -> str:
+        return value.translate(_EVERY_VALUE)
+
+    f = fields
+    quantity = (f' Long="{e(f.long)}"' if f.long is not None else "") + (
+        f' Short="{e(f.short)}"' if f.short is not None else ""
+    )
+    return (
+        f'<FIXML><PosRpt RptID="{e(rpt_id)}" BizDt="{e(f.biz_dt or "")}"'
+        f' DlvDt="{e(dlv_dt)}" ReqTyp="6" ModelTyp="{e(f.model_typ or "")}">'
+        f'<Pty ID="{e(f.firm_id or "")}" R="{f.firm_role}"/>'
+        f'<Pty ID="{e(f.agg_unit or "")}" R="38"/>'
+        f'<Pty ID="{e(f.crd or "")}" R="82"><Sub ID="{e(f.firm_name or "")}" Typ="5"/></Pty>'
+        f'<Instrmt Sym="{e(f.symbol or "")}" SubTyp="{e(f.sub_typ or "")}"/>'
+        f'<Qty Typ="DLT"{quantity}/></PosRpt></FIXML>'
+    ).encode()
+
+
+def _serialisations(ledger: Ledger, published: Path) -> tuple[float, float, bool]:
+    """CPU seconds of serialising every stored record the reference way and the current way,
+    in one run (streamed in batches), and whether both give the published bytes line for line."""
+    from engine.dpl.canonical import canonical_line_of_values
+
+    key, prefix, dlv = CYCLE.isoformat(), f"{CYCLE:%Y%m%d}", "2026-03-10"
+    values = ledger.iter_publishable_dpl_values(key, DplFields._fields)
+    reference_cpu = current_cpu = 0.0
+    identical = True
+    count = 0
+    with open(published, "rb") as fh:
+        while rows := list(itertools.islice(values, 50_000)):
+            ids = [f"{prefix}{n:09d}" for n in range(count + 1, count + len(rows) + 1)]
+            count += len(rows)
+            fields = [DplFields._make(r) for r in rows]
+            started = time.process_time()
+            reference = [reference_line(f, i, dlv) for f, i in zip(fields, ids, strict=True)]
+            reference_cpu += time.process_time() - started
+            started = time.process_time()
+            current = [
+                canonical_line_of_values(r, rpt_id=i, dlv_dt=dlv)
+                for r, i in zip(rows, ids, strict=True)
+            ]
+            current_cpu += time.process_time() - started
+            for a, b in zip(reference, current, strict=True):
+                identical = identical and a == b == fh.readline().rstrip(b"\n")
+        identical = identical and fh.readline() == b""
+    return reference_cpu, current_cpu, identical
 
 
 def _measure(count: int, workdir: Path) -> dict[str, Any]:
@@ -243,9 +320,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     big = rows[-1]
     ratio = rows[-1]["rss_mb"] / rows[0]["rss_mb"]
     print(f"\nPeak RSS {sizes[-1]:,} vs {sizes[0]:,} records: ×{ratio:.2f} (flat ≈ 1).")
+    print(
+        "\nSerialisation alone, same stored records, one run (CPU s): every value escaped "
+        "(the first version) vs escaping only records that need it (now); byte-identical:"
+    )
+    for r in rows:
+        print(
+            f"  {r['records']:,} records: {r['reference_cpu']:.2f} s vs {r['current_cpu']:.2f} s"
+            f" (×{r['reference_cpu'] / max(r['current_cpu'], 1e-9):.2f} less CPU),"
+            f" identical to the published file: {r['identical']}"
+        )
     if big["records"] >= 2_000_000:
-        ok = big["seconds"] < 60 and big["rss_mb"] < 300
-        print(f"Target (2,000,000 records < 60 s, < 300 MB): {'met' if ok else 'NOT met'}.")
+        ok = big["seconds"] < 10 and big["rss_mb"] < 300
+        print(f"Target (2,000,000 records < 10 s, < 300 MB): {'met' if ok else 'NOT met'}.")
     return 0
 
 

@@ -31,7 +31,7 @@ LINE = f"<FIXML>{POSRPT}</FIXML>".encode()
 
 
 def summary(records: list[FixmlRecord]) -> list[tuple[int, bytes, bool, str | None]]:
-    return [(r.line, r.raw, r.posrpt is not None, r.problem) for r in records]
+    return [(r.line, r.raw, r.is_posrpt, r.problem) for r in records]
 
 
 # -- line mode ------------------------------------------------------------------------------------
@@ -42,14 +42,16 @@ def test_line_mode_keeps_exact_bytes_and_physical_line_numbers() -> None:
     data = b"\xef\xbb\xbf" + LINE + b"\r\n\r\n" + odd + b"\n\n   \ngarbage\r\n" + LINE
     records = parse_bytes(data)
     assert [(r.line, r.raw) for r in records] == [(1, LINE), (3, odd), (6, b"garbage"), (7, LINE)]
-    assert [r.posrpt is not None for r in records] == [True, True, False, True]
+    assert [r.is_posrpt for r in records] == [True, True, False, True]
     assert records[2].problem is not None and "not well-formed" in records[2].problem
-    assert local_name(records[0].posrpt.tag) == "PosRpt"
+    assert records[0].fields is not None and records[0].fields.symbol == "GOOG"  # the fast path
+    (parsed,) = parse_bytes(LINE, fast_path=False)
+    assert local_name(parsed.posrpt.tag) == "PosRpt" and parsed.fields is None
 
 
 def test_namespaced_lines_are_read() -> None:
     line = f'<FIXML xmlns="{FIXML_NS}">{POSRPT}</FIXML>'.encode()
-    (record,) = parse_bytes(line)
+    (record,) = parse_bytes(line, fast_path=False)
     assert record.posrpt.tag == f"{{{FIXML_NS}}}PosRpt"
     assert record.raw == line
 
@@ -70,7 +72,7 @@ def test_namespaced_lines_are_read() -> None:
 )
 def test_envelope_problems_are_malformed_records(line: bytes, fragment: str) -> None:
     (record,) = parse_bytes(LINE + b"\n" + line)[1:]
-    assert record.posrpt is None
+    assert not record.is_posrpt
     assert record.problem is not None and fragment in record.problem
     assert record.raw == line and record.line == 2
 
@@ -78,8 +80,8 @@ def test_envelope_problems_are_malformed_records(line: bytes, fragment: str) -> 
 def test_line_length_limit() -> None:
     at_limit = parse_bytes(LINE, max_line_bytes=len(LINE))
     over = parse_bytes(LINE, max_line_bytes=len(LINE) - 1)
-    assert at_limit[0].posrpt is not None
-    assert over[0].posrpt is None and over[0].raw == LINE
+    assert at_limit[0].is_posrpt
+    assert not over[0].is_posrpt and over[0].raw == LINE
     assert over[0].problem is not None and f"limit of {len(LINE) - 1}" in over[0].problem
     with pytest.raises(ValueError):
         parse_bytes(LINE, max_line_bytes=0)
@@ -88,13 +90,13 @@ def test_line_length_limit() -> None:
 def test_a_utf8_declaration_on_the_line_itself_is_fine() -> None:
     line = b'<?xml version="1.0" encoding="UTF-8"?>' + LINE
     (record,) = parse_bytes(line)
-    assert record.posrpt is not None and record.raw == line
+    assert record.is_posrpt and record.raw == line
 
 
 def test_declaration_only_at_the_top_is_skipped() -> None:
     decl = b'<?xml version="1.0" encoding="utf-8"?>'
     records = parse_bytes(b"\n" + decl + b"\n" + LINE + b"\n" + decl + b"\n")
-    assert [(r.line, r.posrpt is not None) for r in records] == [(3, True), (4, False)]
+    assert [(r.line, r.is_posrpt) for r in records] == [(3, True), (4, False)]
 
 
 def test_lines_before_the_first_fixml_line_are_held_then_returned_in_order() -> None:
@@ -127,7 +129,7 @@ def test_batch_records_are_the_exact_posrpt_bytes_with_their_start_line() -> Non
         (5, second),
         (14, b"<PosRpt/>"),
     ]
-    assert all(r.posrpt is not None for r in records)
+    assert all(r.is_posrpt for r in records)
     assert records[1].posrpt.get("BizDt") == "2026-03-09"
 
 
@@ -215,7 +217,7 @@ def test_a_huge_line_in_many_chunks_is_one_malformed_record() -> None:
         (2, len(line)),
         (3, len(LINE)),
     ]
-    assert records[1].raw == line and records[1].posrpt is None
+    assert records[1].raw == line and not records[1].is_posrpt
 
 
 def test_a_late_binary_chunk_raises_after_earlier_records() -> None:

@@ -22,7 +22,12 @@ from gateway.publication.publish import (
     publication_lock,
     publish_cycle,
 )
-from tests.benchmarks.bench_dpl_publish import add_dpl_file, ledger_row, valid_fields
+from tests.benchmarks.bench_dpl_publish import (
+    add_dpl_file,
+    fill_ledger,
+    ledger_row,
+    valid_fields,
+)
 from tests.support.daemon import make_test_config
 
 CYCLE = dt.date(2026, 3, 9)  # Monday; DST began on Sunday 2026-03-08
@@ -179,6 +184,21 @@ def test_publishes_exactly_the_valid_current_records_in_order(runtime: CliRuntim
     assert cycle_complete(runtime.ledger, runtime.config, CYCLE)
     assert [key for key, _ in events] == [f"exchange.{e}.dpl.published" for e in RECEIVERS]
     assert events[0][1]["sha256"] == sha and events[0][1]["records"] == len(expected)
+
+
+# The sha256 of the file built for the ledger below, pinned: any change to the canonical form,
+# the escaping, the order or the RptID numbering shows here, not only at the exchanges.
+PINNED_SHA256 = "8163ad514701cb97ab55d43d2227a403a5335adba885232b733b14d563148e65"
+
+
+def test_the_bytes_of_a_built_file_are_pinned(runtime: CliRuntime) -> None:
+    seed_cycle(runtime.ledger)  # values with &, <, " among them
+    fill_ledger(runtime.ledger, CYCLE, 3000, seed=11)  # plain names and names that need escaping
+    result = publish_cycle(runtime, CYCLE)
+    data = result.path.read_bytes()
+    assert result.records == 3008 and data.count(b"\n") == 3008
+    assert b"Firm 7 &amp; Co &lt;Ltd&gt;" in data and b"Securities LLC" in data
+    assert hashlib.sha256(data).hexdigest() == result.sha256 == PINNED_SHA256
 
 
 def test_rerun_does_nothing_and_force_reproduces_identical_bytes(runtime: CliRuntime) -> None:
