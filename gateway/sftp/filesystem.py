@@ -32,15 +32,18 @@ the temporary file, so nothing half-written ever appears. The names live in
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from asyncssh.sftp import SFTPVFSAttrs
 from paramiko import SFTPAttributes, SFTPHandle, SFTPServerInterface
 
 from gateway.sftp.handles import (
@@ -96,7 +99,13 @@ class SftpAccount:
             )
 
 
-UploadCallback = Callable[[SftpAccount, Path], None]
+# on_upload(account, final path, received_at): received_at is the instant (aware, UTC, from the
+# daemon's clock) the client closed the upload -- the receipt time, whatever times the client set.
+UploadCallback = Callable[[SftpAccount, Path, dt.datetime], None]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass
@@ -106,6 +115,7 @@ class SessionSettings:
     max_file_bytes: int
     on_upload: UploadCallback | None = None
     on_upload_done: Callable[[], None] | None = None
+    clock: Callable[[], dt.datetime] = utc_now
     sessions: set[SpoolSftpInterface] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -131,12 +141,30 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         self.ended = threading.Event()
         self._peer = str(getattr(server, "peer", "?"))
         self._on_end: Callable[[], None] | None = getattr(server, "session_closed", None)
+        self._reason = ""
+        self._started = time.monotonic()
+        # what the session did, for its audit line when it ends
+        self.files_in = 0
+        self.bytes_in = 0
+        self.files_out = 0
+        self.refusals = 0
+
+    def _status(self, refused: Refused) -> int:
+        """The status code of a refusal; its reason is kept for the answer to the client."""
+        self._reason = str(refused)
+        return refused.code
+
+    def take_reason(self) -> str:
+        """The reason of the last refusal (once), for the client's status message."""
+        reason, self._reason = self._reason, ""
+        return reason
 
     # -- lifecycle
 
     def session_started(self) -> None:
         with self.settings.lock:
             self.settings.sessions.add(self)
+        self._started = time.monotonic()
         log.info("sftp session started login=%s peer=%s", self.account.login, self._peer)
 
     def session_ended(self) -> None:
@@ -144,18 +172,50 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
             pending = list(self._uploads)
         for handle in pending:
             if handle.state == "open":
-                log.warning(
-                    "sftp upload abandoned login=%s path=%s reason=session ended before close",
-                    self.account.login,
-                    self.shown(handle.final),
-                )
+                self._abandoned(handle)
             handle.discard("aborted")
         with self.settings.lock:
             self.settings.sessions.discard(self)
-        log.info("sftp session ended login=%s peer=%s", self.account.login, self._peer)
+        # The audit line of the session: who, from where, how long, what went in and out.
+        log.info(
+            "sftp session ended login=%s peer=%s seconds=%.1f uploads=%d bytes_in=%d "
+            "downloads=%d refused=%d abandoned=%d",
+            self.account.login,
+            self._peer,
+            time.monotonic() - self._started,
+            self.files_in,
+            self.bytes_in,
+            self.files_out,
+            self.refusals,
+            len([h for h in pending if h.state == "aborted"]),
+        )
         if self._on_end is not None:
             self._on_end()
         self.ended.set()
+
+    def _abandoned(self, handle: UploadHandle) -> None:
+        log.warning(
+            "sftp upload abandoned login=%s path=%s reason=session ended before close",
+            self.account.login,
+            self.shown(handle.final),
+        )
+
+    def abandon(self, handle: UploadHandle) -> None:
+        """Drop an upload whose connection went away before the client closed it."""
+        if handle.state == "open":
+            self._abandoned(handle)
+        handle.discard("aborted")
+
+    def is_folder(self, path: str) -> bool:
+        """Whether ``path`` names a folder this account can see."""
+        try:
+            return os.path.isdir(self._resolve(self._parts(path)))
+        except Refused:
+            return False
+
+    def space(self) -> SFTPVFSAttrs:
+        """``statvfs`` of the account's root (what ``df`` and rclone ``about`` show)."""
+        return SFTPVFSAttrs.from_local(os.statvfs(self.root))
 
     def upload_started(self, handle: UploadHandle) -> None:
         with self._lock:
@@ -177,15 +237,17 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
             self.shown(handle.final),
             size,
         )
-        self._announce(final)
+        self.files_in += 1
+        self.bytes_in += max(size, 0)
+        self._announce(final, handle.closed_at or self.settings.clock())
 
-    def _announce(self, final: Path) -> None:
+    def _announce(self, final: Path, received_at: dt.datetime) -> None:
         if self.settings.on_upload_done is not None:
             self.settings.on_upload_done()
         if self.settings.on_upload is None:
             return
         try:
-            self.settings.on_upload(self.account, final)
+            self.settings.on_upload(self.account, final, received_at)
         except Exception:  # the hint must never break the client's upload
             log.exception(
                 "sftp upload hook failed login=%s path=%s",
@@ -260,7 +322,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
                 return SFTP_NO_SUCH_FILE
             return list(self._listing(folder))
         except Refused as refused:
-            return refused.code
+            return self._status(refused)
         except OSError as exc:
             return errno_status(exc)
 
@@ -294,7 +356,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
             real = self._resolve(parts)
             st = os.stat(real)
         except Refused as refused:
-            return refused.code
+            return self._status(refused)
         except OSError as exc:
             return errno_status(exc)
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
@@ -314,7 +376,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
                 return self._open_upload(path, flags)
             return self._open_read(path, flags)
         except Refused as refused:
-            return refused.code
+            return self._status(refused)
         except OSError as exc:
             return errno_status(exc)
 
@@ -329,6 +391,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             return SFTP_PERMISSION_DENIED
+        self.files_out += 1
         return ReadHandle(fd, flags)
 
     # -- writing
@@ -413,7 +476,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
                 self._refuse("remove", path, "not a regular file")
             os.unlink(target)
         except Refused as refused:
-            return refused.code
+            return self._status(refused)
         except OSError as exc:
             return errno_status(exc)
         log.info("sftp remove login=%s path=%s", self.account.login, self.shown(target))
@@ -447,18 +510,22 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
                 self._existing_file(dst)
                 os.replace(src, dst)
             else:
+                exists = Refused(
+                    SFTP_FAILURE,
+                    f"{self.shown(dst)} already exists: remove it first or use posix-rename",
+                )
                 if os.path.lexists(dst):
-                    return SFTP_FAILURE
+                    raise exists
                 try:
                     os.link(src, dst)
                 except FileExistsError:
-                    return SFTP_FAILURE
+                    raise exists from None
                 os.unlink(src)
             fsync_folder(dst_parent)
             if src_parent != dst_parent:
                 fsync_folder(src_parent)
         except Refused as refused:
-            return refused.code
+            return self._status(refused)
         except OSError as exc:
             return errno_status(exc)
         log.info(
@@ -467,7 +534,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
             self.shown(src),
             self.shown(dst),
         )
-        self._announce(Path(dst))
+        self._announce(Path(dst), self.settings.clock())
         return SFTP_OK
 
     def chattr(self, path: str, attr: SFTPAttributes) -> int:
@@ -485,7 +552,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
             if times is not None:
                 os.utime(target, times, follow_symlinks=False)
         except Refused as refused:
-            return refused.code
+            return self._status(refused)
         except OSError as exc:
             return errno_status(exc)
         return SFTP_OK
@@ -501,7 +568,13 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
 
     # -- refusals
 
+    def refusal(self, what: str, path: str, why: str) -> None:
+        """Log a request refused outside this view (by the protocol adapter)."""
+        with contextlib.suppress(Refused):
+            self._refuse(what, path, why)
+
     def _refuse(self, what: str, path: str, why: str) -> None:
+        self.refusals += 1
         log.info(
             "sftp refused login=%s op=%s path=%r reason=%s",
             self.account.login,
@@ -515,5 +588,5 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         try:
             self._refuse(what, path, "not offered")
         except Refused as refused:
-            return refused.code
+            return self._status(refused)
         return SFTP_OP_UNSUPPORTED  # pragma: no cover

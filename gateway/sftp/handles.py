@@ -9,6 +9,7 @@ are removed by ``remove_stale_uploads`` at the next start.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import re
@@ -125,6 +126,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
         self._exclusive = bool(flags & os.O_EXCL)
         self._times: tuple[int, int] | None = None
         self.state = "open"
+        self.closed_at: dt.datetime | None = None
 
     # -- data
 
@@ -204,6 +206,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
             raise UploadFailed(f"upload of {self.final} failed")
         if self.state != "open":
             return
+        self.closed_at = self._session.settings.clock()  # the receipt instant
         try:
             self._commit()
         except OSError as exc:
@@ -217,6 +220,11 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
             raise UploadFailed(str(exc)) from exc
         self.state = "committed"
         self._session.upload_committed(self)
+
+    def sync(self) -> None:
+        """fsync@openssh.com: make what was written so far durable."""
+        if self.state == "open":
+            os.fsync(self._fd)
 
     def discard(self, state: str) -> None:
         """Forget the upload: close and delete the temporary file.

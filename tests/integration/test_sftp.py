@@ -136,7 +136,9 @@ def make_server(spool: Path, keys: Keys, tmp_path: Path) -> Iterator[MakeServer]
             "accounts": lambda: running.accounts,
             "max_file_bytes": 8 * 1024 * 1024,
             "failed_login_delay_s": 0.0,
-            "on_upload": lambda account, path: running.uploads.append((account.login, path)),
+            "on_upload": lambda account, path, received_at: running.uploads.append(
+                (account.login, path)
+            ),
             "metrics": Metrics(registry),
         }
         options.update(overrides)
@@ -419,17 +421,18 @@ def test_wrong_key_unknown_login_and_passwords_are_refused_and_counted(
         assert refused.value.allowed_types == ["publickey"]
     finally:
         transport.close()
-    assert running.failed_logins() == 3
+    # A password is never checked (the method is not offered), so it is not a failed login.
+    assert running.failed_logins() == 2
 
     result = run_sftp(running, "fa", "ls\n", tmp_path, key="intruder")
     assert result.returncode != 0
     assert "Permission denied" in result.stderr
-    assert running.failed_logins() == 4
+    assert running.failed_logins() == 3
 
     failures = [r.getMessage() for r in caplog.records if "login failed" in r.getMessage()]
-    assert len(failures) == 4
+    assert len(failures) == 3
     assert all("peer=127.0.0.1" in line for line in failures)
-    assert sum("login=fa " in line for line in failures) == 3
+    assert sum("login=fa " in line for line in failures) == 2
     assert any("login=nosuchfirm " in line for line in failures)
     key_material = running.keys.public("intruder").split()[1]
     assert not any(key_material[:16] in r.getMessage() for r in caplog.records)

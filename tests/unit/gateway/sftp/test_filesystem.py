@@ -60,7 +60,7 @@ def session(
     account = SftpAccount(login, kind, root, ())  # type: ignore[arg-type]
     uploads: Uploads = []
     settings = SessionSettings(
-        max_file_bytes=max_bytes, on_upload=lambda a, p: uploads.append((a.login, p))
+        max_file_bytes=max_bytes, on_upload=lambda a, p, _at: uploads.append((a.login, p))
     )
     iface = SpoolSftpInterface(Connection(account), settings)
     iface.session_started()
