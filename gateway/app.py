@@ -328,7 +328,9 @@ def _flow_components(runtime: Runtime) -> list[Component]:
                     accounts=lambda: sftp_accounts(runtime.config),
                     max_file_bytes=config.sftp.max_file_bytes,
                     failed_login_delay_s=config.sftp.failed_login_delay_s,
-                    on_upload=lambda account, path, received_at: intake.nominate(path, complete=True),
+                    on_upload=lambda account, path, received_at: intake.nominate(
+                        path, complete=True
+                    ),
                     metrics=_SftpMetrics(),
                 )
             )
