@@ -127,6 +127,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
         self._times: tuple[int, int] | None = None
         self.state = "open"
         self.closed_at: dt.datetime | None = None
+        self._dirty = True  # written since the last fsync
 
     # -- data
 
@@ -146,6 +147,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
                 )
                 self.discard("failed")
                 return SFTP_FAILURE
+            self._dirty = True
             view = memoryview(data)
             while view:
                 written = os.pwrite(self._fd, view, offset)
@@ -191,6 +193,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
                 return SFTP_FAILURE
             try:
                 os.ftruncate(self._fd, size)
+                self._dirty = True
             except OSError as exc:
                 return errno_status(exc)
         if times is not None:
@@ -225,6 +228,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
         """fsync@openssh.com: make what was written so far durable."""
         if self.state == "open":
             os.fsync(self._fd)
+            self._dirty = False
 
     def discard(self, state: str) -> None:
         """Forget the upload: close and delete the temporary file.
@@ -245,7 +249,9 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
     def _commit(self) -> None:
         if self._times is not None:
             os.utime(self._fd, self._times)
-        os.fsync(self._fd)
+            self._dirty = True
+        if self._dirty:  # a client's fsync@openssh.com right before the close already did it
+            os.fsync(self._fd)
         os.close(self._fd)
         self._fd = -1
         if self._exclusive:

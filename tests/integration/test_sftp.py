@@ -619,3 +619,103 @@ def test_start_removes_uploads_a_killed_daemon_left_behind(
     make_server()
     assert hidden_files(folder) == []
     assert visible_files(folder) == ["complete.fixml"]
+
+
+# ---------------------------------------------------------------------------------------------
+# pre-login limits, protocol extensions and clear refusals (OpenSSH sftp as the client)
+
+
+def test_two_hundred_idle_sockets_of_one_address_never_block_a_firms_login(
+    make_server: MakeServer,
+) -> None:
+    running = make_server(login_grace_s=30)
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(200):  # another address of the loopback network: another peer
+            sock = socket.socket()
+            sock.bind(("127.0.0.2", 0))
+            sock.connect(("127.0.0.1", running.port))
+            idle.append(sock)
+        started = time.monotonic()
+        with connect(running, "fa") as sftp:
+            assert sftp.listdir("/inbound/dpl") == []
+        assert time.monotonic() - started < 5
+        # the surplus sockets of that address were closed at once, not held for the grace time
+        assert wait_until(lambda: sum(_closed_by_server(s) for s in idle) >= 190, timeout=10)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        while chunk := sock.recv(4096):
+            del chunk  # the server's banner; the connection is still open
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def test_openssh_sftp_extensions_and_clear_refusals(running: Running, tmp_path: Path) -> None:
+    (tmp_path / "a.fixml").write_bytes(b"first\n")
+    (tmp_path / "b.fixml").write_bytes(b"second\n")
+    result = run_sftp(
+        running,
+        "fa",
+        "put -f a.fixml inbound/dpl/a.fixml\n"  # fsync@openssh.com
+        "put -f b.fixml inbound/dpl/b.fixml\n"
+        "df -h /\n"  # statvfs@openssh.com
+        "-mkdir inbound/dpl\n"
+        "-ln inbound/dpl/b.fixml inbound/dpl/hard.fixml\n"
+        "rename inbound/dpl/a.fixml inbound/dpl/b.fixml\n",  # posix-rename@openssh.com
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "does not support" not in result.stderr
+    assert "Size" in result.stdout and "Avail" in result.stdout  # df printed its table
+    # OpenSSH prints its own text per status: an existing folder is a failure, not a refusal
+    assert 'remote mkdir "/inbound/dpl": Failure' in result.stderr
+    assert "hard.fixml" in result.stderr and "Permission denied" in result.stderr
+    assert visible_files(running.inbound()) == ["b.fixml"]  # posix-rename replaced it
+    assert (running.inbound() / "b.fixml").read_bytes() == b"first\n"
+
+
+def test_refusals_carry_a_clear_reason(running: Running) -> None:
+    with connect(running, "fa") as sftp:
+        sftp.putfo(io.BytesIO(b"1"), "/inbound/dpl/one.fixml")
+        sftp.putfo(io.BytesIO(b"2"), "/inbound/dpl/two.fixml")
+        with pytest.raises(OSError, match="two.fixml already exists: remove it first"):
+            sftp.rename("/inbound/dpl/one.fixml", "/inbound/dpl/two.fixml")
+        with pytest.raises(OSError, match="/inbound/dpl exists"):
+            sftp.mkdir("/inbound/dpl")
+        with pytest.raises(OSError, match="not an inbound folder"):
+            sftp.putfo(io.BytesIO(b"3"), "/outbound/dpl/three.fixml")
+    assert visible_files(running.inbound()) == ["one.fixml", "two.fixml"]
+
+
+def test_names_that_spoof_a_listing_or_cannot_be_processed_are_refused(
+    running: Running,
+) -> None:
+    with connect(running, "fa") as sftp:
+        for name in ("invoice\u202elmxif.csv", "x" * 201 + ".fixml"):
+            with pytest.raises(PermissionError):
+                sftp.putfo(io.BytesIO(b"data"), f"/inbound/dpl/{name}")
+    assert visible_files(running.inbound()) == []
+    assert hidden_files(running.inbound()) == []
+
+
+def test_the_upload_callback_gets_the_servers_close_instant(make_server: MakeServer) -> None:
+    seen: list[Any] = []
+    running = make_server(on_upload=lambda account, path, received_at: seen.append(received_at))
+    with connect(running, "fa") as sftp:
+        before = time.time()
+        with sftp.open("/inbound/dpl/t.fixml", "wb") as remote:
+            remote.write(b"x")
+        sftp.utime("/inbound/dpl/t.fixml", (1, 1))  # a client's times never make the receipt
+        after = time.time()
+    assert len(seen) == 1
+    assert seen[0].tzinfo is not None and seen[0].utcoffset().total_seconds() == 0
+    assert before - 1 <= seen[0].timestamp() <= after + 1

@@ -115,3 +115,15 @@ def test_failed_login_delay_is_forgotten_after_success_or_quiet_time() -> None:
 def test_zero_delay_means_no_delay() -> None:
     throttle = LoginThrottle(0.0)
     assert [throttle.failure("p") for _ in range(3)] == [0.0, 0.0, 0.0]
+
+
+def test_another_logins_success_does_not_reset_the_penalty_of_an_address() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(1.0, clock=lambda: now[0])
+    for _ in range(3):
+        throttle.failure("203.0.113.9", "victim")  # guessing another firm's login
+    throttle.success("203.0.113.9", "attacker")  # then logging in with its own account
+    assert throttle.failure("203.0.113.9", "victim") == 8.0
+    throttle.failure("203.0.113.9", "attacker")
+    throttle.success("203.0.113.9", "attacker")  # its own typo is forgiven, the rest is not
+    assert throttle.failure("203.0.113.9", "victim") == 16.0
