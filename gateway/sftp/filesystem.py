@@ -116,6 +116,8 @@ class SessionSettings:
     on_upload: UploadCallback | None = None
     on_upload_done: Callable[[], None] | None = None
     clock: Callable[[], dt.datetime] = utc_now
+    # runs the hand-over of closed uploads off the client's path (None: at once, in the caller)
+    defer: Callable[[Callable[[], None]], object] | None = None
     sessions: set[SpoolSftpInterface] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -226,7 +228,28 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
             self._uploads.discard(handle)
 
     def upload_committed(self, handle: UploadHandle) -> None:
+        """A closed upload is in place: fsync its folder, then tell the intake.
+
+        With ``settings.defer`` this runs after the client has its answer (the file's data is
+        fsynced before the rename), so that the next file of a client uploading many is written
+        while this folder's journal commit is under way.
+        """
+        if self.settings.defer is not None:
+            self.settings.defer(lambda: self._hand_over(handle))
+        else:
+            self._hand_over(handle)
+
+    def _hand_over(self, handle: UploadHandle) -> None:
         final = Path(handle.final)
+        try:
+            fsync_folder(str(final.parent))
+        except OSError as exc:
+            log.error(
+                "sftp cannot fsync the folder of an upload login=%s path=%s error=%s",
+                self.account.login,
+                self.shown(handle.final),
+                exc.strerror or exc,
+            )
         try:
             size = final.stat().st_size
         except OSError:

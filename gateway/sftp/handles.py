@@ -2,8 +2,9 @@
 
 An upload never writes the visible name: it goes to ``.<name>.<token>.upload`` in the target
 folder, a write that would pass ``max_file_bytes`` fails and discards it, and only a normal close
-fsyncs it and renames it over the final name. Temporary files left by a daemon that was killed
-are removed by ``remove_stale_uploads`` at the next start.
+fsyncs it and renames it over the final name (the folder is fsynced before the intake is told).
+Temporary files left by a daemon that was killed are removed by ``remove_stale_uploads`` at the
+next start.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from gateway.sftp.paths import (
     SFTP_PERMISSION_DENIED,
     Refused,
     errno_status,
-    fsync_folder,
 )
 
 if TYPE_CHECKING:
@@ -259,7 +259,8 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
             os.unlink(self.temp)
         else:
             os.replace(self.temp, self.final)
-        fsync_folder(os.path.dirname(self.final))
+        # The folder is fsynced by the session before the intake hears of the file (it may do so
+        # after the client has its answer: the data itself is durable by now).
         self._session.upload_finished(self)
 
 

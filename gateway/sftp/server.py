@@ -379,10 +379,12 @@ class SftpServer:
         self._connections_gauge = getattr(metrics, "sftp_connections", None)
         self._uploads_counter = getattr(metrics, "sftp_uploads", None)
         self._throttle = LoginThrottle(failed_login_delay_s)
+        self._hand_over: concurrent.futures.ThreadPoolExecutor | None = None
         self.settings = SessionSettings(
             max_file_bytes=max_file_bytes,
             on_upload=on_upload,
             on_upload_done=self._count_upload,
+            defer=self._defer,
         )
         self._bound_port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -408,6 +410,9 @@ class SftpServer:
         host_key = load_or_create_host_key(self.host_key_path)
         self._remove_stale_uploads()
         self._stopping = False
+        self._hand_over = concurrent.futures.ThreadPoolExecutor(
+            1, "sftp-hand-over"
+        )  # in close order
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="sftp-loop", daemon=True)
         thread.start()
@@ -468,6 +473,8 @@ class SftpServer:
         thread.join(max(0.1, deadline - time.monotonic()))
         if not thread.is_alive():
             loop.close()
+        if self._hand_over is not None:
+            self._hand_over.shutdown(wait=True)  # every committed upload reaches the intake
         self._loop = self._thread = None
         log.info("sftp stopped")
 
@@ -545,6 +552,17 @@ class SftpServer:
         if self._failed_logins is not None:
             self._failed_logins.inc()
         return self._throttle.failure(host, login)
+
+    def _defer(self, work: Callable[[], None]) -> object:
+        pool = self._hand_over
+        if pool is None:
+            work()
+            return None
+        try:
+            return pool.submit(work)
+        except RuntimeError:  # shut down meanwhile
+            work()
+            return None
 
     def _count_upload(self) -> None:
         if self._uploads_counter is not None:

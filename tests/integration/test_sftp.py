@@ -237,6 +237,7 @@ def test_openssh_sftp_upload_appears_complete_in_inbound(running: Running, tmp_p
     assert ".planted" not in result.stdout and "positions.fixml" in result.stdout
     dated = running.inbound(flow="pmc") / "dated.csv"
     assert dated.read_bytes() == b"kept times\n" and dated.stat().st_mtime == 1_600_000_000
+    assert wait_until(lambda: len(running.uploads) == 3)  # told once the folder is fsynced
     assert running.uploads == [
         ("fa", folder / "positions.fixml"),
         ("fa", folder / "pos ü 1.fixml"),
