@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncssh
+
 from gateway.config.schema import REQUIRED, Parser, Problems, line_of, parse_table, typed
 
 ACCOUNT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
@@ -107,7 +109,25 @@ def _parse_account(entry: Any, path: Path, text: str, problems: Problems) -> Acc
     )
 
 
-KEY_LINE_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+)\s+[A-Za-z0-9+/=]+(\s.*)?$")
+# What looks like a key line (and not like a file path); whether it is a usable key is decided by
+# parsing it (``_key_problem``). Security-key types (``sk-ssh-ed25519@openssh.com``) included.
+KEY_LINE_RE = re.compile(
+    r"^((sk-)?(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+|ssh-dss)(@openssh\.com)?|"
+    r"sk-ecdsa-sha2-nistp256@openssh\.com)\s+[A-Za-z0-9+/=]+(\s.*)?$"
+)
+
+
+def _key_problem(line: str) -> str | None:
+    """Why the OpenSSH public key line ``line`` cannot be used, or None when it can."""
+    try:
+        key = asyncssh.import_public_key(line)
+    except (asyncssh.KeyImportError, ValueError, TypeError) as exc:
+        return f"unreadable public key ({exc}): {line[:40]!r}"
+    if key.get_algorithm() != line.split()[0]:
+        return f"key type {line.split()[0]!r} does not match its data ({key.get_algorithm()})"
+    if key.get_algorithm() == "ssh-dss":
+        return f"DSA keys are not accepted (too weak): {line[:40]!r}"
+    return None
 
 
 def _read_public_key(
@@ -133,6 +153,10 @@ def _read_public_key(
         problems.add(
             path, f"not an OpenSSH public key: {candidate[:40]!r}", line, "account.public_keys"
         )
+        return None
+    problem = _key_problem(candidate)
+    if problem is not None:
+        problems.add(path, problem, line, "account.public_keys")
         return None
     return candidate
 
