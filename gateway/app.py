@@ -252,6 +252,7 @@ class _SftpMetrics:
     failed_logins = metrics.SFTP_FAILED_LOGINS
     sftp_connections = metrics.SFTP_SESSIONS
     sftp_uploads = metrics.SFTP_UPLOADS
+    sftp_partials_expired = metrics.SFTP_PARTIALS_EXPIRED
 
 
 def _flow_components(runtime: Runtime) -> list[Component]:

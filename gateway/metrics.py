@@ -112,6 +112,10 @@ ALERTS = Counter("posgate_alerts_total", "Operator alerts raised", ["name"])
 SFTP_FAILED_LOGINS = Counter("posgate_sftp_failed_logins_total", "Failed SFTP logins")
 SFTP_SESSIONS = Gauge("posgate_sftp_sessions", "Open SFTP sessions")
 SFTP_UPLOADS = Counter("posgate_sftp_uploads_total", "Completed SFTP uploads")
+SFTP_PARTIALS_EXPIRED = Counter(
+    "posgate_sftp_partial_uploads_expired_total",
+    "Interrupted SFTP uploads removed unresumed after their keep time",
+)
 
 
 FLOWS = ("dpl", "pmc")

@@ -49,6 +49,7 @@ from paramiko import SFTPAttributes, SFTPHandle, SFTPServerInterface
 from gateway.sftp.handles import (
     ReadHandle,
     UploadHandle,
+    partial_path,
     requested_size,
     requested_times,
     upload_temp_name,
@@ -118,6 +119,8 @@ class SessionSettings:
     clock: Callable[[], dt.datetime] = utc_now
     # runs the hand-over of closed uploads off the client's path (None: at once, in the caller)
     defer: Callable[[Callable[[], None]], object] | None = None
+    # how long an interrupted upload is kept for a resume (0: removed at once)
+    resume_keep_s: float = 0.0
     sessions: set[SpoolSftpInterface] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -172,16 +175,17 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
     def session_ended(self) -> None:
         with self._lock:
             pending = list(self._uploads)
+        kept = 0
         for handle in pending:
             if handle.state == "open":
-                self._abandoned(handle)
+                kept += self._abandoned(handle)
             handle.discard("aborted")
         with self.settings.lock:
             self.settings.sessions.discard(self)
         # The audit line of the session: who, from where, how long, what went in and out.
         log.info(
             "sftp session ended login=%s peer=%s seconds=%.1f uploads=%d bytes_in=%d "
-            "downloads=%d refused=%d abandoned=%d",
+            "downloads=%d refused=%d dropped=%d",
             self.account.login,
             self._peer,
             time.monotonic() - self._started,
@@ -189,21 +193,31 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
             self.bytes_in,
             self.files_out,
             self.refusals,
-            len([h for h in pending if h.state == "aborted"]),
+            len(pending) - kept,
         )
         if self._on_end is not None:
             self._on_end()
         self.ended.set()
 
-    def _abandoned(self, handle: UploadHandle) -> None:
+    def _abandoned(self, handle: UploadHandle) -> int:
+        """An upload still open when its client went away: kept for a resume, or dropped."""
+        if self.settings.resume_keep_s > 0 and handle.keep_partial():
+            log.warning(
+                "sftp upload interrupted login=%s path=%s kept_for_resume_s=%.0f",
+                self.account.login,
+                self.shown(handle.final),
+                self.settings.resume_keep_s,
+            )
+            return 1
         log.warning(
             "sftp upload abandoned login=%s path=%s reason=session ended before close",
             self.account.login,
             self.shown(handle.final),
         )
+        return 0
 
     def abandon(self, handle: UploadHandle) -> None:
-        """Drop an upload whose connection went away before the client closed it."""
+        """An upload whose connection went away before the client closed it."""
         if handle.state == "open":
             self._abandoned(handle)
         handle.discard("aborted")
@@ -377,7 +391,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         try:
             parts = self._parts(path)
             real = self._resolve(parts)
-            st = os.stat(real)
+            st = self._partial_stat(real) or os.stat(real)
         except Refused as refused:
             return self._status(refused)
         except OSError as exc:
@@ -385,6 +399,15 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             return SFTP_NO_SUCH_FILE
         return SFTPAttributes.from_stat(st, parts[-1] if parts else "/")
+
+    def _partial_stat(self, real: str) -> os.stat_result | None:
+        """An interrupted upload of ``real``, which a resuming client asks the size of."""
+        if self.settings.resume_keep_s <= 0 or not self._writable_folder(os.path.dirname(real)):
+            return None
+        try:
+            return os.lstat(partial_path(real))
+        except OSError:
+            return None
 
     def lstat(self, path: str) -> SFTPAttributes | int:
         # Symlinks are followed (inside the root) or invisible; there is no link to describe.
@@ -436,16 +459,17 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         existing = self._existing_file(final)
         if existing and flags & os.O_EXCL:
             return SFTP_FAILURE
-        if not existing and not flags & os.O_CREAT:
+        if not existing and not flags & os.O_CREAT and self._partial_stat(final) is None:
             return SFTP_NO_SUCH_FILE
         temp = os.path.join(parent, upload_temp_name(name))
+        resumed = self._take_partial(final, temp, flags)
         fd = os.open(
             temp,
-            os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (0 if resumed else os.O_CREAT | os.O_EXCL),
             _FILE_MODE,
         )
         try:
-            if existing and not flags & os.O_TRUNC:
+            if existing and not resumed and not flags & os.O_TRUNC:
                 self._copy_existing(final, fd)
         except BaseException:
             os.close(fd)
@@ -456,6 +480,23 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         self.upload_started(handle)
         log.debug("sftp upload started login=%s path=%s", self.account.login, self.shown(final))
         return handle
+
+    def _take_partial(self, final: str, temp: str, flags: int) -> bool:
+        """Continue an interrupted upload of ``final`` (open without truncation), or forget it.
+
+        The partial is renamed to this upload's temporary name: one session owns it at a time.
+        """
+        partial = partial_path(final)
+        if flags & os.O_TRUNC or self.settings.resume_keep_s <= 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)  # a new upload of the name supersedes the interrupted one
+            return False
+        try:
+            os.rename(partial, temp)
+        except FileNotFoundError:
+            return False
+        log.info("sftp upload resumed login=%s path=%s", self.account.login, self.shown(final))
+        return True
 
     def _parts_for_entry(self, parts: list[str]) -> list[str]:
         # Parent parts must not be hidden; the last one was checked as an upload name.

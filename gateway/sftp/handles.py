@@ -28,6 +28,7 @@ from gateway.sftp.paths import (
     SFTP_PERMISSION_DENIED,
     Refused,
     errno_status,
+    fsync_folder,
 )
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UPLOAD_SUFFIX = ".upload"
+PARTIAL_SUFFIX = ".partial"
 _TOKEN_HEX = 12
 STALE_UPLOAD_RE = re.compile(r"^\..*\.[0-9a-f]{12}\.upload$", re.DOTALL)
 
@@ -50,6 +52,33 @@ def upload_temp_name(name: str) -> str:
     room = NAME_MAX_BYTES - len(token) - len(UPLOAD_SUFFIX) - 2
     stem = name.encode("utf-8")[:room].decode("utf-8", errors="ignore")
     return f".{stem}.{token}{UPLOAD_SUFFIX}"
+
+
+def partial_path(final: str) -> str:
+    """Where an interrupted upload of ``final`` waits to be resumed: ``.<name>.partial``."""
+    folder, name = os.path.split(final)
+    return os.path.join(folder, f".{name}{PARTIAL_SUFFIX}")
+
+
+def remove_expired_partials(root: Path, keep_s: float, now: float) -> int:
+    """Delete interrupted uploads under ``root/inbound`` not resumed within ``keep_s``; count."""
+    removed = 0
+    inbound = root / INBOUND
+    if not inbound.is_dir():
+        return 0
+    for folder, dirs, files in os.walk(inbound, followlinks=False):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if not (name.startswith(".") and name.endswith(PARTIAL_SUFFIX)):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                if now - os.lstat(path).st_mtime > keep_s:
+                    os.unlink(path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
 
 
 def remove_stale_uploads(root: Path) -> int:
@@ -229,6 +258,36 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
         if self.state == "open":
             os.fsync(self._fd)
             self._dirty = False
+
+    def keep_partial(self) -> bool:
+        """The connection went away: keep what was written, hidden, for a resume. False if empty.
+
+        The data is fsynced and renamed to ``partial_path(final)`` (replacing an older one), so
+        that a ``reput`` / ``put -c`` of the same name continues from its size, even after a
+        restart of the daemon.
+        """
+        if self.state != "open":
+            return False
+        try:
+            if os.fstat(self._fd).st_size == 0:
+                return False
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self.state = "aborted"
+            os.replace(self.temp, partial_path(self.final))
+            fsync_folder(os.path.dirname(self.final))
+        except OSError as exc:
+            log.warning(
+                "sftp cannot keep an interrupted upload login=%s path=%s error=%s",
+                self._session.account.login,
+                self._session.shown(self.final),
+                exc.strerror or exc,
+            )
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp)
+        self.state = "aborted"
+        self._session.upload_finished(self)
+        return True
 
     def discard(self, state: str) -> None:
         """Forget the upload: close and delete the temporary file.

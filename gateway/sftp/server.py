@@ -55,7 +55,7 @@ from gateway.sftp.filesystem import (
     SpoolSftpInterface,
     UploadCallback,
 )
-from gateway.sftp.handles import remove_stale_uploads
+from gateway.sftp.handles import remove_expired_partials, remove_stale_uploads
 from gateway.sftp.keys import create_key_file, fingerprint
 from gateway.sftp.session import SpoolSftpSession
 
@@ -364,6 +364,7 @@ class SftpServer:
         max_auth_attempts: int = 6,
         max_unauthenticated: int = 32,
         max_unauthenticated_per_address: int = 4,
+        resume_keep_s: float = 86_400.0,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -378,6 +379,7 @@ class SftpServer:
         self._failed_logins = getattr(metrics, "failed_logins", None)
         self._connections_gauge = getattr(metrics, "sftp_connections", None)
         self._uploads_counter = getattr(metrics, "sftp_uploads", None)
+        self._expired_counter = getattr(metrics, "sftp_partials_expired", None)
         self._throttle = LoginThrottle(failed_login_delay_s)
         self._hand_over: concurrent.futures.ThreadPoolExecutor | None = None
         self.settings = SessionSettings(
@@ -385,6 +387,7 @@ class SftpServer:
             on_upload=on_upload,
             on_upload_done=self._count_upload,
             defer=self._defer,
+            resume_keep_s=resume_keep_s,
         )
         self._bound_port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -428,6 +431,7 @@ class SftpServer:
             ) from exc
         self._loop, self._thread = loop, thread
         self._bound_port = int(self._acceptor.get_port())
+        self._expire_partials()
         log.info("sftp listening host=%s port=%d", self.host, self.port)
 
     async def _listen(self, host_key: asyncssh.SSHKey) -> Any:
@@ -563,6 +567,39 @@ class SftpServer:
         except RuntimeError:  # shut down meanwhile
             work()
             return None
+
+    def _expire_partials(self) -> None:
+        """Remove interrupted uploads older than the keep time now, then every few minutes."""
+        keep_s = self.settings.resume_keep_s
+        if keep_s <= 0 or self._loop is None or self._stopping:
+            return
+        self._defer(lambda: self._remove_expired(keep_s))
+        self._loop.call_soon_threadsafe(
+            self._loop.call_later, min(300.0, max(1.0, keep_s / 4)), self._expire_partials
+        )
+
+    def _remove_expired(self, keep_s: float) -> None:
+        try:
+            roots = {account.root for account in self._accounts().values()}
+        except Exception:
+            log.exception("sftp cannot read the accounts to expire interrupted uploads")
+            return
+        now = time.time()
+        for root in sorted(roots):
+            try:
+                removed = remove_expired_partials(root, keep_s, now)
+            except OSError as exc:
+                log.warning("sftp cannot expire interrupted uploads under %s: %s", root, exc)
+                continue
+            if removed:
+                log.warning(
+                    "sftp removed %d interrupted upload(s) not resumed within %.0fs under %s",
+                    removed,
+                    keep_s,
+                    root,
+                )
+                if self._expired_counter is not None:
+                    self._expired_counter.inc(removed)
 
     def _count_upload(self) -> None:
         if self._uploads_counter is not None:

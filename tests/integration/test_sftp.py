@@ -205,6 +205,10 @@ def hidden_files(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.name.startswith(".")]
 
 
+def names(paths: list[Path]) -> list[str]:
+    return sorted(p.name for p in paths)
+
+
 def visible_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
 
@@ -465,7 +469,9 @@ def test_paramiko_upload_cut_off_midway_leaves_nothing(running: Running) -> None
         assert wait_until(lambda: any(p.stat().st_size > 0 for p in hidden_files(folder)))
         assert not (folder / "cut.fixml").exists()
         sftp.get_channel().get_transport().close()  # connection drops before close()
-    assert wait_until(lambda: hidden_files(folder) == [])
+    # what arrived is kept hidden for a resume, never under its name, never handed to the intake
+    assert wait_until(lambda: names(hidden_files(folder)) == [".cut.fixml.partial"])
+    assert (folder / ".cut.fixml.partial").stat().st_size == 4 * 65536
     assert visible_files(folder) == []
     assert running.uploads == []
 
@@ -487,7 +493,7 @@ def test_killed_openssh_upload_is_never_visible(running: Running, tmp_path: Path
     finally:
         client.send_signal(signal.SIGKILL)
         client.wait(timeout=10)
-    assert wait_until(lambda: hidden_files(folder) == [])
+    assert wait_until(lambda: names(hidden_files(folder)) == [".big.fixml.partial"])
     assert visible_files(folder) == []
     assert running.uploads == []
 
@@ -577,7 +583,8 @@ def test_stop_ends_sessions_and_drops_their_unfinished_uploads(make_server: Make
         assert wait_until(lambda: len(hidden_files(folder)) == 1)
         running.server.stop(timeout=5)
         assert not running.server.healthy()
-        assert hidden_files(folder) == [] and visible_files(folder) == []
+        assert names(hidden_files(folder)) == [".inflight.fixml.partial"]
+        assert visible_files(folder) == []
     port = running.port
     assert port > 0
     with pytest.raises(ConnectionRefusedError):
@@ -720,3 +727,69 @@ def test_the_upload_callback_gets_the_servers_close_instant(make_server: MakeSer
     assert len(seen) == 1
     assert seen[0].tzinfo is not None and seen[0].utcoffset().total_seconds() == 0
     assert before - 1 <= seen[0].timestamp() <= after + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# resumable uploads
+
+
+def _cut_upload(run: Running, name: str, data: bytes) -> None:
+    with connect(run, "fa") as sftp:
+        remote = sftp.open(f"/inbound/dpl/{name}", "wb")
+        remote.write(data)
+        remote.flush()
+        sftp.get_channel().get_transport().close()
+    assert wait_until(lambda: (run.inbound() / f".{name}.partial").exists())
+
+
+def test_openssh_reput_continues_an_interrupted_upload(running: Running, tmp_path: Path) -> None:
+    payload = os.urandom(300_000)
+    (tmp_path / "big.fixml").write_bytes(payload)
+    _cut_upload(running, "big.fixml", payload[:100_000])
+    result = run_sftp(running, "fa", "reput big.fixml inbound/dpl/big.fixml\n", tmp_path)
+    assert result.returncode == 0, result.stderr
+    folder = running.inbound()
+    assert (folder / "big.fixml").read_bytes() == payload
+    assert hidden_files(folder) == []
+    assert wait_until(lambda: running.uploads == [("fa", folder / "big.fixml")])
+
+
+def test_a_fresh_upload_supersedes_an_interrupted_one(running: Running, tmp_path: Path) -> None:
+    _cut_upload(running, "p.fixml", b"old half")
+    (tmp_path / "p.fixml").write_bytes(b"whole new file\n")
+    result = run_sftp(running, "fa", "put p.fixml inbound/dpl/\n", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (running.inbound() / "p.fixml").read_bytes() == b"whole new file\n"
+    assert hidden_files(running.inbound()) == []
+
+
+def test_without_resume_an_interrupted_upload_leaves_nothing(make_server: MakeServer) -> None:
+    running = make_server(resume_keep_s=0)
+    folder = running.inbound()
+    with connect(running, "fa") as sftp:
+        remote = sftp.open("/inbound/dpl/gone.fixml", "wb")
+        remote.write(b"x" * 1000)
+        remote.flush()
+        sftp.get_channel().get_transport().close()
+    assert wait_until(lambda: hidden_files(folder) == [])
+    assert visible_files(folder) == []
+
+
+def test_an_unresumed_upload_is_removed_after_its_keep_time_and_counted(
+    make_server: MakeServer, spool: Path
+) -> None:
+    folder = spool / "firms" / "fa" / "inbound" / "dpl"
+    old = folder / ".old.fixml.partial"
+    old.write_bytes(b"abandoned days ago")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    young = folder / ".young.fixml.partial"
+    young.write_bytes(b"a minute ago")
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.sftp_partials_expired = Counter(  # type: ignore[attr-defined]
+        "posgate_sftp_partial_uploads_expired", "expired", registry=registry
+    )
+    make_server(resume_keep_s=3600, metrics=metrics)
+    assert wait_until(lambda: not old.exists())
+    assert young.exists()
+    assert registry.get_sample_value("posgate_sftp_partial_uploads_expired_total") == 1
