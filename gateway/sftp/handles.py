@@ -114,6 +114,10 @@ class ReadHandle(SFTPHandle):  # type: ignore[misc]
     def write(self, offset: int, data: bytes) -> int:
         return SFTP_PERMISSION_DENIED
 
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Where data or holes are (``ranges@asyncssh.com`` asks with SEEK_DATA/SEEK_HOLE)."""
+        return os.lseek(self._fd, offset, whence)
+
     def stat(self) -> SFTPAttributes | int:
         try:
             return SFTPAttributes.from_stat(os.fstat(self._fd))
@@ -192,6 +196,11 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
             self.discard("failed")
             return errno_status(exc)
         return SFTP_OK
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if self.state != "open":
+            raise OSError(9, "upload no longer open")
+        return os.lseek(self._fd, offset, whence)
 
     def read(self, offset: int, length: int) -> bytes | int:
         if self.state != "open":

@@ -19,13 +19,19 @@ A close is run in a worker thread (it fsyncs the file and its folder) so that on
 fsync never stalls the other connections; writes go straight to the page cache.
 
 When the connection drops, asyncssh closes every handle still open before it ends the session;
-those closes are not the client's, so an upload still open then is dropped, never committed.
+those closes are not the client's, so an upload still open then is dropped (or kept for a
+resume), never committed.
+
+Like OpenSSH's ``sftp-server``, a write request with bytes after its data is served and the
+extra bytes ignored: Go's ``pkg/sftp`` (rclone and many Go tools) sends such a last write, which
+asyncssh on its own answers with "bad message".
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -38,8 +44,11 @@ from asyncssh.sftp import (
     FXF_READ,
     FXF_TRUNC,
     FXF_WRITE,
+    FXP_WRITE,
     SFTPAttrs,
+    SFTPInvalidHandle,
     SFTPName,
+    SFTPServerHandler,
     SFTPVFSAttrs,
 )
 from paramiko import SFTPAttributes
@@ -61,6 +70,22 @@ _DEFAULT_REASON = {
     SFTP_PERMISSION_DENIED: "Permission denied",
     SFTP_OP_UNSUPPORTED: "Operation not supported",
 }
+
+
+async def _write_ignoring_trailing_bytes(handler: Any, packet: Any) -> int:
+    handle = packet.get_string()
+    offset = packet.get_uint64()
+    data = packet.get_string()  # whatever follows is ignored, as OpenSSH does
+    file_obj = handler._file_handles.get(handle)
+    if not file_obj:
+        raise SFTPInvalidHandle("Invalid file handle")
+    result = handler._server.write(file_obj, offset, data)
+    if inspect.isawaitable(result):
+        result = await result
+    return int(result)
+
+
+SFTPServerHandler._packet_handlers[FXP_WRITE] = _write_ignoring_trailing_bytes
 
 
 def os_flags(pflags: int) -> int:
