@@ -31,6 +31,7 @@ class Account:
     public_keys: tuple[str, ...]
     amqp_user: str | None
     source: Path
+    quota_bytes: int | None = None  # bytes the firm may hold in its inbound folders
 
 
 ACCOUNT_SCHEMA: dict[str, tuple[Parser, Any]] = {
@@ -56,6 +57,10 @@ ACCOUNT_SCHEMA: dict[str, tuple[Parser, Any]] = {
         [],
     ),
     "amqp_user": (typed(str, lambda v: bool(v), "a non-empty string"), None),
+    "quota_bytes": (
+        typed(int, lambda v: v > 0 and not isinstance(v, bool), "a positive integer"),
+        None,
+    ),
 }
 
 
@@ -106,6 +111,7 @@ def _parse_account(entry: Any, path: Path, text: str, problems: Problems) -> Acc
         public_keys=tuple(keys),
         amqp_user=values["amqp_user"],
         source=path,
+        quota_bytes=values["quota_bytes"],
     )
 
 
@@ -159,6 +165,27 @@ def _read_public_key(
         problems.add(path, problem, line, "account.public_keys")
         return None
     return candidate
+
+
+def load_ca_keys(path: Path, config: Path, problems: Problems) -> tuple[str, ...]:
+    """The CA keys of ``[sftp] trusted_user_ca_keys`` (one OpenSSH public key a line, ``#``
+    comments), each parsed; a user certificate signed by one of them logs in as its principals."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.add(config, f"trusted_user_ca_keys {str(path)!r} cannot be read: {exc}")
+        return ()
+    keys = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        problem = _key_problem(line) if KEY_LINE_RE.match(line) else f"not a key: {line[:40]!r}"
+        if problem is not None:
+            problems.add(path, problem, number, "sftp.trusted_user_ca_keys")
+            continue
+        keys.append(line)
+    return tuple(keys)
 
 
 def _load_account_file(file: Path, problems: Problems) -> list[Account]:

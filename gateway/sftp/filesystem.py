@@ -85,13 +85,16 @@ _WRITE_INTENT = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 class SftpAccount:
     """An SFTP login: its name, whether it is a firm or an exchange, its root and its keys.
 
-    ``public_keys`` are OpenSSH public-key lines (``ssh-ed25519 AAAA... comment``).
+    ``public_keys`` are OpenSSH public-key lines (``ssh-ed25519 AAAA... comment``);
+    ``quota_bytes`` bounds what the account may hold in its inbound folders (uploads waiting for
+    the intake, interrupted uploads kept for a resume, uploads in progress).
     """
 
     login: str
     kind: AccountKind
     root: Path
     public_keys: tuple[str, ...]
+    quota_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ACCOUNT_KINDS:
@@ -158,6 +161,10 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         """The status code of a refusal; its reason is kept for the answer to the client."""
         self._reason = str(refused)
         return refused.code
+
+    def refused_quota(self) -> None:
+        self.refusals += 1
+        self._reason = f"quota exceeded: {self.account.quota_bytes} bytes in inbound/"
 
     def take_reason(self) -> str:
         """The reason of the last refusal (once), for the client's status message."""
@@ -229,9 +236,31 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         except Refused:
             return False
 
+    def inbound_bytes(self, but: str = "") -> int:
+        """What the account holds under ``inbound/`` (hidden files included), ``but`` one file."""
+        total = 0
+        for folder, dirs, files in os.walk(os.path.join(self.root, INBOUND), followlinks=False):
+            del dirs
+            for name in files:
+                path = os.path.join(folder, name)
+                if path == but:
+                    continue
+                with contextlib.suppress(OSError):
+                    total += os.lstat(path).st_size
+        return total
+
     def space(self) -> SFTPVFSAttrs:
-        """``statvfs`` of the account's root (what ``df`` and rclone ``about`` show)."""
-        return SFTPVFSAttrs.from_local(os.statvfs(self.root))
+        """``statvfs`` for ``df`` and rclone ``about``: the account's quota when it has one, else
+        the file system of its root."""
+        vfs = SFTPVFSAttrs.from_local(os.statvfs(self.root))
+        quota = self.account.quota_bytes
+        if quota is None:
+            return vfs
+        block = vfs.frsize or 4096
+        free = max(0, quota - self.inbound_bytes()) // block
+        vfs.blocks = quota // block
+        vfs.bfree = vfs.bavail = min(free, vfs.bavail)
+        return vfs
 
     def upload_started(self, handle: UploadHandle) -> None:
         with self._lock:
@@ -477,6 +506,8 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
                 os.unlink(temp)
             raise
         handle = UploadHandle(self, fd, temp, final, flags)
+        if self.account.quota_bytes is not None:
+            handle.quota_room = self.account.quota_bytes - self.inbound_bytes(but=temp)
         self.upload_started(handle)
         log.debug("sftp upload started login=%s path=%s", self.account.login, self.shown(final))
         return handle

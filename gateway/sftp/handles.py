@@ -161,6 +161,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
         self.state = "open"
         self.closed_at: dt.datetime | None = None
         self._dirty = True  # written since the last fsync
+        self.quota_room: int | None = None  # bytes this upload may grow to (account quota)
 
     # -- data
 
@@ -171,6 +172,16 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
             if self._append:
                 offset = os.fstat(self._fd).st_size
             limit = self._session.settings.max_file_bytes
+            if self.quota_room is not None and offset + len(data) > self.quota_room:
+                log.warning(
+                    "sftp upload refused login=%s path=%s reason=quota of %d bytes reached",
+                    self._session.account.login,
+                    self._session.shown(self.final),
+                    self._session.account.quota_bytes,
+                )
+                self.discard("failed")
+                self._session.refused_quota()
+                return SFTP_FAILURE
             if offset + len(data) > limit:
                 log.warning(
                     "sftp upload refused login=%s path=%s reason=larger than %d bytes",

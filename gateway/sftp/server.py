@@ -276,6 +276,18 @@ class _Connection(asyncssh.SSHServer):  # type: ignore[misc]
         self._pending = account
         return True
 
+    def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        """A user certificate: its CA must be trusted; asyncssh then checks that the certificate
+        names ``username`` among its principals and is valid now."""
+        if key.public_data not in self._server.ca_blobs:
+            return False
+        account = self._server.account_for(username)
+        if account is None or not account.root.is_dir():
+            return False
+        self._pending = account
+        self.by_certificate = True
+        return True
+
     def auth_completed(self) -> None:
         account = getattr(self, "_pending", None)
         if account is None:  # pragma: no cover - asyncssh completes only after a valid key
@@ -293,7 +305,12 @@ class _Connection(asyncssh.SSHServer):  # type: ignore[misc]
                 self.conn.abort()
             return
         self.account = account
-        log.info("sftp login login=%s peer=%s", account.login, self.peer)
+        log.info(
+            "sftp login login=%s peer=%s method=%s",
+            account.login,
+            self.peer,
+            "certificate" if getattr(self, "by_certificate", False) else "publickey",
+        )
 
     async def _fail(self, username: str, why: str) -> bool:
         self.failures += 1
@@ -335,6 +352,15 @@ class _Connection(asyncssh.SSHServer):  # type: ignore[misc]
                 self.sessions,
             )
             return False
+        open_for_account = self._server.sessions_of(self.account.login)
+        if open_for_account >= self._server.max_sessions_per_account:
+            log.warning(
+                "sftp session refused login=%s peer=%s reason=%d sessions of this account open",
+                self.account.login,
+                self.peer,
+                open_for_account,
+            )
+            return False
         from asyncssh.stream import SSHServerStreamSession
 
         return SSHServerStreamSession(None, self.open_session, 3, False)
@@ -365,6 +391,8 @@ class SftpServer:
         max_unauthenticated: int = 32,
         max_unauthenticated_per_address: int = 4,
         resume_keep_s: float = 86_400.0,
+        max_sessions_per_account: int = 10,
+        trusted_user_ca_keys: tuple[str, ...] = (),
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -376,6 +404,10 @@ class SftpServer:
         self.max_auth_attempts = max_auth_attempts
         self.max_unauthenticated = max_unauthenticated
         self.max_unauthenticated_per_address = max_unauthenticated_per_address
+        self.max_sessions_per_account = max_sessions_per_account
+        self.ca_blobs = frozenset(
+            blob for blob in (public_key_blob(line) for line in trusted_user_ca_keys) if blob
+        )
         self._failed_logins = getattr(metrics, "failed_logins", None)
         self._connections_gauge = getattr(metrics, "sftp_connections", None)
         self._uploads_counter = getattr(metrics, "sftp_uploads", None)
@@ -542,6 +574,10 @@ class SftpServer:
         else:
             self._waiting.pop(host, None)
         self._waiting_total = max(0, self._waiting_total - 1)
+
+    def sessions_of(self, login: str) -> int:
+        with self.settings.lock:
+            return sum(1 for view in self.settings.sessions if view.account.login == login)
 
     def account_for(self, login: str) -> SftpAccount | None:
         try:
