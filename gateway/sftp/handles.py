@@ -255,7 +255,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
         """A normal close by the client: commit. Raises ``UploadFailed`` to report a failure."""
         if self.state == "failed":
             self.discard("aborted")
-            raise UploadFailed(f"upload of {self.final} failed")
+            raise UploadFailed(f"upload of {self._session.shown(self.final)} failed")
         if self.state != "open":
             return
         self.closed_at = self._session.settings.clock()  # the receipt instant
@@ -269,7 +269,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
                 exc.strerror or exc,
             )
             self.discard("aborted")
-            raise UploadFailed(str(exc)) from exc
+            raise UploadFailed(exc.strerror or "upload failed") from exc
         self.state = "committed"
         self._session.upload_committed(self)
 

@@ -793,3 +793,72 @@ def test_an_unresumed_upload_is_removed_after_its_keep_time_and_counted(
     assert wait_until(lambda: not old.exists())
     assert young.exists()
     assert registry.get_sample_value("posgate_sftp_partial_uploads_expired_total") == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# per-account limits and user certificates
+
+
+def test_sessions_of_one_account_are_bounded_across_connections(make_server: MakeServer) -> None:
+    running = make_server(max_sessions_per_account=1)
+    with connect(running, "fa") as first:
+        assert first.listdir("/inbound/dpl") == []
+        with pytest.raises((paramiko.SSHException, EOFError, OSError)):
+            with connect(running, "fa"):
+                pass
+        with connect(running, "fb") as other:  # another account is not affected
+            assert other.listdir("/inbound/dpl") == ["secret.fixml"]
+    assert wait_until(lambda: _can_log_in(running, "fa"), timeout=5)
+
+
+def test_a_quota_bounds_what_a_firm_holds_in_inbound_and_df_shows_it(
+    make_server: MakeServer, keys: Keys, spool: Path, tmp_path: Path
+) -> None:
+    running = make_server()
+    running.accounts["fa"] = SftpAccount(
+        "fa", "firm", spool / "firms" / "fa", (keys.public("fa"),), quota_bytes=100_000
+    )
+    with connect(running, "fa") as sftp:
+        sftp.putfo(io.BytesIO(b"a" * 60_000), "/inbound/dpl/one.fixml")
+        with pytest.raises(OSError):  # paramiko reports it at its check after the close
+            sftp.putfo(io.BytesIO(b"b" * 60_000), "/inbound/pmc/two.csv")
+    assert visible_files(running.inbound(flow="pmc")) == []
+    assert hidden_files(running.inbound(flow="pmc")) == []
+    result = run_sftp(running, "fa", "df /\n", tmp_path)
+    assert result.returncode == 0, result.stderr
+    size, used, avail = (int(v) for v in result.stdout.splitlines()[-1].split()[:3])
+    assert size in range(96, 101) and avail in range(36, 41)  # KiB: 100,000 bytes, 60,000 held
+    del used
+
+
+def test_a_user_certificate_signed_by_a_trusted_ca_logs_in_as_its_principal(
+    make_server: MakeServer, keys: Keys, tmp_path: Path
+) -> None:
+    _require_tools("ssh-keygen", "sftp")
+    ca = tmp_path / "ca"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ca)], check=True)
+    signed = {}
+    for name, principal in (("for_fa", "fa"), ("for_fb", "fb")):
+        key = tmp_path / name
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-s", str(ca), "-I", name, "-n", principal, "-V", "-5m:+1h",
+             f"{key}.pub"],
+            check=True,
+        )  # fmt: skip
+        signed[name] = key
+    running = make_server(trusted_user_ca_keys=((tmp_path / "ca.pub").read_text(),))
+    (tmp_path / "x.fixml").write_text("by certificate\n")
+    batch = tmp_path / "batch"
+    batch.write_text("put x.fixml inbound/dpl/\n")
+
+    def as_fa(key: Path) -> subprocess.CompletedProcess[str]:
+        command = sftp_command(running, "fa", "fa", batch)
+        command[command.index("-i") + 1] = str(key)  # the certificate <key>-cert.pub goes along
+        return subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+
+    assert as_fa(signed["for_fb"]).returncode != 0  # signed for another principal
+    assert not (running.inbound() / "x.fixml").exists()
+    ok = as_fa(signed["for_fa"])
+    assert ok.returncode == 0, ok.stderr
+    assert (running.inbound() / "x.fixml").read_text() == "by certificate\n"
