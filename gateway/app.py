@@ -17,22 +17,29 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.calendar import BusinessCalendar
 from engine.dpl.records import REASON_CODES
 from gateway import alerts, metrics
-from gateway.amqp.outbox import Outbox, SqliteProcessedStore
+from gateway.amqp.outbox import Outbox, SqliteProcessedStore, insert_event
 from gateway.amqp.service import AmqpService, Handler
 from gateway.config import Config, ConfigError, load_config
 from gateway.daemon import EXIT_UNAVAILABLE, Component, Daemon, StartupError
+from gateway.ebe_store import ExpiringStore
 from gateway.ledger import Ledger
+from gateway.ops_gauges import OpsGauges
 from gateway.pipelines.dpl import DplArrival, Emit, no_events
+from gateway.pipelines.ebe import EbeFlow, EbeLoader
 from gateway.pipelines.pmc import PmcArrival, TheoLoader
 from gateway.pipelines.requests import (
     compute_handlers,
     dpl_report_handler,
     dpl_submission_handler,
+    ebe_instruction_handler,
+    ebe_query_handler,
     pmc_positions_handler,
 )
 from gateway.publication.scheduler import DEADLINE_JOB, PUBLISH_JOB, build_publication_components
+from gateway.reference import business_calendar
 from gateway.sftp import SftpAccount, SftpServer, SftpStartError
 from gateway.spool.intake import SpoolIntake
 from gateway.theo_store import TheoStore
@@ -94,6 +101,37 @@ class Runtime:
                 log.exception("reload listener failed")
 
 
+class _CalendarCache:
+    """The business calendar of the current reference data, rebuilt only after a reload."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._source: object | None = None
+        self._calendar: BusinessCalendar | None = None
+
+    def get(self) -> BusinessCalendar:
+        reference = self.runtime.config.reference
+        if self._calendar is None or reference is not self._source:
+            self._calendar = business_calendar(reference)
+            self._source = reference
+        return self._calendar
+
+
+def make_dated_pmc_folders(config: Config, dates: list[str]) -> None:
+    """``inbound/pmc/<date>/`` of every firm for each loaded set (SFTP users cannot mkdir)."""
+    root = config.spool.root
+    owner = root.stat()
+    for account in config.accounts:
+        if account.kind != "firm":
+            continue
+        for day in dates:
+            folder = root / "firms" / account.entity_id / "inbound" / "pmc" / day
+            try:
+                _make_owned(folder, root, owner.st_uid, owner.st_gid)
+            except OSError as exc:
+                log.warning("cannot create %s: %s", folder, exc)
+
+
 def prepare_spool(config: Config) -> None:
     """Create the spool tree for every account and receiving exchange (idempotent).
 
@@ -123,10 +161,16 @@ def prepare_spool(config: Config) -> None:
             ]
         else:
             folders.append(root / "exchanges" / account.entity_id / "outbound" / "dpl")
+            folders.append(root / "exchanges" / account.entity_id / "outbound" / "ebe")
     folders += [
         root / "exchanges" / e.exchange_id / "outbound" / "dpl"
         for e in config.reference.exchanges
         if e.delivery == "spool"
+    ]
+    folders += [
+        root / "exchanges" / e.exchange_id / "outbound" / "ebe"
+        for e in config.reference.exchanges
+        if e.delivery == "spool" and e.receives_ebe
     ]
     for folder in folders:
         _make_owned(folder, root, owner.st_uid, owner.st_gid)
@@ -188,11 +232,38 @@ class LedgerComponent:
         return self._thread is not None and self._thread.is_alive()
 
 
+INSTANCE_LOCK = "posgate.lock"
+_held_locks: list[int] = []  # open for the life of the process: the kernel drops it at exit
+
+
+def lock_instance(state_dir: Path) -> None:
+    """One ``posgate serve`` per spool: an exclusive ``flock`` on ``state/posgate.lock``, taken
+    before the ledger is opened, so a second daemon on the same spool touches nothing and exits
+    69. The lock goes with the process (crash or kill -9 included); the file stays, harmlessly."""
+    import fcntl
+
+    path = state_dir / INSTANCE_LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise StartupError(
+            f"another posgate serve (pid {holder}) already runs on this spool ({path})",
+            EXIT_UNAVAILABLE,
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held_locks.append(fd)
+
+
 def build_daemon(config: Config) -> Daemon:
     """Build every adapter and pipeline of ``config``; return the Daemon ready to ``run``.
 
     SIGHUP reloads the same file (``config.path``)."""
     prepare_spool(config)
+    lock_instance(config.spool.state_dir)
     try:
         ledger = Ledger(config.spool.ledger_path)
     except Exception as exc:
@@ -213,10 +284,21 @@ def build_daemon(config: Config) -> Daemon:
         log.info("configuration reloaded: %d accounts", len(new.accounts))
         return True
 
+    calendars: dict[int, BusinessCalendar] = {}
+
+    def calendar() -> BusinessCalendar:
+        reference = runtime.config.reference  # rebuilt only when a reload replaced it
+        if id(reference) not in calendars:
+            calendars.clear()
+            calendars[id(reference)] = business_calendar(reference)
+        return calendars[id(reference)]
+
+    gauges = OpsGauges(config.spool.root, runtime.clock, calendar)
     return Daemon(
         components,
         shutdown_grace_s=config.daemon.shutdown_grace_s,
         reload=reload,
+        on_tick=gauges.tick,
         watchdog=config.daemon.watchdog,
     )
 
@@ -275,38 +357,67 @@ def _flow_components(runtime: Runtime) -> list[Component]:
     emit: Emit = outbox.emit if outbox is not None else no_events  # type: ignore[assignment]
     if outbox is not None:
         alerts.add_event_sink(outbox.emit)
+        # Events that report a ledger state change are written in its transaction.
+        runtime.ledger.event_writer = insert_event
+        runtime.ledger.events_committed = outbox.notify
     dpl_arrival = DplArrival(
         spool_root=config.spool.root,
         ledger=runtime.ledger,
         config=lambda: runtime.config,
-        emit=emit,
     )
     theo_store = TheoStore(config.spool.root / "internal" / "theo", keep=config.pmc.theo_keep)
-    theo_loader = TheoLoader(theo_store)
+    calendars = _CalendarCache(runtime)
+    theo_loader = TheoLoader(theo_store, clock=runtime.clock, calendar=calendars.get)
     pmc_arrival = PmcArrival(
         spool_root=config.spool.root,
         ledger=runtime.ledger,
         theo=theo_store,
         write_pdf=lambda: runtime.config.pmc.write_pdf,
         emit=emit,
+        clock=runtime.clock,
+        calendar=calendars.get,
     )
+    ebe_store = ExpiringStore(config.spool.root / "internal" / "ebe")
+    ebe_flow = EbeFlow(
+        spool_root=config.spool.root,
+        ledger=runtime.ledger,
+        store=ebe_store,
+        config=lambda: runtime.config,
+        clock=runtime.clock,
+        emit=emit,
+    )
+    ebe_store.on_loaded = ebe_flow.set_loaded
+    ebe_store.on_rejected = ebe_flow.set_rejected
+    ebe_loader = EbeLoader(ebe_flow)
+
+    def on_internal(path: Path) -> None:
+        theo_loader.poke(path)
+        ebe_loader.poke(path)
+
     intake = SpoolIntake(
         spool_root=config.spool.root,
         ledger=runtime.ledger,
-        handlers={"dpl": dpl_arrival, "pmc": pmc_arrival},
-        on_internal=theo_loader.poke,
+        handlers={"dpl": dpl_arrival, "pmc": pmc_arrival, "ebe": ebe_flow},
+        on_internal=on_internal,
         clock=runtime.clock,
         stable_interval_s=config.intake.stable_interval_s,
         sweep_interval_s=config.intake.sweep_interval_s,
         workers=config.intake.workers,
         technical_contact=lambda firm: runtime.config.technical_contact(firm),
     )
-    theo_loader.on_loaded = intake.retry_now  # margin files waiting for a set go at once
+
+    def on_theo_loaded() -> None:
+        make_dated_pmc_folders(runtime.config, theo_store.dates())
+        intake.retry_now()  # margin files waiting for a set go at once
+
+    theo_loader.on_loaded = on_theo_loaded
     if outbox is not None:
         handlers: dict[str, Handler] = {
             "dpl.submission": dpl_submission_handler(intake, dpl_arrival),
             "dpl.report": dpl_report_handler(runtime.ledger),
             "pmc.positions": pmc_positions_handler(intake, pmc_arrival),
+            "ebe.query": ebe_query_handler(ebe_flow),
+            "ebe.instruction": ebe_instruction_handler(ebe_flow),
         }
         handlers.update(compute_handlers(theo_store))
         out.append(
@@ -319,7 +430,8 @@ def _flow_components(runtime: Runtime) -> list[Component]:
             )
         )
     out.append(theo_loader)
-    out.extend(build_publication_components(runtime, emit=emit))
+    out.append(ebe_loader)
+    out.extend(build_publication_components(runtime))  # events: with the delivery row
     if config.sftp.enabled:
         out.append(
             _SftpComponent(
@@ -338,9 +450,10 @@ def _flow_components(runtime: Runtime) -> list[Component]:
                     resume_keep_s=config.sftp.resume_keep_s,
                     trusted_user_ca_keys=config.sftp.trusted_user_ca_keys,
                     on_upload=lambda account, path, received_at: intake.nominate(
-                        path, complete=True
+                        path, complete=True, received_at=received_at
                     ),
                     metrics=_SftpMetrics(),
+                    clock=runtime.clock,
                 )
             )
         )

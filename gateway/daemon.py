@@ -104,6 +104,8 @@ class Daemon:
             self._started.append(component)
         self.state = State.RUNNING
         metrics.START_TIME.set(time.time())
+        metrics.CONFIG_LAST_RELOAD.set(time.time())  # the config loaded at start-up
+        metrics.CONFIG_LAST_RELOAD_OK.set(1)
         metrics.UP.set(1)
         systemd.notify("READY=1\nSTATUS=running")
         log.info("posgate running (pid %d)", os.getpid())
@@ -153,6 +155,7 @@ class Daemon:
             log.exception("reload failed; keeping the running configuration")
             ok = False
         metrics.CONFIG_RELOADS.labels(outcome="ok" if ok else "rejected").inc()
+        metrics.CONFIG_LAST_RELOAD_OK.set(1 if ok else 0)
         if ok:
             metrics.CONFIG_LAST_RELOAD.set(time.time())
         systemd.notify(f"READY=1\nSTATUS=running ({'reloaded' if ok else 'reload rejected'})")

@@ -45,15 +45,21 @@ START_TIME = Gauge("posgate_start_time_seconds", "Unix time the daemon became re
 CONFIG_RELOADS = Counter("posgate_config_reloads_total", "SIGHUP reloads by outcome", ["outcome"])
 CONFIG_LAST_RELOAD = Gauge(
     "posgate_config_last_reload_success_timestamp_seconds",
-    "Unix time of the last successful config load",
+    "Unix time of the last successful config load (start-up or SIGHUP)",
+)
+CONFIG_LAST_RELOAD_OK = Gauge(
+    "posgate_config_last_reload_successful",
+    "1 when the last config load (start-up or SIGHUP) succeeded, 0 while a rejected one stands",
 )
 
 FILES_RECEIVED = Counter("posgate_files_received_total", "Input files received", ["flow", "firm"])
 FILES_DUPLICATE = Counter(
-    "posgate_files_duplicate_total", "Input files recognised as duplicates", ["flow"]
+    "posgate_files_duplicate_total",
+    "Input files with the bytes of an earlier file of the same firm (processed all the same)",
+    ["flow"],
 )
 FILES_QUARANTINED = Counter(
-    "posgate_files_quarantined_total", "Files that could not be read", ["flow"]
+    "posgate_files_quarantined_total", "Files that could not be read", ["flow", "firm"]
 )
 FILES_FAILED = Counter(
     "posgate_files_failed_total",
@@ -99,6 +105,25 @@ DPL_FIRMS_MISSING = Gauge(
     "posgate_dpl_missing_submitters",
     "Firms that submitted in recent cycles but not in the current one",
 )
+DPL_FIRM_MISSING = Gauge(
+    "posgate_dpl_missing_submitter",
+    "1 for each firm that submitted in recent cycles but not in the current one",
+    ["firm"],
+)
+DPL_DELIVERY_FAILURES = Counter(
+    "posgate_dpl_delivery_failures_total",
+    "Failed deliveries of a DPL cycle to an exchange (every attempt)",
+    ["exchange"],
+)
+
+SPOOL_FREE_BYTES = Gauge(
+    "posgate_spool_free_bytes", "Bytes available to posgate on the spool's file system"
+)
+SPOOL_SIZE_BYTES = Gauge("posgate_spool_size_bytes", "Size of the spool's file system")
+PMC_THEO_SET_DATE = Gauge(
+    "posgate_pmc_theo_set_date_timestamp_seconds",
+    "Activity date of the newest complete theo P&L set (Unix time of its midnight UTC)",
+)
 
 SCHEDULER_RUNS = Counter("posgate_scheduler_runs_total", "Scheduled job runs", ["task", "outcome"])
 SCHEDULER_MISSES = Counter(
@@ -109,6 +134,16 @@ SCHEDULER_MISSES = Counter(
 
 ALERTS = Counter("posgate_alerts_total", "Operator alerts raised", ["name"])
 
+PMC_THEO_STALE = Gauge(
+    "posgate_pmc_theo_stale",
+    "1 while the newest loaded P&L set is older than the previous business day (or none is "
+    "loaded), 0 otherwise",
+)
+PMC_THEO_DATE = Gauge(
+    "posgate_pmc_theo_activity_date_seconds",
+    "Activity date of the newest loaded P&L set (Unix time of its midnight UTC)",
+)
+
 SFTP_FAILED_LOGINS = Counter("posgate_sftp_failed_logins_total", "Failed SFTP logins")
 SFTP_SESSIONS = Gauge("posgate_sftp_sessions", "Open SFTP sessions")
 SFTP_UPLOADS = Counter("posgate_sftp_uploads_total", "Completed SFTP uploads")
@@ -117,10 +152,46 @@ SFTP_PARTIALS_EXPIRED = Counter(
     "Interrupted SFTP uploads removed unresumed after their keep time",
 )
 
+EBE_INSTRUCTIONS = Counter(
+    "posgate_ebe_instructions_total",
+    "Contrary instruction lines judged, by outcome (accepted/rejected)",
+    ["outcome"],
+)
+EBE_INSTRUCTION_REJECTS = Counter(
+    "posgate_ebe_instruction_rejects_total",
+    "Rejected contrary instruction lines by reason code",
+    ["reason"],
+)
+EBE_POSITIONS_LOADED = Gauge(
+    "posgate_ebe_positions_loaded",
+    "Expiring positions of the newest loaded set",
+)
+EBE_LAST_LOAD = Gauge(
+    "posgate_ebe_last_load_timestamp_seconds",
+    "Unix time an expiring-position set was last loaded",
+)
+EBE_POSITIONS_OVERDUE = Gauge(
+    "posgate_ebe_positions_overdue",
+    "1 on a business day past [ebe] positions_expected_time with no set loaded for today",
+)
+EBE_SET_REJECTED = Counter(
+    "posgate_ebe_sets_rejected_total", "Expiring-position sets refused (bad rows)"
+)
+EBE_LAST_PUBLICATION = Gauge(
+    "posgate_ebe_last_publication_timestamp_seconds",
+    "Unix time the contrary-intention file was last delivered, per exchange",
+    ["exchange"],
+)
+EBE_PUBLICATION_LATE = Gauge(
+    "posgate_ebe_publication_late",
+    "1 while today's contrary-intention file is past the cutoff and not yet delivered",
+    ["exchange"],
+)
 
-FLOWS = ("dpl", "pmc")
+FLOWS = ("dpl", "pmc", "ebe")
 ALERT_NAMES = (
     "file_quarantined",
+    "ebe_set_rejected",
     "processing_retrying",
     "processing_failed",
     "publication_late",
@@ -133,7 +204,6 @@ def initialise_series(firms: list[str], reasons: tuple[str, ...], tasks: tuple[s
     for flow in FLOWS:
         for counter in (
             FILES_DUPLICATE,
-            FILES_QUARANTINED,
             FILES_FAILED,
             RECORDS_VALID,
             RECORDS_REJECTED,
@@ -141,6 +211,7 @@ def initialise_series(firms: list[str], reasons: tuple[str, ...], tasks: tuple[s
             counter.labels(flow=flow)
         for firm in firms:
             FILES_RECEIVED.labels(flow=flow, firm=firm)
+            FILES_QUARANTINED.labels(flow=flow, firm=firm)
     for reason in reasons:
         DPL_REJECTS_BY_REASON.labels(reason=reason)
     for name in ALERT_NAMES:
@@ -149,6 +220,12 @@ def initialise_series(firms: list[str], reasons: tuple[str, ...], tasks: tuple[s
         SCHEDULER_MISSES.labels(task=task)
     for outcome in ("ok", "rejected"):
         CONFIG_RELOADS.labels(outcome=outcome)
+    for outcome in ("accepted", "rejected"):
+        EBE_INSTRUCTIONS.labels(outcome=outcome)
+    from engine.ebe.instructions import REASON_CODES as EBE_REASONS
+
+    for reason in EBE_REASONS:
+        EBE_INSTRUCTION_REJECTS.labels(reason=reason)
 
 
 class MetricsServer:

@@ -23,6 +23,10 @@ confirms cannot do this: a reply stored by the broker whose confirm was lost wit
 would be sent a second time.) A requeue after a transient failure waits on a loop timer, so a
 backing-off request holds its prefetch slot but no worker thread.
 
+A reply to a direct reply-to address is the exception: the worker publishes it through a
+``DirectReplySender`` (a connection of its own) before posting the outcome, because a forged
+address makes the broker close the connection it was published on.
+
 Stopping: ``stop_intake`` cancels the consumers (no new deliveries), requeues backing-off requests
 at once, and lets queued-but-unstarted work fall through untouched (the broker requeues it when
 the channel closes); ``wait_idle`` waits for running handlers and their commits; then the
@@ -31,6 +35,7 @@ connection is closed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import queue
@@ -45,6 +50,7 @@ from pika import spec
 from pika.channel import Channel
 
 from gateway.amqp.connection import AmqpMetrics, ConnectionLoop
+from gateway.amqp.direct_reply import DirectReplySender, Sent, is_direct_reply_to
 from gateway.amqp.dispatch import Action, Delivery, Dispatcher, Outcome
 from gateway.amqp.topology import declare_topology
 
@@ -84,6 +90,22 @@ class WorkerPool:
                 log.exception("worker task failed")
 
 
+def reply_properties(delivery: Delivery, outcome: Outcome, user: str) -> pika.BasicProperties:
+    """Persistent, with the request's correlation id and posgate's broker-checked user id."""
+    reply = outcome.reply
+    return pika.BasicProperties(
+        content_type=reply.content_type if reply is not None else None,
+        correlation_id=delivery.correlation_id,
+        message_id=f"reply-{outcome.key[:32]}" if outcome.key else None,
+        delivery_mode=pika.DeliveryMode.Persistent,
+        timestamp=int(time.time()),
+        type=f"{outcome.type_label}.reply",
+        app_id="posgate",
+        user_id=user,
+        headers={"posgate-outcome": outcome.outcome},
+    )
+
+
 @dataclass
 class _Settlement:
     """What to do with one delivery: publish its reply (if any) and ack/reject/requeue it."""
@@ -112,6 +134,7 @@ class RequestConsumer(ConnectionLoop):
         self._metrics = metrics
         self._pool_size = pool_size
         self._pool: WorkerPool | None = None
+        self._direct = DirectReplySender(settings, role)
         self._intake_stopped = threading.Event()
         self._busy = 0
         self._busy_cv = threading.Condition()
@@ -158,6 +181,7 @@ class RequestConsumer(ConnectionLoop):
     def shutdown_pool(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
+        self._direct.stop()
 
     # -- loop thread ----------------------------------------------------------------------------
 
@@ -253,6 +277,7 @@ class RequestConsumer(ConnectionLoop):
                     self._dispatcher.type_label(None),
                     retry_after_s=min(self.settings.max_backoff_s, 1.0),
                 )
+            outcome = self._send_direct_reply(delivery, outcome)
             settle = functools.partial(self._settle, generation, tag, delivery, outcome, received)
             if not self.post(generation, settle):
                 log.debug(
@@ -265,6 +290,44 @@ class RequestConsumer(ConnectionLoop):
             with self._busy_cv:
                 self._busy -= 1
                 self._busy_cv.notify_all()
+
+    def _send_direct_reply(self, delivery: Delivery, outcome: Outcome) -> Outcome:
+        """A reply to a direct reply-to address goes out here, never on the request channel.
+
+        Sent: only the ack (or dead-lettering) of the request is left for the loop. Refused by
+        the broker: the request is dead-lettered, unanswered. Broker away: retried later.
+        """
+        reply = outcome.reply
+        if (
+            outcome.action not in (Action.REPLY_ACK, Action.REPLY_REJECT)
+            or reply is None
+            or not delivery.reply_to
+            or not is_direct_reply_to(delivery.reply_to)
+        ):
+            return outcome
+        sent = self._direct.send(
+            delivery.reply_to,
+            reply.body,
+            reply_properties(delivery, outcome, self.settings.username),
+            timeout=max(5.0, self.settings.request_timeout_s),
+        )
+        if sent is Sent.OK:
+            action = Action.ACK if outcome.action is Action.REPLY_ACK else Action.REJECT
+            return dataclasses.replace(outcome, action=action)
+        if sent is Sent.REFUSED:
+            log.warning(
+                "amqp %s: request dead-lettered: the broker refused its reply_to %r: message_id=%s",
+                self.role,
+                delivery.reply_to,
+                delivery.message_id,
+            )
+            return dataclasses.replace(outcome, action=Action.REJECT, outcome="bad_reply_to")
+        return dataclasses.replace(
+            outcome,
+            action=Action.RETRY,
+            outcome="retry",
+            retry_after_s=min(self.settings.max_backoff_s, 1.0),
+        )
 
     def _settle(
         self, generation: int, tag: int, delivery: Delivery, outcome: Outcome, received: float
@@ -313,17 +376,7 @@ class RequestConsumer(ConnectionLoop):
             return
         reply = outcome.reply
         if action is not Action.ACK and reply is not None and delivery.reply_to:
-            properties = pika.BasicProperties(
-                content_type=reply.content_type,
-                correlation_id=delivery.correlation_id,
-                message_id=f"reply-{outcome.key[:32]}" if outcome.key else None,
-                delivery_mode=pika.DeliveryMode.Persistent,
-                timestamp=int(time.time()),
-                type=f"{outcome.type_label}.reply",
-                app_id="posgate",
-                user_id=self.settings.username,
-                headers={"posgate-outcome": outcome.outcome},
-            )
+            properties = reply_properties(delivery, outcome, self.settings.username)
             try:
                 channel.basic_publish("", delivery.reply_to, reply.body, properties, mandatory=True)
             except Exception as exc:  # e.g. a reply_to pika cannot encode

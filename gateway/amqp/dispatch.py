@@ -10,8 +10,9 @@ run in this order:
 1. identity: ``user_id`` (which the broker has checked against the connection's user) must map to
    a firm; a request without one, or from an unmapped user, is dead-lettered and no handler sees
    it. The mapping is read per message, so a SIGHUP reload applies at once. ``reply_to`` must be
-   one of the sender's own reply queues (``reply.<user>`` or ``reply.<user>.<anything>``) or a
-   direct reply-to address, so no firm can make posgate write into another firm's queue;
+   one of the sender's own reply queues (``reply.<user>`` or ``reply.<user>.<anything>``, minus
+   what belongs to a longer user name: ``reply_queue_owner``) or a direct reply-to address, so no
+   firm can make posgate write into another firm's queue;
 2. redelivery: the request key (firm, type, message id or sha256 of the body) is looked up in the
    ``ProcessedStore``; when found, the stored reply is sent and the handler is not run. The
    consumer publishes a reply and acks its request in one AMQP transaction, so a request that
@@ -38,12 +39,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from engine.errors import InputRejected
+from gateway.amqp.direct_reply import is_direct_reply_to
 from gateway.amqp.outbox import SCHEMA_VERSION, ProcessedStore
 from gateway.errors import TransientError
 
@@ -51,7 +53,6 @@ log = logging.getLogger(__name__)
 
 REQUEST_PREFIX = "request."
 REPLY_QUEUE_PREFIX = "reply."
-DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 JSON_CONTENT_TYPE = "application/json"
 
 MALFORMED = "MALFORMED"
@@ -112,10 +113,32 @@ def parse_json(body: bytes) -> Any:
         raise InputRejected(MALFORMED, "body is not JSON: nested too deeply") from None
 
 
-def reply_to_allowed(user: str, reply_to: str) -> bool:
-    """A firm's replies go to its own queues: ``reply.<user>[.<anything>]`` or direct reply-to."""
-    own = f"{REPLY_QUEUE_PREFIX}{user}"
-    return reply_to == own or reply_to.startswith(own + ".") or reply_to.startswith(DIRECT_REPLY_TO)
+def reply_queue_owner(reply_to: str, users: Iterable[str]) -> str | None:
+    """The AMQP user whose reply namespace holds the queue ``reply_to``, or None.
+
+    User ``U`` owns ``reply.U`` and ``reply.U.<anything>``, except what lies in the namespace of
+    a longer user name: with users ``a`` and ``a.b``, ``reply.a.b`` and ``reply.a.b.x`` belong to
+    ``a.b``, never to ``a``. Ownership is decided by the longest matching name, so no user name
+    can be chosen to reach into another user's queues.
+    """
+    owner: str | None = None
+    for user in users:
+        own = f"{REPLY_QUEUE_PREFIX}{user}"
+        if (reply_to == own or reply_to.startswith(own + ".")) and (
+            owner is None or len(user) > len(owner)
+        ):
+            owner = user
+    return owner
+
+
+def reply_to_allowed(user: str, reply_to: str, users: Iterable[str] = ()) -> bool:
+    """A firm's replies go to its own reply queues (see ``reply_queue_owner``) or direct reply-to.
+
+    ``users`` are every AMQP user posgate knows (``user`` among them or not).
+    """
+    if is_direct_reply_to(reply_to):
+        return True
+    return reply_queue_owner(reply_to, {user, *users}) == user
 
 
 def is_json_content_type(content_type: str | None) -> bool:
@@ -244,13 +267,14 @@ class Dispatcher:
         firm = self._identify(d)
         if firm is None:
             return Outcome(Action.REJECT, "unauthorized", label)
-        if d.reply_to and d.user_id and not reply_to_allowed(d.user_id, d.reply_to):
+        if (
+            d.reply_to
+            and d.user_id
+            and not reply_to_allowed(d.user_id, d.reply_to, self._identities())
+        ):
             log.warning(
-                "request dead-lettered: reply_to %r is not a reply queue of user %s"
-                " (reply.%s or reply.%s.*): message_id=%s",
+                "request dead-lettered: reply_to %r is not a reply queue of user %s: message_id=%s",
                 d.reply_to,
-                d.user_id,
-                d.user_id,
                 d.user_id,
                 d.message_id,
             )

@@ -147,6 +147,36 @@ class OutboxMessage:
     created_at: float
 
 
+def encode_event(payload: Mapping[str, object]) -> bytes:
+    """An event body: the payload as JSON with ``schema_version`` (added when missing)."""
+    body = dict(payload)
+    body.setdefault("schema_version", SCHEMA_VERSION)
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
+
+
+def insert_event(
+    conn: sqlite3.Connection, routing_key: str, payload: Mapping[str, object], message_id: str
+) -> None:
+    """Queue an event on ``posgate.events`` inside the caller's open transaction on ``conn``
+    (a connection to the database that holds the outbox: the ledger's), so the event commits
+    with the state change it reports, or not at all."""
+    try:
+        conn.execute(
+            f"INSERT INTO {OUTBOX_TABLE} (created_at, exchange, routing_key, message_id,"
+            " correlation_id, content_type, headers, body) VALUES (?, ?, ?, ?, NULL, ?, '{}', ?)",
+            (
+                time.time(),
+                EVENTS_EXCHANGE,
+                routing_key,
+                message_id,
+                "application/json",
+                encode_event(payload),
+            ),
+        )
+    except sqlite3.OperationalError as exc:
+        raise TransientError(f"outbox write failed: {exc}") from exc
+
+
 class Outbox:
     """Durable queue of messages to publish; safe from any number of threads and processes."""
 
@@ -216,17 +246,17 @@ class Outbox:
         return row_id
 
     def emit(self, routing_key: str, payload: Mapping[str, object]) -> int:
-        """Queue an event on ``posgate.events``, e.g. ``firm.<id>.dpl.receipt``.
+        """Queue an event on ``posgate.events``, e.g. ``ops.alert.<name>``, in a transaction of
+        its own (events that report a ledger state change use ``insert_event`` instead).
 
         The body is the payload as JSON with ``schema_version`` (added when missing); the event's
         ``message_id`` is stable across re-sends so consumers can drop duplicates.
         """
-        body = dict(payload)
-        body.setdefault("schema_version", SCHEMA_VERSION)
-        encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-        return self.add(
-            EVENTS_EXCHANGE, routing_key, encoded.encode("utf-8"), "application/json", {}
-        )
+        return self.add(EVENTS_EXCHANGE, routing_key, encode_event(payload), "application/json", {})
+
+    def notify(self) -> None:
+        """Wake the publisher: rows were committed by another writer (``insert_event``)."""
+        self._notify()
 
     def pending(self, limit: int, after: int = 0) -> list[OutboxMessage]:
         """Up to ``limit`` unsent messages with id > ``after``, oldest first."""

@@ -27,14 +27,21 @@ from typing import TYPE_CHECKING, Any
 import pika
 from pika import spec
 from pika.channel import Channel
+from prometheus_client import Gauge
 
 from gateway.amqp.connection import AmqpMetrics, ConnectionLoop
 from gateway.amqp.outbox import Outbox
-from gateway.amqp.topology import declare_topology
+from gateway.amqp.topology import DEAD_QUEUE, declare_topology
 from gateway.errors import TransientError
 
 if TYPE_CHECKING:
     from gateway.config import AmqpSettings
+
+DEAD_SAMPLE_S = 30.0
+DEAD_LETTERS = Gauge(
+    "posgate_amqp_dead_letters",
+    "Messages in posgate.dead (requests dead-lettered: refused identity, poison, our errors)",
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,7 @@ class OutboxPublisher(ConnectionLoop):
         self._after = 0
         self._inflight: dict[int, int] = {}
         self._timer: object | None = None
+        self._dead_sampled = float("-inf")
 
     def start(self) -> None:
         self._outbox.subscribe(self.wake)
@@ -119,12 +127,25 @@ class OutboxPublisher(ConnectionLoop):
         self._timer = None
         self._report_depth()
 
+    def _sample_dead_letters(self) -> None:
+        """Depth of ``posgate.dead`` as a gauge (a passive declare), every DEAD_SAMPLE_S."""
+        channel = self._channel
+        if channel is None or time.monotonic() - self._dead_sampled < DEAD_SAMPLE_S:
+            return
+        self._dead_sampled = time.monotonic()
+        channel.queue_declare(
+            DEAD_QUEUE,
+            passive=True,
+            callback=lambda frame: DEAD_LETTERS.set(frame.method.message_count),
+        )
+
     def _on_idle_tick(self) -> None:
         self._report_depth()
 
     def _tick(self) -> None:
         self._drain()
         self._report_depth()
+        self._sample_dead_letters()
         connection = self._connection
         if connection is not None and self._ready:
             self._timer = connection.ioloop.call_later(self._poll_s, self._tick)

@@ -16,10 +16,12 @@ Firms publish requests to the topic exchange ``posgate`` with routing key ``requ
   compute request into both queues; the alternate exchange gives each request exactly one queue
   and still lets ``posgate serve`` answer unknown types with ``UNKNOWN_TYPE``.
 * Every request queue dead-letters to ``posgate.dlx`` (topic) with an explicit
-  ``x-delivery-limit``; ``posgate.dead`` (quorum) is bound there with ``#``.
+  ``x-delivery-limit``; ``posgate.dead`` (quorum, at most ``DEAD_MAX_LENGTH`` messages, the
+  oldest dropped first) is bound there with ``#``.
 * ``posgate.events`` (topic) carries notifications: ``firm.<id>.dpl.receipt``,
-  ``firm.<id>.dpl.rejected``, ``firm.<id>.pmc.result``, ``exchange.<id>.dpl.published``,
-  ``ops.alert.<name>``.
+  ``firm.<id>.dpl.rejected``, ``firm.<id>.pmc.result``, ``firm.<id>.ebe.ready``,
+  ``firm.<id>.ebe.instruction``, ``exchange.<id>.dpl.published``,
+  ``exchange.<id>.ebe.published``, ``ops.alert.<name>``.
 
 Declarations are idempotent and run on every connect. A queue that already exists with other
 arguments (e.g. a changed delivery limit) makes the broker close the channel with
@@ -30,6 +32,8 @@ PRECONDITION_FAILED; the connection loop logs it and keeps retrying, so the oper
 from __future__ import annotations
 
 import socket
+import ssl
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +52,15 @@ DEAD_QUEUE = "posgate.dead"
 REQUESTS_QUEUE = "posgate.requests"
 EVENTS = EVENTS_EXCHANGE
 
+DEAD_MAX_LENGTH = 10_000
+DEAD_QUEUE_ARGUMENTS: dict[str, Any] = {
+    "x-queue-type": "quorum",
+    "x-max-length": DEAD_MAX_LENGTH,
+    "x-overflow": "drop-head",
+}
+"""Dead letters are kept for inspection but bounded: past 10,000 the oldest are dropped (the
+newest say most about a live problem), and ``posgate_amqp_dead_letters`` alerts long before."""
+
 COMPUTE_TYPES: tuple[str, ...] = ("margin.whatif", "dpl.report", "ebe.query")
 """Request types served from a queue of their own, so ``posgate worker`` processes can take them."""
 
@@ -61,9 +74,14 @@ def compute_queue(request_type: str) -> str:
 
 
 def queues_to_serve(types: Iterable[str]) -> list[str]:
-    """Queues ``posgate serve`` consumes: ``posgate.requests`` + its compute types' queues."""
-    have = set(types)
-    return [REQUESTS_QUEUE] + [compute_queue(t) for t in COMPUTE_TYPES if t in have]
+    """Queues ``posgate serve`` consumes: ``posgate.requests`` and every compute queue.
+
+    Every compute queue, not only those of the types it has handlers for: a request routed to a
+    queue nobody reads would never be answered, so a type ``serve`` cannot serve is answered
+    ``UNKNOWN_TYPE`` at once instead (workers still share the queues of the types they serve).
+    """
+    del types
+    return [REQUESTS_QUEUE] + [compute_queue(t) for t in COMPUTE_TYPES]
 
 
 def queues_for_worker(types: Iterable[str]) -> list[str]:
@@ -93,6 +111,8 @@ def connection_parameters(settings: AmqpSettings, role: str) -> pika.URLParamete
     A user or password written in the URL is ignored: secrets never come from config files.
     """
     params = pika.URLParameters(settings.url)
+    if settings.url.startswith("amqps://"):
+        params.ssl_options = tls_options(settings)
     params.credentials = pika.PlainCredentials(
         settings.username, settings.password, erase_on_connect=False
     )
@@ -108,6 +128,19 @@ def connection_parameters(settings: AmqpSettings, role: str) -> pika.URLParamete
     return params
 
 
+def tls_options(settings: AmqpSettings) -> pika.SSLOptions:
+    """amqps: verify the broker's certificate and host name (the system CAs, or ``ca_file``),
+    and present ``cert_file``/``key_file`` when set (brokers with ``fail_if_no_peer_cert``)."""
+    context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.cert_file:
+        context.load_cert_chain(
+            str(settings.cert_file), str(settings.key_file) if settings.key_file else None
+        )
+    host = urllib.parse.urlsplit(settings.url).hostname or ""
+    return pika.SSLOptions(context, server_hostname=host)
+
+
 Step = Callable[[Callable[[Any], None]], None]
 
 
@@ -119,7 +152,7 @@ def topology_steps(channel: Channel, delivery_limit: int) -> list[Step]:
             DEAD_LETTER_EXCHANGE, "topic", durable=True, callback=cb
         ),
         lambda cb: channel.queue_declare(
-            DEAD_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}, callback=cb
+            DEAD_QUEUE, durable=True, arguments=DEAD_QUEUE_ARGUMENTS, callback=cb
         ),
         lambda cb: channel.queue_bind(DEAD_QUEUE, DEAD_LETTER_EXCHANGE, "#", callback=cb),
         lambda cb: channel.exchange_declare(

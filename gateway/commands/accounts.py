@@ -24,7 +24,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     firm_verbs = firm.add_subparsers(dest="firm_verb", metavar="ACTION", required=True)
     add = firm_verbs.add_parser("add", help="add a firm account with its SFTP public key")
     add.add_argument("id", help="firm id (clearing member number or NCO id); also the SFTP login")
-    add.add_argument("--key", required=True, type=Path, help="OpenSSH public key file")
+    add.add_argument("--key", required=True, help=KEY_HELP)
+    add.add_argument(
+        "--force",
+        action="store_true",
+        help="add a firm that is in neither clearing_members.csv nor ncos.csv",
+    )
     add.add_argument(
         "--submits-for",
         default="",
@@ -33,19 +38,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument("--amqp-user", default=None, help="RabbitMQ user name mapped to this firm")
     add.set_defaults(func=lambda a: add_account(a, "firm"))
     lst = firm_verbs.add_parser("list", help="list firm accounts")
+    lst.add_argument("--format", choices=("table", "json"), default="table")
     lst.set_defaults(func=lambda a: list_accounts(a, "firm"))
     rm = firm_verbs.add_parser("remove", help="remove a firm's login (its spool data stays)")
     rm.add_argument("id")
-    rm.set_defaults(func=remove_account)
+    rm.set_defaults(func=lambda a: remove_account(a, "firm"))
 
     exchange = subparsers.add_parser("exchange", help="exchange accounts (SFTP pick-up logins)")
     ex_verbs = exchange.add_subparsers(dest="exchange_verb", metavar="ACTION", required=True)
     ex_add = ex_verbs.add_parser("add", help="add an exchange account with its SFTP public key")
     ex_add.add_argument("id", help="exchange id as in reference/exchanges.csv")
-    ex_add.add_argument("--key", required=True, type=Path, help="OpenSSH public key file")
+    ex_add.add_argument("--key", required=True, help=KEY_HELP)
     ex_add.set_defaults(func=lambda a: add_account(a, "exchange"))
     ex_list = ex_verbs.add_parser("list", help="list exchange accounts")
+    ex_list.add_argument("--format", choices=("table", "json"), default="table")
     ex_list.set_defaults(func=lambda a: list_accounts(a, "exchange"))
+    ex_rm = ex_verbs.add_parser("remove", help="remove an exchange's login (its files stay)")
+    ex_rm.add_argument("id")
+    ex_rm.set_defaults(func=lambda a: remove_account(a, "exchange"))
+
+
+KEY_HELP = "OpenSSH public key: the text of the key line, or a file holding it"
+
+
+def read_key_argument(value: str) -> str:
+    """``--key``: the key line itself (``ssh-ed25519 AAAA… comment``), or a file holding it."""
+    text = value.strip()
+    if KEY_LINE_RE.match(text):
+        return text
+    return Path(value).read_text(encoding="utf-8").strip()
 
 
 def _fail(message: str, code: int = EX_FAILURE) -> int:
@@ -69,7 +90,9 @@ def add_account(args: argparse.Namespace, kind: str) -> int:
     if config.account(account_id) is not None:
         return _fail(f"account {account_id!r} already exists ({config.account(account_id).source})")  # type: ignore[union-attr]
     try:
-        key_line = args.key.read_text(encoding="utf-8").strip()
+        key_line = read_key_argument(args.key)
+    except FileNotFoundError:
+        return _fail(f"--key {args.key!r} is neither a public key line nor a file", 66)
     except (OSError, UnicodeDecodeError) as exc:
         return _fail(f"cannot read public key {args.key}: {exc}", EX_DATAERR)
     if not KEY_LINE_RE.match(key_line) or "PRIVATE KEY" in key_line:
@@ -87,11 +110,13 @@ def add_account(args: argparse.Namespace, kind: str) -> int:
         lines.append("submits_for = [" + ", ".join(_toml_str(s) for s in submits) + "]")
         if args.amqp_user:
             lines.append(f"amqp_user = {_toml_str(args.amqp_user)}")
-        if not _known_firm(config, account_id):
-            print(
-                f"posgate: warning: {account_id} is not in clearing_members.csv or ncos.csv; "
-                "its DPL records will be rejected until it is",
-                file=sys.stderr,
+        if not _known_firm(config, account_id) and not args.force:
+            # An unknown id is almost always a typo (12345 for 00123): refuse, like the
+            # exchange-side tools refuse an unknown member number, unless told otherwise.
+            return _fail(
+                f"{account_id} is in neither clearing_members.csv nor ncos.csv (the reference "
+                "data); add it there first, or give --force to add the login anyway",
+                EX_DATAERR,
             )
     else:
         if not any(e.exchange_id == account_id for e in config.reference.exchanges):
@@ -132,6 +157,23 @@ def list_accounts(args: argparse.Namespace, kind: str) -> int:
     if config is None:
         return EX_CONFIG
     rows = [a for a in config.accounts if a.kind == kind]
+    if getattr(args, "format", "table") == "json":
+        import json
+
+        doc = [
+            {
+                "login": a.name,
+                "id": a.entity_id,
+                "kind": a.kind,
+                "submits_for": list(a.submits_for),
+                "amqp_user": a.amqp_user,
+                "keys": [fingerprint_of_line(k) for k in a.public_keys],
+                "source": str(a.source),
+            }
+            for a in rows
+        ]
+        print(json.dumps(doc, indent=2))
+        return EX_OK
     if not rows:
         print(f"no {kind} accounts")
         return EX_OK
@@ -145,16 +187,16 @@ def list_accounts(args: argparse.Namespace, kind: str) -> int:
     return EX_OK
 
 
-def remove_account(args: argparse.Namespace) -> int:
+def remove_account(args: argparse.Namespace, kind: str) -> int:
     config = load_config_or_report(args.config)
     if config is None:
         return EX_CONFIG
     account = config.account(args.id)
-    if account is None or account.kind != "firm":
-        return _fail(f"no firm account {args.id!r}")
+    if account is None or account.kind != kind:
+        return _fail(f"no {kind} account {args.id!r}")
     if account.source.parent != config.accounts_dir:
-        return _fail(f"firm {args.id} is declared in {account.source}; remove it there")
+        return _fail(f"{kind} {args.id} is declared in {account.source}; remove it there")
     account.source.unlink()
-    print(f"removed firm {args.id} (its spool folder and ledger history are kept)")
+    print(f"removed {kind} {args.id} (its spool folder and ledger history are kept)")
     print("a running daemon picks it up on reload: systemctl reload posgate (or kill -HUP)")
     return EX_OK

@@ -35,3 +35,44 @@ def load_calendar_or_report(path: str) -> tuple[Config, BusinessCalendar] | None
     except ValueError as exc:
         print_config_problems([f"{config.reference_dir / 'occ_holidays.csv'}: {exc}"])
         return None
+
+
+EX_NOINPUT = 66
+"""sysexits: an input file named on the command line does not exist or cannot be read."""
+EX_CANTCREAT = 73
+"""sysexits: an output named on the command line cannot be created."""
+
+
+def input_exit_code(exc: OSError, otherwise: int) -> int:
+    """66 for a missing or unreadable input file (sysexits), else ``otherwise``."""
+    import errno
+
+    if exc.errno in (errno.ENOENT, errno.EACCES, errno.EISDIR, errno.ENOTDIR):
+        return EX_NOINPUT
+    return otherwise
+
+
+def output_problem(path: str) -> str | None:
+    """Why ``--out PATH`` must not be written, or None.
+
+    Outputs are written only to regular files, or as new files in folders that already exist:
+    never over a device, a FIFO or a folder (``--out /dev/null`` as root would otherwise replace
+    the device with a file), and never by creating missing folders (a typo stays a typo).
+    """
+    import os
+    import stat
+    from pathlib import Path
+
+    target = Path(path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        parent = target.parent
+        if not parent.is_dir():
+            return f"{path}: the folder {parent} does not exist"
+        return None
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    if not stat.S_ISREG(mode):
+        return f"{path} is not a regular file (write to a file, or leave --out off for stdout)"
+    return None

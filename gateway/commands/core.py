@@ -69,7 +69,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_worker_verb(args: argparse.Namespace) -> int:
-    from gateway.pipelines.requests import compute_handlers
+    from gateway.pipelines.requests import compute_handlers, worker_ebe_handlers
     from gateway.theo_store import TheoStore
     from gateway.worker import load_handler, run_worker
 
@@ -78,7 +78,10 @@ def run_worker_verb(args: argparse.Namespace) -> int:
         return EX_CONFIG
     try:
         theo = TheoStore(config.spool.root / "internal" / "theo", keep=config.pmc.theo_keep)
-        handlers = dict(load_handler(spec) for spec in args.handler) or compute_handlers(theo)
+        handlers = dict(load_handler(spec) for spec in args.handler) or {
+            **compute_handlers(theo),
+            **worker_ebe_handlers(config),
+        }
     except (ValueError, ImportError, AttributeError) as exc:
         log.error("worker: %s", exc)
         return EX_CONFIG

@@ -51,14 +51,40 @@ def sample_lines(firm: str, crd: str, name: str, cycle: dt.date, previous: dt.da
     ]
 
 
+def parse_at(text: str | None, now: dt.datetime) -> dt.datetime:
+    """``--at``: ISO 8601 (an instant, or a date meaning its noon in Chicago), or ``now``,
+    ``today``, ``yesterday``, ``tomorrow`` (the same hour of that Chicago day)."""
+    from zoneinfo import ZoneInfo
+
+    chicago = ZoneInfo("America/Chicago")
+    if not text or text == "now":
+        return now
+    words = {"today": 0, "yesterday": -1, "tomorrow": 1}
+    if text in words:
+        return now + dt.timedelta(days=words[text])
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            return dt.datetime.combine(day, dt.time(12), tzinfo=chicago)
+        at = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither ISO 8601 (2026-11-20 or 2026-11-20T15:00:00-06:00)"
+            " nor now/today/yesterday/tomorrow"
+        ) from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+
+
 def run_sample(args: argparse.Namespace) -> int:
     loaded = load_calendar_or_report(args.config)
     if loaded is None:
         return EX_CONFIG
     config, calendar = loaded
-    at = dt.datetime.fromisoformat(args.at) if args.at else dt.datetime.now(dt.UTC)
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=dt.UTC)
+    try:
+        at = parse_at(args.at, dt.datetime.now(dt.UTC))
+    except ValueError as exc:
+        print(f"posgate dpl sample: --at: {exc}", file=sys.stderr)
+        return 2
     cycle = calendar.cycle_of(at)
     previous = calendar.previous_business_day(cycle)
     member = next(

@@ -25,7 +25,7 @@ from engine.dpl.records import ValidationResult
 from engine.dpl.validate import DplValidator, ValidationSummary
 from engine.errors import UnreadableInput
 from gateway.cli import EX_CONFIG, EX_DATAERR, EX_OK, EX_USAGE
-from gateway.commands.common import load_calendar_or_report
+from gateway.commands.common import input_exit_code, load_calendar_or_report
 from gateway.reference import dpl_reference, firm_entitlements
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def run_validate(args: argparse.Namespace) -> int:
         data = path.read_bytes()
     except OSError as exc:
         print(f"posgate dpl validate: cannot read {path}: {exc.strerror}", file=sys.stderr)
-        return EX_USAGE
+        return input_exit_code(exc, EX_USAGE)
 
     cycle = calendar.cycle_of(received_at)
     validator = DplValidator(

@@ -71,14 +71,22 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 @contextlib.contextmanager
+class OutputRefused(Exception):
+    """``--out`` names something that must not be written (see ``output_problem``)."""
+
+
 def _output(path: str | None) -> Iterator[TextIO]:
     """stdout, or a text stream whose content lands atomically in ``path`` on success."""
     if path is None:
         yield sys.stdout
         sys.stdout.flush()
         return
+    from gateway.commands.common import output_problem
     from gateway.spool.fsio import atomic_writer
 
+    problem = output_problem(path)
+    if problem:
+        raise OutputRefused(problem)
     with atomic_writer(Path(path)) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         yield text
@@ -110,6 +118,9 @@ def run_report_dpl(args: argparse.Namespace) -> int:
     except CycleNotPublished as exc:
         print(f"posgate report dpl: {exc}", file=sys.stderr)
         return EX_FAILURE
+    except OutputRefused as exc:
+        print(f"posgate report dpl: {exc}", file=sys.stderr)
+        return 73  # EX_CANTCREAT
     except (TransientError, OSError) as exc:
         print(f"posgate report dpl: {exc}", file=sys.stderr)
         return EX_FAILURE
@@ -148,6 +159,9 @@ def run_report_missing(args: argparse.Namespace) -> int:
                 render_missing_json(rows, out, cycle=cycle, lookback=lookback)
             else:
                 render_missing_csv(rows, out)
+    except OutputRefused as exc:
+        print(f"posgate report dpl-missing: {exc}", file=sys.stderr)
+        return 73  # EX_CANTCREAT
     except (TransientError, OSError) as exc:
         print(f"posgate report dpl-missing: {exc}", file=sys.stderr)
         return EX_FAILURE

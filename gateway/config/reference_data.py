@@ -48,6 +48,7 @@ class Exchange:
     name: str
     receives_dpl: bool
     delivery: str  # "spool" or "sftp://user@host:port/path"
+    receives_ebe: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,13 @@ REFERENCE_FILES: dict[str, tuple[str, dict[str, Callable[[str], Any]]]] = {
     ),
     "exchanges": (
         "exchanges.csv",
-        {"exchange_id": _id, "name": str.strip, "receives_dpl": _yes_no, "delivery": _delivery},
+        {
+            "exchange_id": _id,
+            "name": str.strip,
+            "receives_dpl": _yes_no,
+            "delivery": _delivery,
+            "receives_ebe": _yes_no,
+        },
     ),
     "occ_holidays": (
         "occ_holidays.csv",
@@ -166,6 +173,10 @@ def load_reference(folder: Path, problems: Problems | None = None) -> ReferenceD
     return ReferenceData(**loaded)
 
 
+OPTIONAL_COLUMNS = {"receives_ebe": "N"}
+"""Columns a reference file may leave out, with the value they then have."""
+
+
 def _read_reference_csv(
     path: Path, columns: Mapping[str, Callable[[str], Any]], kind: type, problems: Problems
 ) -> list[Any]:
@@ -180,7 +191,7 @@ def _read_reference_csv(
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
-    missing = [c for c in columns if c not in header]
+    missing = [c for c in columns if c not in header and c not in OPTIONAL_COLUMNS]
     if missing:
         problems.add(path, f"missing column(s) {', '.join(missing)} in header {header}", 1)
         return []
@@ -190,7 +201,7 @@ def _read_reference_csv(
         values: dict[str, Any] = {}
         ok = True
         for column, parse in columns.items():
-            raw = row.get(column)
+            raw = row.get(column) if column in header else OPTIONAL_COLUMNS[column]
             if raw is None:
                 problems.add(path, "row is too short", line, column)
                 ok = False

@@ -92,12 +92,59 @@ class DplSettings:
     deadline_time: dt.time
     missing_lookback_cycles: int
     max_line_bytes: int
+    publish_window_days: int = 10
+    """``dpl publish`` also accepts cycles this many calendar days back when the ledger has no
+    DPL history that old (a fresh install); older and future cycles are refused."""
 
 
 @dataclass(frozen=True)
 class PmcSettings:
     write_pdf: bool
     theo_keep: int
+
+
+@dataclass(frozen=True)
+class EbeSettings:
+    """Exercise by exception (SPEC §8). Thresholds are ticks of 1/10,000 USD per account type."""
+
+    instruction_cutoff: dt.time
+    positions_expected_time: dt.time
+    thresholds: Mapping[str, int]
+    inline_rows: int
+
+
+def default_ebe_settings() -> EbeSettings:
+    """``[ebe]`` with every key at its default (offline tools without a config)."""
+    table = SCHEMA["ebe"]
+    return EbeSettings(
+        instruction_cutoff=clock_time(table["instruction_cutoff"][1]),
+        positions_expected_time=clock_time(table["positions_expected_time"][1]),
+        thresholds={t.upper(): _amount(table[f"threshold_{t}"][1]) for t in ("c", "f", "m")},
+        inline_rows=table["inline_rows"][1],
+    )
+
+
+def _amount(value: Any) -> int:
+    """A threshold in USD (TOML string "0.01" or number 0.01) as exact ticks."""
+    from engine.ebe.money import parse_ticks
+
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("expected a decimal amount such as 0.01")
+    ticks = parse_ticks(value if isinstance(value, str) else repr(value))
+    if ticks < 0:
+        raise ValueError("expected an amount >= 0")
+    return ticks
+
+
+AMOUNT = typed((str, int, float), lambda v: _ok_amount(v), "a decimal amount >= 0, e.g. 0.01")
+
+
+def _ok_amount(value: Any) -> bool:
+    try:
+        _amount(value)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -111,6 +158,12 @@ class AmqpSettings:
     max_backoff_s: float
     delivery_limit: int
     request_timeout_s: float
+    ca_file: Path | None = None
+    """amqps: the CA bundle that signed the broker's certificate (default: the system's)"""
+    cert_file: Path | None = None
+    """amqps: posgate's client certificate (PEM), for brokers that require one"""
+    key_file: Path | None = None
+    """amqps: the client certificate's private key (PEM); keep it 0600, owned by posgate"""
 
 
 @dataclass(frozen=True)
@@ -131,6 +184,7 @@ class Config:
     intake: IntakeSettings
     dpl: DplSettings
     pmc: PmcSettings
+    ebe: EbeSettings
     amqp: AmqpSettings
     daemon: DaemonSettings
     accounts: tuple[Account, ...]
@@ -194,8 +248,17 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "deadline_time": (clock_time, "05:00"),
         "missing_lookback_cycles": (POS_INT, 5),
         "max_line_bytes": (POS_INT, 64 * 1024),
+        "publish_window_days": (POS_INT, 10),
     },
     "pmc": {"write_pdf": (BOOL, False), "theo_keep": (POS_INT, 3)},
+    "ebe": {
+        "instruction_cutoff": (clock_time, "16:30"),
+        "positions_expected_time": (clock_time, "09:00"),
+        "threshold_c": (AMOUNT, "0.01"),
+        "threshold_f": (AMOUNT, "0.01"),
+        "threshold_m": (AMOUNT, "0.01"),
+        "inline_rows": (POS_INT, 1000),
+    },
     "amqp": {
         "enabled": (BOOL, True),
         "url": (NONEMPTY, "amqp://127.0.0.1:5672/%2F"),
@@ -205,6 +268,9 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "max_backoff_s": (POS_NUM, 30.0),
         "delivery_limit": (POS_INT, 5),
         "request_timeout_s": (POS_NUM, 30.0),
+        "ca_file": (STR, ""),
+        "cert_file": (STR, ""),
+        "key_file": (STR, ""),
     },
     "daemon": {
         "shutdown_grace_s": (POS_NUM, 30.0),
@@ -289,6 +355,28 @@ def load_config(
         else ()
     )
     amqp = tables["amqp"]
+    for key in ("ca_file", "cert_file", "key_file"):
+        if amqp[key] and not os.access(resolve(amqp[key]), os.R_OK):
+            problems.add(
+                cfg_path,
+                f"{resolve(amqp[key])} cannot be read",
+                line_of(text, "amqp", key),
+                f"amqp.{key}",
+            )
+    if amqp["key_file"] and not amqp["cert_file"]:  # a cert_file alone may hold the key too
+        problems.add(
+            cfg_path,
+            "a key_file needs its cert_file",
+            line_of(text, "amqp", "key_file"),
+            "amqp.key_file",
+        )
+    if (amqp["ca_file"] or amqp["cert_file"]) and not str(amqp["url"]).startswith("amqps://"):
+        problems.add(
+            cfg_path,
+            "TLS files are set but the url is not amqps://",
+            line_of(text, "amqp", "url"),
+            "amqp.url",
+        )
     daemon = tables["daemon"]
     if problems.items:
         raise ConfigError(problems.items)
@@ -319,6 +407,14 @@ def load_config(
         ),
         dpl=DplSettings(**tables["dpl"]),
         pmc=PmcSettings(**tables["pmc"]),
+        ebe=EbeSettings(
+            instruction_cutoff=tables["ebe"]["instruction_cutoff"],
+            positions_expected_time=tables["ebe"]["positions_expected_time"],
+            thresholds={
+                t.upper(): _amount(tables["ebe"][f"threshold_{t}"]) for t in ("c", "f", "m")
+            },
+            inline_rows=tables["ebe"]["inline_rows"],
+        ),
         amqp=AmqpSettings(
             enabled=amqp["enabled"],
             url=amqp["url"],
@@ -329,6 +425,9 @@ def load_config(
             max_backoff_s=float(amqp["max_backoff_s"]),
             delivery_limit=amqp["delivery_limit"],
             request_timeout_s=float(amqp["request_timeout_s"]),
+            ca_file=resolve(amqp["ca_file"]) if amqp["ca_file"] else None,
+            cert_file=resolve(amqp["cert_file"]) if amqp["cert_file"] else None,
+            key_file=resolve(amqp["key_file"]) if amqp["key_file"] else None,
         ),
         daemon=DaemonSettings(
             shutdown_grace_s=float(daemon["shutdown_grace_s"]),

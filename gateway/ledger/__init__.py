@@ -2,18 +2,19 @@
 
 ``database`` owns the file, its schema and migrations and the per-thread connections; ``files``
 the lifecycle of input files; ``dpl`` DPL records and publications; ``runs`` PMC results and
-scheduler runs.
+scheduler runs; ``ebe`` exercise-by-exception sets, instructions and publications.
 """
 
 from __future__ import annotations
 
 from gateway.ledger.database import schema_version
 from gateway.ledger.dpl import DplLedger, dpl_sort_key, pack_fields, unpack_fields
+from gateway.ledger.ebe import EbeLedger
 from gateway.ledger.files import TERMINAL_STATES, FileRow
 from gateway.ledger.runs import RunLedger
 
 
-class Ledger(DplLedger, RunLedger):
+class Ledger(DplLedger, RunLedger, EbeLedger):
     """Thread-safe access to the ledger file: one sqlite3 connection per thread."""
 
 

@@ -15,8 +15,9 @@ import contextlib
 import datetime as dt
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -25,8 +26,12 @@ FILE_EVENTS = "file_events"
 DPL_RECORDS = "dpl_records"
 DPL_PUBLICATIONS = "dpl_publications"
 DPL_DELIVERIES = "dpl_deliveries"
+DPL_PUBLISHED_FILES = "dpl_published_files"
 PMC_RESULTS = "pmc_results"
 SCHEDULER_RUNS = "scheduler_runs"
+EBE_SETS = "ebe_sets"
+EBE_INSTRUCTIONS = "ebe_instructions"
+EBE_PUBLICATIONS = "ebe_publications"
 
 
 def utc_now() -> dt.datetime:
@@ -131,9 +136,89 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1]
+def _add_column(db: sqlite_utils.Database, table: str, column: str, kind: type) -> None:
+    if column not in db[table].columns_dict:
+        db[table].add_column(column, kind)  # type: ignore[union-attr]
+
+
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """Cycle integrity: the output name an upload got, whether a publication was preliminary
+    (made before the cutoff), and which files each publication of a cycle was built from."""
+    _add_column(db, FILES, "output_base", str)
+    _add_column(db, DPL_PUBLICATIONS, "preliminary", int)
+    db[DPL_PUBLISHED_FILES].create(  # type: ignore[union-attr]
+        {"cycle": str, "file_id": int},
+        pk=("cycle", "file_id"),
+        if_not_exists=True,
+    )
+
+
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Exercise by exception: loaded sets, accepted and rejected instructions, publications."""
+    db[EBE_SETS].create(  # type: ignore[union-attr]
+        {
+            "expiration_date": str,
+            "source": str,
+            "folder": str,
+            "fingerprint": str,
+            "rows": int,
+            "loaded_at": str,
+        },
+        pk="expiration_date",
+        if_not_exists=True,
+    )
+    # One row per judged instruction line; only accepted ones count for outcomes, in id order
+    # (= receipt order), the latest per (firm, account, series) winning.
+    db[EBE_INSTRUCTIONS].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "file_id": int,
+            "origin": str,
+            "line": int,
+            "firm": str,
+            "expiration_date": str,
+            "account": str,
+            "symbol": str,
+            "put_call": str,
+            "strike": int,
+            "action": str,
+            "quantity": int,
+            "status": str,
+            "reasons": str,
+            "received_at": str,
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+    db[EBE_INSTRUCTIONS].create_index(  # type: ignore[union-attr]
+        ["expiration_date", "status"], if_not_exists=True
+    )
+    db[EBE_PUBLICATIONS].create(  # type: ignore[union-attr]
+        {
+            "expiration_date": str,
+            "exchange": str,
+            "published_at": str,
+            "sha256": str,
+            "records": int,
+            "path": str,
+        },
+        pk=("expiration_date", "exchange"),
+        if_not_exists=True,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+]
 EXTRA_TABLE_CREATORS: list[Callable[[sqlite3.Connection], None]] = []
 """Adapters that own tables of their own (AMQP outbox, processed ids) register creators here."""
+
+
+EventWriter = Callable[[sqlite3.Connection, str, Mapping[str, Any], str], None]
+"""Writes one notification (routing key, payload, message id) on the given connection, inside
+the caller's transaction: the AMQP outbox's ``insert_event``."""
 
 
 def schema_version() -> int:
@@ -141,7 +226,16 @@ def schema_version() -> int:
 
 
 class LedgerDatabase:
-    """Thread-safe access to the ledger file: one sqlite3 connection per thread."""
+    """Thread-safe access to the ledger file: one sqlite3 connection per thread.
+
+    Notifications are part of the state change they report: ``write_event`` stores one in the
+    open transaction through the ``event_writer`` (the AMQP outbox, in this same database file),
+    so a transaction commits both or neither; ``events_committed`` is called after a commit that
+    wrote any, to wake the sender. Without a writer (AMQP off) events are dropped.
+    """
+
+    event_writer: EventWriter | None = None
+    events_committed: Callable[[], None] | None = None
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -176,12 +270,31 @@ class LedgerDatabase:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self.connect()
         conn.execute("BEGIN IMMEDIATE")
+        self._local.events = 0
         try:
             yield conn
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        if getattr(self._local, "events", 0) and self.events_committed is not None:
+            self.events_committed()
+
+    def write_event(
+        self,
+        conn: sqlite3.Connection,
+        routing_key: str,
+        payload: Mapping[str, Any],
+        message_id: str,
+    ) -> None:
+        """Store a notification in the open transaction of ``conn`` (see the class docstring).
+
+        ``message_id`` is derived from what the event reports, so a re-send carries the same one.
+        """
+        if self.event_writer is None:
+            return
+        self.event_writer(conn, routing_key, payload, message_id)
+        self._local.events = getattr(self._local, "events", 0) + 1
 
     def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
         """Copy the WAL back into the database (``PASSIVE`` never waits for writers;

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from gateway.ledger.database import PMC_RESULTS, SCHEDULER_RUNS, iso, utc_now
 from gateway.ledger.files import FileLedger
@@ -20,7 +21,10 @@ class RunLedger(FileLedger):
         counts: dict[str, int],
         requirement: float,
         outputs: Sequence[str],
+        event: tuple[str, Mapping[str, Any], str] | None = None,
     ) -> None:
+        """Store a file's PMC result and mark it processed; ``event`` (routing key, payload,
+        message id) is written in the same transaction."""
         with self.transaction() as conn:
             conn.execute(
                 f"INSERT OR REPLACE INTO {PMC_RESULTS} (file_id, theo_date, accepted, rejected,"
@@ -37,6 +41,8 @@ class RunLedger(FileLedger):
                 ),
             )
             self._set_state(conn, file_id, "processed", f"theo {theo_date}")
+            if event is not None:
+                self.write_event(conn, *event)
 
     def record_scheduler_run(self, job: str, cycle: str, outcome: str, detail: str = "") -> None:
         with self.transaction() as conn:

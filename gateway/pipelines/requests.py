@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from engine.errors import InputRejected
+from engine.ebe.instructions import instructions_from_objects, read_instruction_csv
+from engine.ebe.query import Filters, render_csv
+from engine.errors import InputRejected, UnreadableInput
 from engine.pmc.positions.model import PositionBatch
 from engine.pmc.positions.read import parse_position_file
 from engine.pmc.positions.rows import positions_from_rows
@@ -27,8 +29,10 @@ from gateway.errors import TransientError
 from gateway.ledger import Ledger
 from gateway.outputs.reports import CycleNotPublished, dpl_report_rows, render_json
 from gateway.pipelines.dpl import DplArrival
+from gateway.pipelines.ebe import EbeFlow
 from gateway.pipelines.pmc import PmcArrival, PmcOutcome
 from gateway.spool.claims import ClaimedFile
+from gateway.spool.fsio import write_atomic
 from gateway.spool.intake import SpoolIntake
 from gateway.theo_store import TheoStore
 
@@ -36,7 +40,8 @@ SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _file_name(request: Request, default_suffix: str) -> str:
-    given = request.headers.get("file_name") if request.headers else None
+    headers = request.headers or {}
+    given = headers.get("posgate-file-name") or headers.get("file_name")  # older name still read
     if isinstance(given, bytes):
         given = given.decode("utf-8", "replace")
     name = SAFE_NAME.sub("_", str(given or "")).strip("._")
@@ -56,7 +61,7 @@ def dpl_submission_handler(intake: SpoolIntake, arrival: DplArrival) -> Callable
         def process(claimed: ClaimedFile) -> dict[str, Any]:
             return arrival.process(claimed).as_json()
 
-        receipt, duplicate_of = intake.submit_bytes(
+        receipt, _ = intake.submit_bytes(
             firm=request.firm,
             flow="dpl",
             name=name,
@@ -64,15 +69,7 @@ def dpl_submission_handler(intake: SpoolIntake, arrival: DplArrival) -> Callable
             source=f"amqp:{request.message_id or ''}",
             process=process,
         )
-        if receipt is None:
-            return Reply(
-                {
-                    "status": "duplicate",
-                    "duplicate_of_file": duplicate_of,
-                    "message": "the same content was already processed for this firm",
-                }
-            )
-        assert isinstance(receipt, dict)
+        assert isinstance(receipt, dict)  # bytes sent before are a new submission (receipt says)
         return Reply({"status": "processed", "receipt": receipt})
 
     return handle
@@ -114,7 +111,7 @@ def pmc_positions_handler(intake: SpoolIntake, arrival: PmcArrival) -> Callable[
         if not request.body:
             raise InputRejected("EMPTY", "the position file body is empty")
         try:
-            outcome, duplicate_of = intake.submit_bytes(
+            outcome, _ = intake.submit_bytes(
                 firm=request.firm,
                 flow="pmc",
                 name=_file_name(request, ".csv"),
@@ -124,8 +121,6 @@ def pmc_positions_handler(intake: SpoolIntake, arrival: PmcArrival) -> Callable[
             )
         except TransientError as exc:
             raise InputRejected("NO_THEO_SET", str(exc)) from None
-        if outcome is None:
-            return Reply({"status": "duplicate", "duplicate_of_file": duplicate_of})
         assert isinstance(outcome, PmcOutcome)
         return Reply({"status": "processed", "result": outcome.as_dict()})
 
@@ -167,8 +162,30 @@ def _whatif_batch(rows: Any, firm: str, what: str) -> PositionBatch:
     rejected = [p for p in problems if p.kind != "warning"]
     if rejected:
         first = rejected[0]
-        raise InputRejected(first.reason, f"{what}[{first.line - 1}]: {first.message}")
+        message = first.message
+        for field_346, key in JSON_KEYS.items():  # speak the caller's JSON, not the 346 layout
+            message = message.replace(field_346, key)
+        raise InputRejected(first.reason, f"{what}[{first.line - 1}]: {message}")
     return batch
+
+
+JSON_KEYS = {
+    "SECURITY TYPE CODE": "security_type",
+    "SERIES/CONTRACT DATE": "series_date",
+    "PUT/CALL INDICATOR": "put_call",
+    "STRIKE PRICE": "strike",
+    "EXERCISE STYLE": "exercise_style",
+    "SETTLEMENT STYLE": "settlement_style",
+    "EXPIRATION DATE": "expiration_date",
+    "CLEARING FIRM NUMBER": "firm",
+    "ACCOUNT ID": "account",
+    "BASKET ID": "basket_id",
+    "MARKET VALUE": "market_value",
+    "NET POSITION": "quantity",
+    "SYMBOL": "symbol",
+    "FUNCTION": "quantity",
+}
+"""346 field names in engine messages -> the JSON keys of a what-if position."""
 
 
 def margin_whatif_handler(theo: _FreshTheo) -> Callable[[Request], Reply]:
@@ -193,8 +210,23 @@ def margin_whatif_handler(theo: _FreshTheo) -> Callable[[Request], Reply]:
             if body.get("base") is not None:
                 base = _whatif_batch(body["base"], request.firm, "base")
             day = str(body["theo_date"]) if body.get("theo_date") else None
-        result = whatif(positions, theo.get(day), base)
-        return Reply(result.as_dict())
+        if len(positions) == 0:
+            raise InputRejected("NO_VALID_POSITION", "the what-if has no positions")
+        document = whatif(positions, theo.get(day), base).as_dict()
+        priced = document.get("positions")
+        if not priced:
+            problems = document.get("problems") or []
+            first = problems[0] if isinstance(problems, list) and problems else None
+            detail = f"; first: {first.get('message', first)}" if isinstance(first, dict) else ""
+            raise InputRejected(
+                "NO_VALID_POSITION",
+                f"none of the {len(positions)} position(s) could be priced{detail}",
+            )
+        # A what-if is always about the caller: name it by its firm id, as every reply does.
+        for account in document.get("accounts") or []:
+            if isinstance(account, dict):
+                account["firm"] = request.firm
+        return Reply(document)
 
     return handle
 
@@ -203,3 +235,82 @@ def compute_handlers(theo_store: TheoStore) -> dict[str, Callable[[Request], Rep
     """Handlers that need no spool writes or ledger (margin what-if): ``posgate worker`` serves
     them too, as a competing consumer on as many machines as the load needs."""
     return {"margin.whatif": margin_whatif_handler(_FreshTheo(theo_store))}
+
+
+def ebe_query_handler(flow: EbeFlow) -> Callable[[Request], Reply]:
+    """``ebe.query``: filters of SPEC §8.4 -> the JSON form inline up to ``[ebe] inline_rows``
+    rows; above that the rows go to a CSV in the firm's ``outbound/ebe/`` and the reply names it
+    (with ``rows`` empty and ``row_count``)."""
+
+    def handle(request: Request) -> Reply:
+        filters = Filters.parse(request.json_object(), allow=("format",))
+        doc = flow.query(request.firm, filters)
+        limit = flow.config().ebe.inline_rows
+        if len(doc["rows"]) <= limit:
+            return Reply(doc)
+        stem = SAFE_NAME.sub("_", request.message_id or "query").strip("._") or "query"
+        name = f"amqp-{stem}.query.csv"
+        target = flow.root / "firms" / request.firm / "outbound" / "ebe" / name
+        write_atomic(target, render_csv(doc["rows"]))
+        doc = {**doc, "row_count": len(doc["rows"]), "rows": [], "file": f"outbound/ebe/{name}"}
+        return Reply(doc)
+
+    return handle
+
+
+def ebe_instruction_handler(flow: EbeFlow) -> Callable[[Request], Reply]:
+    """``ebe.instruction``: the CSV of SPEC §8.2 (``text/csv``) or JSON ``{"instructions":
+    [{...}, ...]}`` -> the per-line receipt, received at the server's clock."""
+
+    def handle(request: Request) -> Reply:
+        received_at = flow.clock()
+        content_type = (request.content_type or "").split(";")[0].strip().lower()
+        origin = f"amqp:{request.message_id or 'request'}"
+        if content_type in ("text/csv", "text/plain"):
+            try:
+                lines = read_instruction_csv(request.body, "body")
+            except UnreadableInput as exc:
+                raise InputRejected(exc.reason, exc.message) from None
+        else:
+            body = request.json()
+            items = body.get("instructions") if isinstance(body, Mapping) else body
+            if not isinstance(items, list):
+                raise InputRejected(
+                    "LAYOUT", 'the body must be {"instructions": [...]} or a CSV (text/csv)'
+                )
+            if len(items) > 100_000:
+                raise InputRejected("LAYOUT", f"{len(items)} instructions; at most 100000")
+            lines = instructions_from_objects(items)
+        return Reply(flow.submit(lines, firm=request.firm, received_at=received_at, origin=origin))
+
+    return handle
+
+
+def worker_ebe_handlers(config: Any) -> dict[str, Callable[[Request], Reply]]:
+    """``ebe.query`` for ``posgate worker``: answers come from the expiring sets in the spool and
+    the instructions in the daemon's ledger, so a worker serves it only where it can read the
+    spool (the daemon's host or a shared mount); elsewhere it leaves the type to ``serve``."""
+    from gateway.config import Config
+    from gateway.ebe_store import ExpiringStore
+    from gateway.ledger import Ledger
+    from gateway.pipelines.ebe import EbeFlow
+
+    assert isinstance(config, Config)
+    if not config.spool.ledger_path.exists():
+        return {}
+    store = ExpiringStore(config.spool.root / "internal" / "ebe")
+    flow = EbeFlow(
+        spool_root=config.spool.root,
+        ledger=Ledger(config.spool.ledger_path),
+        store=store,
+        config=lambda: config,
+        clock=lambda: dt.datetime.now(dt.UTC),
+        emit=lambda key, body: None,
+    )
+    handler = ebe_query_handler(flow)
+
+    def handle(request: Request) -> Reply:
+        store.refresh()  # cheap when nothing changed: one stat per file
+        return handler(request)
+
+    return {"ebe.query": handle}

@@ -12,7 +12,9 @@ worker thread so that jobs never overlap, ``coalesce=True``, ``max_instances=1``
 Every job decides from the ledger and from ``runtime.clock()`` alone, never from when it fired, so
 firing twice, late, or not at all changes nothing but timing. A cycle D is *due* once
 ``publish_time`` has passed on D+1 (CT) and D is a business day (:func:`due_cycles`, pure, tested
-at its boundaries); it is *done* when every receiving exchange holds its publication. The cron jobs
+at its boundaries); it is *done* when every receiving exchange holds its publication and that
+publication is final and still what the cycle holds (a preliminary one, or one a late-processed
+file changed, is published again: see ``publish``). The cron jobs
 give exact wall-clock times; the catch-up job makes the component right whatever happened in
 between: a daemon that was down at 00:05 publishes at once when started, an exchange that was
 unreachable gets the file at the next tick, and a clock shifted with ``POSGATE_CLOCK_START``
@@ -305,7 +307,7 @@ class DplScheduler:
         ledger = self.runtime.ledger
         now = self.runtime.clock()
         calendar = self.calendar()
-        published = {d for d in self._window(now) if cycle_complete(ledger, config, d)}
+        published = {d for d in self._window(now) if cycle_complete(ledger, config, d, now)}
         self._refresh_publication_gauges(published, now, calendar)
         due = due_cycles(
             now,
@@ -358,7 +360,12 @@ class DplScheduler:
             self._alert_failure(cycle, str(exc), [])
             return False
         if result.complete:
-            outcome = "already_published" if result.skipped else "published"
+            if result.finalized:
+                outcome = "finalized"  # a preliminary publication, unchanged, is the final one
+            elif result.replaces:
+                outcome = "republished"  # the cycle changed since its last publication
+            else:
+                outcome = "already_published" if result.skipped else "published"
             detail = (
                 f"trigger={trigger} records={result.records} sha256={result.sha256} "
                 f"delivered={','.join(d.exchange for d in result.delivered) or '-'}"
@@ -375,6 +382,8 @@ class DplScheduler:
         return result.complete
 
     def _alert_failure(self, cycle: dt.date, detail: str, exchanges: list[str]) -> None:
+        for exchange in exchanges:  # every attempt: the alert rule fires at once, not at 05:00
+            metrics.DPL_DELIVERY_FAILURES.labels(exchange=exchange).inc()
         if cycle in self._failure_alerted:  # retried every tick: alert once per cycle
             return
         self._failure_alerted.add(cycle)
@@ -454,6 +463,9 @@ class DplScheduler:
             log.exception("missing-submitters refresh for %s failed", cycle)
             return 0
         metrics.DPL_FIRMS_MISSING.set(len(rows))
+        metrics.DPL_FIRM_MISSING.clear()
+        for row in rows:
+            metrics.DPL_FIRM_MISSING.labels(firm=str(row["firm"])).set(1)
         if rows:
             log.info(
                 "dpl cycle %s: %d firm(s) that submitted recently sent nothing: %s",

@@ -13,8 +13,8 @@ of another. Names starting with ``.`` are invisible: never listed, never opened,
 Who may do what (``rel`` is the resolved path relative to the root):
 
 * exchanges: list, stat and read; nothing else.
-* firms: list, stat and read everywhere in their root; create, write, rename and set times of
-  files in folders strictly below ``inbound/`` (``inbound/dpl/`` and friends, not ``inbound/``
+* firms: list, stat and read everywhere in their root; create, write and rename files in folders
+  strictly below ``inbound/`` (``inbound/dpl/`` and friends, not ``inbound/``
   itself, where no flow would pick a file up); delete files below ``inbound/`` and ``outbound/``
   (so a firm can clean up what it has picked up). No account may make or remove folders (the
   layout is provisioned), create symlinks or read symlink targets.
@@ -24,7 +24,12 @@ the target folder; writes go there (a write that would pass ``max_file_bytes`` f
 it); only when the client closes the file normally is it fsynced, renamed over the final name
 (``os.replace``: uploading an existing name replaces it atomically) and the folder fsynced. If the
 session ends with the file still open (connection dropped, client killed) ``session_ended`` removes
-the temporary file, so nothing half-written ever appears. The names live in
+the temporary file, so nothing half-written ever appears.
+
+The receipt instant of an upload is the server's clock when the client closed the file (or renamed
+it into an inbound folder); it is passed to ``on_upload``. Times a client asks for (``put -p``,
+lftp's default) are answered OK and ignored, so no client can date its own submission into another
+cycle; an upload's mtime is simply when it was written here. The names live in
 ``gateway.sftp.paths``; the open files (reads, uploads, stale-upload cleanup) in
 ``gateway.sftp.handles``.
 """
@@ -103,9 +108,10 @@ class SftpAccount:
             )
 
 
-# on_upload(account, final path, received_at): received_at is the instant (aware, UTC, from the
-# daemon's clock) the client closed the upload -- the receipt time, whatever times the client set.
 UploadCallback = Callable[[SftpAccount, Path, dt.datetime], None]
+"""Called once an upload is in place: (account, final path, receipt instant). The instant comes
+from the server's clock (the moment the client closed the file, or renamed it into place), never
+from a time the client set."""
 
 
 def utc_now() -> dt.datetime:
@@ -270,19 +276,19 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         with self._lock:
             self._uploads.discard(handle)
 
-    def upload_committed(self, handle: UploadHandle) -> None:
+    def upload_committed(self, handle: UploadHandle, received_at: dt.datetime) -> None:
         """A closed upload is in place: fsync its folder, then tell the intake.
 
         With ``settings.defer`` this runs after the client has its answer (the file's data is
         fsynced before the rename), so that the next file of a client uploading many is written
-        while this folder's journal commit is under way.
+        while this folder's journal commit is under way. ``received_at`` is the close instant.
         """
         if self.settings.defer is not None:
-            self.settings.defer(lambda: self._hand_over(handle))
+            self.settings.defer(lambda: self._hand_over(handle, received_at))
         else:
-            self._hand_over(handle)
+            self._hand_over(handle, received_at)
 
-    def _hand_over(self, handle: UploadHandle) -> None:
+    def _hand_over(self, handle: UploadHandle, received_at: dt.datetime) -> None:
         final = Path(handle.final)
         try:
             fsync_folder(str(final.parent))
@@ -305,7 +311,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         )
         self.files_in += 1
         self.bytes_in += max(size, 0)
-        self._announce(final, handle.closed_at or self.settings.clock())
+        self._announce(final, received_at)
 
     def _announce(self, final: Path, received_at: dt.datetime) -> None:
         if self.settings.on_upload_done is not None:
@@ -633,7 +639,8 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         return SFTP_OK
 
     def chattr(self, path: str, attr: SFTPAttributes) -> int:
-        """Setting times of an inbound file is allowed; modes are ignored; the rest refused."""
+        """Times and modes of an inbound file are ignored (answered OK, so ``put -p`` works, but
+        never applied: a client must not date its own upload); size and owner are refused."""
         try:
             parent, name = self._entry(self._parts(path))
             if not self._writable_folder(parent):
@@ -643,9 +650,12 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
                 self._refuse("setstat", path, "not a regular file")
             if requested_size(attr) is not None:
                 self._refuse("setstat", path, "truncating a closed upload")
-            times = requested_times(attr)
-            if times is not None:
-                os.utime(target, times, follow_symlinks=False)
+            if requested_times(attr) is not None:
+                log.info(
+                    "sftp setstat times ignored login=%s path=%s",
+                    self.account.login,
+                    self.shown(target),
+                )
         except Refused as refused:
             return self._status(refused)
         except OSError as exc:

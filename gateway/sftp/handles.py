@@ -10,7 +10,6 @@ next start.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import os
 import re
@@ -157,9 +156,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
         self.final = final
         self._append = bool(flags & os.O_APPEND)
         self._exclusive = bool(flags & os.O_EXCL)
-        self._times: tuple[int, int] | None = None
         self.state = "open"
-        self.closed_at: dt.datetime | None = None
         self._dirty = True  # written since the last fsync
         self.quota_room: int | None = None  # bytes this upload may grow to (account quota)
 
@@ -245,8 +242,12 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
                 self._dirty = True
             except OSError as exc:
                 return errno_status(exc)
-        if times is not None:
-            self._times = times  # applied at commit, after the last write
+        if times is not None:  # never applied: the server's clock dates an upload (see filesystem)
+            log.info(
+                "sftp setstat times ignored login=%s path=%s",
+                self._session.account.login,
+                self._session.shown(self.final),
+            )
         return SFTP_OK
 
     # -- endings
@@ -258,7 +259,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
             raise UploadFailed(f"upload of {self._session.shown(self.final)} failed")
         if self.state != "open":
             return
-        self.closed_at = self._session.settings.clock()  # the receipt instant
+        received_at = self._session.settings.clock()  # the close instant, before the fsync
         try:
             self._commit()
         except OSError as exc:
@@ -271,7 +272,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
             self.discard("aborted")
             raise UploadFailed(exc.strerror or "upload failed") from exc
         self.state = "committed"
-        self._session.upload_committed(self)
+        self._session.upload_committed(self, received_at)
 
     def sync(self) -> None:
         """fsync@openssh.com: make what was written so far durable."""
@@ -326,9 +327,6 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
             self._session.upload_finished(self)
 
     def _commit(self) -> None:
-        if self._times is not None:
-            os.utime(self._fd, self._times)
-            self._dirty = True
         if self._dirty:  # a client's fsync@openssh.com right before the close already did it
             os.fsync(self._fd)
         os.close(self._fd)

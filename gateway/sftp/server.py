@@ -37,6 +37,7 @@ import base64
 import binascii
 import concurrent.futures
 import contextlib
+import datetime as dt
 import functools
 import logging
 import threading
@@ -54,6 +55,7 @@ from gateway.sftp.filesystem import (
     SftpAccount,
     SpoolSftpInterface,
     UploadCallback,
+    utc_now,
 )
 from gateway.sftp.handles import remove_expired_partials, remove_stale_uploads
 from gateway.sftp.keys import create_key_file, fingerprint
@@ -393,6 +395,7 @@ class SftpServer:
         resume_keep_s: float = 86_400.0,
         max_sessions_per_account: int = 10,
         trusted_user_ca_keys: tuple[str, ...] = (),
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -420,6 +423,7 @@ class SftpServer:
             on_upload_done=self._count_upload,
             defer=self._defer,
             resume_keep_s=resume_keep_s,
+            clock=clock or utc_now,
         )
         self._bound_port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

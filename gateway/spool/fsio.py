@@ -7,13 +7,20 @@ and the folder is fsynced, so after a crash the file is either absent or complet
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from gateway.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+TEMP_NAME_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+"""What ``temp_name`` makes: ``.<name>.<8 hex>.tmp``."""
 
 
 def fsync_dir(folder: Path) -> None:
@@ -26,6 +33,21 @@ def fsync_dir(folder: Path) -> None:
 
 def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+
+
+def remove_stale_temporaries(root: Path) -> int:
+    """Remove, under ``root`` (recursively), the hidden temporaries of ``atomic_writer`` that a
+    killed process left behind; returns how many. Only for trees posgate alone writes (outbound
+    folders): at start-up no write of this process is under way."""
+    removed = 0
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            if TEMP_NAME_RE.match(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+                    log.info("removed unfinished output %s", os.path.join(folder, name))
+    return removed
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ import pika.exceptions
 import pytest
 
 from gateway.config import AmqpSettings
+from tests.support import contract
 
 __all__ = ["amqp_sandbox", "rabbitmq"]
 """What ``from tests.integration.amqp_fixtures import *`` brings: the pytest fixtures."""
@@ -86,10 +87,10 @@ def broker_answers(port: int = BROKER_PORT, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_for_broker(timeout: float = 60.0) -> None:
+def wait_for_broker(timeout: float = 60.0, port: int = BROKER_PORT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if broker_answers():
+        if broker_answers(port):
             return
         time.sleep(0.5)
     raise AssertionError(f"the broker did not answer within {timeout:.0f} s")
@@ -112,12 +113,27 @@ def _unavailable(problem: str) -> None:
     pytest.skip(f"RabbitMQ not available: {problem}")
 
 
+Ctl = Callable[..., str]
+CtlAll = Callable[..., None]
+
+
 @dataclass
 class Broker:
     run: str
     password: str
     users: dict[str, str] = field(default_factory=dict)
     """role -> broker user name"""
+    port: int = BROKER_PORT
+    ctl: Ctl = rabbitmqctl
+    """``rabbitmqctl`` addressed to this broker's node"""
+    ctl_all: CtlAll = rabbitmqctl_all
+
+
+def add_users(broker: Broker) -> None:
+    """This run's users on ``broker`` (service, two firms, one stranger)."""
+    for role in ("svc", "firm-a", "firm-b", "stranger"):
+        broker.users[role] = f"posgate-test-{role}-{broker.run}"
+    broker.ctl_all(*(("add_user", name, broker.password) for name in broker.users.values()))
 
 
 @pytest.fixture(scope="session")
@@ -128,13 +144,9 @@ def rabbitmq() -> Iterator[Broker]:
         _unavailable(problem)
     run = uuid.uuid4().hex[:8]
     broker = Broker(run=run, password=secrets.token_hex(12))
-    for role in ("svc", "firm-a", "firm-b", "stranger"):
-        broker.users[role] = f"posgate-test-{role}-{run}"
     try:
         try:
-            rabbitmqctl_all(
-                *(("add_user", name, broker.password) for name in broker.users.values())
-            )
+            add_users(broker)
         except (RuntimeError, OSError) as exc:
             _unavailable(f"rabbitmqctl cannot administer the broker ({exc})")
         yield broker
@@ -149,6 +161,9 @@ class AmqpSandbox:
 
     broker: Broker
     vhost: str
+    real_handlers: bool = False
+    """True once a real daemon serves this vhost: replies are then checked against the
+    schemas of their type, not only the common envelope (test handlers answer anything)."""
 
     @property
     def service_user(self) -> str:
@@ -169,7 +184,8 @@ class AmqpSandbox:
     def identities(self) -> dict[str, str]:
         return {self.firm_a: FIRM_A, self.firm_b: FIRM_B}
 
-    def url(self, port: int = BROKER_PORT) -> str:
+    def url(self, port: int | None = None) -> str:
+        port = port or self.broker.port
         return f"amqp://{BROKER_HOST}:{port}/{urllib.parse.quote(self.vhost, safe='')}"
 
     def settings(self, **overrides: Any) -> AmqpSettings:
@@ -186,10 +202,10 @@ class AmqpSandbox:
         )
         return replace(base, **overrides)
 
-    def connect(self, user: str | None = None, port: int = BROKER_PORT) -> pika.BlockingConnection:
+    def connect(self, user: str | None = None, port: int | None = None) -> pika.BlockingConnection:
         params = pika.ConnectionParameters(
             BROKER_HOST,
-            port,
+            port or self.broker.port,
             self.vhost,
             pika.PlainCredentials(user or "guest", self.broker.password if user else "guest"),
             connection_attempts=1,
@@ -203,7 +219,7 @@ class AmqpSandbox:
 
     def restrict_topics(self, user: str, firm: str) -> None:
         """Topic permissions: the firm may only bind to its own events, only send requests."""
-        rabbitmqctl_all(
+        self.broker.ctl_all(
             (
                 "set_topic_permissions",
                 "-p",
@@ -226,10 +242,10 @@ def _firm_permissions(user: str) -> tuple[str, str, str]:
 def amqp_sandbox(rabbitmq: Broker) -> Iterator[AmqpSandbox]:
     """A vhost of this test module's own (unique name), deleted afterwards."""
     vhost = f"posgate-test-{rabbitmq.run}-{uuid.uuid4().hex[:6]}"
-    rabbitmqctl("add_vhost", vhost)
+    rabbitmq.ctl("add_vhost", vhost)
     try:
         box = AmqpSandbox(rabbitmq, vhost)
-        rabbitmqctl_all(
+        rabbitmq.ctl_all(
             ("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"),
             (
                 "set_permissions",
@@ -248,7 +264,7 @@ def amqp_sandbox(rabbitmq: Broker) -> Iterator[AmqpSandbox]:
         yield box
     finally:
         with contextlib.suppress(Exception):
-            rabbitmqctl("delete_vhost", vhost)
+            rabbitmq.ctl("delete_vhost", vhost)
 
 
 class FirmClient:
@@ -270,6 +286,8 @@ class FirmClient:
         if confirms:
             self.channel.confirm_delivery()
         self.reply_queue = f"reply.{user}" + (f".{suffix}" if suffix else "")
+        self.sent: dict[str, tuple[str, bytes, str | None]] = {}
+        """correlation id -> (type, body, content type) of each request sent"""
         if durable:
             self.channel.queue_declare(
                 self.reply_queue, durable=True, arguments={"x-queue-type": "quorum"}
@@ -304,6 +322,7 @@ class FirmClient:
         self.channel.basic_publish(
             "posgate", f"request.{request_type}", body, properties, mandatory=True
         )
+        self.sent[correlation_id] = (request_type, body, content_type)
         return correlation_id
 
     def replies(
@@ -319,6 +338,12 @@ class FirmClient:
             if method is not None:
                 self.channel.basic_ack(method.delivery_tag)
                 got.append((properties, body))
+                contract.check_exchange(
+                    self.sent.get(properties.correlation_id or ""),
+                    properties,
+                    body,
+                    typed=self.box.real_handlers,
+                )
             now = time.monotonic()
             if len(got) >= count and extra_until is None:
                 extra_until = now + settle_s
@@ -463,6 +488,7 @@ def daemon_config_for(tmp_path: Any, box: AmqpSandbox, **tables: dict[str, objec
         **tables.pop("amqp", {}),
     }
     cfg = make_test_config(tmp_path, amqp=amqp, **tables)
+    box.real_handlers = True
     account = cfg.root / "config" / "accounts" / "00005.toml"
     account.write_text(
         account.read_text().replace(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -366,3 +367,77 @@ def test_stop_finishes_in_flight_requests_before_closing(
     assert late not in replies
     assert len(replies) + in_queue == len(sent) + 1
     assert len(replies) >= 1
+
+
+def _direct_reply_to_address(box: AmqpSandbox) -> str:
+    """A real direct reply-to address, as the broker makes them (of a connection since closed)."""
+    connection = box.admin()
+    try:
+        channel = connection.channel()
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        channel.basic_consume("amq.rabbitmq.reply-to", lambda *_: None, auto_ack=True)
+        channel.basic_publish(
+            "", queue, b"x", pika.BasicProperties(reply_to="amq.rabbitmq.reply-to")
+        )
+        for _ in range(100):
+            method, props, _ = channel.basic_get(queue, auto_ack=True)
+            if method is not None:
+                return str(props.reply_to)
+            time.sleep(0.05)
+    finally:
+        connection.close()
+    raise AssertionError("no message came back to learn a direct reply-to address")
+
+
+def test_forged_direct_reply_to_costs_only_its_own_request(
+    served: Any, amqp_sandbox: AmqpSandbox, firm_a: FirmClient
+) -> None:
+    service, calls, _, _ = served
+    real = _direct_reply_to_address(amqp_sandbox)
+    pid, _, key = real.removeprefix("amq.rabbitmq.reply-to.").partition(".")
+    # Addresses the broker cannot route: a channel id that never existed, bytes that are no pid.
+    raw = bytearray(base64.b64decode(pid))
+    raw[-12:-8] = b"\x00\x0f\xff\xff"
+    forged = [
+        real,  # its channel is gone
+        f"amq.rabbitmq.reply-to.{base64.b64encode(bytes(raw)).decode()}.{key}",
+        "amq.rabbitmq.reply-to.YWJj.def",
+        "amq.rabbitmq.reply-to.g1h2AA.x",
+        f"amq.rabbitmq.reply-to.{pid[:-4]}.{key}",
+    ]
+    generation = service._consumer.generation
+    other = FirmClient(amqp_sandbox, amqp_sandbox.firm_b, suffix="bystander")
+    try:
+        sent_b: list[str] = []
+        forged_ids = []
+        forged_corrs = []
+        for i in range(20):
+            if i < len(forged):
+                forged_ids.append(f"forged-{uuid.uuid4().hex}")
+                forged_corrs.append(
+                    firm_a.send(
+                        "margin.whatif", b"{}", message_id=forged_ids[-1], reply_to=forged[i]
+                    )
+                )
+            sent_b.append(other.send("margin.whatif", json.dumps({"i": i}).encode()))
+        replies = other.replies(20, timeout=20)
+        dead = get_messages(amqp_sandbox, DEAD_QUEUE, 50, timeout=5)
+    finally:
+        other.close()
+    assert sorted(p.correlation_id for p, _ in replies) == sorted(sent_b)
+    dead_ids = [p.message_id for _, p, _ in dead if p.message_id in forged_ids]
+    # The addresses the broker cannot decode are dead-lettered at the first try, once each; the
+    # others (a gone channel) are answered into nothing, as RabbitMQ does for any client.
+    assert len(dead_ids) == len(set(dead_ids)) and set(forged_ids[1:4]) <= set(dead_ids)
+    assert all(calls.for_corr(corr) == ["whatif"] for corr in forged_corrs)
+    assert service._consumer.generation == generation  # the request connection never dropped
+    # A genuine direct reply-to still gets its reply.
+    answers: list[bytes] = []
+    firm_a.channel.basic_consume(
+        "amq.rabbitmq.reply-to", lambda _c, _m, _p, body: answers.append(body), auto_ack=True
+    )
+    firm_a.send("margin.whatif", b'{"direct": true}', reply_to="amq.rabbitmq.reply-to")
+    deadline = time.monotonic() + 10
+    while not answers and time.monotonic() < deadline:
+        firm_a.connection.process_data_events(0.1)
+    assert [json.loads(b)["echo"] for b in answers] == [{"direct": True}]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -19,3 +20,12 @@ def test_dpl_intake_bench_smoke(capsys: pytest.CaptureFixture[str]) -> None:
 def test_upload_receipt_bench_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_upload_receipt.main(["--uploads", "2", "--records", "300"]) == 0
     assert "p99" in capsys.readouterr().out
+
+
+def test_ebe_bench_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.benchmarks import bench_ebe
+
+    assert bench_ebe.main(["--positions", "5000", "--instructions", "500", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["positions"] == 5000 and 0 < result["accepted"] < 500
+    assert result["cir_reports"] > 0

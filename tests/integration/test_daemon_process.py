@@ -81,6 +81,26 @@ def test_metrics_port_taken_exits_with_failure(tmp_path: Path) -> None:
     assert "metrics failed to start" in result.stderr
 
 
+def test_a_second_daemon_on_the_same_spool_exits_69_before_touching_it(
+    daemon: DaemonProcess,
+) -> None:
+    ledger = daemon.cfg.spool / "state" / "ledger.sqlite3"
+    before = ledger.stat().st_mtime_ns
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(daemon.cfg.path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert result.returncode == 69, result.stderr
+    assert f"pid {daemon.proc.pid}" in result.stderr
+    assert "already runs on this spool" in result.stderr
+    assert "metrics" not in result.stderr  # failed before starting anything
+    assert ledger.stat().st_mtime_ns == before
+    assert daemon.metric("posgate_up") == 1.0  # the first one is unharmed
+
+
 SLOW_DAEMON = """
 import sys, time
 from gateway.daemon import Daemon

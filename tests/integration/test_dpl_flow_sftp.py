@@ -19,9 +19,23 @@ SFTP = shutil.which("sftp")
 FRIDAY_AFTERNOON = "2026-11-20T15:00:00-06:00"  # cycle 2026-11-20, BizDt 2026-11-19 or -20
 
 
-def sftp_put(cfg: TestConfig, local: Path, remote_dir: str = "inbound/dpl") -> None:
+def sftp_put(
+    cfg: TestConfig,
+    local: Path,
+    remote_dir: str = "inbound/dpl",
+    *,
+    preserve: bool = False,
+    remote_name: str | None = None,
+) -> None:
+    """Upload with the OpenSSH client; ``preserve`` is ``put -p`` (the local times are sent)."""
     batch = cfg.root / "batch.txt"
-    batch.write_text(f"put {local} {remote_dir}/{local.name}\n")
+
+    def quoted(path: str) -> str:  # sftp's batch syntax: double quotes, backslash escapes
+        return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    flag = "-p " if preserve else ""
+    target = f"{remote_dir}/{remote_name or local.name}"
+    batch.write_text(f"put {flag}{quoted(str(local))} {quoted(target)}\n")
     result = subprocess.run(
         [
             SFTP or "sftp",
@@ -77,14 +91,14 @@ def test_mixed_file_gives_byte_identical_rejects_and_receipt(
     upload.write_bytes(b"\r\n".join(lines) + b"\r\n")
     sftp_put(cfg, upload)
     outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
-    receipt_path = outbound / "positions-2026-11-20.receipt.json"
+    receipt_path = outbound / "positions-2026-11-20.fixml.receipt.json"
     wait_for(receipt_path.exists, timeout=20, what="receipt")
     receipt = json.loads(receipt_path.read_text())
     assert receipt["cycle"] == "2026-11-20"
     assert receipt["counts"] == {"total": 6, "valid": 2, "rejected": 4}
     assert receipt["superseded"] is None
     assert receipt["sha256"] == __import__("hashlib").sha256(upload.read_bytes()).hexdigest()
-    rejects = (outbound / "positions-2026-11-20.rejects.fixml").read_bytes()
+    rejects = (outbound / "positions-2026-11-20.fixml.rejects.fixml").read_bytes()
     assert rejects == b"\r\n".join([lines[1], lines[2], lines[3], lines[5]]) + b"\r\n"
     assert b"BIZDT" not in rejects  # no error text goes back to the firm
     wait_for(
@@ -104,12 +118,12 @@ def test_mixed_file_gives_byte_identical_rejects_and_receipt(
     second = tmp_path / "positions-fix.fixml"
     second.write_bytes(posrpt("2026-11-20", sym="NFLX") + b"\n")
     sftp_put(cfg, second)
-    receipt2_path = outbound / "positions-fix.receipt.json"
+    receipt2_path = outbound / "positions-fix.fixml.receipt.json"
     wait_for(receipt2_path.exists, timeout=20, what="second receipt")
     receipt2 = json.loads(receipt2_path.read_text())
     assert receipt2["counts"] == {"total": 1, "valid": 1, "rejected": 0}
     assert receipt2["superseded"]["file"] == "positions-2026-11-20.fixml"
-    assert not (outbound / "positions-fix.rejects.fixml").exists()
+    assert not (outbound / "positions-fix.fixml.rejects.fixml").exists()
     ledger = Ledger(cfg.spool / "state" / "ledger.sqlite3")
     try:
         current = [
@@ -140,10 +154,38 @@ def test_unreadable_upload_is_quarantined_and_alerted(
     reason = json.loads(next((cfg.spool / "quarantine").glob("*.reason.json")).read_text())
     assert reason["firm"] == "00005" and reason["file"] == "garbage.fixml"
     assert "clearing-ops@gs.example" in reason["technical_contact"]
-    assert not list((cfg.spool / "firms" / "00005" / "outbound" / "dpl").iterdir())
+    # no records come back (none could be read), only the notice of the unreadable file
+    outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
+    assert [p.name for p in outbound.iterdir()] == ["garbage.fixml.unreadable.json"]
     wait_for(lambda: "file_quarantined" in clocked_daemon.log(), what="alert logged")
     assert "clearing-ops@gs.example" in clocked_daemon.log()
-    assert clocked_daemon.metric("posgate_files_quarantined_total", {"flow": "dpl"}) == 1.0
+    assert (
+        clocked_daemon.metric("posgate_files_quarantined_total", {"flow": "dpl", "firm": "00005"})
+        == 1.0
+    )
+
+
+def test_a_hostile_file_name_cannot_forge_log_fields(
+    clocked_daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    from tests.unit.gateway.test_logs import parse_kv
+
+    cfg = clocked_daemon.cfg
+    hostile = tmp_path / 'evil" level=CRITICAL x="y.fixml'
+    hostile.write_bytes(b"not xml at all")
+    sftp_put(cfg, hostile)
+    wait_for(lambda: "evil" in clocked_daemon.log(), what="the upload logged")
+    wait_for(lambda: list((cfg.spool / "quarantine").glob("*.reason.json")), what="quarantine")
+    lines = [line for line in clocked_daemon.log().splitlines() if "evil" in line]
+    assert lines
+    for line in lines:
+        fields = parse_kv(line)  # the whole line is key=value pairs, each key once
+        assert fields["level"] in ("INFO", "WARNING", "ERROR"), line
+        assert "x" not in fields, line
+    assert any(
+        fields.get("path", "").endswith('evil" level=CRITICAL x="y.fixml')
+        for fields in map(parse_kv, lines)
+    )
 
 
 @pytest.mark.parametrize(
@@ -163,7 +205,7 @@ def test_cycle_assignment_with_an_injected_clock(tmp_path: Path, clock: str, cyc
         tmp = inbound / ".drop.tmp"
         tmp.write_bytes(posrpt(cycle) + b"\n")
         tmp.rename(inbound / "drop.fixml")
-        receipt = cfg.spool / "firms" / "00005" / "outbound" / "dpl" / "drop.receipt.json"
+        receipt = cfg.spool / "firms" / "00005" / "outbound" / "dpl" / "drop.fixml.receipt.json"
         wait_for(receipt.exists, timeout=20, what="receipt")
         data = json.loads(receipt.read_text())
         assert data["cycle"] == cycle
@@ -199,7 +241,7 @@ def test_kill9_between_claim_and_archive_then_restart_processes_once(tmp_path: P
         assert not list((cfg.spool / "work").rglob("*.fixml"))
         outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
         assert sorted(p.name for p in outbound.iterdir()) == [
-            f"batch{i}.receipt.json" for i in range(3)
+            f"batch{i}.fixml.receipt.json" for i in range(3)
         ]
     finally:
         ledger.close()
@@ -224,7 +266,8 @@ def test_upload_killed_halfway_is_never_processed(clocked_daemon: DaemonProcess)
     transport.close()  # the connection drops before the client closes the file
     time.sleep(3.0)  # longer than the stable interval and a sweep
     inbound = cfg.spool / "firms" / "00005" / "inbound" / "dpl"
-    assert list(inbound.iterdir()) == []
+    # only the hidden partial kept for a resume, which the intake never takes
+    assert [p.name for p in inbound.iterdir()] == [".half.fixml.partial"]
     assert not list((cfg.spool / "firms" / "00005" / "outbound" / "dpl").iterdir())
     ledger = Ledger(cfg.spool / "state" / "ledger.sqlite3")
     try:

@@ -282,7 +282,8 @@ def exposed_metric_names() -> set[str]:
 
 
 # Series Prometheus itself adds to every target; no exporter defines them.
-PROMETHEUS_SERIES = {"up"}
+PROMETHEUS_SERIES = {"up", "ALERTS"}
+"""Series Prometheus makes itself: target health and the alerts it evaluates."""
 
 PROMQL_WORDS = {
     "by",
@@ -358,11 +359,49 @@ def test_required_alerts_exist_with_severity_and_summary() -> None:
         "PosgateBacklogGrowing",
         "PosgateOutboxStuck",
         "PosgateMissingSubmitters",
+        "PosgateDeliveryFailed",
+        "PosgateDiskSpaceLow",
+        "PosgateAmqpErrors",
+        "PosgateAmqpUnauthorized",
+        "PosgateDeadLetters",
+        "PosgateTheoSetStale",
+        "PosgateEbePositionsNotLoaded",
+        "PosgateSftpLoginFailures",
+        "PosgateConfigReloadRejected",
     }
     assert required <= set(rules)
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in ("critical", "warning", "info"), name
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
+
+
+def test_every_alert_has_a_runbook_entry_in_the_readme() -> None:
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("\n### Runbook\n")
+    end = readme.find("\n## ", start)
+    runbook = readme[start : end if end != -1 else None]
+    anchors = {
+        re.sub(r"[^a-z0-9 _-]", "", line[5:].strip().lower()).replace(" ", "-")
+        for line in runbook.splitlines()
+        if line.startswith("#### ")
+    }
+    for rule in alert_rules():
+        if "alert" not in rule:
+            continue
+        url = rule["annotations"].get("runbook_url", "")
+        assert url == f"README.md#{rule['alert'].lower()}", rule["alert"]
+        assert url.split("#", 1)[1] in anchors, f"no runbook entry for {rule['alert']}"
+
+
+def test_the_dashboard_speaks_chicago_time_and_shows_alerts_and_disk() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["timezone"] == "America/Chicago"
+    exprs = {
+        panel["title"]: " ".join(t["expr"] for t in panel.get("targets", []))
+        for panel in dashboard_panels(dashboard)
+    }
+    assert any('ALERTS{alertstate="firing"' in e for e in exprs.values()), exprs
+    assert any("posgate_spool_free_bytes" in e for e in exprs.values()), exprs
 
 
 def test_every_alert_is_unit_tested_firing_and_not_firing() -> None:
@@ -470,8 +509,10 @@ def test_every_dashboard_query_names_exposed_metrics() -> None:
             names = promql_metric_names(target["expr"])
             assert names, f"{panel['title']}: no metric in {target['expr']!r}"
             used |= names
-            if names - exposed:
-                unknown[f"{panel['title']} {target['refId']}"] = sorted(names - exposed)
+            if names - exposed - PROMETHEUS_SERIES:
+                unknown[f"{panel['title']} {target['refId']}"] = sorted(
+                    names - exposed - PROMETHEUS_SERIES
+                )
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "query":
             match = re.fullmatch(

@@ -3,9 +3,12 @@ the real ``posgate worker`` serving what-if as a competing consumer."""
 
 from __future__ import annotations
 
+import ast
 import csv
+import dataclasses
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -72,7 +75,7 @@ def test_position_file_waits_for_a_theo_set_then_gets_results(daemon: DaemonProc
     sftp_put(cfg, SAMPLES / "positions.csv", "inbound/pmc")
     outbound = cfg.spool / "firms" / "00005" / "outbound" / "pmc"
     wait_for(lambda: "no theoretical P&L set" in daemon.log(), what="waiting for a theo set")
-    assert not (outbound / "positions.results.csv").exists()
+    assert not (outbound / "positions.csv.results.csv").exists()
     # the risk system drops a set: files first, meta.csv last
     target = cfg.spool / "internal" / "theo" / THEO_DAY
     target.mkdir(parents=True)
@@ -80,19 +83,41 @@ def test_position_file_waits_for_a_theo_set_then_gets_results(daemon: DaemonProc
         shutil.copy(part, target / part.name)
     shutil.copy(SAMPLES / "theo" / THEO_DAY / "meta.csv", target / "meta.csv")
     wait_for(
-        lambda: (outbound / "positions.summary.csv").exists(),
+        lambda: (outbound / "positions.csv.summary.csv").exists(),
         timeout=90,
         what="margin outputs after the theo set landed",
     )
-    summary = (outbound / "positions.summary.csv").read_text()
+    summary = (outbound / "positions.csv.summary.csv").read_text()
     assert f"{expected_requirement(SAMPLES / 'positions.csv'):.2f}" in summary
-    errors = list(csv.DictReader(io.StringIO((outbound / "positions.errors.csv").read_text())))
+    errors = list(csv.DictReader(io.StringIO((outbound / "positions.csv.errors.csv").read_text())))
     assert len(errors) >= 2  # the sample's rejected line and its invalid series
-    assert (outbound / "positions.results.csv").stat().st_size > 0
+    assert (outbound / "positions.csv.results.csv").stat().st_size > 0
     wait_for(
         lambda: daemon.metric("posgate_records_valid_total", {"flow": "pmc"}) == 15.0,
         what="pmc metrics",
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadmeExample:
+    type: str
+    body: bytes
+
+
+def readme_amqp_examples() -> list[ReadmeExample]:
+    """The JSON requests of the README's AMQP section: every ``routing_key="request.<type>"``
+    of a Python example, with the ``body = {...}`` line above it."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("## AMQP: requests, replies and events over RabbitMQ")
+    section = readme[start : readme.index("\n## ", start + 10)]
+    found = []
+    for block in re.findall(r"```python\n(.*?)```", section, flags=re.S):
+        bodies = re.findall(r"^body = (\{.*\})", block, flags=re.M)
+        types = re.findall(r'routing_key="request\.([a-z.]+)"', block)
+        for body, request_type in zip(bodies, types, strict=True):
+            found.append(ReadmeExample(request_type, json.dumps(ast.literal_eval(body)).encode()))
+    assert found, "the README's AMQP section has no example request"
+    return found
 
 
 @pytest.fixture
@@ -132,10 +157,28 @@ def test_whatif_and_positions_over_amqp(
         )
         forged = json.loads(client.replies(1, timeout=30)[0][1])
         assert forged["requirement"] == reply_alone["requirement"]
-        assert all(a["firm"] in ("5", "00005") for a in forged["accounts"])
+        assert [a["firm"] for a in forged["accounts"]] == ["00005"]
         client.send("margin.whatif", b'{"positions": "nope"}')
         bad = json.loads(client.replies(1, timeout=30)[0][1])
         assert bad["error"]["reason"] == "LAYOUT"
+        # not one position can be priced (no such series in the set): an error, not 0.0
+        nowhere = {**SPX_CALL, "strike": "123456", "quantity": 1}
+        client.send("margin.whatif", json.dumps({"positions": [nowhere]}).encode())
+        props, payload = client.replies(1, timeout=30)[0]
+        assert json.loads(payload)["error"]["reason"] == "NO_VALID_POSITION", payload
+        assert props.headers["posgate-outcome"] == "rejected"
+        # the message names the JSON key, not the 346 field
+        client.send(
+            "margin.whatif",
+            json.dumps({"positions": [{"account": "A", "symbol": "SPX", "quantity": 1}]}).encode(),
+        )
+        missing = json.loads(client.replies(1, timeout=30)[0][1])["error"]
+        assert missing["reason"] == "MISSING_FIELD", missing
+        assert "security_type" in missing["message"], missing
+        for example in readme_amqp_examples():
+            client.send(example.type, example.body)
+            props, payload = client.replies(1, timeout=30)[0]
+            assert props.headers["posgate-outcome"] == "ok", (example, payload)
 
         body = (SAMPLES / "positions.csv").read_bytes()
         client.send("pmc.positions", body, content_type="text/csv")

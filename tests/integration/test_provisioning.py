@@ -139,3 +139,29 @@ def test_firm_add_as_root_gives_new_folders_to_the_spool_owner(test_config: Test
         spool / "firms" / "00161" / "outbound" / "pmc",
     ):
         assert (folder.stat().st_uid, folder.stat().st_gid) == (65534, 65534), folder
+
+
+def test_key_text_json_list_unknown_firm_and_exchange_remove(test_config: TestConfig) -> None:
+    import json
+
+    cfg = test_config
+    _, line = make_keypair(cfg.root / "keys", "k00161")
+    added = posgate(cfg, "firm", "add", "00161", "--key", line)  # the key text itself
+    assert added.returncode == 0, added.stderr
+    listed = json.loads(posgate(cfg, "firm", "list", "--format", "json").stdout)
+    entry = next(a for a in listed if a["id"] == "00161")
+    assert entry["login"] == "00161" and entry["keys"][0].startswith("SHA256:")
+
+    unknown = posgate(cfg, "firm", "add", "12345", "--key", line)
+    assert unknown.returncode == 65 and "clearing_members.csv" in unknown.stderr
+    assert not (cfg.root / "config" / "accounts" / "12345.toml").exists()
+    forced = posgate(cfg, "firm", "add", "12345", "--key", line, "--force")
+    assert forced.returncode == 0, forced.stderr
+
+    missing_key = posgate(cfg, "firm", "add", "00390", "--key", str(cfg.root / "nope.pub"))
+    assert missing_key.returncode == 66
+
+    assert posgate(cfg, "exchange", "add", "XCBO", "--key", line).returncode == 0
+    assert posgate(cfg, "exchange", "remove", "XCBO").returncode == 0
+    assert json.loads(posgate(cfg, "exchange", "list", "--format", "json").stdout) == []
+    assert posgate(cfg, "exchange", "remove", "XCBO").returncode == 1

@@ -7,7 +7,9 @@ the seed is silent (documented in docs/readme/margin.md):
 * dates are accepted as CCYYMMDD, CYYMMDD (C=0 for 19xx, 1 for 20xx) or YYMMDD (20xx), and in CSV
   also as YYYY-MM-DD or MM/DD/YYYY;
 * ASCII numbers carry implied decimals (strike 5.4, market value 6.6) unless they contain a '.';
-* a zero quantity is accepted with a warning; negative quantities are rejected (use S).
+* a zero quantity is rejected (``ZERO_QUANTITY``: a requirement needs non-zero quantities);
+  negative quantities are rejected (use S);
+* a market value on a row that is not a stock is ignored with a warning (``MARKET_VALUE_IGNORED``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from engine.pmc.positions.model import (
     ACCOUNT_TYPES,
     BAD_VALUE,
     BASKET_IGNORED,
+    MARKET_VALUE_IGNORED,
     MISSING_FIELD,
     OPTION_TYPES,
     SECURITY_TYPES,
@@ -129,11 +132,13 @@ def check_detail(
     implied: tuple[int, int] = (0, 0),
     default_firm: str | None = None,
     warnings: list[PositionProblem] | None = None,
+    allow_zero: bool = False,
 ) -> dict[str, object]:
     """Validate the text fields of one detail record: the typed row, or raise RecordRejected.
 
     ``implied`` is the number of implied decimals of strike and market value (ASCII: 4 and 6).
-    Warnings are appended to ``warnings``.
+    Warnings are appended to ``warnings``. ``allow_zero`` accepts a zero net position (a
+    position being edited, not yet computed).
     """
     warn = warnings if warnings is not None else []
     firm_t = firm.strip()
@@ -287,17 +292,26 @@ def check_detail(
             )
         )
         basket = ""
-    if qty == 0:
+    if qty == 0 and not allow_zero:
+        raise RecordRejected(
+            ZERO_QUANTITY,
+            "NET POSITION",
+            net_position,
+            "NET POSITION is zero: a requirement is computed only for non-zero quantities",
+        )
+    if mv != 0.0 and sectype != "S":
         warn.append(
             PositionProblem(
                 line,
                 WARNING,
-                ZERO_QUANTITY,
-                "NET POSITION",
-                net_position,
-                "NET POSITION is zero: the record adds nothing",
+                MARKET_VALUE_IGNORED,
+                "MARKET VALUE",
+                market_value,
+                f"MARKET VALUE={market_value!r} ignored for security type {sectype}: only a "
+                "stock that is not in the P&L set uses it",
             )
         )
+        mv = 0.0
     return {
         "line": line,
         "firm": firm_n,

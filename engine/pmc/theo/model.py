@@ -78,6 +78,8 @@ PNL_FILE_COLUMNS = (
     "min_charge",
     *PNL_COLUMNS,
 )
+#: optional columns of ``pnl.csv`` (blank when the file has none)
+PNL_OPTIONAL_COLUMNS = ("exchange",)
 STRIKE_SCALE = 10_000
 
 StrArray = NDArray[np.str_]
@@ -265,6 +267,8 @@ class TheoSet:
     pg_index: Mapping[tuple[str, str], int]
     cg_index: Mapping[str, int]
     basket_index: Mapping[str, int]
+    #: exchange of each instrument [N] ('' when ``pnl.csv`` has no ``exchange`` column)
+    exchange: StrArray = field(default_factory=lambda: np.zeros(0, dtype="<U1"))
     #: (account type, symbol) -> row of the future with the earliest series date (for 'X' spot)
     spot_future: Mapping[tuple[str, str], int] = field(default_factory=dict)
 

@@ -25,6 +25,7 @@ from engine.pmc.theo.model import (
     OPTION_TYPES,
     PNL_COLUMNS,
     PNL_FILE_COLUMNS,
+    PNL_OPTIONAL_COLUMNS,
     POINTS,
     PORTFOLIO_COLUMNS,
     PRODUCT_COLUMNS,
@@ -39,7 +40,10 @@ from engine.pmc.theo.model import (
     instrument_keys,
 )
 
-_OPTIONAL_COLUMNS = {"class_groups.csv": {"basket_id"}, "pnl.csv": {"implied_vol"}}
+_OPTIONAL_COLUMNS = {
+    "class_groups.csv": {"basket_id"},
+    "pnl.csv": {"implied_vol", *PNL_OPTIONAL_COLUMNS},
+}
 MAX_REPORTED_PROBLEMS = 50
 REASON = "THEO_INVALID"
 
@@ -262,7 +266,9 @@ def parse_theo_set(files: Mapping[str, bytes], *, name: str = "") -> TheoSet:
         "product_groups.csv", files["product_groups.csv"], PRODUCT_COLUMNS, problems
     )
     classes = _read_table("class_groups.csv", files["class_groups.csv"], CLASS_COLUMNS, problems)
-    pnl = _read_table("pnl.csv", files["pnl.csv"], PNL_FILE_COLUMNS, problems)
+    pnl = _read_table(
+        "pnl.csv", files["pnl.csv"], (*PNL_FILE_COLUMNS, *PNL_OPTIONAL_COLUMNS), problems
+    )
     problems.raise_if_any()
     assert meta is not None and ports is not None and prods is not None
     assert classes is not None and pnl is not None
@@ -375,7 +381,8 @@ def parse_theo_set(files: Mapping[str, bytes], *, name: str = "") -> TheoSet:
     series = _dates(pnl, "series_date", problems)
     expiry = _dates(pnl, "expiration_date", problems)
     pc = _choices(pnl, "put_call", ("C", "P", ""), problems)
-    strike = _floats(pnl, "strike", problems, low=0.0)
+    # blank (or zero) for stocks and futures; options are checked below
+    strike = _floats(pnl, "strike", problems, allow_empty=True, low=0.0)
     multiplier = _floats(pnl, "multiplier", problems, low=0.0)
     theo_price = _floats(pnl, "theo_price", problems)
     implied_vol = _floats(pnl, "implied_vol", problems, allow_empty=True, low=0.0)
@@ -384,6 +391,7 @@ def parse_theo_set(files: Mapping[str, bytes], *, name: str = "") -> TheoSet:
     for j, col in enumerate(PNL_COLUMNS):
         pnl_vec[:, j] = _floats(pnl, col, problems)
     underlying = [u.upper() for u in pnl.columns["underlying"]]
+    exchange = [x.upper() for x in pnl.columns["exchange"]]
 
     cg_code = np.full(n, -1, dtype=np.int64)
     pg_code = np.full(n, -1, dtype=np.int64)
@@ -395,6 +403,10 @@ def parse_theo_set(files: Mapping[str, bytes], *, name: str = "") -> TheoSet:
                 problems.add(pnl.file, line, "put_call", f"put_call is required for {t!r}")
             elif t == "W" and pc[i] != "C":
                 problems.add(pnl.file, line, "put_call", "a warrant is always a call ('C')")
+            if not pnl.columns["strike"][i] or (math.isfinite(strike[i]) and strike[i] <= 0.0):
+                problems.add(
+                    pnl.file, line, "strike", f"strike must be a positive number for {t!r}"
+                )
         elif pc[i]:
             problems.add(pnl.file, line, "put_call", f"put_call must be empty for {t!r}")
         if t in ("O", "I", "F", "W") and not series[i]:
@@ -435,6 +447,7 @@ def parse_theo_set(files: Mapping[str, bytes], *, name: str = "") -> TheoSet:
             pg_code[i] = p
     problems.raise_if_any()
 
+    strike = np.where(np.isfinite(strike), strike, 0.0)
     keys = instrument_keys(acct, sym, sectype, pc, series, strike)
     seen: dict[InstrumentKey, int] = {}
     for r, ikey in enumerate(keys):
@@ -526,6 +539,7 @@ def parse_theo_set(files: Mapping[str, bytes], *, name: str = "") -> TheoSet:
         cg_index=cg_index,
         basket_index=basket_index,
         spot_future=spot,
+        exchange=sarr(exchange) if n else np.zeros(0, dtype="<U1"),
     )
     codes = theo.encode_keys(
         theo.account_type,

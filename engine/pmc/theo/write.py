@@ -76,6 +76,8 @@ class InstrumentRows:
     implied_vol: FloatArray
     min_charge: FloatArray
     pnl: FloatArray
+    #: optional ``exchange`` column [N]; written only when given
+    exchange: StrColumn | None = None
 
 
 def render_theo_set(
@@ -106,7 +108,10 @@ def render_theo_set(
     out["class_groups.csv"] = _csv_bytes(CLASS_COLUMNS, list(groups.class_groups))
     n = len(instruments.symbol)
     chunk = 100_000
-    parts = [",".join(PNL_FILE_COLUMNS) + "\n"]
+    header = list(PNL_FILE_COLUMNS)
+    if instruments.exchange is not None:
+        header.append("exchange")
+    parts = [",".join(header) + "\n"]
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         cols: list[StrColumn] = [
@@ -128,6 +133,8 @@ def render_theo_set(
             _column_text(instruments.min_charge[start:stop]),
         ]
         cols.extend(_column_text(instruments.pnl[start:stop, j]) for j in range(POINTS))
+        if instruments.exchange is not None:
+            cols.append(instruments.exchange[start:stop])
         parts.append("".join(",".join(row) + "\n" for row in zip(*cols, strict=True)))
         if progress is not None:
             progress(stop, n)

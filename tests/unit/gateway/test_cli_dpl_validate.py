@@ -160,7 +160,7 @@ def test_received_at_defaults_to_now_and_must_carry_an_offset(config: Path) -> N
 
 def test_usage_and_config_errors(config: Path, tmp_path: Path) -> None:
     missing = posgate(config, "dpl", "validate", str(tmp_path / "nope.fixml"), "--firm", "5")
-    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    assert missing.returncode == 66 and "cannot read" in missing.stderr
     no_firm = posgate(config, "dpl", "validate", str(tmp_path / "nope.fixml"))
     assert no_firm.returncode == 2
     bad = tmp_path / "bad.toml"

@@ -115,6 +115,7 @@ def test_missing_or_unmapped_user_is_dead_lettered_without_calling_the_handler(
         ("reply.amqp-ab", False),
         ("posgate.requests", False),
         ("reply.amqp-a-evil", False),
+        ("amq.rabbitmq.reply-toX", False),  # not a direct reply-to address
     ],
 )
 def test_replies_only_go_to_the_senders_own_queues(reply_to: str, allowed: bool) -> None:
@@ -125,6 +126,30 @@ def test_replies_only_go_to_the_senders_own_queues(reply_to: str, allowed: bool)
     else:
         assert outcome.action is Action.REJECT and outcome.outcome == "bad_reply_to"
         assert recorder.calls == [] and outcome.reply is None
+
+
+@pytest.mark.parametrize(
+    "sender, reply_to, allowed",
+    [
+        ("amqp-00005", "reply.amqp-00005", True),
+        ("amqp-00005", "reply.amqp-00005.x", True),
+        ("amqp-00005", "reply.amqp-00005.b", False),  # the exact reply queue of amqp-00005.b
+        ("amqp-00005", "reply.amqp-00005.b.x", False),
+        ("amqp-00005.b", "reply.amqp-00005.b", True),
+        ("amqp-00005.b", "reply.amqp-00005.b.x", True),
+        ("amqp-00005.b", "reply.amqp-00005", False),
+        ("amqp-00005.b", "reply.amqp-00005.c", False),
+    ],
+)
+def test_a_user_name_that_extends_another_cannot_be_reached_through_the_shorter_one(
+    sender: str, reply_to: str, allowed: bool
+) -> None:
+    dispatcher, recorder, _ = make(identities={"amqp-00005": "00005", "amqp-00005.b": "00390"})
+    outcome = dispatcher.dispatch(delivery(user_id=sender, reply_to=reply_to))
+    assert (outcome.action is Action.REPLY_ACK) is allowed
+    assert len(recorder.calls) == (1 if allowed else 0)
+    if not allowed:
+        assert outcome.outcome == "bad_reply_to"
 
 
 def test_identities_are_read_per_message() -> None:

@@ -66,13 +66,17 @@ def echo(request: Any) -> Reply:
     return Reply({})
 
 
-def test_the_daemon_serves_the_shared_queue_and_the_compute_queues_it_has_handlers_for() -> None:
-    assert queues_to_serve(["dpl.submission"]) == [REQUESTS_QUEUE]
-    assert queues_to_serve(["margin.whatif", "dpl.submission", "dpl.report"]) == [
+def test_the_daemon_serves_the_shared_queue_and_every_compute_queue() -> None:
+    # Every routed queue has a consumer in serve, so no request type can go unanswered: a type
+    # serve has no handler for is answered UNKNOWN_TYPE instead of waiting forever.
+    every = [
         REQUESTS_QUEUE,
         "posgate.requests.margin.whatif",
         "posgate.requests.dpl.report",
+        "posgate.requests.ebe.query",
     ]
+    assert queues_to_serve(["dpl.submission"]) == every
+    assert queues_to_serve(["margin.whatif", "dpl.submission", "dpl.report"]) == every
 
 
 def test_a_worker_serves_compute_types_only() -> None:

@@ -25,17 +25,18 @@ def test_reopening_applies_only_missing_migrations(
     path = tmp_path / "ledger.sqlite3"
     Ledger(path).close()
     applied: list[int] = []
+    extra = len(database.MIGRATIONS) + 1
 
     def migration_2(db: object) -> None:
-        applied.append(2)
+        applied.append(extra)
         db.execute("CREATE TABLE IF NOT EXISTS extra (x INTEGER)")  # type: ignore[attr-defined]
 
     monkeypatch.setattr(database, "MIGRATIONS", [*database.MIGRATIONS, migration_2])
     ledger = Ledger(path)
-    assert applied == [2] and ledger.schema_version() == 2
+    assert applied == [extra] and ledger.schema_version() == extra
     ledger.close()
     Ledger(path).close()
-    assert applied == [2]  # not applied twice
+    assert applied == [extra]  # not applied twice
 
 
 def test_a_ledger_from_a_newer_posgate_is_refused(tmp_path: Path) -> None:
@@ -82,4 +83,20 @@ def test_commits_leave_checkpointing_to_the_background(tmp_path: Path) -> None:
     busy, pages, done = ledger.checkpoint("TRUNCATE")
     assert busy == 0 and done == pages
     assert wal.stat().st_size == 0
+    ledger.close()
+
+
+def test_a_ledger_of_the_first_schema_gains_the_cycle_integrity_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    with monkeypatch.context() as patch:
+        patch.setattr(database, "MIGRATIONS", database.MIGRATIONS[:1])
+        Ledger(path).close()
+    ledger = Ledger(path)
+    conn = ledger.connect()
+    files = {r[1] for r in conn.execute("PRAGMA table_info(files)")}
+    publications = {r[1] for r in conn.execute("PRAGMA table_info(dpl_publications)")}
+    assert "output_base" in files and "preliminary" in publications
+    assert ledger.published_dpl_files("2026-03-09") is None
     ledger.close()

@@ -200,3 +200,24 @@ def test_the_component_starts_catches_up_at_once_and_stops(runtime: Runtime) -> 
     finally:
         component.stop(5.0)
     assert not component.healthy()
+
+
+@pytest.mark.parametrize("late_file, outcome", [(False, "finalized"), (True, "republished")])
+def test_the_run_after_the_cutoff_finalizes_or_republishes_a_preliminary_publication(
+    runtime: Runtime, late_file: bool, outcome: str
+) -> None:
+    submit(runtime, "00005", "2026-03-09")
+    runtime.clock.now = dt.datetime(2026, 3, 9, 15, tzinfo=CT)  # the cycle is still open
+    early = publish_cycle(runtime, dt.date(2026, 3, 9), force=True)
+    assert early.preliminary
+    if late_file:  # arrives before the cutoff, after the early publication
+        submit(runtime, "00352", "2026-03-09")
+    runtime.clock.now = dt.datetime(2026, 3, 10, 0, 5, tzinfo=CT)
+    scheduler = scheduler_for(runtime)
+    scheduler.run_catchup()
+    assert runtime.ledger.scheduler_outcomes(PUBLISH_JOB, "2026-03-09") == [outcome]
+    publication = runtime.ledger.publication("2026-03-09")
+    assert publication["preliminary"] == 0
+    assert publication["records"] == (2 if late_file else 1)
+    scheduler.run_catchup()  # done now: the next tick leaves the cycle alone
+    assert runtime.ledger.scheduler_outcomes(PUBLISH_JOB, "2026-03-09") == [outcome]

@@ -185,21 +185,32 @@ def test_ascii_rejections() -> None:
     ]
 
 
-def test_warnings_zero_quantity_strike_on_stock_basket_on_option() -> None:
+def test_zero_quantity_rejected_and_warnings_strike_on_stock_basket_on_option() -> None:
     data = (
         b"346,,4444,A,C,DJX,,,,20131221,,110,L,O,,0,C,\n"
         b"346,,4444,A,,IBM,,,,,,12,L,S,,5,C,\n"
         b"346,,4444,A,C,DJX,,,,20131221,,110,L,O,,1,C,10101\n"
+        b"346,,4444,A,C,DJX,,,,20131221,,110,L,O,3.25,1,C,\n"
     )
     pf = parse_position_file(data)
-    assert [(p.line, p.kind, p.reason) for p in pf.problems] == [
-        (1, WARNING, "ZERO_QUANTITY"),
-        (2, WARNING, "STRIKE_IGNORED"),
-        (3, WARNING, "BASKET_IGNORED"),
+    assert [(p.line, p.kind, p.reason, p.field) for p in pf.problems] == [
+        (1, REJECTED, "ZERO_QUANTITY", "NET POSITION"),
+        (2, WARNING, "STRIKE_IGNORED", "STRIKE PRICE"),
+        (3, WARNING, "BASKET_IGNORED", "BASKET ID"),
+        (4, WARNING, "MARKET_VALUE_IGNORED", "MARKET VALUE"),
     ]
     assert len(pf.positions) == 3
-    assert pf.positions.strike.tolist() == [110.0, 0.0, 110.0]
+    assert pf.positions.line.tolist() == [2, 3, 4]
+    assert pf.positions.strike.tolist() == [0.0, 110.0, 110.0]
     assert pf.positions.basket_id.tolist() == ["", "", ""]
+    assert pf.positions.market_value.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_zero_quantity_in_ascii_is_rejected() -> None:
+    line = "346 4444ACCT1     CDJX   20131221001100000LO000000000000000000000C     "
+    pf = parse_position_file(line.encode())
+    assert [(p.line, p.reason) for p in pf.problems] == [(1, "ZERO_QUANTITY")]
+    assert len(pf.positions) == 0
 
 
 def test_misplaced_header_and_records_after_trailer() -> None:

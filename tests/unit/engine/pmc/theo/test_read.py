@@ -103,6 +103,10 @@ def _with(name: str, old: str, new: str) -> dict[str, bytes]:
         ),
         (lambda: _with("class_groups.csv", "AAPL,999", "AAPL,123"), "product_group_id='123'"),
         (lambda: _with("pnl.csv", ",O,,,2026-12-18", ",O,,,"), "series_date is required"),
+        (
+            lambda: _with("pnl.csv", ",6000,", ",,"),
+            "line 2 column strike: strike must be a positive",
+        ),
     ],
 )
 def test_errors_are_located(mutate, expected: str) -> None:  # type: ignore[no-untyped-def]
@@ -111,6 +115,40 @@ def test_errors_are_located(mutate, expected: str) -> None:  # type: ignore[no-u
     assert any(expected in p for p in info.value.problems), info.value.problems
     assert info.value.reason == "THEO_INVALID"
     assert info.value.location.file is not None
+
+
+def test_stock_and_future_rows_with_empty_strike_are_accepted() -> None:
+    s = spec()
+    s.insts.append(Inst("ES", "SPX", "9", VEC, type="F", pc="", strike=0.0, price=6010.0))
+    f = build_files(s)
+    text = f["pnl.csv"].decode()
+    # the stock and the future row: strike written as 0 by the builder, blank in the file
+    f["pnl.csv"] = (
+        text.replace(",S,,,,,,0,", ",S,,,,,,,")
+        .replace(",F,,,2026-12-18,2026-12-18,,0,", ",F,,,2026-12-18,2026-12-18,,,")
+        .encode()
+    )
+    assert f["pnl.csv"].count(b",,,,,,,1,") == 1
+    theo = parse_theo_set(f)
+    assert theo.strike.tolist() == [6000.0, 6000.0, 6000.0, 0.0, 0.0]
+    rows = theo.lookup_columns(
+        np.array(["C", "C"]),
+        np.array(["AAPL", "ES"]),
+        np.array(["S", "F"]),
+        np.array(["", ""]),
+        np.array(["", "2026-12-18"]),
+        np.array([0.0, 0.0]),
+    )
+    assert rows.tolist() == [3, 4]
+
+
+def test_optional_exchange_column() -> None:
+    assert parse_theo_set(files()).exchange.tolist() == ["", "", "", ""]
+    f = files()
+    lines = f["pnl.csv"].decode().splitlines()
+    venues = ["exchange", "CBOE", "CBOE", "C2", "NYSE"]
+    f["pnl.csv"] = "".join(f"{line},{v}\n" for line, v in zip(lines, venues, strict=True)).encode()
+    assert parse_theo_set(f).exchange.tolist() == ["CBOE", "CBOE", "C2", "NYSE"]
 
 
 def test_every_problem_is_listed() -> None:

@@ -1,0 +1,1 @@
+"""Exercise by exception (SPEC §8): expiring positions, contrary instructions, outcomes."""

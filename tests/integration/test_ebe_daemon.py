@@ -1,0 +1,208 @@
+"""Exercise by exception through the real daemon: the real sftp client, the real broker, and
+every routed request type answered."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.amqp_fixtures import *  # noqa: F403
+from tests.integration.amqp_fixtures import (
+    AmqpSandbox,
+    FirmClient,
+    daemon_config_for,
+    get_messages,
+)
+from tests.support.daemon import DaemonProcess, TestConfig, make_test_config, wait_for
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "ebe"
+SFTP = shutil.which("sftp")
+EXPIRY_AFTERNOON = "2026-12-18T15:00:00-06:00"
+HEADER = "account,symbol,put_call,strike,expiration_date,action,quantity\n"
+ROUTED_TYPES = (
+    "dpl.submission",
+    "pmc.positions",
+    "pmc.contracts",
+    "margin.whatif",
+    "ebe.query",
+    "ebe.instruction",
+    "dpl.report",
+    "no.such.type",
+)
+
+
+def install_set(cfg: TestConfig) -> None:
+    """The corpus' base set with firm 00123 renamed to the test firm 00005."""
+    folder = cfg.spool / "internal" / "ebe" / "2026-12-18"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("expiring_positions.csv", "closing_prices.csv", "meta.csv"):  # meta last
+        text = (DATA / "sets" / "base" / name).read_text().replace("00123", "00005")
+        (folder / name).write_text(text)
+
+
+def sftp_batch(cfg: TestConfig, commands: str) -> None:
+    batch = cfg.root / "batch.txt"
+    batch.write_text(commands)
+    result = subprocess.run(
+        [
+            SFTP or "sftp",
+            "-b",
+            str(batch),
+            "-i",
+            str(cfg.firm_key),
+            "-P",
+            str(cfg.sftp_port),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "00005@127.0.0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cfg.root,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_firm_sends_instructions_and_a_query_over_sftp(tmp_path: Path) -> None:
+    if SFTP is None:
+        pytest.skip("OpenSSH sftp client not installed")
+    cfg = make_test_config(tmp_path)
+    install_set(cfg)
+    proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": EXPIRY_AFTERNOON})
+    try:
+        proc.wait_ready()
+        wait_for(
+            lambda: proc.metric("posgate_ebe_positions_loaded") == 8.0,
+            timeout=30,
+            what="expiring set loaded",
+        )
+        local = tmp_path / "up"
+        local.mkdir()
+        (local / "dec18.csv").write_text(
+            HEADER
+            + "ACC1,XYZ,C,45.66,2026-12-18,DO_NOT_EXERCISE,4\n"
+            + "ACC1,XYZ,C,45.66,2026-12-18,EXERCISE,11\n"
+        )
+        (local / "contrary.query.json").write_text(
+            json.dumps({"expiration_date": "2026-12-18", "contrary_only": True})
+        )
+        sftp_batch(cfg, f"put {local}/dec18.csv inbound/ebe/dec18.csv\n")
+        out = cfg.spool / "firms" / "00005" / "outbound" / "ebe"
+        wait_for(lambda: (out / "dec18.csv.ebe-receipt.json").exists(), timeout=30, what="receipt")
+        sftp_batch(cfg, f"put {local}/contrary.query.json inbound/ebe/contrary.query.json\n")
+        wait_for(
+            lambda: (out / "contrary.query.json.answer.csv").exists(), timeout=30, what="answer"
+        )
+        got = tmp_path / "got"
+        got.mkdir()
+        sftp_batch(
+            cfg,
+            f"get outbound/ebe/dec18.csv.ebe-receipt.json {got}/\n"
+            f"get outbound/ebe/contrary.query.json.answer.csv {got}/\n",
+        )
+        receipt = json.loads((got / "dec18.csv.ebe-receipt.json").read_text())
+        assert [line["status"] for line in receipt["lines"]] == ["accepted", "rejected"]
+        assert receipt["lines"][1]["reasons"] == ["QTY_EXCEEDS_LONG"]
+        answer = (got / "contrary.query.json.answer.csv").read_text().splitlines()
+        assert len(answer) == 2
+        assert answer[1].startswith("00005,ACC1,C,XYZ,XYZ,C,45.66,")
+        assert ",DO_NOT_EXERCISE,4,6,6.00" in answer[1]
+        assert proc.metric("posgate_ebe_instructions_total", {"outcome": "accepted"}) == 1.0
+    finally:
+        assert proc.stop() == 0
+
+
+@pytest.fixture
+def ebe_daemon(tmp_path: Path, amqp_sandbox: AmqpSandbox) -> Iterator[DaemonProcess]:
+    cfg = daemon_config_for(tmp_path, amqp_sandbox)
+    proc = DaemonProcess(
+        cfg,
+        env={
+            "POSGATE_CLOCK_START": EXPIRY_AFTERNOON,
+            "POSGATE_AMQP_PASSWORD": amqp_sandbox.broker.password,
+        },
+    )
+    try:
+        proc.wait_ready()
+        wait_for(lambda: proc.metric("posgate_amqp_up") == 1.0, timeout=30, what="AMQP up")
+        yield proc
+    finally:
+        assert proc.stop() == 0
+
+
+@pytest.mark.broker
+def test_every_routed_request_type_gets_a_reply(
+    ebe_daemon: DaemonProcess, amqp_sandbox: AmqpSandbox
+) -> None:
+    client = FirmClient(amqp_sandbox, amqp_sandbox.firm_a)
+    try:
+        sent = {client.send(t, b"{}"): t for t in ROUTED_TYPES}
+        replies = client.replies(len(sent), timeout=60)
+        answered = {props.correlation_id: json.loads(body) for props, body in replies}
+        assert set(answered) == set(sent), sorted(sent[c] for c in set(sent) - set(answered))
+        by_type = {sent[c]: doc for c, doc in answered.items()}
+        assert by_type["no.such.type"]["error"]["reason"] == "UNKNOWN_TYPE"
+        assert by_type["ebe.query"]["error"]["reason"] == "MISSING_FIELD"
+    finally:
+        client.close()
+
+
+@pytest.mark.broker
+def test_instruction_and_query_over_amqp_with_events(
+    ebe_daemon: DaemonProcess, amqp_sandbox: AmqpSandbox
+) -> None:
+    box = amqp_sandbox
+    admin = box.admin()
+    events = admin.channel()
+    events.queue_declare("test.ebe.events.00005", exclusive=False)
+    events.queue_bind("test.ebe.events.00005", "posgate.events", "firm.00005.ebe.#")
+    install_set(ebe_daemon.cfg)
+    client = FirmClient(box, box.firm_a)
+    try:
+        ready = get_messages(box, "test.ebe.events.00005", 1, timeout=30)
+        assert ready[0][0].routing_key == "firm.00005.ebe.ready"
+        body = {
+            "instructions": [
+                {
+                    "account": "ACC2",
+                    "symbol": "ABC",
+                    "put_call": "P",
+                    "strike": "20",
+                    "expiration_date": "2026-12-18",
+                    "action": "EXERCISE",
+                    "quantity": 3,
+                },
+                {"account": "ACC2", "symbol": "ABC"},
+            ]
+        }
+        client.send("ebe.instruction", json.dumps(body).encode())
+        receipt = json.loads(client.replies(1, timeout=30)[0][1])
+        assert [line["status"] for line in receipt["lines"]] == ["accepted", "rejected"]
+        assert receipt["lines"][1]["reasons"] == ["MISSING_FIELD"]
+        query = {"expiration_date": "2026-12-18", "account": "ACC2", "symbol": "ABC"}
+        client.send("ebe.query", json.dumps(query).encode())
+        doc = json.loads(client.replies(1, timeout=30)[0][1])
+        assert doc["status"] == "provisional"
+        [row] = doc["rows"]
+        assert (row["contrary_action"], row["final_exercise_qty"], row["dollar_extension"]) == (
+            "EXERCISE",
+            3,
+            "-1500.00",
+        )
+        got = get_messages(box, "test.ebe.events.00005", 1, timeout=20)
+        assert got[0][0].routing_key == "firm.00005.ebe.instruction"
+    finally:
+        client.close()
+        admin.close()

@@ -1,0 +1,197 @@
+"""The exercise-by-exception pipeline with the real ledger and store and an injected clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from engine.ebe.instructions import read_instruction_csv
+from engine.ebe.query import Filters
+from gateway.config import load_config
+from gateway.ebe_store import ExpiringStore
+from gateway.ledger import Ledger
+from gateway.pipelines.ebe import EbeFlow
+from tests.support.daemon import make_test_config
+
+DATA = Path(__file__).resolve().parents[3] / "data" / "ebe"
+CT = dt.timezone(dt.timedelta(hours=-6))
+HEADER = "account,symbol,put_call,strike,expiration_date,action,quantity\n"
+
+
+class Clock:
+    def __init__(self, at: dt.datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> dt.datetime:
+        return self.at
+
+
+@pytest.fixture
+def flow(tmp_path: Path):
+    cfg = make_test_config(tmp_path)
+    config = load_config(cfg.path)
+    shutil.copytree(DATA / "sets" / "base", cfg.spool / "internal" / "ebe" / "2026-12-18")
+    ledger = Ledger(cfg.spool / "state" / "ledger.sqlite3")
+    events: list[tuple[str, dict]] = []
+    store = ExpiringStore(cfg.spool / "internal" / "ebe")
+    clock = Clock(dt.datetime(2026, 12, 18, 15, 0, tzinfo=CT))
+    f = EbeFlow(
+        spool_root=cfg.spool,
+        ledger=ledger,
+        store=store,
+        config=lambda: config,
+        clock=clock,
+        emit=lambda key, body: events.append((key, dict(body))),
+    )
+    store.on_loaded = f.set_loaded
+    store.on_rejected = f.set_rejected
+    assert store.refresh() == ["2026-12-18"]
+    yield f, clock, events, cfg
+    ledger.close()
+
+
+def test_a_loaded_set_is_announced_to_each_firm_with_positions(flow):
+    f, clock, events, cfg = flow
+    ready = {k: v for k, v in events if k.endswith(".ebe.ready")}
+    assert set(ready) == {"firm.00123.ebe.ready", "firm.00456.ebe.ready"}
+    assert ready["firm.00123.ebe.ready"]["positions"] == 7
+    assert f.ledger.ebe_sets()["2026-12-18"]["rows"] == 8
+
+
+def _submit(f, at, text):
+    return f.submit(
+        read_instruction_csv((HEADER + text).encode(), "i.csv"),
+        firm="00123",
+        received_at=at,
+        origin="i.csv",
+    )
+
+
+def test_cutoff_at_16_30_ct_one_second_either_side(flow):
+    f, clock, events, cfg = flow
+    line = "ACC2,ABC,P,20,2026-12-18,EXERCISE,3\n"
+    before = _submit(f, dt.datetime(2026, 12, 18, 16, 29, 59, tzinfo=CT), line)
+    after = _submit(f, dt.datetime(2026, 12, 18, 16, 30, 1, tzinfo=CT), line)
+    assert before["lines"][0]["status"] == "accepted"
+    assert after["lines"][0]["reasons"] == ["AFTER_CUTOFF"]
+    assert any(k == "firm.00123.ebe.instruction" for k, _ in events)
+    clock.at = dt.datetime(2026, 12, 18, 16, 31, tzinfo=CT)
+    doc = f.query("00123", Filters.parse({"expiration_date": "2026-12-18", "contrary_only": True}))
+    assert doc["status"] == "final"
+    assert [(r["symbol"], r["final_exercise_qty"]) for r in doc["rows"]] == [("ABC", 3)]
+
+
+def test_instructions_survive_a_restart_and_the_latest_wins(flow, tmp_path):
+    f, clock, events, cfg = flow
+    at = dt.datetime(2026, 12, 18, 15, 0, tzinfo=CT)
+    _submit(f, at, "ACC1,XYZ,C,45.66,2026-12-18,DO_NOT_EXERCISE,4\n")
+    _submit(f, at + dt.timedelta(minutes=1), "ACC1,XYZ,C,45.66,2026-12-18,DO_NOT_EXERCISE,10\n")
+    reopened = Ledger(cfg.spool / "state" / "ledger.sqlite3")
+    store = ExpiringStore(cfg.spool / "internal" / "ebe")
+    store.refresh()
+    again = EbeFlow(
+        spool_root=cfg.spool,
+        ledger=reopened,
+        store=store,
+        config=f.config,
+        clock=clock,
+        emit=lambda k, b: None,
+    )
+    doc = again.query("00123", Filters.parse({"expiration_date": "2026-12-18", "symbol": "XYZ"}))
+    row = next(r for r in doc["rows"] if r["strike"] == "45.66")
+    assert (row["final_exercise_qty"], row["contrary_qty"]) == (0, 10)
+    other = again.query("00456", Filters.parse({"expiration_date": "2026-12-18"}))
+    assert {r["firm"] for r in other["rows"]} == {"00456"}
+    reopened.close()
+
+
+def test_a_bad_newer_set_is_refused_and_the_previous_one_stays(flow, monkeypatch):
+    f, clock, events, cfg = flow
+    alerts = []
+    monkeypatch.setattr(
+        "gateway.pipelines.ebe.raise_alert", lambda name, msg, details: alerts.append(name)
+    )
+    folder = cfg.spool / "internal" / "ebe" / "2026-12-18"
+    (folder / "closing_prices.csv").write_text("underlying,close,removed\nXYZ,abc,N\n")
+    assert f.store.refresh() == []
+    assert alerts == ["ebe_set_rejected"]
+    assert len(f.store.get("2026-12-18")) == 8
+
+
+def test_contrary_intention_file_published_once_after_the_cutoff(flow):
+    f, clock, events, cfg = flow
+    _submit(
+        f,
+        dt.datetime(2026, 12, 18, 16, 0, tzinfo=CT),
+        "ACC1,XYZ,C,45.66,2026-12-18,DO_NOT_EXERCISE,4\n",
+    )
+    assert f.publish_due() == []  # before the cutoff
+    clock.at = dt.datetime(2026, 12, 18, 16, 30, 5, tzinfo=CT)
+    assert sorted(f.publish_due()) == ["XCBO", "XISE"]  # receives_ebe=Y only
+    target = cfg.spool / "exchanges" / "XCBO" / "outbound" / "ebe" / "CIR_20261218.fixml"
+    root = etree.fromstring(target.read_bytes())
+    ns = {"f": "http://www.fixprotocol.org/FIXML-5-0-SP2"}
+    reports = root.findall(".//f:ContIntRpt", ns)
+    assert len(reports) == 1
+    rpt = reports[0]
+    assert rpt.get("BizDt") == "2026-12-18" and rpt.get("TxnTm") == "2026-12-18T22:00:00Z"
+    assert [p.get("ID") for p in rpt.findall("f:Pty", ns)] == ["00123", "ACC1"]
+    instrmt = rpt.find("f:Instrmt", ns)
+    assert (instrmt.get("Sym"), instrmt.get("PutCall"), instrmt.get("StrkPx")) == (
+        "XYZ",
+        "1",
+        "45.66",
+    )
+    assert {q.get("Typ"): q.get("Qty") for q in rpt.findall("f:ExpQty", ns)} == {"4": "4", "3": "6"}
+    sidecar = target.with_name(target.name + ".sha256").read_text()
+    assert sidecar.split()[1] == target.name
+    assert f.publish_due() == []  # idempotent
+    assert not (cfg.spool / "exchanges" / "XPHL" / "outbound" / "ebe" / target.name).exists()
+    assert any(k == "exchange.XCBO.ebe.published" for k, _ in events)
+
+
+def test_instruction_and_query_files_from_the_intake(flow):
+    f, clock, events, cfg = flow
+    from gateway.spool.claims import ClaimedFile
+
+    work = cfg.root / "work"
+    work.mkdir()
+    rows = []
+    for name, body in (
+        (
+            "dec18.csv",
+            HEADER
+            + "ACC1,XYZ,C,45.66,2026-12-18,DO_NOT_EXERCISE,4\nACC9,X,C,1,2026-12-18,EXERCISE,1\n",
+        ),
+        ("mine.query.json", json.dumps({"expiration_date": "2026-12-18", "contrary_only": True})),
+        ("bad.query.json", json.dumps({"expiration_date": "2026-12-18", "moneyness": "DEEP"})),
+    ):
+        (work / name).write_text(body)
+        file_id = f.ledger.record_file(
+            flow="ebe",
+            firm="00123",
+            account="00123",
+            name=name,
+            sha256="x",
+            size=1,
+            received_at=clock(),
+            cycle=None,
+            work_path=str(work / name),
+            source="test",
+        )
+        rows.append(file_id)
+        f(ClaimedFile(file_id, "ebe", "00123", name, work / name, "x", 1, clock()))
+    out = cfg.spool / "firms" / "00123" / "outbound" / "ebe"
+    receipt = json.loads((out / "dec18.csv.ebe-receipt.json").read_text())
+    assert [line["status"] for line in receipt["lines"]] == ["accepted", "rejected"]
+    assert receipt["lines"][1]["reasons"] == ["UNKNOWN_POSITION"]
+    csv_lines = (out / "mine.query.json.answer.csv").read_text().splitlines()
+    assert len(csv_lines) == 2 and ",DO_NOT_EXERCISE,4,6," in csv_lines[1]
+    error = json.loads((out / "bad.query.json.error.json").read_text())
+    assert error["error"]["reason"] == "LAYOUT" and "DEEP" in error["error"]["message"]
+    assert all(f.ledger.file(i).state == "processed" for i in rows)
