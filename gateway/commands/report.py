@@ -70,11 +70,11 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-@contextlib.contextmanager
 class OutputRefused(Exception):
     """``--out`` names something that must not be written (see ``output_problem``)."""
 
 
+@contextlib.contextmanager
 def _output(path: str | None) -> Iterator[TextIO]:
     """stdout, or a text stream whose content lands atomically in ``path`` on success."""
     if path is None:
