@@ -326,6 +326,7 @@ def sftp_accounts(config: Config) -> dict[str, SftpAccount]:
             kind=account.kind,  # type: ignore[arg-type]
             root=root / folder / account.entity_id,
             public_keys=account.public_keys,
+            quota_bytes=account.quota_bytes,
         )
     return out
 
@@ -334,6 +335,7 @@ class _SftpMetrics:
     failed_logins = metrics.SFTP_FAILED_LOGINS
     sftp_connections = metrics.SFTP_SESSIONS
     sftp_uploads = metrics.SFTP_UPLOADS
+    sftp_partials_expired = metrics.SFTP_PARTIALS_EXPIRED
 
 
 def _flow_components(runtime: Runtime) -> list[Component]:
@@ -440,6 +442,13 @@ def _flow_components(runtime: Runtime) -> list[Component]:
                     accounts=lambda: sftp_accounts(runtime.config),
                     max_file_bytes=config.sftp.max_file_bytes,
                     failed_login_delay_s=config.sftp.failed_login_delay_s,
+                    max_connections=config.sftp.max_connections,
+                    login_grace_s=config.sftp.login_grace_s,
+                    max_unauthenticated=config.sftp.max_unauthenticated,
+                    max_unauthenticated_per_address=config.sftp.max_unauthenticated_per_address,
+                    max_sessions_per_account=config.sftp.max_sessions_per_account,
+                    resume_keep_s=config.sftp.resume_keep_s,
+                    trusted_user_ca_keys=config.sftp.trusted_user_ca_keys,
                     on_upload=lambda account, path, received_at: intake.nominate(
                         path, complete=True, received_at=received_at
                     ),

@@ -147,6 +147,10 @@ PMC_THEO_DATE = Gauge(
 SFTP_FAILED_LOGINS = Counter("posgate_sftp_failed_logins_total", "Failed SFTP logins")
 SFTP_SESSIONS = Gauge("posgate_sftp_sessions", "Open SFTP sessions")
 SFTP_UPLOADS = Counter("posgate_sftp_uploads_total", "Completed SFTP uploads")
+SFTP_PARTIALS_EXPIRED = Counter(
+    "posgate_sftp_partial_uploads_expired_total",
+    "Interrupted SFTP uploads removed unresumed after their keep time",
+)
 
 EBE_INSTRUCTIONS = Counter(
     "posgate_ebe_instructions_total",

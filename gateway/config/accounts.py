@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncssh
+
 from gateway.config.schema import REQUIRED, Parser, Problems, line_of, parse_table, typed
 
 ACCOUNT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
@@ -29,6 +31,7 @@ class Account:
     public_keys: tuple[str, ...]
     amqp_user: str | None
     source: Path
+    quota_bytes: int | None = None  # bytes the firm may hold in its inbound folders
 
 
 ACCOUNT_SCHEMA: dict[str, tuple[Parser, Any]] = {
@@ -54,6 +57,10 @@ ACCOUNT_SCHEMA: dict[str, tuple[Parser, Any]] = {
         [],
     ),
     "amqp_user": (typed(str, lambda v: bool(v), "a non-empty string"), None),
+    "quota_bytes": (
+        typed(int, lambda v: v > 0 and not isinstance(v, bool), "a positive integer"),
+        None,
+    ),
 }
 
 
@@ -104,10 +111,29 @@ def _parse_account(entry: Any, path: Path, text: str, problems: Problems) -> Acc
         public_keys=tuple(keys),
         amqp_user=values["amqp_user"],
         source=path,
+        quota_bytes=values["quota_bytes"],
     )
 
 
-KEY_LINE_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+)\s+[A-Za-z0-9+/=]+(\s.*)?$")
+# What looks like a key line (and not like a file path); whether it is a usable key is decided by
+# parsing it (``_key_problem``). Security-key types (``sk-ssh-ed25519@openssh.com``) included.
+KEY_LINE_RE = re.compile(
+    r"^((sk-)?(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+|ssh-dss)(@openssh\.com)?|"
+    r"sk-ecdsa-sha2-nistp256@openssh\.com)\s+[A-Za-z0-9+/=]+(\s.*)?$"
+)
+
+
+def _key_problem(line: str) -> str | None:
+    """Why the OpenSSH public key line ``line`` cannot be used, or None when it can."""
+    try:
+        key = asyncssh.import_public_key(line)
+    except (asyncssh.KeyImportError, ValueError, TypeError) as exc:
+        return f"unreadable public key ({exc}): {line[:40]!r}"
+    if key.get_algorithm() != line.split()[0]:
+        return f"key type {line.split()[0]!r} does not match its data ({key.get_algorithm()})"
+    if key.get_algorithm() == "ssh-dss":
+        return f"DSA keys are not accepted (too weak): {line[:40]!r}"
+    return None
 
 
 def _read_public_key(
@@ -134,7 +160,32 @@ def _read_public_key(
             path, f"not an OpenSSH public key: {candidate[:40]!r}", line, "account.public_keys"
         )
         return None
+    problem = _key_problem(candidate)
+    if problem is not None:
+        problems.add(path, problem, line, "account.public_keys")
+        return None
     return candidate
+
+
+def load_ca_keys(path: Path, config: Path, problems: Problems) -> tuple[str, ...]:
+    """The CA keys of ``[sftp] trusted_user_ca_keys`` (one OpenSSH public key a line, ``#``
+    comments), each parsed; a user certificate signed by one of them logs in as its principals."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.add(config, f"trusted_user_ca_keys {str(path)!r} cannot be read: {exc}")
+        return ()
+    keys = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        problem = _key_problem(line) if KEY_LINE_RE.match(line) else f"not a key: {line[:40]!r}"
+        if problem is not None:
+            problems.add(path, problem, number, "sftp.trusted_user_ca_keys")
+            continue
+        keys.append(line)
+    return tuple(keys)
 
 
 def _load_account_file(file: Path, problems: Problems) -> list[Account]:

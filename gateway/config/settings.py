@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.config.accounts import Account, load_accounts
+from gateway.config.accounts import Account, load_accounts, load_ca_keys
 from gateway.config.reference_data import ReferenceData, load_reference, numeric_key
 from gateway.config.schema import (
     BOOL,
@@ -63,6 +63,13 @@ class SftpSettings:
     max_file_bytes: int
     failed_login_delay_s: float
     host_key_path: Path
+    login_grace_s: float = 20.0
+    max_connections: int = 64
+    max_unauthenticated: int = 32
+    max_unauthenticated_per_address: int = 4
+    max_sessions_per_account: int = 10
+    resume_keep_s: float = 86_400.0
+    trusted_user_ca_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,6 +227,13 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "max_file_bytes": (POS_INT, 1024 * 1024 * 1024),
         "failed_login_delay_s": (NONNEG_NUM, 1.0),
         "host_key_path": (STR, ""),
+        "login_grace_s": (POS_NUM, 20.0),
+        "max_connections": (POS_INT, 64),
+        "max_unauthenticated": (POS_INT, 32),
+        "max_unauthenticated_per_address": (POS_INT, 4),
+        "max_sessions_per_account": (POS_INT, 10),
+        "resume_keep_s": (NONNEG_NUM, 86_400.0),
+        "trusted_user_ca_keys": (STR, ""),
     },
     "metrics": {
         "enabled": (BOOL, True),
@@ -338,6 +352,11 @@ def load_config(
 
     sftp = tables["sftp"]
     host_key = sftp["host_key_path"]
+    ca_keys = (
+        load_ca_keys(resolve(sftp["trusted_user_ca_keys"]), cfg_path, problems)
+        if sftp["trusted_user_ca_keys"]
+        else ()
+    )
     amqp = tables["amqp"]
     for key in ("ca_file", "cert_file", "key_file"):
         if amqp[key] and not os.access(resolve(amqp[key]), os.R_OK):
@@ -375,6 +394,13 @@ def load_config(
             max_file_bytes=sftp["max_file_bytes"],
             failed_login_delay_s=float(sftp["failed_login_delay_s"]),
             host_key_path=resolve(host_key) if host_key else spool_root / "state" / "ssh_host_key",
+            login_grace_s=float(sftp["login_grace_s"]),
+            max_connections=sftp["max_connections"],
+            max_unauthenticated=sftp["max_unauthenticated"],
+            max_unauthenticated_per_address=sftp["max_unauthenticated_per_address"],
+            max_sessions_per_account=sftp["max_sessions_per_account"],
+            resume_keep_s=float(sftp["resume_keep_s"]),
+            trusted_user_ca_keys=ca_keys,
         ),
         metrics=MetricsSettings(**tables["metrics"]),
         intake=IntakeSettings(

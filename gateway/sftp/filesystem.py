@@ -42,16 +42,19 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from asyncssh.sftp import SFTPVFSAttrs
 from paramiko import SFTPAttributes, SFTPHandle, SFTPServerInterface
 
 from gateway.sftp.handles import (
     ReadHandle,
     UploadHandle,
+    partial_path,
     requested_size,
     requested_times,
     upload_temp_name,
@@ -87,13 +90,16 @@ _WRITE_INTENT = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 class SftpAccount:
     """An SFTP login: its name, whether it is a firm or an exchange, its root and its keys.
 
-    ``public_keys`` are OpenSSH public-key lines (``ssh-ed25519 AAAA... comment``).
+    ``public_keys`` are OpenSSH public-key lines (``ssh-ed25519 AAAA... comment``);
+    ``quota_bytes`` bounds what the account may hold in its inbound folders (uploads waiting for
+    the intake, interrupted uploads kept for a resume, uploads in progress).
     """
 
     login: str
     kind: AccountKind
     root: Path
     public_keys: tuple[str, ...]
+    quota_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ACCOUNT_KINDS:
@@ -120,6 +126,10 @@ class SessionSettings:
     on_upload: UploadCallback | None = None
     on_upload_done: Callable[[], None] | None = None
     clock: Callable[[], dt.datetime] = utc_now
+    # runs the hand-over of closed uploads off the client's path (None: at once, in the caller)
+    defer: Callable[[Callable[[], None]], object] | None = None
+    # how long an interrupted upload is kept for a resume (0: removed at once)
+    resume_keep_s: float = 0.0
     sessions: set[SpoolSftpInterface] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -145,31 +155,118 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         self.ended = threading.Event()
         self._peer = str(getattr(server, "peer", "?"))
         self._on_end: Callable[[], None] | None = getattr(server, "session_closed", None)
+        self._reason = ""
+        self._started = time.monotonic()
+        # what the session did, for its audit line when it ends
+        self.files_in = 0
+        self.bytes_in = 0
+        self.files_out = 0
+        self.refusals = 0
+
+    def _status(self, refused: Refused) -> int:
+        """The status code of a refusal; its reason is kept for the answer to the client."""
+        self._reason = str(refused)
+        return refused.code
+
+    def refused_quota(self) -> None:
+        self.refusals += 1
+        self._reason = f"quota exceeded: {self.account.quota_bytes} bytes in inbound/"
+
+    def take_reason(self) -> str:
+        """The reason of the last refusal (once), for the client's status message."""
+        reason, self._reason = self._reason, ""
+        return reason
 
     # -- lifecycle
 
     def session_started(self) -> None:
         with self.settings.lock:
             self.settings.sessions.add(self)
+        self._started = time.monotonic()
         log.info("sftp session started login=%s peer=%s", self.account.login, self._peer)
 
     def session_ended(self) -> None:
         with self._lock:
             pending = list(self._uploads)
+        kept = 0
         for handle in pending:
             if handle.state == "open":
-                log.warning(
-                    "sftp upload abandoned login=%s path=%s reason=session ended before close",
-                    self.account.login,
-                    self.shown(handle.final),
-                )
+                kept += self._abandoned(handle)
             handle.discard("aborted")
         with self.settings.lock:
             self.settings.sessions.discard(self)
-        log.info("sftp session ended login=%s peer=%s", self.account.login, self._peer)
+        # The audit line of the session: who, from where, how long, what went in and out.
+        log.info(
+            "sftp session ended login=%s peer=%s seconds=%.1f uploads=%d bytes_in=%d "
+            "downloads=%d refused=%d dropped=%d",
+            self.account.login,
+            self._peer,
+            time.monotonic() - self._started,
+            self.files_in,
+            self.bytes_in,
+            self.files_out,
+            self.refusals,
+            len(pending) - kept,
+        )
         if self._on_end is not None:
             self._on_end()
         self.ended.set()
+
+    def _abandoned(self, handle: UploadHandle) -> int:
+        """An upload still open when its client went away: kept for a resume, or dropped."""
+        if self.settings.resume_keep_s > 0 and handle.keep_partial():
+            log.warning(
+                "sftp upload interrupted login=%s path=%s kept_for_resume_s=%.0f",
+                self.account.login,
+                self.shown(handle.final),
+                self.settings.resume_keep_s,
+            )
+            return 1
+        log.warning(
+            "sftp upload abandoned login=%s path=%s reason=session ended before close",
+            self.account.login,
+            self.shown(handle.final),
+        )
+        return 0
+
+    def abandon(self, handle: UploadHandle) -> None:
+        """An upload whose connection went away before the client closed it."""
+        if handle.state == "open":
+            self._abandoned(handle)
+        handle.discard("aborted")
+
+    def is_folder(self, path: str) -> bool:
+        """Whether ``path`` names a folder this account can see."""
+        try:
+            return os.path.isdir(self._resolve(self._parts(path)))
+        except Refused:
+            return False
+
+    def inbound_bytes(self, but: str = "") -> int:
+        """What the account holds under ``inbound/`` (hidden files included), ``but`` one file."""
+        total = 0
+        for folder, dirs, files in os.walk(os.path.join(self.root, INBOUND), followlinks=False):
+            del dirs
+            for name in files:
+                path = os.path.join(folder, name)
+                if path == but:
+                    continue
+                with contextlib.suppress(OSError):
+                    total += os.lstat(path).st_size
+        return total
+
+    def space(self) -> SFTPVFSAttrs:
+        """``statvfs`` for ``df`` and rclone ``about``: the account's quota when it has one, else
+        the file system of its root."""
+        vfs = SFTPVFSAttrs.from_local(os.statvfs(self.root))
+        quota = self.account.quota_bytes
+        if quota is None:
+            return vfs
+        block = vfs.frsize or 4096
+        free = max(0, quota - self.inbound_bytes()) // block
+        vfs.blocks = quota // block
+        vfs.bfree = vfs.bavail = min(free, vfs.bavail)
+        return vfs
 
     def upload_started(self, handle: UploadHandle) -> None:
         with self._lock:
@@ -180,7 +277,28 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
             self._uploads.discard(handle)
 
     def upload_committed(self, handle: UploadHandle, received_at: dt.datetime) -> None:
+        """A closed upload is in place: fsync its folder, then tell the intake.
+
+        With ``settings.defer`` this runs after the client has its answer (the file's data is
+        fsynced before the rename), so that the next file of a client uploading many is written
+        while this folder's journal commit is under way. ``received_at`` is the close instant.
+        """
+        if self.settings.defer is not None:
+            self.settings.defer(lambda: self._hand_over(handle, received_at))
+        else:
+            self._hand_over(handle, received_at)
+
+    def _hand_over(self, handle: UploadHandle, received_at: dt.datetime) -> None:
         final = Path(handle.final)
+        try:
+            fsync_folder(str(final.parent))
+        except OSError as exc:
+            log.error(
+                "sftp cannot fsync the folder of an upload login=%s path=%s error=%s",
+                self.account.login,
+                self.shown(handle.final),
+                exc.strerror or exc,
+            )
         try:
             size = final.stat().st_size
         except OSError:
@@ -191,6 +309,8 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
             self.shown(handle.final),
             size,
         )
+        self.files_in += 1
+        self.bytes_in += max(size, 0)
         self._announce(final, received_at)
 
     def _announce(self, final: Path, received_at: dt.datetime) -> None:
@@ -274,7 +394,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
                 return SFTP_NO_SUCH_FILE
             return list(self._listing(folder))
         except Refused as refused:
-            return refused.code
+            return self._status(refused)
         except OSError as exc:
             return errno_status(exc)
 
@@ -306,14 +426,23 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         try:
             parts = self._parts(path)
             real = self._resolve(parts)
-            st = os.stat(real)
+            st = self._partial_stat(real) or os.stat(real)
         except Refused as refused:
-            return refused.code
+            return self._status(refused)
         except OSError as exc:
             return errno_status(exc)
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             return SFTP_NO_SUCH_FILE
         return SFTPAttributes.from_stat(st, parts[-1] if parts else "/")
+
+    def _partial_stat(self, real: str) -> os.stat_result | None:
+        """An interrupted upload of ``real``, which a resuming client asks the size of."""
+        if self.settings.resume_keep_s <= 0 or not self._writable_folder(os.path.dirname(real)):
+            return None
+        try:
+            return os.lstat(partial_path(real))
+        except OSError:
+            return None
 
     def lstat(self, path: str) -> SFTPAttributes | int:
         # Symlinks are followed (inside the root) or invisible; there is no link to describe.
@@ -328,7 +457,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
                 return self._open_upload(path, flags)
             return self._open_read(path, flags)
         except Refused as refused:
-            return refused.code
+            return self._status(refused)
         except OSError as exc:
             return errno_status(exc)
 
@@ -343,6 +472,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             return SFTP_PERMISSION_DENIED
+        self.files_out += 1
         return ReadHandle(fd, flags)
 
     # -- writing
@@ -364,16 +494,17 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         existing = self._existing_file(final)
         if existing and flags & os.O_EXCL:
             return SFTP_FAILURE
-        if not existing and not flags & os.O_CREAT:
+        if not existing and not flags & os.O_CREAT and self._partial_stat(final) is None:
             return SFTP_NO_SUCH_FILE
         temp = os.path.join(parent, upload_temp_name(name))
+        resumed = self._take_partial(final, temp, flags)
         fd = os.open(
             temp,
-            os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (0 if resumed else os.O_CREAT | os.O_EXCL),
             _FILE_MODE,
         )
         try:
-            if existing and not flags & os.O_TRUNC:
+            if existing and not resumed and not flags & os.O_TRUNC:
                 self._copy_existing(final, fd)
         except BaseException:
             os.close(fd)
@@ -381,9 +512,28 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
                 os.unlink(temp)
             raise
         handle = UploadHandle(self, fd, temp, final, flags)
+        if self.account.quota_bytes is not None:
+            handle.quota_room = self.account.quota_bytes - self.inbound_bytes(but=temp)
         self.upload_started(handle)
         log.debug("sftp upload started login=%s path=%s", self.account.login, self.shown(final))
         return handle
+
+    def _take_partial(self, final: str, temp: str, flags: int) -> bool:
+        """Continue an interrupted upload of ``final`` (open without truncation), or forget it.
+
+        The partial is renamed to this upload's temporary name: one session owns it at a time.
+        """
+        partial = partial_path(final)
+        if flags & os.O_TRUNC or self.settings.resume_keep_s <= 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)  # a new upload of the name supersedes the interrupted one
+            return False
+        try:
+            os.rename(partial, temp)
+        except FileNotFoundError:
+            return False
+        log.info("sftp upload resumed login=%s path=%s", self.account.login, self.shown(final))
+        return True
 
     def _parts_for_entry(self, parts: list[str]) -> list[str]:
         # Parent parts must not be hidden; the last one was checked as an upload name.
@@ -427,7 +577,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
                 self._refuse("remove", path, "not a regular file")
             os.unlink(target)
         except Refused as refused:
-            return refused.code
+            return self._status(refused)
         except OSError as exc:
             return errno_status(exc)
         log.info("sftp remove login=%s path=%s", self.account.login, self.shown(target))
@@ -461,18 +611,22 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
                 self._existing_file(dst)
                 os.replace(src, dst)
             else:
+                exists = Refused(
+                    SFTP_FAILURE,
+                    f"{self.shown(dst)} already exists: remove it first or use posix-rename",
+                )
                 if os.path.lexists(dst):
-                    return SFTP_FAILURE
+                    raise exists
                 try:
                     os.link(src, dst)
                 except FileExistsError:
-                    return SFTP_FAILURE
+                    raise exists from None
                 os.unlink(src)
             fsync_folder(dst_parent)
             if src_parent != dst_parent:
                 fsync_folder(src_parent)
         except Refused as refused:
-            return refused.code
+            return self._status(refused)
         except OSError as exc:
             return errno_status(exc)
         log.info(
@@ -503,7 +657,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
                     self.shown(target),
                 )
         except Refused as refused:
-            return refused.code
+            return self._status(refused)
         except OSError as exc:
             return errno_status(exc)
         return SFTP_OK
@@ -519,7 +673,13 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
 
     # -- refusals
 
+    def refusal(self, what: str, path: str, why: str) -> None:
+        """Log a request refused outside this view (by the protocol adapter)."""
+        with contextlib.suppress(Refused):
+            self._refuse(what, path, why)
+
     def _refuse(self, what: str, path: str, why: str) -> None:
+        self.refusals += 1
         log.info(
             "sftp refused login=%s op=%s path=%r reason=%s",
             self.account.login,
@@ -533,5 +693,5 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         try:
             self._refuse(what, path, "not offered")
         except Refused as refused:
-            return refused.code
+            return self._status(refused)
         return SFTP_OP_UNSUPPORTED  # pragma: no cover

@@ -2,8 +2,9 @@
 
 An upload never writes the visible name: it goes to ``.<name>.<token>.upload`` in the target
 folder, a write that would pass ``max_file_bytes`` fails and discards it, and only a normal close
-fsyncs it and renames it over the final name. Temporary files left by a daemon that was killed
-are removed by ``remove_stale_uploads`` at the next start.
+fsyncs it and renames it over the final name (the folder is fsynced before the intake is told).
+Temporary files left by a daemon that was killed are removed by ``remove_stale_uploads`` at the
+next start.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UPLOAD_SUFFIX = ".upload"
+PARTIAL_SUFFIX = ".partial"
 _TOKEN_HEX = 12
 STALE_UPLOAD_RE = re.compile(r"^\..*\.[0-9a-f]{12}\.upload$", re.DOTALL)
 
@@ -49,6 +51,33 @@ def upload_temp_name(name: str) -> str:
     room = NAME_MAX_BYTES - len(token) - len(UPLOAD_SUFFIX) - 2
     stem = name.encode("utf-8")[:room].decode("utf-8", errors="ignore")
     return f".{stem}.{token}{UPLOAD_SUFFIX}"
+
+
+def partial_path(final: str) -> str:
+    """Where an interrupted upload of ``final`` waits to be resumed: ``.<name>.partial``."""
+    folder, name = os.path.split(final)
+    return os.path.join(folder, f".{name}{PARTIAL_SUFFIX}")
+
+
+def remove_expired_partials(root: Path, keep_s: float, now: float) -> int:
+    """Delete interrupted uploads under ``root/inbound`` not resumed within ``keep_s``; count."""
+    removed = 0
+    inbound = root / INBOUND
+    if not inbound.is_dir():
+        return 0
+    for folder, dirs, files in os.walk(inbound, followlinks=False):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if not (name.startswith(".") and name.endswith(PARTIAL_SUFFIX)):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                if now - os.lstat(path).st_mtime > keep_s:
+                    os.unlink(path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
 
 
 def remove_stale_uploads(root: Path) -> int:
@@ -83,6 +112,10 @@ class ReadHandle(SFTPHandle):  # type: ignore[misc]
 
     def write(self, offset: int, data: bytes) -> int:
         return SFTP_PERMISSION_DENIED
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Where data or holes are (``ranges@asyncssh.com`` asks with SEEK_DATA/SEEK_HOLE)."""
+        return os.lseek(self._fd, offset, whence)
 
     def stat(self) -> SFTPAttributes | int:
         try:
@@ -124,6 +157,8 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
         self._append = bool(flags & os.O_APPEND)
         self._exclusive = bool(flags & os.O_EXCL)
         self.state = "open"
+        self._dirty = True  # written since the last fsync
+        self.quota_room: int | None = None  # bytes this upload may grow to (account quota)
 
     # -- data
 
@@ -134,6 +169,16 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
             if self._append:
                 offset = os.fstat(self._fd).st_size
             limit = self._session.settings.max_file_bytes
+            if self.quota_room is not None and offset + len(data) > self.quota_room:
+                log.warning(
+                    "sftp upload refused login=%s path=%s reason=quota of %d bytes reached",
+                    self._session.account.login,
+                    self._session.shown(self.final),
+                    self._session.account.quota_bytes,
+                )
+                self.discard("failed")
+                self._session.refused_quota()
+                return SFTP_FAILURE
             if offset + len(data) > limit:
                 log.warning(
                     "sftp upload refused login=%s path=%s reason=larger than %d bytes",
@@ -143,6 +188,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
                 )
                 self.discard("failed")
                 return SFTP_FAILURE
+            self._dirty = True
             view = memoryview(data)
             while view:
                 written = os.pwrite(self._fd, view, offset)
@@ -158,6 +204,11 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
             self.discard("failed")
             return errno_status(exc)
         return SFTP_OK
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if self.state != "open":
+            raise OSError(9, "upload no longer open")
+        return os.lseek(self._fd, offset, whence)
 
     def read(self, offset: int, length: int) -> bytes | int:
         if self.state != "open":
@@ -188,6 +239,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
                 return SFTP_FAILURE
             try:
                 os.ftruncate(self._fd, size)
+                self._dirty = True
             except OSError as exc:
                 return errno_status(exc)
         if times is not None:  # never applied: the server's clock dates an upload (see filesystem)
@@ -204,7 +256,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
         """A normal close by the client: commit. Raises ``UploadFailed`` to report a failure."""
         if self.state == "failed":
             self.discard("aborted")
-            raise UploadFailed(f"upload of {self.final} failed")
+            raise UploadFailed(f"upload of {self._session.shown(self.final)} failed")
         if self.state != "open":
             return
         received_at = self._session.settings.clock()  # the close instant, before the fsync
@@ -218,9 +270,45 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
                 exc.strerror or exc,
             )
             self.discard("aborted")
-            raise UploadFailed(str(exc)) from exc
+            raise UploadFailed(exc.strerror or "upload failed") from exc
         self.state = "committed"
         self._session.upload_committed(self, received_at)
+
+    def sync(self) -> None:
+        """fsync@openssh.com: make what was written so far durable."""
+        if self.state == "open":
+            os.fsync(self._fd)
+            self._dirty = False
+
+    def keep_partial(self) -> bool:
+        """The connection went away: keep what was written, hidden, for a resume. False if empty.
+
+        The data is fsynced and renamed to ``partial_path(final)`` (replacing an older one), so
+        that a ``reput`` / ``put -c`` of the same name continues from its size, even after a
+        restart of the daemon.
+        """
+        if self.state != "open":
+            return False
+        try:
+            if os.fstat(self._fd).st_size == 0:
+                return False
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self.state = "aborted"
+            os.replace(self.temp, partial_path(self.final))
+            fsync_folder(os.path.dirname(self.final))
+        except OSError as exc:
+            log.warning(
+                "sftp cannot keep an interrupted upload login=%s path=%s error=%s",
+                self._session.account.login,
+                self._session.shown(self.final),
+                exc.strerror or exc,
+            )
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp)
+        self.state = "aborted"
+        self._session.upload_finished(self)
+        return True
 
     def discard(self, state: str) -> None:
         """Forget the upload: close and delete the temporary file.
@@ -239,7 +327,8 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
             self._session.upload_finished(self)
 
     def _commit(self) -> None:
-        os.fsync(self._fd)
+        if self._dirty:  # a client's fsync@openssh.com right before the close already did it
+            os.fsync(self._fd)
         os.close(self._fd)
         self._fd = -1
         if self._exclusive:
@@ -247,7 +336,8 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
             os.unlink(self.temp)
         else:
             os.replace(self.temp, self.final)
-        fsync_folder(os.path.dirname(self.final))
+        # The folder is fsynced by the session before the intake hears of the file (it may do so
+        # after the client has its answer: the data itself is durable by now).
         self._session.upload_finished(self)
 
 

@@ -8,6 +8,7 @@ made. Which resolved locations an account may use is ``gateway.sftp.filesystem``
 from __future__ import annotations
 
 import os
+import unicodedata
 
 from paramiko import SFTPServer
 from paramiko import sftp as _sftp
@@ -19,6 +20,10 @@ SFTP_PERMISSION_DENIED: int = _sftp.SFTP_PERMISSION_DENIED
 SFTP_OP_UNSUPPORTED: int = _sftp.SFTP_OP_UNSUPPORTED
 
 NAME_MAX_BYTES = 255
+# An uploaded name must leave room for the names the gateway derives from it (the claim's
+# ``<16 hex>__<name>`` in ``work/``, ``.<stem>.rejects.fixml.<hex>.tmp``, ``<name>.reasons.csv``):
+# a longer one could be received but never processed, so it is refused at the upload.
+MAX_UPLOAD_NAME_BYTES = 200
 # The provisioned folders of an account root that uploads and deletions may touch.
 INBOUND = "inbound"
 OUTBOUND = "outbound"
@@ -64,14 +69,17 @@ def upload_name_problem(name: str) -> str | None:
         return "names starting with '.' are reserved"
     if "/" in name or "\x00" in name:
         return "'/' or NUL in name"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-        return "control character in name"
+    for c in name:
+        # Cc: C0/C1 controls; Cf: format characters, among them the bidi overrides and isolates
+        # (U+202A-U+202E, U+2066-U+2069) and zero-width ones that make a listing lie about a name.
+        if unicodedata.category(c) in ("Cc", "Cf"):
+            return f"control or format character U+{ord(c):04X} in name"
     try:
         encoded = name.encode("utf-8")
     except UnicodeEncodeError:
         return "name is not valid UTF-8"
-    if len(encoded) > NAME_MAX_BYTES:
-        return f"name longer than {NAME_MAX_BYTES} bytes"
+    if len(encoded) > MAX_UPLOAD_NAME_BYTES:
+        return f"name longer than {MAX_UPLOAD_NAME_BYTES} bytes ({len(encoded)})"
     return None
 
 

@@ -205,6 +205,10 @@ def hidden_files(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.name.startswith(".")]
 
 
+def names(paths: list[Path]) -> list[str]:
+    return sorted(p.name for p in paths)
+
+
 def visible_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
 
@@ -238,6 +242,7 @@ def test_openssh_sftp_upload_appears_complete_in_inbound(running: Running, tmp_p
     dated = running.inbound(flow="pmc") / "dated.csv"
     # put -p succeeds, but the client's times are not applied: the server dates uploads
     assert dated.read_bytes() == b"kept times\n" and dated.stat().st_mtime > 1_700_000_000
+    assert wait_until(lambda: len(running.uploads) == 3)  # told once the folder is fsynced
     assert running.uploads == [
         ("fa", folder / "positions.fixml"),
         ("fa", folder / "pos ü 1.fixml"),
@@ -422,17 +427,18 @@ def test_wrong_key_unknown_login_and_passwords_are_refused_and_counted(
         assert refused.value.allowed_types == ["publickey"]
     finally:
         transport.close()
-    assert running.failed_logins() == 3
+    # A password is never checked (the method is not offered), so it is not a failed login.
+    assert running.failed_logins() == 2
 
     result = run_sftp(running, "fa", "ls\n", tmp_path, key="intruder")
     assert result.returncode != 0
     assert "Permission denied" in result.stderr
-    assert running.failed_logins() == 4
+    assert running.failed_logins() == 3
 
     failures = [r.getMessage() for r in caplog.records if "login failed" in r.getMessage()]
-    assert len(failures) == 4
+    assert len(failures) == 3
     assert all("peer=127.0.0.1" in line for line in failures)
-    assert sum("login=fa " in line for line in failures) == 3
+    assert sum("login=fa " in line for line in failures) == 2
     assert any("login=nosuchfirm " in line for line in failures)
     key_material = running.keys.public("intruder").split()[1]
     assert not any(key_material[:16] in r.getMessage() for r in caplog.records)
@@ -464,7 +470,9 @@ def test_paramiko_upload_cut_off_midway_leaves_nothing(running: Running) -> None
         assert wait_until(lambda: any(p.stat().st_size > 0 for p in hidden_files(folder)))
         assert not (folder / "cut.fixml").exists()
         sftp.get_channel().get_transport().close()  # connection drops before close()
-    assert wait_until(lambda: hidden_files(folder) == [])
+    # what arrived is kept hidden for a resume, never under its name, never handed to the intake
+    assert wait_until(lambda: names(hidden_files(folder)) == [".cut.fixml.partial"])
+    assert (folder / ".cut.fixml.partial").stat().st_size == 4 * 65536
     assert visible_files(folder) == []
     assert running.uploads == []
 
@@ -486,7 +494,7 @@ def test_killed_openssh_upload_is_never_visible(running: Running, tmp_path: Path
     finally:
         client.send_signal(signal.SIGKILL)
         client.wait(timeout=10)
-    assert wait_until(lambda: hidden_files(folder) == [])
+    assert wait_until(lambda: names(hidden_files(folder)) == [".big.fixml.partial"])
     assert visible_files(folder) == []
     assert running.uploads == []
 
@@ -576,7 +584,8 @@ def test_stop_ends_sessions_and_drops_their_unfinished_uploads(make_server: Make
         assert wait_until(lambda: len(hidden_files(folder)) == 1)
         running.server.stop(timeout=5)
         assert not running.server.healthy()
-        assert hidden_files(folder) == [] and visible_files(folder) == []
+        assert names(hidden_files(folder)) == [".inflight.fixml.partial"]
+        assert visible_files(folder) == []
     port = running.port
     assert port > 0
     with pytest.raises(ConnectionRefusedError):
@@ -619,3 +628,238 @@ def test_start_removes_uploads_a_killed_daemon_left_behind(
     make_server()
     assert hidden_files(folder) == []
     assert visible_files(folder) == ["complete.fixml"]
+
+
+# ---------------------------------------------------------------------------------------------
+# pre-login limits, protocol extensions and clear refusals (OpenSSH sftp as the client)
+
+
+def test_two_hundred_idle_sockets_of_one_address_never_block_a_firms_login(
+    make_server: MakeServer,
+) -> None:
+    running = make_server(login_grace_s=30)
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(200):  # another address of the loopback network: another peer
+            sock = socket.socket()
+            sock.bind(("127.0.0.2", 0))
+            sock.connect(("127.0.0.1", running.port))
+            idle.append(sock)
+        started = time.monotonic()
+        with connect(running, "fa") as sftp:
+            assert sftp.listdir("/inbound/dpl") == []
+        assert time.monotonic() - started < 5
+        # the surplus sockets of that address were closed at once, not held for the grace time
+        assert wait_until(lambda: sum(_closed_by_server(s) for s in idle) >= 190, timeout=10)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        while chunk := sock.recv(4096):
+            del chunk  # the server's banner; the connection is still open
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def test_openssh_sftp_extensions_and_clear_refusals(running: Running, tmp_path: Path) -> None:
+    (tmp_path / "a.fixml").write_bytes(b"first\n")
+    (tmp_path / "b.fixml").write_bytes(b"second\n")
+    result = run_sftp(
+        running,
+        "fa",
+        "put -f a.fixml inbound/dpl/a.fixml\n"  # fsync@openssh.com
+        "put -f b.fixml inbound/dpl/b.fixml\n"
+        "df -h /\n"  # statvfs@openssh.com
+        "-mkdir inbound/dpl\n"
+        "-ln inbound/dpl/b.fixml inbound/dpl/hard.fixml\n"
+        "rename inbound/dpl/a.fixml inbound/dpl/b.fixml\n",  # posix-rename@openssh.com
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "does not support" not in result.stderr
+    assert "Size" in result.stdout and "Avail" in result.stdout  # df printed its table
+    # OpenSSH prints its own text per status: an existing folder is a failure, not a refusal
+    assert 'remote mkdir "/inbound/dpl": Failure' in result.stderr
+    assert "hard.fixml" in result.stderr and "Permission denied" in result.stderr
+    assert visible_files(running.inbound()) == ["b.fixml"]  # posix-rename replaced it
+    assert (running.inbound() / "b.fixml").read_bytes() == b"first\n"
+
+
+def test_refusals_carry_a_clear_reason(running: Running) -> None:
+    with connect(running, "fa") as sftp:
+        sftp.putfo(io.BytesIO(b"1"), "/inbound/dpl/one.fixml")
+        sftp.putfo(io.BytesIO(b"2"), "/inbound/dpl/two.fixml")
+        with pytest.raises(OSError, match="two.fixml already exists: remove it first"):
+            sftp.rename("/inbound/dpl/one.fixml", "/inbound/dpl/two.fixml")
+        with pytest.raises(OSError, match="/inbound/dpl exists"):
+            sftp.mkdir("/inbound/dpl")
+        with pytest.raises(OSError, match="not an inbound folder"):
+            sftp.putfo(io.BytesIO(b"3"), "/outbound/dpl/three.fixml")
+    assert visible_files(running.inbound()) == ["one.fixml", "two.fixml"]
+
+
+def test_names_that_spoof_a_listing_or_cannot_be_processed_are_refused(
+    running: Running,
+) -> None:
+    with connect(running, "fa") as sftp:
+        for name in ("invoice\u202elmxif.csv", "x" * 201 + ".fixml"):
+            with pytest.raises(PermissionError):
+                sftp.putfo(io.BytesIO(b"data"), f"/inbound/dpl/{name}")
+    assert visible_files(running.inbound()) == []
+    assert hidden_files(running.inbound()) == []
+
+
+def test_the_upload_callback_gets_the_servers_close_instant(make_server: MakeServer) -> None:
+    seen: list[Any] = []
+    running = make_server(on_upload=lambda account, path, received_at: seen.append(received_at))
+    with connect(running, "fa") as sftp:
+        before = time.time()
+        with sftp.open("/inbound/dpl/t.fixml", "wb") as remote:
+            remote.write(b"x")
+        sftp.utime("/inbound/dpl/t.fixml", (1, 1))  # a client's times never make the receipt
+        after = time.time()
+    assert wait_until(lambda: len(seen) == 1)
+    assert seen[0].tzinfo is not None and seen[0].utcoffset().total_seconds() == 0
+    assert before - 1 <= seen[0].timestamp() <= after + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# resumable uploads
+
+
+def _cut_upload(run: Running, name: str, data: bytes) -> None:
+    with connect(run, "fa") as sftp:
+        remote = sftp.open(f"/inbound/dpl/{name}", "wb")
+        remote.write(data)
+        remote.flush()
+        sftp.get_channel().get_transport().close()
+    assert wait_until(lambda: (run.inbound() / f".{name}.partial").exists())
+
+
+def test_openssh_reput_continues_an_interrupted_upload(running: Running, tmp_path: Path) -> None:
+    payload = os.urandom(300_000)
+    (tmp_path / "big.fixml").write_bytes(payload)
+    _cut_upload(running, "big.fixml", payload[:100_000])
+    result = run_sftp(running, "fa", "reput big.fixml inbound/dpl/big.fixml\n", tmp_path)
+    assert result.returncode == 0, result.stderr
+    folder = running.inbound()
+    assert (folder / "big.fixml").read_bytes() == payload
+    assert hidden_files(folder) == []
+    assert wait_until(lambda: running.uploads == [("fa", folder / "big.fixml")])
+
+
+def test_a_fresh_upload_supersedes_an_interrupted_one(running: Running, tmp_path: Path) -> None:
+    _cut_upload(running, "p.fixml", b"old half")
+    (tmp_path / "p.fixml").write_bytes(b"whole new file\n")
+    result = run_sftp(running, "fa", "put p.fixml inbound/dpl/\n", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (running.inbound() / "p.fixml").read_bytes() == b"whole new file\n"
+    assert hidden_files(running.inbound()) == []
+
+
+def test_without_resume_an_interrupted_upload_leaves_nothing(make_server: MakeServer) -> None:
+    running = make_server(resume_keep_s=0)
+    folder = running.inbound()
+    with connect(running, "fa") as sftp:
+        remote = sftp.open("/inbound/dpl/gone.fixml", "wb")
+        remote.write(b"x" * 1000)
+        remote.flush()
+        sftp.get_channel().get_transport().close()
+    assert wait_until(lambda: hidden_files(folder) == [])
+    assert visible_files(folder) == []
+
+
+def test_an_unresumed_upload_is_removed_after_its_keep_time_and_counted(
+    make_server: MakeServer, spool: Path
+) -> None:
+    folder = spool / "firms" / "fa" / "inbound" / "dpl"
+    old = folder / ".old.fixml.partial"
+    old.write_bytes(b"abandoned days ago")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    young = folder / ".young.fixml.partial"
+    young.write_bytes(b"a minute ago")
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.sftp_partials_expired = Counter(  # type: ignore[attr-defined]
+        "posgate_sftp_partial_uploads_expired", "expired", registry=registry
+    )
+    make_server(resume_keep_s=3600, metrics=metrics)
+    assert wait_until(lambda: not old.exists())
+    assert young.exists()
+    assert registry.get_sample_value("posgate_sftp_partial_uploads_expired_total") == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# per-account limits and user certificates
+
+
+def test_sessions_of_one_account_are_bounded_across_connections(make_server: MakeServer) -> None:
+    running = make_server(max_sessions_per_account=1)
+    with connect(running, "fa") as first:
+        assert first.listdir("/inbound/dpl") == []
+        with pytest.raises((paramiko.SSHException, EOFError, OSError)):
+            with connect(running, "fa"):
+                pass
+        with connect(running, "fb") as other:  # another account is not affected
+            assert other.listdir("/inbound/dpl") == ["secret.fixml"]
+    assert wait_until(lambda: _can_log_in(running, "fa"), timeout=5)
+
+
+def test_a_quota_bounds_what_a_firm_holds_in_inbound_and_df_shows_it(
+    make_server: MakeServer, keys: Keys, spool: Path, tmp_path: Path
+) -> None:
+    running = make_server()
+    running.accounts["fa"] = SftpAccount(
+        "fa", "firm", spool / "firms" / "fa", (keys.public("fa"),), quota_bytes=100_000
+    )
+    with connect(running, "fa") as sftp:
+        sftp.putfo(io.BytesIO(b"a" * 60_000), "/inbound/dpl/one.fixml")
+        with pytest.raises(OSError):  # paramiko reports it at its check after the close
+            sftp.putfo(io.BytesIO(b"b" * 60_000), "/inbound/pmc/two.csv")
+    assert visible_files(running.inbound(flow="pmc")) == []
+    assert hidden_files(running.inbound(flow="pmc")) == []
+    result = run_sftp(running, "fa", "df /\n", tmp_path)
+    assert result.returncode == 0, result.stderr
+    size, used, avail = (int(v) for v in result.stdout.splitlines()[-1].split()[:3])
+    assert size in range(96, 101) and avail in range(36, 41)  # KiB: 100,000 bytes, 60,000 held
+    del used
+
+
+def test_a_user_certificate_signed_by_a_trusted_ca_logs_in_as_its_principal(
+    make_server: MakeServer, keys: Keys, tmp_path: Path
+) -> None:
+    _require_tools("ssh-keygen", "sftp")
+    ca = tmp_path / "ca"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ca)], check=True)
+    signed = {}
+    for name, principal in (("for_fa", "fa"), ("for_fb", "fb")):
+        key = tmp_path / name
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-s", str(ca), "-I", name, "-n", principal, "-V", "-5m:+1h",
+             f"{key}.pub"],
+            check=True,
+        )  # fmt: skip
+        signed[name] = key
+    running = make_server(trusted_user_ca_keys=((tmp_path / "ca.pub").read_text(),))
+    (tmp_path / "x.fixml").write_text("by certificate\n")
+    batch = tmp_path / "batch"
+    batch.write_text("put x.fixml inbound/dpl/\n")
+
+    def as_fa(key: Path) -> subprocess.CompletedProcess[str]:
+        command = sftp_command(running, "fa", "fa", batch)
+        command[command.index("-i") + 1] = str(key)  # the certificate <key>-cert.pub goes along
+        return subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+
+    assert as_fa(signed["for_fb"]).returncode != 0  # signed for another principal
+    assert not (running.inbound() / "x.fixml").exists()
+    ok = as_fa(signed["for_fa"])
+    assert ok.returncode == 0, ok.stderr
+    assert (running.inbound() / "x.fixml").read_text() == "by certificate\n"

@@ -108,3 +108,43 @@ def test_check_config_exit_codes() -> None:
     bad = _check_config(BROKEN / "posgate.toml")
     assert bad.returncode == 78
     assert "sftp.port" in bad.stderr and "occ_holidays.csv:3" in bad.stderr
+
+
+SK_KEY = (
+    "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIBw0KBVfLwlXk1+Mli/7V"
+    "xhGtAOqZd6qFWCXpQ2qOeXSAAAABHNzaDo= ops@firm"
+)
+
+
+def test_public_keys_are_parsed_for_real(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "config" / "reference", tmp_path / "reference")
+    good = ed25519_line()
+    corrupted = good.split()[0] + " " + good.split()[1][:-12] + "AAAAAAAAAAA= x"
+    retyped = "ssh-rsa " + good.split()[1]
+    (tmp_path / "posgate.toml").write_text(
+        f'[[account]]\nname = "00005"\nkind = "firm"\nid = "00005"\n'
+        f'public_keys = ["{good}", "{SK_KEY}"]\n'
+        f'[[account]]\nname = "00006"\nkind = "firm"\nid = "00006"\n'
+        f'public_keys = ["{corrupted}", "{retyped}"]\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "posgate.toml")
+    problems = info.value.problems
+    assert len(problems) == 2, problems
+    assert any("unreadable public key" in p for p in problems)
+    assert any("mismatch" in p for p in problems)  # an ssh-rsa line holding an Ed25519 key
+    (tmp_path / "posgate.toml").write_text(
+        f'[[account]]\nname = "00005"\nkind = "firm"\nid = "00005"\n'
+        f'public_keys = ["{good}", "{SK_KEY}"]\n'
+    )
+    (account,) = load_config(tmp_path / "posgate.toml").accounts
+    assert account.public_keys == (good, SK_KEY)  # a security key is a key, not a file name
+
+
+def ed25519_line() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    public = ed25519.Ed25519PrivateKey.generate().public_key()
+    raw = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return raw.decode() + " ops@firm"

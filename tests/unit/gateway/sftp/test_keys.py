@@ -60,13 +60,13 @@ def test_fingerprint_is_openssh_sha256_form() -> None:
 def test_host_key_is_created_once_private_and_reused(tmp_path: Path) -> None:
     path = tmp_path / "state" / "keys" / "sftp_host_key"
     first = load_or_create_host_key(path)
-    assert first.get_name() == "ssh-ed25519"
+    assert first.get_algorithm() == "ssh-ed25519"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     pub = (tmp_path / "state" / "keys" / "sftp_host_key.pub").read_text().split()
-    assert pub[:2] == [first.get_name(), first.get_base64()]
+    assert pub[:2] == ["ssh-ed25519", base64.b64encode(first.public_data).decode()]
     second = load_or_create_host_key(path)
-    assert second.asbytes() == first.asbytes()
+    assert second.public_data == first.public_data
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
 
 
@@ -74,7 +74,7 @@ def test_an_existing_rsa_host_key_is_used_as_is(tmp_path: Path) -> None:
     path = tmp_path / "host_rsa"
     key = paramiko.RSAKey.generate(2048)
     key.write_private_key_file(str(path))
-    assert load_or_create_host_key(path).asbytes() == key.asbytes()
+    assert load_or_create_host_key(path).public_data == key.asbytes()
 
 
 def test_an_unreadable_host_key_stops_the_start(tmp_path: Path) -> None:
@@ -115,3 +115,15 @@ def test_failed_login_delay_is_forgotten_after_success_or_quiet_time() -> None:
 def test_zero_delay_means_no_delay() -> None:
     throttle = LoginThrottle(0.0)
     assert [throttle.failure("p") for _ in range(3)] == [0.0, 0.0, 0.0]
+
+
+def test_another_logins_success_does_not_reset_the_penalty_of_an_address() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(1.0, clock=lambda: now[0])
+    for _ in range(3):
+        throttle.failure("203.0.113.9", "victim")  # guessing another firm's login
+    throttle.success("203.0.113.9", "attacker")  # then logging in with its own account
+    assert throttle.failure("203.0.113.9", "victim") == 8.0
+    throttle.failure("203.0.113.9", "attacker")
+    throttle.success("203.0.113.9", "attacker")  # its own typo is forgiven, the rest is not
+    assert throttle.failure("203.0.113.9", "victim") == 16.0
