@@ -1,0 +1,658 @@
+"""The HTTP API of the calculator (``/api/v1``) and the page, as one FastAPI application.
+
+Every handler is typed, so ``/openapi.json`` describes the API as it is. The margin routes take
+either a 346 position file (``text/csv`` or ``text/plain``, CSV or ASCII detected as by
+``posgate margin``) or ``application/json`` ``{"positions": [...]}`` and answer with the very
+bytes ``posgate margin --format json`` writes for the same input. The work runs in a worker
+thread under ``calc_timeout_s``; a calculation past it answers 503 ``TIME_LIMIT``.
+
+Errors are ``{"error": {"status", "reason", "message", "line"?, "field"?, "value"?}}``:
+400 a bad query parameter, 404 an unknown route or P&L set, 405 a wrong method, 413 a body over
+the limit, 415 a body type other than the three above, 422 a body that cannot be read at all
+(per-record problems are not errors: they come back in ``problems`` as from the CLI), 429 the
+rate limit, 503 no P&L set loaded yet or the time limit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from importlib import resources
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.errors import InputRejected
+from engine.pmc.contracts import (
+    CONTRACT_COLUMNS,
+    SUGGESTABLE,
+    ContractFilter,
+    list_contracts,
+    sort_contracts,
+    suggest_values,
+)
+from engine.pmc.positions.model import INVALID_SERIES, PositionFile
+from engine.pmc.positions.read import parse_position_file
+from engine.pmc.positions.rows import positions_from_rows
+from engine.pmc.report import MarginReport, margin_for_file
+from engine.pmc.theo.model import TheoSet
+from gateway.web.guard import Guard, Limits, error_body
+from gateway.web.sets import TheoSets
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+FILE_TYPES = ("text/csv", "text/plain")
+JSON_TYPE = "application/json"
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+
+class ApiError(Exception):
+    """A refusal with its status, reason code and where the problem was."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        *,
+        line: int | None = None,
+        field: str | None = None,
+        value: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.where = {"line": line, "field": field, "value": value}
+
+
+# -- documented shapes ---------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    status: int
+    reason: str = Field(description="stable reason code, e.g. BAD_PARAMETER, TOO_LARGE")
+    message: str
+    line: int | None = None
+    field: str | None = None
+    value: str | None = None
+
+
+class ErrorDoc(BaseModel):
+    error: ErrorDetail
+
+
+class PositionIn(BaseModel):
+    """One position as the page keeps it (the fields of a 346 detail record)."""
+
+    firm: str = Field("", max_length=16, description="clearing firm number")
+    account: str = Field("", max_length=32)
+    account_type: str = Field(description="C (CPM), F (RBH-BD) or M (RBH-MM)", max_length=8)
+    symbol: str = Field(max_length=32)
+    security_type: str = Field(description="O, I, F, S, W or X", max_length=8)
+    put_call: str = Field("", max_length=8)
+    series_date: str = Field("", max_length=16, description="YYYY-MM-DD, '' for stocks")
+    expiration_date: str = Field("", max_length=16)
+    strike: float | str = Field(0, description="strike dollars, 0 for stocks and futures")
+    quantity: int | float | str = Field(description="signed: long +, short -; whole, not zero")
+    market_value: float | str = Field(0, description="per-share price of a stock not in the set")
+    basket_id: str = Field("", max_length=16)
+    exercise_style: str = Field("", max_length=8)
+    settlement_style: str = Field("", max_length=8)
+
+
+class PositionsIn(BaseModel):
+    positions: list[PositionIn]
+
+
+class Counts(BaseModel):
+    accepted: int
+    rejected: int
+    invalid_series: int
+    warnings: int
+    total: int
+
+
+class Problem(BaseModel):
+    line: int
+    kind: str
+    reason: str
+    field: str | None
+    value: str | None
+    message: str
+
+
+class MarginDoc(BaseModel):
+    """The JSON of ``posgate margin --format json`` (SPEC §7.5)."""
+
+    theo_date: str
+    counts: Counts
+    accounts: list[dict[str, Any]]
+    firms: list[dict[str, Any]]
+    problems: list[Problem]
+
+
+class TheoSetInfo(BaseModel):
+    date: str
+    name: str
+    source: str
+    instruments: int
+
+
+class TheoSetsDoc(BaseModel):
+    latest: str | None
+    theo_sets: list[TheoSetInfo]
+
+
+class ContractOut(BaseModel):
+    row: int
+    account_type: str
+    product_group: str
+    class_group: str
+    underlying: str
+    security_type: str
+    symbol: str
+    exchange: str
+    exercise_style: str
+    settlement_style: str
+    series_date: str
+    expiration_date: str
+    strike: float
+    put_call: str
+
+
+class ContractsDoc(BaseModel):
+    theo_date: str
+    columns: list[list[str]] = Field(description="[field, heading] in display order")
+    total: int
+    contracts: list[ContractOut]
+
+
+class SuggestDoc(BaseModel):
+    column: str
+    values: list[str]
+
+
+class ParsedDoc(BaseModel):
+    """A position file read for the editor: its counts, good positions and problems."""
+
+    theo_date: str
+    format: str
+    counts: Counts
+    positions: list[dict[str, Any]]
+    problems: list[Problem]
+
+
+class HealthDoc(BaseModel):
+    status: str
+    theo_date: str | None
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorDoc} for code in codes}
+
+
+def _body_doc(json_schema: bool = True) -> dict[str, Any]:
+    content: dict[str, Any] = {
+        "text/csv": {"schema": {"type": "string"}},
+        "text/plain": {"schema": {"type": "string"}},
+    }
+    if json_schema:
+        content[JSON_TYPE] = {"schema": {"$ref": "#/components/schemas/PositionsIn"}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+TheoDate = Annotated[
+    str | None,
+    Query(pattern=DATE_PATTERN, description="activity date of the P&L set; default newest"),
+]
+Firm = Annotated[
+    str | None,
+    Query(
+        pattern=r"^\d{1,5}$",
+        description="clearing firm number for records that leave it blank",
+    ),
+]
+
+
+# -- the application -----------------------------------------------------------------------------
+
+
+def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
+    """The ASGI application: the API and the page behind the public-site guard."""
+    lim = limits or Limits()
+    app = FastAPI(
+        title="posgate portfolio margin calculator",
+        version="1",
+        description="CPM / RBH-BD / RBH-MM portfolio margin of positions against a theoretical "
+        "P&L set. Results are hypothetical and for information only.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    limiter = anyio.CapacityLimiter(8)
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(_request: Request, exc: ApiError) -> Response:
+        return _error_response(exc.status, exc.reason, exc.message, **exc.where)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "body")]
+        field = ".".join(loc) or None
+        raw = first.get("input")
+        value = None if raw is None or isinstance(raw, (dict, list)) else str(raw)[:200]
+        return _error_response(
+            400,
+            "BAD_PARAMETER",
+            f"{field or 'request'}: {first.get('msg', 'invalid')}",
+            field=field,
+            value=value,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_request: Request, exc: StarletteHTTPException) -> Response:
+        reason = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        return _error_response(exc.status_code, reason, str(exc.detail))
+
+    async def run(fn: Callable[[], T]) -> T:
+        try:
+            with anyio.fail_after(lim.calc_timeout_s):
+                return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True, limiter=limiter)
+        except TimeoutError:
+            raise ApiError(
+                503,
+                "TIME_LIMIT",
+                f"the calculation took more than {lim.calc_timeout_s:g} s; send fewer positions",
+            ) from None
+
+    def theo_for(theo_date: str | None) -> TheoSet:
+        theo = sets.get(theo_date)
+        if theo is not None:
+            return theo
+        if theo_date is None:
+            raise ApiError(503, "NO_THEO_SET", "no theoretical P&L set is loaded yet")
+        raise ApiError(
+            404,
+            "THEO_SET_NOT_FOUND",
+            f"theo_date={theo_date!r} has no P&L set here",
+            field="theo_date",
+            value=theo_date,
+        )
+
+    async def positions_in(request: Request, firm: str | None) -> PositionFile:
+        kind = _media_type(request)
+        body = await read_body(request, lim.max_body_bytes)
+        if kind in FILE_TYPES:
+            return await run(lambda: _parse_file(body, firm))
+        if kind == JSON_TYPE:
+            rows = _json_rows(body, lim.max_positions)
+            if firm:
+                rows = [{**r, "firm": r.get("firm") or firm} for r in rows]
+            return await run(lambda: _parse_rows(rows))
+        raise ApiError(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"Content-Type {kind or '(none)'!r} is not text/csv, text/plain or application/json",
+            field="content-type",
+        )
+
+    @app.get("/healthz", response_model=HealthDoc, responses=_errors(503), tags=["service"])
+    def healthz() -> HealthDoc | Response:
+        """Ready when a P&L set is loaded (a load balancer sends nothing to a process without)."""
+        theo = sets.get(None)
+        if theo is None:
+            return _error_response(503, "NO_THEO_SET", "no theoretical P&L set is loaded yet")
+        return HealthDoc(status="ok", theo_date=theo.activity_date)
+
+    @app.get("/api/v1/theo-sets", response_model=TheoSetsDoc, tags=["P&L sets"])
+    def theo_sets() -> TheoSetsDoc:
+        """The P&L sets this process serves, newest first."""
+        found = sets.all()
+        return TheoSetsDoc(
+            latest=found[0].activity_date if found else None,
+            theo_sets=[
+                TheoSetInfo(date=t.activity_date, name=t.name, source=t.source, instruments=t.size)
+                for t in found
+            ],
+        )
+
+    @app.get(
+        "/api/v1/contracts",
+        response_model=ContractsDoc,
+        responses=_errors(400, 404, 503),
+        tags=["P&L sets"],
+    )
+    def contracts(
+        account_type: Annotated[str, Query(description="C, F or M", max_length=8)],
+        theo_date: TheoDate = None,
+        product_group: Annotated[str, Query(max_length=32)] = "",
+        class_group: Annotated[str, Query(max_length=32)] = "",
+        underlying: Annotated[str, Query(max_length=32)] = "",
+        symbol: Annotated[str, Query(max_length=32)] = "",
+        security_type: Annotated[str, Query(max_length=8)] = "",
+        series_date: Annotated[str, Query(max_length=16)] = "",
+        expiration_date: Annotated[str, Query(max_length=16)] = "",
+        put_call: Annotated[str, Query(max_length=8)] = "",
+        strike: Annotated[float | None, Query(gt=0, lt=1e9)] = None,
+        sort: Annotated[str, Query(max_length=32, description="column; '' default")] = "",
+        descending: bool = False,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> ContractsDoc:
+        """Available contracts of a set for one account type, with the calculator's filters.
+
+        Required: the account type and one of class group, underlying or symbol; a product group
+        needs a class group too (reason ``MISSING_FILTER``, 400)."""
+        theo = theo_for(theo_date)
+        flt = ContractFilter(
+            account_type=account_type,
+            product_group=product_group,
+            class_group=class_group,
+            underlying=underlying,
+            symbol=symbol,
+            security_type=security_type,
+            series_date=series_date,
+            expiration_date=expiration_date,
+            put_call=put_call,
+            strike=strike,
+        )
+        try:
+            found = sort_contracts(list_contracts(theo, flt), sort, descending=descending)
+        except InputRejected as exc:
+            raise _rejected(400, exc) from None
+        return ContractsDoc(
+            theo_date=theo.activity_date,
+            columns=[[name, heading] for name, heading in CONTRACT_COLUMNS],
+            total=len(found),
+            contracts=[ContractOut(**c.as_dict()) for c in found[:limit]],
+        )
+
+    @app.get(
+        "/api/v1/contracts/suggest",
+        response_model=SuggestDoc,
+        responses=_errors(400, 404, 503),
+        tags=["P&L sets"],
+    )
+    def suggest(
+        account_type: Annotated[str, Query(max_length=8)],
+        column: Annotated[Literal["product_group", "class_group", "underlying", "symbol"], Query()],
+        prefix: Annotated[str, Query(max_length=32)] = "",
+        theo_date: TheoDate = None,
+    ) -> SuggestDoc:
+        """Values of one filter field that start with what the user typed (auto suggestion)."""
+        assert column in SUGGESTABLE
+        theo = theo_for(theo_date)
+        return SuggestDoc(column=column, values=suggest_values(theo, account_type, column, prefix))
+
+    @app.post(
+        "/api/v1/margin",
+        response_model=MarginDoc,
+        responses=_errors(400, 404, 413, 415, 422, 429, 503),
+        openapi_extra=_body_doc(),
+        tags=["margin"],
+    )
+    async def margin(request: Request, theo_date: TheoDate = None, firm: Firm = None) -> Response:
+        """Portfolio margin of a 346 file or JSON positions: the JSON of ``posgate margin``."""
+        theo = theo_for(theo_date)
+        parsed = await positions_in(request, firm)
+        body = await run(lambda: _report_json(margin_for_file(parsed, theo)))
+        return Response(body, media_type=JSON_TYPE)
+
+    @app.post(
+        "/api/v1/margin/export",
+        response_class=Response,
+        responses={
+            200: {
+                "content": {
+                    "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+                "description": "the Detail To or Summary To export",
+            },
+            **_errors(400, 404, 413, 415, 422, 429, 503),
+        },
+        openapi_extra=_body_doc(),
+        tags=["margin"],
+    )
+    async def margin_export(
+        request: Request,
+        part: Annotated[Literal["detail", "summary"], Query()] = "detail",
+        format: Annotated[Literal["pdf", "csv"], Query()] = "csv",
+        theo_date: TheoDate = None,
+        firm: Firm = None,
+    ) -> Response:
+        """The results as the calculator's Detail To / Summary To export, PDF or CSV."""
+        theo = theo_for(theo_date)
+        parsed = await positions_in(request, firm)
+        payload = await run(lambda: _export(margin_for_file(parsed, theo), part, format))
+        kind = "application/pdf" if format == "pdf" else "text/csv; charset=utf-8"
+        name = f"margin-{part}-{theo.activity_date}.{format}"
+        return Response(
+            payload,
+            media_type=kind,
+            headers={"content-disposition": f'attachment; filename="{name}"'},
+        )
+
+    @app.post(
+        "/api/v1/positions/convert",
+        response_class=Response,
+        responses={
+            200: {
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "text/plain": {"schema": {"type": "string"}},
+                    JSON_TYPE: {"schema": {"$ref": "#/components/schemas/ParsedDoc"}},
+                },
+                "description": "the positions as a 346 file (csv, ascii) or read for the editor",
+            },
+            **_errors(400, 404, 413, 415, 422, 429, 503),
+        },
+        openapi_extra=_body_doc(),
+        tags=["positions"],
+    )
+    async def convert(
+        request: Request,
+        to: Annotated[Literal["csv", "ascii", "json"], Query()],
+        theo_date: TheoDate = None,
+        firm: Firm = None,
+    ) -> Response:
+        """A 346 file or JSON positions written as a 346 CSV or ASCII file, or (``to=json``) read
+        for the editor: the positions that can be priced, with the counts and problems."""
+        parsed = await positions_in(request, firm)
+        if to == "json":
+            theo = theo_for(theo_date)
+            doc = await run(lambda: _parsed_doc(parsed, theo))
+            return Response(json.dumps(doc).encode(), media_type=JSON_TYPE)
+        payload = await run(lambda: _write_346(parsed, to))
+        kind = "text/csv; charset=utf-8" if to == "csv" else "text/plain; charset=utf-8"
+        name = "positions.csv" if to == "csv" else "positions.txt"
+        return Response(
+            payload, media_type=kind, headers={"content-disposition": f'attachment; filename="{name}"'}
+        )
+
+    _mount_page(app)
+    _document_bodies(app)
+    return Guard(app, lim)
+
+
+def _document_bodies(app: FastAPI) -> None:
+    """Build the OpenAPI document once, with the schemas of the raw-read request bodies."""
+    doc = app.openapi()
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for model in (PositionsIn, ParsedDoc):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _error_response(status: int, reason: str, message: str, **where: object) -> Response:
+    headers = {"retry-after": "5"} if status == 503 else None
+    return Response(
+        error_body(status, reason, message, **where),
+        status_code=status,
+        media_type=JSON_TYPE,
+        headers=headers,
+    )
+
+
+def _rejected(status: int, exc: InputRejected) -> ApiError:
+    return ApiError(
+        status, exc.reason, exc.message, line=exc.location.line, field=exc.location.field
+    )
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "TOO_LARGE", f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json_rows(body: bytes, max_positions: int) -> list[dict[str, object]]:
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(422, "BAD_JSON", f"the body is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("positions"), list):
+        raise ApiError(
+            422, "BAD_JSON", 'the body must be {"positions": [...]}', field="positions"
+        )
+    rows = doc["positions"]
+    if len(rows) > max_positions:
+        raise ApiError(
+            413,
+            "TOO_MANY_POSITIONS",
+            f"{len(rows)} positions; at most {max_positions} in one request",
+            field="positions",
+        )
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ApiError(
+                422, "BAD_JSON", f"positions[{i}] is not an object", line=i + 1, field="positions"
+            )
+    return rows
+
+
+def _parse_file(body: bytes, firm: str | None) -> PositionFile:
+    try:
+        return parse_position_file(body, default_firm=firm)
+    except InputRejected as exc:
+        raise _rejected(422, exc) from None
+
+
+def _parse_rows(rows: list[dict[str, object]]) -> PositionFile:
+    batch, problems = positions_from_rows(rows)
+    return PositionFile(
+        format="json",
+        header=None,
+        trailer=None,
+        positions=batch,
+        problems=problems,
+        records=len(rows),
+    )
+
+
+def _report_json(report: MarginReport) -> bytes:
+    from gateway.outputs.margin.data import report_json
+
+    return report_json(report)
+
+
+def _export(report: MarginReport, part: str, fmt: str) -> bytes:
+    from gateway.outputs.margin.data import results_csv, summary_csv
+    from gateway.outputs.margin.pdf import report_pdf
+
+    if fmt == "csv":
+        return results_csv(report) if part == "detail" else summary_csv(report)
+    return report_pdf(report)
+
+
+def _write_346(parsed: PositionFile, to: str) -> bytes:
+    raise ApiError(503, "NOT_AVAILABLE", "writing 346 files is not available yet")
+
+
+def _parsed_doc(parsed: PositionFile, theo: TheoSet) -> dict[str, object]:
+    report = margin_for_file(parsed, theo)
+    invalid = {p.line for p in report.problems if p.kind == INVALID_SERIES}
+    b = parsed.positions
+    keep = [i for i in range(len(b)) if int(b.line[i]) not in invalid]
+    positions = [
+        {
+            "line": int(b.line[i]),
+            "firm": str(b.firm[i]),
+            "account": str(b.account[i]),
+            "account_type": str(b.account_type[i]),
+            "symbol": str(b.symbol[i]),
+            "security_type": str(b.security_type[i]),
+            "put_call": str(b.put_call[i]),
+            "series_date": str(b.series_date[i]),
+            "expiration_date": str(b.expiration_date[i]),
+            "strike": float(b.strike[i]),
+            "quantity": int(b.quantity[i]),
+            "market_value": float(b.market_value[i]),
+            "basket_id": str(b.basket_id[i]),
+            "exercise_style": str(b.exercise_style[i]),
+            "settlement_style": str(b.settlement_style[i]),
+        }
+        for i in keep
+    ]
+    return {
+        "theo_date": report.theo_date,
+        "format": parsed.format,
+        "counts": report.counts.as_dict(),
+        "positions": positions,
+        "problems": [p.as_dict() for p in report.problems],
+    }
+
+
+_STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+
+
+def _mount_page(app: FastAPI) -> None:
+    """The page and its assets, read once from the package (no file system walk per request)."""
+    root = resources.files("gateway.web") / "static"
+    assets: dict[str, tuple[bytes, str]] = {}
+    for entry in root.iterdir():
+        suffix = "." + entry.name.rsplit(".", 1)[-1]
+        if entry.is_file() and suffix in _STATIC_TYPES:
+            assets[entry.name] = (entry.read_bytes(), _STATIC_TYPES[suffix])
+
+    def asset(name: str) -> Response:
+        found = assets.get(name)
+        if found is None:
+            raise ApiError(404, "NOT_FOUND", f"no asset {name!r}")
+        return Response(found[0], media_type=found[1], headers={"cache-control": "no-cache"})
+
+    @app.get("/", include_in_schema=False)
+    def page() -> Response:
+        return asset("index.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        return asset(name)
