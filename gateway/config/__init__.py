@@ -28,6 +28,7 @@ from gateway.config.settings import (
     PmcSettings,
     SftpSettings,
     SpoolSettings,
+    WebSettings,
     load_config,
 )
 
@@ -49,6 +50,7 @@ __all__ = [
     "ReferenceData",
     "SftpSettings",
     "SpoolSettings",
+    "WebSettings",
     "load_config",
     "load_reference",
 ]

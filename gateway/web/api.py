@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import anyio
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -372,7 +372,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
             theo_date=theo.activity_date,
             columns=[[name, heading] for name, heading in CONTRACT_COLUMNS],
             total=len(found),
-            contracts=[ContractOut(**c.as_dict()) for c in found[:limit]],
+            contracts=[ContractOut.model_validate(c.as_dict()) for c in found[:limit]],
         )
 
     @app.get(
@@ -474,9 +474,8 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
         payload = await run(lambda: _write_346(parsed, to))
         kind = "text/csv; charset=utf-8" if to == "csv" else "text/plain; charset=utf-8"
         name = "positions.csv" if to == "csv" else "positions.txt"
-        return Response(
-            payload, media_type=kind, headers={"content-disposition": f'attachment; filename="{name}"'}
-        )
+        disposition = f'attachment; filename="{name}"'
+        return Response(payload, media_type=kind, headers={"content-disposition": disposition})
 
     _mount_page(app)
     _document_bodies(app)
@@ -534,10 +533,8 @@ def _json_rows(body: bytes, max_positions: int) -> list[dict[str, object]]:
     except (ValueError, RecursionError) as exc:
         raise ApiError(422, "BAD_JSON", f"the body is not JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("positions"), list):
-        raise ApiError(
-            422, "BAD_JSON", 'the body must be {"positions": [...]}', field="positions"
-        )
-    rows = doc["positions"]
+        raise ApiError(422, "BAD_JSON", 'the body must be {"positions": [...]}', field="positions")
+    rows: list[dict[str, object]] = doc["positions"]
     if len(rows) > max_positions:
         raise ApiError(
             413,

@@ -2,9 +2,9 @@
 
 ``TheoSets(folder)`` accepts either one set folder (it holds ``meta.csv``) or a folder of
 ``<YYYY-MM-DD>/`` sets (the spool's ``internal/theo/``). In the second case the newest ``keep``
-sets stay loaded, and the folder is looked at again at most every ``refresh_s`` seconds when a
-request asks, so a new set published by the daemon is served without a restart and a process
-behind a load balancer needs no signal.
+sets stay loaded (inside ``serve`` the daemon's store is shared), and the folder is looked at
+again at most every ``refresh_s`` seconds when a request asks, so a new set published by the
+daemon is served without a restart and a process behind a load balancer needs no signal.
 """
 
 from __future__ import annotations
@@ -23,14 +23,22 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 class TheoSets:
     """The sets one web process serves; safe to call from any thread."""
 
-    def __init__(self, folder: Path | str, keep: int = 3, refresh_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        folder: Path | str,
+        keep: int = 3,
+        refresh_s: float = 30.0,
+        store: TheoStore | None = None,
+    ) -> None:
         self.folder = Path(folder)
         self.refresh_s = refresh_s
         self._single: TheoSet | None = None
         self._store: TheoStore | None = None
         self._checked = float("-inf")
         self._lock = threading.Lock()
-        if (self.folder / "meta.csv").is_file():
+        if store is not None:
+            self._store = store  # the daemon's own store, shared with the margin flow
+        elif (self.folder / "meta.csv").is_file():
             self._single = load_theo_set(self.folder)
         else:
             self._store = TheoStore(self.folder, keep=keep)
