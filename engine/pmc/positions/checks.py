@@ -132,11 +132,13 @@ def check_detail(
     implied: tuple[int, int] = (0, 0),
     default_firm: str | None = None,
     warnings: list[PositionProblem] | None = None,
+    allow_zero: bool = False,
 ) -> dict[str, object]:
     """Validate the text fields of one detail record: the typed row, or raise RecordRejected.
 
     ``implied`` is the number of implied decimals of strike and market value (ASCII: 4 and 6).
-    Warnings are appended to ``warnings``.
+    Warnings are appended to ``warnings``. ``allow_zero`` accepts a zero net position (a
+    position being edited, not yet computed).
     """
     warn = warnings if warnings is not None else []
     firm_t = firm.strip()
@@ -290,7 +292,7 @@ def check_detail(
             )
         )
         basket = ""
-    if qty == 0:
+    if qty == 0 and not allow_zero:
         raise RecordRejected(
             ZERO_QUANTITY,
             "NET POSITION",

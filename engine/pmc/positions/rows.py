@@ -32,6 +32,9 @@ def positions_from_rows(
 
         def text(name: str, row: dict[str, object] = row) -> str:
             v = row.get(name)
+            if isinstance(v, float) and "e" in repr(v):
+                # 1e-06 is a number, but not in the form a 346 field takes
+                return f"{v:.12f}"
             return "" if v is None else str(v)
 
         try:
