@@ -25,7 +25,6 @@ import anyio
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import InputRejected
@@ -37,12 +36,27 @@ from engine.pmc.contracts import (
     sort_contracts,
     suggest_values,
 )
-from engine.pmc.positions.model import INVALID_SERIES, PositionFile
+from engine.pmc.positions.model import PositionFile
 from engine.pmc.positions.read import parse_position_file
-from engine.pmc.positions.rows import positions_from_rows
+from engine.pmc.positions.write import render_position_file
 from engine.pmc.report import MarginReport, margin_for_file
 from engine.pmc.theo.model import TheoSet
 from gateway.web.guard import Guard, Limits, error_body
+from gateway.web.positions import apply_edit, parsed_doc, parsed_file
+from gateway.web.schemas import (
+    ContractOut,
+    ContractsDoc,
+    EditDoc,
+    EditIn,
+    ErrorDoc,
+    HealthDoc,
+    MarginDoc,
+    ParsedDoc,
+    PositionsIn,
+    SuggestDoc,
+    TheoSetInfo,
+    TheoSetsDoc,
+)
 from gateway.web.sets import TheoSets
 
 log = logging.getLogger(__name__)
@@ -71,128 +85,6 @@ class ApiError(Exception):
         self.reason = reason
         self.message = message
         self.where = {"line": line, "field": field, "value": value}
-
-
-# -- documented shapes ---------------------------------------------------------------------------
-
-
-class ErrorDetail(BaseModel):
-    status: int
-    reason: str = Field(description="stable reason code, e.g. BAD_PARAMETER, TOO_LARGE")
-    message: str
-    line: int | None = None
-    field: str | None = None
-    value: str | None = None
-
-
-class ErrorDoc(BaseModel):
-    error: ErrorDetail
-
-
-class PositionIn(BaseModel):
-    """One position as the page keeps it (the fields of a 346 detail record)."""
-
-    firm: str = Field("", max_length=16, description="clearing firm number")
-    account: str = Field("", max_length=32)
-    account_type: str = Field(description="C (CPM), F (RBH-BD) or M (RBH-MM)", max_length=8)
-    symbol: str = Field(max_length=32)
-    security_type: str = Field(description="O, I, F, S, W or X", max_length=8)
-    put_call: str = Field("", max_length=8)
-    series_date: str = Field("", max_length=16, description="YYYY-MM-DD, '' for stocks")
-    expiration_date: str = Field("", max_length=16)
-    strike: float | str = Field(0, description="strike dollars, 0 for stocks and futures")
-    quantity: int | float | str = Field(description="signed: long +, short -; whole, not zero")
-    market_value: float | str = Field(0, description="per-share price of a stock not in the set")
-    basket_id: str = Field("", max_length=16)
-    exercise_style: str = Field("", max_length=8)
-    settlement_style: str = Field("", max_length=8)
-
-
-class PositionsIn(BaseModel):
-    positions: list[PositionIn]
-
-
-class Counts(BaseModel):
-    accepted: int
-    rejected: int
-    invalid_series: int
-    warnings: int
-    total: int
-
-
-class Problem(BaseModel):
-    line: int
-    kind: str
-    reason: str
-    field: str | None
-    value: str | None
-    message: str
-
-
-class MarginDoc(BaseModel):
-    """The JSON of ``posgate margin --format json`` (SPEC §7.5)."""
-
-    theo_date: str
-    counts: Counts
-    accounts: list[dict[str, Any]]
-    firms: list[dict[str, Any]]
-    problems: list[Problem]
-
-
-class TheoSetInfo(BaseModel):
-    date: str
-    name: str
-    source: str
-    instruments: int
-
-
-class TheoSetsDoc(BaseModel):
-    latest: str | None
-    theo_sets: list[TheoSetInfo]
-
-
-class ContractOut(BaseModel):
-    row: int
-    account_type: str
-    product_group: str
-    class_group: str
-    underlying: str
-    security_type: str
-    symbol: str
-    exchange: str
-    exercise_style: str
-    settlement_style: str
-    series_date: str
-    expiration_date: str
-    strike: float
-    put_call: str
-
-
-class ContractsDoc(BaseModel):
-    theo_date: str
-    columns: list[list[str]] = Field(description="[field, heading] in display order")
-    total: int
-    contracts: list[ContractOut]
-
-
-class SuggestDoc(BaseModel):
-    column: str
-    values: list[str]
-
-
-class ParsedDoc(BaseModel):
-    """A position file read for the editor: its counts, good positions and problems."""
-
-    theo_date: str
-    format: str
-    counts: Counts
-    positions: list[dict[str, Any]]
-    problems: list[Problem]
-
-
-class HealthDoc(BaseModel):
-    status: str
-    theo_date: str | None
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -297,7 +189,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
             rows = _json_rows(body, lim.max_positions)
             if firm:
                 rows = [{**r, "firm": r.get("firm") or firm} for r in rows]
-            return await run(lambda: _parse_rows(rows))
+            return await run(lambda: parsed_file(rows))
         raise ApiError(
             415,
             "UNSUPPORTED_MEDIA_TYPE",
@@ -469,13 +361,53 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
         parsed = await positions_in(request, firm)
         if to == "json":
             theo = theo_for(theo_date)
-            doc = await run(lambda: _parsed_doc(parsed, theo))
+            doc = await run(lambda: parsed_doc(parsed, theo))
             return Response(json.dumps(doc).encode(), media_type=JSON_TYPE)
         payload = await run(lambda: _write_346(parsed, to))
         kind = "text/csv; charset=utf-8" if to == "csv" else "text/plain; charset=utf-8"
         name = "positions.csv" if to == "csv" else "positions.txt"
         disposition = f'attachment; filename="{name}"'
         return Response(payload, media_type=kind, headers={"content-disposition": disposition})
+
+    @app.post(
+        "/api/v1/positions/edit",
+        response_model=EditDoc,
+        responses=_errors(400, 404, 413, 415, 422, 429, 503),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {JSON_TYPE: {"schema": {"$ref": "#/components/schemas/EditIn"}}},
+            }
+        },
+        tags=["positions"],
+    )
+    async def edit(request: Request, theo_date: TheoDate = None) -> Response:
+        """One edit of the Selected Positions list (add contracts, set quantity, modify, add a
+        stock not in the set, delete, select by the list's filter); the list comes and goes."""
+        theo = theo_for(theo_date)
+        if _media_type(request) != JSON_TYPE:
+            raise ApiError(
+                415, "UNSUPPORTED_MEDIA_TYPE", "an edit is application/json", field="content-type"
+            )
+        body = await read_body(request, lim.max_body_bytes)
+        doc = _json_object(body)
+        rows = doc.get("positions")
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ApiError(
+                422, "BAD_JSON", "positions must be a list of objects", field="positions"
+            )
+        if len(rows) > lim.max_positions:
+            raise ApiError(413, "TOO_MANY_POSITIONS", f"at most {lim.max_positions} positions")
+
+        def work() -> bytes:
+            try:
+                return json.dumps(apply_edit(theo, doc)).encode()
+            except InputRejected as exc:
+                raise _rejected(422, exc) from None
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise ApiError(422, "BAD_VALUE", f"the edit cannot be applied: {exc}") from None
+
+        return Response(await run(work), media_type=JSON_TYPE)
 
     _mount_page(app)
     _document_bodies(app)
@@ -486,7 +418,7 @@ def _document_bodies(app: FastAPI) -> None:
     """Build the OpenAPI document once, with the schemas of the raw-read request bodies."""
     doc = app.openapi()
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    for model in (PositionsIn, ParsedDoc):
+    for model in (PositionsIn, ParsedDoc, EditIn):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -527,12 +459,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _json_rows(body: bytes, max_positions: int) -> list[dict[str, object]]:
+def _json_object(body: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise ApiError(422, "BAD_JSON", f"the body is not JSON: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("positions"), list):
+    if not isinstance(doc, dict):
+        raise ApiError(422, "BAD_JSON", "the body must be a JSON object")
+    return doc
+
+
+def _json_rows(body: bytes, max_positions: int) -> list[dict[str, object]]:
+    doc = _json_object(body)
+    if not isinstance(doc.get("positions"), list):
         raise ApiError(422, "BAD_JSON", 'the body must be {"positions": [...]}', field="positions")
     rows: list[dict[str, object]] = doc["positions"]
     if len(rows) > max_positions:
@@ -557,18 +496,6 @@ def _parse_file(body: bytes, firm: str | None) -> PositionFile:
         raise _rejected(422, exc) from None
 
 
-def _parse_rows(rows: list[dict[str, object]]) -> PositionFile:
-    batch, problems = positions_from_rows(rows)
-    return PositionFile(
-        format="json",
-        header=None,
-        trailer=None,
-        positions=batch,
-        problems=problems,
-        records=len(rows),
-    )
-
-
 def _report_json(report: MarginReport) -> bytes:
     from gateway.outputs.margin.data import report_json
 
@@ -585,41 +512,10 @@ def _export(report: MarginReport, part: str, fmt: str) -> bytes:
 
 
 def _write_346(parsed: PositionFile, to: str) -> bytes:
-    raise ApiError(503, "NOT_AVAILABLE", "writing 346 files is not available yet")
-
-
-def _parsed_doc(parsed: PositionFile, theo: TheoSet) -> dict[str, object]:
-    report = margin_for_file(parsed, theo)
-    invalid = {p.line for p in report.problems if p.kind == INVALID_SERIES}
-    b = parsed.positions
-    keep = [i for i in range(len(b)) if int(b.line[i]) not in invalid]
-    positions = [
-        {
-            "line": int(b.line[i]),
-            "firm": str(b.firm[i]),
-            "account": str(b.account[i]),
-            "account_type": str(b.account_type[i]),
-            "symbol": str(b.symbol[i]),
-            "security_type": str(b.security_type[i]),
-            "put_call": str(b.put_call[i]),
-            "series_date": str(b.series_date[i]),
-            "expiration_date": str(b.expiration_date[i]),
-            "strike": float(b.strike[i]),
-            "quantity": int(b.quantity[i]),
-            "market_value": float(b.market_value[i]),
-            "basket_id": str(b.basket_id[i]),
-            "exercise_style": str(b.exercise_style[i]),
-            "settlement_style": str(b.settlement_style[i]),
-        }
-        for i in keep
-    ]
-    return {
-        "theo_date": report.theo_date,
-        "format": parsed.format,
-        "counts": report.counts.as_dict(),
-        "positions": positions,
-        "problems": [p.as_dict() for p in report.problems],
-    }
+    try:
+        return render_position_file(parsed.positions, fmt=to)
+    except InputRejected as exc:
+        raise _rejected(422, exc) from None
 
 
 _STATIC_TYPES = {

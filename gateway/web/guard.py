@@ -53,6 +53,7 @@ API_ROUTES = (
     "/api/v1/margin",
     "/api/v1/margin/export",
     "/api/v1/positions/convert",
+    "/api/v1/positions/edit",
     "/healthz",
     "/openapi.json",
 )
