@@ -159,6 +159,8 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
         try:
             with anyio.fail_after(lim.calc_timeout_s):
                 return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True, limiter=limiter)
+        except InputRejected as exc:  # the sender's fault, found in the worker thread
+            raise _rejected(422, exc) from None
         except TimeoutError:
             raise ApiError(
                 503,
@@ -180,7 +182,9 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
             value=theo_date,
         )
 
-    async def positions_in(request: Request, firm: str | None) -> PositionFile:
+    async def positions_in(
+        request: Request, firm: str | None, editing: bool = False
+    ) -> PositionFile:
         kind = _media_type(request)
         body = await read_body(request, lim.max_body_bytes)
         if kind in FILE_TYPES:
@@ -189,7 +193,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
             rows = _json_rows(body, lim.max_positions)
             if firm:
                 rows = [{**r, "firm": r.get("firm") or firm} for r in rows]
-            return await run(lambda: parsed_file(rows))
+            return await run(lambda: parsed_file(rows, allow_zero=editing))
         raise ApiError(
             415,
             "UNSUPPORTED_MEDIA_TYPE",
@@ -358,7 +362,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
     ) -> Response:
         """A 346 file or JSON positions written as a 346 CSV or ASCII file, or (``to=json``) read
         for the editor: the positions that can be priced, with the counts and problems."""
-        parsed = await positions_in(request, firm)
+        parsed = await positions_in(request, firm, editing=to != "json")
         if to == "json":
             theo = theo_for(theo_date)
             doc = await run(lambda: parsed_doc(parsed, theo))

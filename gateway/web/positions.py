@@ -102,8 +102,13 @@ def batch_of(rows: list[dict[str, object]]) -> PositionBatch:
     return batch
 
 
-def parsed_file(rows: list[dict[str, object]]) -> PositionFile:
-    """JSON positions to compute, as if they were the detail records of a 346 file."""
+def parsed_file(rows: list[dict[str, object]], *, allow_zero: bool = False) -> PositionFile:
+    """JSON positions as if they were the detail records of a 346 file. ``allow_zero``: the
+    list being saved as it is (a saved file may still hold quantities to fill in); a bad row is
+    then refused (422) rather than left out of the file."""
+    if allow_zero:
+        batch = batch_of(rows)
+        return PositionFile("json", None, None, batch, [], len(rows))
     batch, problems = positions_from_rows(rows)
     return PositionFile(
         format="json",
