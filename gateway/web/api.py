@@ -25,6 +25,7 @@ import anyio
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import InputRejected
@@ -105,6 +106,10 @@ TheoDate = Annotated[
     str | None,
     Query(pattern=DATE_PATTERN, description="activity date of the P&L set; default newest"),
 ]
+AccountType = Annotated[
+    Literal["C", "F", "M"], Query(description="C (CPM), F (RBH-BD) or M (RBH-MM)")
+]
+OptionalDate = Annotated[str, Query(pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="YYYY-MM-DD")]
 Firm = Annotated[
     str | None,
     Query(
@@ -153,7 +158,9 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
     @app.exception_handler(StarletteHTTPException)
     async def on_http(_request: Request, exc: StarletteHTTPException) -> Response:
         reason = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-        return _error_response(exc.status_code, reason, str(exc.detail))
+        response = _error_response(exc.status_code, reason, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return response
 
     async def run(fn: Callable[[], T]) -> T:
         try:
@@ -228,18 +235,35 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
         tags=["P&L sets"],
     )
     def contracts(
-        account_type: Annotated[str, Query(description="C, F or M", max_length=8)],
+        account_type: AccountType,
         theo_date: TheoDate = None,
         product_group: Annotated[str, Query(max_length=32)] = "",
         class_group: Annotated[str, Query(max_length=32)] = "",
         underlying: Annotated[str, Query(max_length=32)] = "",
         symbol: Annotated[str, Query(max_length=32)] = "",
-        security_type: Annotated[str, Query(max_length=8)] = "",
-        series_date: Annotated[str, Query(max_length=16)] = "",
-        expiration_date: Annotated[str, Query(max_length=16)] = "",
-        put_call: Annotated[str, Query(max_length=8)] = "",
+        security_type: Annotated[Literal["", "O", "I", "F", "S", "W"], Query()] = "",
+        series_date: OptionalDate = "",
+        expiration_date: OptionalDate = "",
+        put_call: Annotated[Literal["", "C", "P"], Query(description="'' both")] = "",
         strike: Annotated[float | None, Query(gt=0, lt=1e9)] = None,
-        sort: Annotated[str, Query(max_length=32, description="column; '' default")] = "",
+        sort: Annotated[
+            Literal[
+                "",
+                "product_group",
+                "class_group",
+                "underlying",
+                "security_type",
+                "symbol",
+                "exchange",
+                "exercise_style",
+                "settlement_style",
+                "series_date",
+                "expiration_date",
+                "strike",
+                "put_call",
+            ],
+            Query(description="column to sort by; '' the default sort"),
+        ] = "",
         descending: bool = False,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> ContractsDoc:
@@ -278,7 +302,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
         tags=["P&L sets"],
     )
     def suggest(
-        account_type: Annotated[str, Query(max_length=8)],
+        account_type: AccountType,
         column: Annotated[Literal["product_group", "class_group", "underlying", "symbol"], Query()],
         prefix: Annotated[str, Query(max_length=32)] = "",
         theo_date: TheoDate = None,
@@ -402,6 +426,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
             )
         if len(rows) > lim.max_positions:
             raise ApiError(413, "TOO_MANY_POSITIONS", f"at most {lim.max_positions} positions")
+        _check_shape(EditIn, doc)
 
         def work() -> bytes:
             try:
@@ -473,6 +498,28 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return doc
 
 
+def _check_shape(model: type[BaseModel], doc: dict[str, Any]) -> None:
+    """Types and sizes as the document declares them (422 naming the first wrong field); the
+    values themselves are the engine's to judge, record by record."""
+    try:
+        model.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first.get("loc", ())
+        line = (
+            loc[1] + 1
+            if len(loc) > 1 and loc[0] == "positions" and isinstance(loc[1], int)
+            else None
+        )
+        raise ApiError(
+            422,
+            "BAD_JSON",
+            f"{'.'.join(str(p) for p in loc) or 'body'}: {first.get('msg', 'invalid')}",
+            line=line,
+            field=str(loc[-1]) if loc else None,
+        ) from None
+
+
 def _json_rows(body: bytes, max_positions: int) -> list[dict[str, object]]:
     doc = _json_object(body)
     if not isinstance(doc.get("positions"), list):
@@ -485,11 +532,7 @@ def _json_rows(body: bytes, max_positions: int) -> list[dict[str, object]]:
             f"{len(rows)} positions; at most {max_positions} in one request",
             field="positions",
         )
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise ApiError(
-                422, "BAD_JSON", f"positions[{i}] is not an object", line=i + 1, field="positions"
-            )
+    _check_shape(PositionsIn, doc)
     return rows
 
 
