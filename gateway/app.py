@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.calendar import BusinessCalendar
 from engine.dpl.records import REASON_CODES
 from gateway import alerts, metrics
 from gateway.amqp.outbox import Outbox, SqliteProcessedStore
@@ -33,6 +34,7 @@ from gateway.pipelines.requests import (
     pmc_positions_handler,
 )
 from gateway.publication.scheduler import DEADLINE_JOB, PUBLISH_JOB, build_publication_components
+from gateway.reference import business_calendar
 from gateway.sftp import SftpAccount, SftpServer, SftpStartError
 from gateway.spool.intake import SpoolIntake
 from gateway.theo_store import TheoStore
@@ -92,6 +94,37 @@ class Runtime:
                 listener(config)
             except Exception:
                 log.exception("reload listener failed")
+
+
+class _CalendarCache:
+    """The business calendar of the current reference data, rebuilt only after a reload."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._source: object | None = None
+        self._calendar: BusinessCalendar | None = None
+
+    def get(self) -> BusinessCalendar:
+        reference = self.runtime.config.reference
+        if self._calendar is None or reference is not self._source:
+            self._calendar = business_calendar(reference)
+            self._source = reference
+        return self._calendar
+
+
+def make_dated_pmc_folders(config: Config, dates: list[str]) -> None:
+    """``inbound/pmc/<date>/`` of every firm for each loaded set (SFTP users cannot mkdir)."""
+    root = config.spool.root
+    owner = root.stat()
+    for account in config.accounts:
+        if account.kind != "firm":
+            continue
+        for day in dates:
+            folder = root / "firms" / account.entity_id / "inbound" / "pmc" / day
+            try:
+                _make_owned(folder, root, owner.st_uid, owner.st_gid)
+            except OSError as exc:
+                log.warning("cannot create %s: %s", folder, exc)
 
 
 def prepare_spool(config: Config) -> None:
@@ -280,13 +313,16 @@ def _flow_components(runtime: Runtime) -> list[Component]:
         emit=emit,
     )
     theo_store = TheoStore(config.spool.root / "internal" / "theo", keep=config.pmc.theo_keep)
-    theo_loader = TheoLoader(theo_store)
+    calendars = _CalendarCache(runtime)
+    theo_loader = TheoLoader(theo_store, clock=runtime.clock, calendar=calendars.get)
     pmc_arrival = PmcArrival(
         spool_root=config.spool.root,
         ledger=runtime.ledger,
         theo=theo_store,
         write_pdf=lambda: runtime.config.pmc.write_pdf,
         emit=emit,
+        clock=runtime.clock,
+        calendar=calendars.get,
     )
     intake = SpoolIntake(
         spool_root=config.spool.root,
@@ -299,7 +335,12 @@ def _flow_components(runtime: Runtime) -> list[Component]:
         workers=config.intake.workers,
         technical_contact=lambda firm: runtime.config.technical_contact(firm),
     )
-    theo_loader.on_loaded = intake.retry_now  # margin files waiting for a set go at once
+
+    def on_theo_loaded() -> None:
+        make_dated_pmc_folders(runtime.config, theo_store.dates())
+        intake.retry_now()  # margin files waiting for a set go at once
+
+    theo_loader.on_loaded = on_theo_loaded
     if outbox is not None:
         handlers: dict[str, Handler] = {
             "dpl.submission": dpl_submission_handler(intake, dpl_arrival),
@@ -330,8 +371,11 @@ def _flow_components(runtime: Runtime) -> list[Component]:
                     accounts=lambda: sftp_accounts(runtime.config),
                     max_file_bytes=config.sftp.max_file_bytes,
                     failed_login_delay_s=config.sftp.failed_login_delay_s,
-                    on_upload=lambda account, path: intake.nominate(path, complete=True),
+                    on_upload=lambda account, path, received_at: intake.nominate(
+                        path, complete=True, received_at=received_at
+                    ),
                     metrics=_SftpMetrics(),
+                    clock=runtime.clock,
                 )
             )
         )

@@ -25,6 +25,7 @@ VERB_MODULES = [
     "gateway.commands.calendar",
     "gateway.commands.dpl_sample",
     "gateway.commands.margin",
+    "gateway.commands.pmc_tools",
     "gateway.commands.web",
 ]
 

@@ -50,7 +50,9 @@ CONFIG_LAST_RELOAD = Gauge(
 
 FILES_RECEIVED = Counter("posgate_files_received_total", "Input files received", ["flow", "firm"])
 FILES_DUPLICATE = Counter(
-    "posgate_files_duplicate_total", "Input files recognised as duplicates", ["flow"]
+    "posgate_files_duplicate_total",
+    "Input files with the bytes of an earlier file of the same firm (processed all the same)",
+    ["flow"],
 )
 FILES_QUARANTINED = Counter(
     "posgate_files_quarantined_total", "Files that could not be read", ["flow"]
@@ -108,6 +110,16 @@ SCHEDULER_MISSES = Counter(
 )  # not "job": Prometheus owns that label on every target
 
 ALERTS = Counter("posgate_alerts_total", "Operator alerts raised", ["name"])
+
+PMC_THEO_STALE = Gauge(
+    "posgate_pmc_theo_stale",
+    "1 while the newest loaded P&L set is older than the previous business day (or none is "
+    "loaded), 0 otherwise",
+)
+PMC_THEO_DATE = Gauge(
+    "posgate_pmc_theo_activity_date_seconds",
+    "Activity date of the newest loaded P&L set (Unix time of its midnight UTC)",
+)
 
 SFTP_FAILED_LOGINS = Counter("posgate_sftp_failed_logins_total", "Failed SFTP logins")
 SFTP_SESSIONS = Gauge("posgate_sftp_sessions", "Open SFTP sessions")

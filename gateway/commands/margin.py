@@ -1,5 +1,7 @@
 """CLI verbs of the portfolio margin flow: ``margin`` and ``theo generate`` (SPEC §3, §7).
 
+``theo contracts`` and ``positions convert`` live in ``gateway.commands.pmc_tools``.
+
 Neither needs the config: ``margin`` takes a theo set folder and a 346 position file, and
 ``theo generate`` a market snapshot. Bad input data (unreadable position file, theo set or market
 snapshot) exits 65 with a message naming file, line and column; a usage mistake exits 2.
@@ -17,11 +19,14 @@ from datetime import date
 from pathlib import Path
 
 from engine.errors import UnreadableInput
+from engine.pmc.compare import margin_as, parse_account_types
 from engine.pmc.market import parse_market_snapshot
+from engine.pmc.positions.model import PositionFile
 from engine.pmc.positions.read import parse_position_file
 from engine.pmc.pricing import DEFAULT_STEPS
 from engine.pmc.report import margin_for_file
 from engine.pmc.theo.generate import generate_instruments
+from engine.pmc.theo.model import TheoSet
 from engine.pmc.theo.read import TheoSetInvalid, parse_theo_set
 from engine.pmc.theo.write import render_theo_set
 
@@ -52,6 +57,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="ID",
         help="clearing firm number for records that leave it blank",
     )
+    p.add_argument(
+        "--as",
+        dest="as_types",
+        metavar="C,F,M",
+        help="compute every position under each of these account types, side by side",
+    )
+    p.add_argument(
+        "--wide",
+        action="store_true",
+        help="table: every P&L point of every group (needs about 160 columns)",
+    )
     p.set_defaults(func=run_margin)
 
     t = subparsers.add_parser("theo", help="theoretical P&L sets")
@@ -78,13 +94,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     g.add_argument("--force", action="store_true", help="replace an existing set in DIR")
     g.set_defaults(func=run_theo_generate)
 
+    from gateway.commands.pmc_tools import add_theo_contracts
+
+    add_theo_contracts(tsub)
+
 
 def _fail(message: str, code: int) -> int:
     sys.stderr.write(f"posgate: {message}\n")
     return code
 
 
-def _describe(exc: UnreadableInput) -> str:
+def describe_unreadable(exc: UnreadableInput) -> str:
+    """The reason and every located problem of an unreadable input, for stderr."""
     problems = getattr(exc, "problems", None)
     if problems:
         return "\n  ".join([f"{exc.reason}:"] + list(problems))
@@ -131,7 +152,7 @@ def run_margin(args: argparse.Namespace) -> int:
     try:
         theo = load_theo_set(args.theo)
     except UnreadableInput as exc:
-        return _fail(f"theo set {args.theo} cannot be used: {_describe(exc)}", EX_DATAERR)
+        return _fail(f"theo set {args.theo} cannot be used: {describe_unreadable(exc)}", EX_DATAERR)
     try:
         data = Path(args.positions).read_bytes()
     except OSError as exc:
@@ -142,42 +163,68 @@ def run_margin(args: argparse.Namespace) -> int:
         with _progress("reading positions", len(data) >= PROGRESS_MIN_BYTES) as progress:
             parsed = parse_position_file(data, default_firm=args.firm, progress=progress)
     except UnreadableInput as exc:
-        return _fail(f"position file {args.positions} cannot be read: {_describe(exc)}", EX_DATAERR)
-    report = margin_for_file(parsed, theo)
-
-    from gateway.outputs.margin.data import report_json, results_csv
-    from gateway.outputs.margin.pdf import report_pdf
-    from gateway.outputs.margin.table import PLAIN_WIDTH, render_table, table_text
-
+        return _fail(
+            f"position file {args.positions} cannot be read: {describe_unreadable(exc)}", EX_DATAERR
+        )
     fmt = args.format
     if fmt == "pdf" and not args.out and sys.stdout.isatty():
         return _fail("--format pdf writes binary data: give --out PATH", EX_USAGE)
-    if fmt == "table":
-        if args.out:
-            payload = table_text(report).encode("utf-8")
-        else:
-            from rich.console import Console
+    if args.as_types:
+        return _run_margin_as(args, parsed, theo)
+    with _progress("computing margin", len(data) >= PROGRESS_MIN_BYTES) as progress:
+        if progress is not None:
+            progress(0, 1)
+        report = margin_for_file(parsed, theo)
+        if progress is not None:
+            progress(1, 1)
 
-            render_table(report, Console(width=None if sys.stdout.isatty() else PLAIN_WIDTH))
-            return EX_OK
+    from gateway.outputs.margin.data import report_json, results_csv
+    from gateway.outputs.margin.pdf import report_pdf
+    from gateway.outputs.margin.table import table_text
+
+    if fmt == "table":
+        payload = table_text(report, wide=args.wide).encode("utf-8")
     elif fmt == "csv":
         payload = results_csv(report)
     elif fmt == "json":
         payload = report_json(report)
     else:
         payload = report_pdf(report)
-    if args.out:
+    return _emit(payload, args.out)
+
+
+def _emit(payload: bytes, out: str | None) -> int:
+    if out:
         try:
             from gateway.errors import TransientError
             from gateway.spool.fsio import write_atomic
 
-            write_atomic(Path(args.out), payload)
+            write_atomic(Path(out), payload)
         except TransientError as exc:
             return _fail(str(exc), EX_FAILURE)
     else:
         sys.stdout.buffer.write(payload)
         sys.stdout.flush()
     return EX_OK
+
+
+def _run_margin_as(args: argparse.Namespace, parsed: PositionFile, theo: TheoSet) -> int:
+    from gateway.outputs.margin.compare import comparison_csv, comparison_json, comparison_table
+
+    try:
+        types = parse_account_types(args.as_types)
+    except ValueError as exc:
+        return _fail(f"--as: {exc}", EX_USAGE)
+    reports = margin_as(parsed, theo, types)
+    if args.format == "csv":
+        payload = comparison_csv(reports)
+    elif args.format == "json":
+        payload = comparison_json(reports)
+    elif args.format == "table":
+        payload = comparison_table(reports).encode("utf-8")
+    else:
+        return _fail("--as gives a table, csv or json (not pdf)", EX_USAGE)
+    return _emit(payload, args.out)
 
 
 def run_theo_generate(args: argparse.Namespace) -> int:
@@ -218,7 +265,9 @@ def run_theo_generate(args: argparse.Namespace) -> int:
             )
         parse_theo_set(files, name=activity.isoformat())  # a generated set must load
     except TheoSetInvalid as exc:
-        return _fail(f"market snapshot {args.market} cannot be used: {_describe(exc)}", 65)
+        return _fail(
+            f"market snapshot {args.market} cannot be used: {describe_unreadable(exc)}", 65
+        )
     try:
         with contextlib.suppress(FileNotFoundError):
             (out_dir / "meta.csv").unlink()  # the set is incomplete until meta.csv is back

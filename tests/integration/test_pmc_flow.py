@@ -72,7 +72,7 @@ def test_position_file_waits_for_a_theo_set_then_gets_results(daemon: DaemonProc
     sftp_put(cfg, SAMPLES / "positions.csv", "inbound/pmc")
     outbound = cfg.spool / "firms" / "00005" / "outbound" / "pmc"
     wait_for(lambda: "no theoretical P&L set" in daemon.log(), what="waiting for a theo set")
-    assert not (outbound / "positions.results.csv").exists()
+    assert not (outbound / "positions.csv.results.csv").exists()
     # the risk system drops a set: files first, meta.csv last
     target = cfg.spool / "internal" / "theo" / THEO_DAY
     target.mkdir(parents=True)
@@ -80,15 +80,15 @@ def test_position_file_waits_for_a_theo_set_then_gets_results(daemon: DaemonProc
         shutil.copy(part, target / part.name)
     shutil.copy(SAMPLES / "theo" / THEO_DAY / "meta.csv", target / "meta.csv")
     wait_for(
-        lambda: (outbound / "positions.summary.csv").exists(),
+        lambda: (outbound / "positions.csv.summary.csv").exists(),
         timeout=90,
         what="margin outputs after the theo set landed",
     )
-    summary = (outbound / "positions.summary.csv").read_text()
+    summary = (outbound / "positions.csv.summary.csv").read_text()
     assert f"{expected_requirement(SAMPLES / 'positions.csv'):.2f}" in summary
-    errors = list(csv.DictReader(io.StringIO((outbound / "positions.errors.csv").read_text())))
+    errors = list(csv.DictReader(io.StringIO((outbound / "positions.csv.errors.csv").read_text())))
     assert len(errors) >= 2  # the sample's rejected line and its invalid series
-    assert (outbound / "positions.results.csv").stat().st_size > 0
+    assert (outbound / "positions.csv.results.csv").stat().st_size > 0
     wait_for(
         lambda: daemon.metric("posgate_records_valid_total", {"flow": "pmc"}) == 15.0,
         what="pmc metrics",

@@ -110,8 +110,12 @@ def parse_position_file(
     *,
     default_firm: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    allow_zero: bool = False,
 ) -> PositionFile:
-    """Parse a whole 346 file (CSV or ASCII, detected). See the module docstring."""
+    """Parse a whole 346 file (CSV or ASCII, detected). See the module docstring.
+
+    ``allow_zero`` accepts zero net positions (a file being converted or edited, not computed).
+    """
     text = _decode(data)
     lines = text.splitlines()
     fmt = detect_format(lines)
@@ -194,6 +198,7 @@ def parse_position_file(
                         basket_id=fields[17],
                         default_firm=default_firm,
                         warnings=warnings,
+                        allow_zero=allow_zero,
                     )
             else:
                 s = raw.rstrip("\r\n")
@@ -261,6 +266,7 @@ def parse_position_file(
                         implied=(4, 6),
                         default_firm=default_firm,
                         warnings=warnings,
+                        allow_zero=allow_zero,
                     )
             if kind == "header":
                 if header is not None or seen_detail or records:

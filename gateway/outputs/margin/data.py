@@ -1,5 +1,5 @@
-"""The machine-readable renderings of a margin report: ``<stem>.results.csv`` (every level with
-its Gains/Losses/Total rows), ``<stem>.summary.csv``, ``<stem>.errors.csv`` and the JSON document
+"""The machine-readable renderings of a margin report: ``<name>.results.csv`` (every level with
+its Gains/Losses/Total rows), ``<name>.summary.csv``, ``<name>.errors.csv`` and the JSON document
 of SPEC §7.5. Amounts are positive and rounded to cents; the parent -> children lists of a result
 (``ResultTree``) are shared with the table.
 """
@@ -87,7 +87,7 @@ class ResultTree:
 
 
 def results_rows(report: MarginReport) -> Iterator[list[str]]:
-    """Rows of ``<stem>.results.csv`` (without the header), account by account, firms last."""
+    """Rows of ``<name>.results.csv`` (without the header), account by account, firms last."""
     r = report.result
     tree = ResultTree(r)
     b = r.resolved.batch
@@ -290,12 +290,12 @@ def _csv(
 
 
 def results_csv(report: MarginReport) -> bytes:
-    """``<stem>.results.csv``: every level, Gains/Losses/Total rows, positive requirements."""
+    """``<name>.results.csv``: every level, Gains/Losses/Total rows, positive requirements."""
     return _csv(RESULT_COLUMNS, results_rows(report))
 
 
 def summary_csv(report: MarginReport) -> bytes:
-    """``<stem>.summary.csv``: one row per account, then one per firm."""
+    """``<name>.summary.csv``: one row per account, then one per firm."""
     r = report.result
     rows: list[list[str]] = []
     for a in range(r.account_firm.shape[0]):
@@ -330,7 +330,7 @@ def summary_csv(report: MarginReport) -> bytes:
 
 
 def errors_csv(problems: Sequence[PositionProblem]) -> bytes:
-    """``<stem>.errors.csv``: one row per problem (header only when there is none)."""
+    """``<name>.errors.csv``: one row per problem (header only when there is none)."""
     return _csv(
         ERROR_COLUMNS,
         [[p.line, p.kind, p.reason, p.field or "", p.value or "", p.message] for p in problems],

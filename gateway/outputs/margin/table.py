@@ -1,6 +1,8 @@
-"""The terminal view of a margin report (rich): account summary, the portfolio and product group
-rows of each account in the seed's Figure 4 style, and the problems; also as plain text for
-``--out``. Amounts are whole dollars, requirements shown negative (the PDF shows them alike).
+"""The terminal view of a margin report (rich): account summary, the requirement of each
+stand-alone unit of each account, and the problems, in 80 columns; with ``wide`` the portfolio and
+product group rows of each account in the calculator's results style with all ten P&L points
+(about 160 columns). Amounts are whole dollars, requirements shown negative (the PDF shows them
+alike).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from gateway.outputs.margin.data import ERROR_COLUMNS, ResultTree
 TABLE_ACCOUNT_LIMIT = 10
 TABLE_PROBLEM_LIMIT = 20
 TABLE_UNIT_LIMIT = 30  # stand-alone units shown per account in the table
-PLAIN_WIDTH = 220  # table width when not on a terminal (files, pipes)
+PLAIN_WIDTH = 220  # width of the wide view
+NARROW_WIDTH = 80
 
 
 def format_whole(value: float) -> str:
@@ -189,8 +192,106 @@ def render_table(report: MarginReport, console: Console) -> None:
             console.print(f"... {len(report.problems) - TABLE_PROBLEM_LIMIT} more problems")
 
 
-def table_text(report: MarginReport, width: int = PLAIN_WIDTH) -> str:
-    """The table view as plain text (for --out with --format table)."""
+def render_compact(report: MarginReport, console: Console) -> None:
+    """The 80-column view: summary, each account's units (no P&L vectors), problems."""
+    r = report.result
+    c = report.counts
+    console.print(
+        f"Portfolio margin, P&L set {report.theo_date}. Records: {c.accepted} accepted, "
+        f"{c.rejected} rejected, {c.invalid_series} invalid series, {c.warnings} warnings, "
+        f"{c.total} total."
+    )
+    summary = Table(title="Account summary", title_justify="left", padding=(0, 1, 0, 0))
+    for name in ("Firm", "Account", "Type", "NAV", "Risk", "Minimum", "Requirement"):
+        right = name in ("NAV", "Risk", "Minimum", "Requirement")
+        summary.add_column(name, justify="right" if right else "left", overflow="fold")
+    n_acct = r.account_firm.shape[0]
+    for a in range(n_acct):
+        summary.add_row(
+            str(r.account_firm[a]),
+            str(r.account_id[a]),
+            str(r.account_type[a]),
+            format_whole(float(r.account_nav[a])),
+            format_requirement(float(r.account_risk[a])),
+            format_requirement(float(r.account_minimum[a])),
+            format_requirement(float(r.account_requirement[a])),
+        )
+    for f in range(r.firm_ids.shape[0]):
+        summary.add_row(
+            str(r.firm_ids[f]),
+            "firm total",
+            "",
+            format_whole(float(r.firm_nav[f])),
+            format_requirement(float(r.firm_risk[f])),
+            format_requirement(float(r.firm_minimum[f])),
+            format_requirement(float(r.firm_requirement[f])),
+            style="bold",
+        )
+    console.print(summary)
+    tree = ResultTree(r)
+    for a in range(min(n_acct, TABLE_ACCOUNT_LIMIT)):
+        t = Table(
+            title=f"{r.account_firm[a]} / {r.account_id[a] or '-'} / {r.account_type[a]}: units",
+            title_justify="left",
+            padding=(0, 1, 0, 0),
+        )
+        for name in ("Port Grp", "Prod Grp", "Class Grp", "NAV", "Requirement", "Minimum", "At"):
+            right = name in ("NAV", "Requirement", "Minimum")
+            t.add_column(name, justify="right" if right else "left", overflow="fold")
+        units = tree.acct_units[a]
+        for u in units[:TABLE_UNIT_LIMIT]:
+            level = int(r.unit_level[u])
+            ref = int(r.unit_ref[u])
+            total = r.unit_total[u]
+            worst = int(np.argmin(total))
+            at = POINT_LABELS[worst] if float(total[worst]) < 0 else ""
+            if level == LEVEL_PORTFOLIO_GROUP:
+                names = (str(r.port_id[ref]), "", "")
+            elif level == LEVEL_PRODUCT_GROUP:
+                names = ("", str(r.pg_id[ref]), "")
+            else:
+                names = ("", str(r.pg_id[r.cg_pg[ref]]), str(r.cg_id[ref]))
+            t.add_row(
+                *names,
+                format_whole(float(r.unit_nav[u])),
+                format_requirement(float(r.unit_requirement[u])),
+                format_requirement(float(r.unit_minimum[u])),
+                at,
+            )
+        if len(units) > TABLE_UNIT_LIMIT:
+            t.add_row("", "", f"{len(units) - TABLE_UNIT_LIMIT} more", "", "", "", "")
+        t.add_row(
+            "Net",
+            "",
+            "",
+            format_whole(float(r.account_nav[a])),
+            format_requirement(float(r.account_requirement[a])),
+            format_requirement(float(r.account_minimum[a])),
+            "",
+            style="bold",
+        )
+        console.print(t)
+    if n_acct > TABLE_ACCOUNT_LIMIT:
+        console.print(f"{n_acct - TABLE_ACCOUNT_LIMIT} more accounts: use --format csv for all.")
+    console.print("At: the point of the largest loss. --wide shows every point of every group.")
+    if report.problems:
+        pt = Table(title="Problems", title_justify="left", padding=(0, 1, 0, 0))
+        for name in ("Line", "Kind", "Reason", "Message"):
+            pt.add_column(name, overflow="fold")
+        for prob in report.problems[:TABLE_PROBLEM_LIMIT]:
+            pt.add_row(str(prob.line), prob.kind, prob.reason, prob.message)
+        console.print(pt)
+        if len(report.problems) > TABLE_PROBLEM_LIMIT:
+            console.print(f"{len(report.problems) - TABLE_PROBLEM_LIMIT} more problems")
+
+
+def table_text(report: MarginReport, *, wide: bool = False) -> str:
+    """The table view as plain text: 80 columns, or the wide view with every P&L point."""
     buf = io.StringIO()
-    render_table(report, Console(file=buf, width=width, color_system=None, force_terminal=False))
+    width = PLAIN_WIDTH if wide else NARROW_WIDTH
+    console = Console(file=buf, width=width, color_system=None, force_terminal=False)
+    if wide:
+        render_table(report, console)
+    else:
+        render_compact(report, console)
     return buf.getvalue()

@@ -116,13 +116,106 @@ def test_csv_has_positive_requirements_in_a_requirement_column(
     assert gains and all(float(v) >= 0 for r in gains for v in list(r.values())[-10:])
 
 
-def test_table_on_standard_output(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+def test_table_reads_at_80_columns(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     code, out, _ = run(capsysbinary, "margin", "--theo", str(THEO), "--positions", str(CSV_FILE))
     text = out.decode()
     assert code == 0
-    assert "Account summary" in text and "CUST01" in text and "Reqt" in text
-    assert "Gains" in text and "Losses" in text and "Total" in text
-    assert "INVALID_SERIES" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "Account summary" in text and "CUST01" in text and "firm total" in text
+    assert "-510,612" in text  # the firm's requirement, whole dollars, shown negative
+    assert "INVALID_SERIES" in text and "…" not in text  # wrapped, never cut
+    assert "Gains" not in text
+
+
+def test_wide_table_has_every_point(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    code, out, _ = run(
+        capsysbinary, "margin", "--theo", str(THEO), "--positions", str(CSV_FILE), "--wide"
+    )
+    text = out.decode()
+    assert code == 0
+    assert "Gains" in text and "Losses" in text and "Total" in text and "Reqt" in text
+    assert all(label in text for label in ("-5", "-1", "+1", "+5"))
+
+
+def test_margin_as_each_account_type_side_by_side(
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    base = ["margin", "--theo", str(THEO), "--positions", str(CSV_FILE), "--as", "C,F,M"]
+    code, out, _ = run(capsysbinary, *base, "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out.decode())))
+    assert [(r["level"], r["account"]) for r in rows] == [
+        ("account", "BD1"),
+        ("account", "CUST01"),
+        ("firm", ""),
+    ]
+    # each column equals a run of the file with every record retyped
+    parsed = parse_position_file(CSV_FILE.read_bytes())
+    theo = load_theo_set(THEO)
+    from engine.pmc.compare import margin_as
+
+    reports = margin_as(parsed, theo, ["C", "F"])
+    firm = rows[2]
+    assert float(firm["requirement_C"]) == pytest.approx(reports["C"].result.requirement, abs=0.01)
+    assert float(firm["requirement_F"]) == pytest.approx(reports["F"].result.requirement, abs=0.01)
+    assert firm["requirement_M"] == ""  # the sample set has no M instruments
+    code, out, _ = run(capsysbinary, *base)
+    text = out.decode()
+    assert code == 0 and max(len(line) for line in text.splitlines()) <= 80
+    assert "CPM (C)" in text and "RBH-BD (F)" in text and "RBH-MM (M)" in text
+    code, out, _ = run(capsysbinary, *base, "--format", "json")
+    doc = json.loads(out)
+    assert doc["account_types"] == ["C", "F", "M"]
+    assert set(doc["reports"]["C"]) == {"theo_date", "counts", "accounts", "firms", "problems"}
+    code, _, err = run(capsysbinary, *base[:-1], "C,Q")
+    assert code == 2 and "'Q' is not C, F or M" in err
+
+
+def test_theo_contracts(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    base = ["theo", "contracts", "--theo", str(THEO), "--account-type", "C"]
+    code, out, _ = run(capsysbinary, *base, "--class-group", "SPX", "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["theo_date"] == "2026-11-20" and doc["count"] == len(doc["contracts"]) > 0
+    assert {c["class_group"] for c in doc["contracts"]} == {"SPX"}
+    code, out, _ = run(capsysbinary, *base, "--symbol", "SPX", "--put-call", "P", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out.decode())))
+    assert rows and {r["put_call"] for r in rows} == {"P"} and "exchange" in rows[0]
+    code, out, _ = run(capsysbinary, *base, "--class-group", "SPX")
+    text = out.decode()
+    assert code == 0 and max(len(line) for line in text.splitlines()) <= 80
+    assert "6000.0000" in text and "Ser/Ctr" in text
+    code, _, err = run(capsysbinary, *base, "--product-group", "9")
+    assert code == 2 and "MISSING_FILTER" in err and "--class-group" in err
+
+
+def test_positions_convert_round_trips(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    target = tmp_path / "positions.csv"
+    code, _, _ = run(
+        capsysbinary, "positions", "convert", str(ASCII_FILE), "--to", "csv", "--out", str(target)
+    )
+    assert code == 0
+    first = parse_position_file(ASCII_FILE.read_bytes())
+    again = parse_position_file(target.read_bytes())
+    assert again.format == "csv" and len(again.positions) == len(first.positions)
+    for name in ("firm", "account", "symbol", "put_call", "series_date", "strike", "quantity"):
+        assert getattr(again.positions, name).tolist() == getattr(first.positions, name).tolist()
+    code, out, _ = run(capsysbinary, "positions", "convert", str(target), "--to", "ascii")
+    assert code == 0 and out.splitlines()[0] == b"346H000520261120"
+
+
+def test_positions_convert_refuses_to_lose_rejected_records(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    code, out, err = run(capsysbinary, "positions", "convert", str(CSV_FILE), "--to", "ascii")
+    assert code == 65 and out == b""
+    assert "line 14: rejected BAD_VALUE" in err and "nothing written" in err
+    code, out, _ = run(
+        capsysbinary, "positions", "convert", str(CSV_FILE), "--to", "ascii", "--drop-rejected"
+    )
+    assert code == 0 and out.count(b"\n") == 16 + 2  # header, 16 readable records, trailer
 
 
 def test_pdf_opens_and_shows_the_requirement(

@@ -38,9 +38,9 @@ def test_outputs_are_written_with_counts_and_totals(tmp_path: Path, theo) -> Non
         write_pdf=False,
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "day1.errors.csv",
-        "day1.results.csv",
-        "day1.summary.csv",
+        "day1.csv.errors.csv",
+        "day1.csv.results.csv",
+        "day1.csv.summary.csv",
     ]
     assert outcome.format == "csv" and outcome.theo_date == "2026-11-20"
     assert outcome.counts.as_dict() == {
@@ -50,25 +50,25 @@ def test_outputs_are_written_with_counts_and_totals(tmp_path: Path, theo) -> Non
         "warnings": 1,
         "total": 17,
     }
-    summary = list(csv.DictReader(io.StringIO((tmp_path / "day1.summary.csv").read_text())))
+    summary = list(csv.DictReader(io.StringIO((tmp_path / "day1.csv.summary.csv").read_text())))
     accounts = [r for r in summary if r["level"] == "account"]
     assert sum(float(r["requirement"]) for r in accounts) == pytest.approx(
         outcome.requirement, abs=0.02
     )
     assert outcome.firm_requirements == {"5": pytest.approx(outcome.requirement)}
-    errors = list(csv.DictReader(io.StringIO((tmp_path / "day1.errors.csv").read_text())))
+    errors = list(csv.DictReader(io.StringIO((tmp_path / "day1.csv.errors.csv").read_text())))
     assert [(e["line"], e["kind"], e["reason"]) for e in errors] == [
         ("13", "invalid_series", "INVALID_SERIES"),
         ("14", "rejected", "BAD_VALUE"),
         ("15", "warning", "MARKET_VALUE_IGNORED"),
     ]
-    results = list(csv.DictReader(io.StringIO((tmp_path / "day1.results.csv").read_text())))
+    results = list(csv.DictReader(io.StringIO((tmp_path / "day1.csv.results.csv").read_text())))
     contracts = [r for r in results if r["level"] == "contract"]
     assert len(contracts) == outcome.counts.accepted
     assert outcome.as_dict()["outputs"] == {
-        "results": "day1.results.csv",
-        "summary": "day1.summary.csv",
-        "errors": "day1.errors.csv",
+        "results": "day1.csv.results.csv",
+        "summary": "day1.csv.summary.csv",
+        "errors": "day1.csv.errors.csv",
     }
 
 
@@ -77,10 +77,12 @@ def test_pdf_when_configured_and_a_clean_error_log(tmp_path: Path, theo) -> None
     outcome = process_position_file(
         data, name="clean.csv", firm="5", theo=theo, outbound_dir=tmp_path, write_pdf=True
     )
-    assert outcome.outputs["pdf"].name == "clean.pdf"
+    assert outcome.outputs["pdf"].name == "clean.csv.pdf"
     text = "".join(p.extract_text() for p in PdfReader(outcome.outputs["pdf"]).pages)
     assert f"-{outcome.requirement:,.0f}" in text
-    assert (tmp_path / "clean.errors.csv").read_text() == "line,kind,reason,field,value,message\n"
+    assert (
+        tmp_path / "clean.csv.errors.csv"
+    ).read_text() == "line,kind,reason,field,value,message\n"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
@@ -120,7 +122,7 @@ def test_ascii_corpus_file(tmp_path: Path, theo) -> None:  # type: ignore[no-unt
 
 @pytest.mark.parametrize(
     ("name", "stem"),
-    [("a/b/c.csv", "c"), ("day.1.txt", "day.1"), ("noext", "noext"), (".hidden", ".hidden")],
+    [("a/b/c.csv", "c.csv"), ("day.1.txt", "day.1.txt"), ("noext", "noext"), ("", "positions")],
 )
 def test_output_stem(name: str, stem: str) -> None:
     assert output_stem(name) == stem
@@ -216,3 +218,141 @@ def test_store_is_safe_across_threads(tmp_path: Path) -> None:
     assert not errors
     assert set(seen) <= {None, "2026-11-19", "2026-11-20"}
     assert store.dates() == ["2026-11-19", "2026-11-20"]
+
+
+# --------------------------------------------------------------------------------------------
+# PmcArrival: choosing the P&L set
+
+
+def _arrival(tmp_path: Path, now: str):  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from engine.calendar import BusinessCalendar
+    from gateway.ledger import Ledger
+    from gateway.pipelines.pmc import PmcArrival
+
+    spool = tmp_path / "spool"
+    store = TheoStore(spool / "internal" / "theo", keep=3)
+    _copy_set(store.root, "2026-11-20")
+    store.refresh()
+    events: list[tuple[str, dict[str, object]]] = []
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    arrival = PmcArrival(
+        spool_root=spool,
+        ledger=ledger,
+        theo=store,
+        write_pdf=lambda: False,
+        emit=lambda key, body: events.append((key, dict(body))),
+        clock=lambda: dt.datetime.fromisoformat(now),
+        calendar=lambda: BusinessCalendar([], []),
+    )
+    return arrival, ledger, spool, events
+
+
+def _claimed(tmp_path: Path, ledger, name: str, source: str, data: bytes):  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from gateway.spool.claims import ClaimedFile
+
+    work = tmp_path / f"work-{name}"
+    work.write_bytes(data)
+    at = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)
+    file_id = ledger.record_file(
+        flow="pmc",
+        firm="00005",
+        account="00005",
+        name=name,
+        sha256="",
+        size=len(data),
+        received_at=at,
+        cycle=None,
+        work_path=str(work),
+        source=source,
+    )
+    return ClaimedFile(file_id, "pmc", "00005", name, work, "", len(data), at)
+
+
+def test_newest_set_on_the_next_business_day_is_not_stale(tmp_path: Path) -> None:
+    from gateway import metrics
+
+    # Monday 2026-11-23 09:00 in Chicago: the previous business day is Friday the 20th
+    arrival, ledger, spool, events = _arrival(tmp_path, "2026-11-23T15:00:00+00:00")
+    data = (SAMPLES / "positions.csv").read_bytes()
+    inbound = spool / "firms" / "00005" / "inbound" / "pmc"
+    outcome = arrival.process(_claimed(tmp_path, ledger, "all.csv", str(inbound / "all.csv"), data))
+    assert outcome is not None and outcome.theo_date == "2026-11-20" and not outcome.theo_stale
+    assert metrics.PMC_THEO_STALE._value.get() == 0  # type: ignore[attr-defined]
+    # the same name in another layout gets its own outputs
+    txt = (SAMPLES / "positions.txt").read_bytes()
+    arrival.process(_claimed(tmp_path, ledger, "all.txt", str(inbound / "all.txt"), txt))
+    outbound = spool / "firms" / "00005" / "outbound" / "pmc"
+    names = sorted(p.name for p in outbound.iterdir())
+    assert names == [
+        "all.csv.errors.csv",
+        "all.csv.results.csv",
+        "all.csv.summary.csv",
+        "all.txt.errors.csv",
+        "all.txt.results.csv",
+        "all.txt.summary.csv",
+    ]
+    assert events[0][1]["theo_date"] == "2026-11-20" and events[0][1]["theo_stale"] is False
+
+
+def test_an_old_newest_set_is_named_and_warned_about(tmp_path: Path) -> None:
+    from gateway import metrics
+
+    # Tuesday 2026-12-01: the set of 2026-11-20 is eleven days old
+    arrival, ledger, spool, events = _arrival(tmp_path, "2026-12-01T15:00:00+00:00")
+    data = (SAMPLES / "positions.csv").read_bytes()
+    source = str(spool / "firms" / "00005" / "inbound" / "pmc" / "p.csv")
+    outcome = arrival.process(_claimed(tmp_path, ledger, "p.csv", source, data))
+    assert outcome is not None and outcome.theo_stale
+    assert metrics.PMC_THEO_STALE._value.get() == 1  # type: ignore[attr-defined]
+    errors = (spool / "firms" / "00005" / "outbound" / "pmc" / "p.csv.errors.csv").read_text()
+    first = list(csv.DictReader(io.StringIO(errors)))[0]
+    assert (first["line"], first["kind"], first["reason"], first["value"]) == (
+        "0",
+        "warning",
+        "THEO_STALE",
+        "2026-11-20",
+    )
+    assert events[0][1]["theo_stale"] is True
+
+
+def test_a_dated_folder_uses_that_set_or_is_answered_with_the_reason(tmp_path: Path) -> None:
+    arrival, ledger, spool, events = _arrival(tmp_path, "2026-12-01T15:00:00+00:00")
+    _copy_set(arrival.theo.root, "2026-11-19")
+    data = (SAMPLES / "positions.csv").read_bytes()
+    inbound = spool / "firms" / "00005" / "inbound" / "pmc"
+    outcome = arrival.process(
+        _claimed(tmp_path, ledger, "d.csv", str(inbound / "2026-11-19" / "d.csv"), data)
+    )
+    assert outcome is not None and outcome.theo_date == "2026-11-19"
+    assert not outcome.theo_stale and outcome.theo_requested == "2026-11-19"
+    missing = arrival.process(
+        _claimed(tmp_path, ledger, "m.csv", str(inbound / "2026-10-01" / "m.csv"), data)
+    )
+    assert missing is None
+    errors = (spool / "firms" / "00005" / "outbound" / "pmc" / "m.csv.errors.csv").read_text()
+    row = list(csv.DictReader(io.StringIO(errors)))[0]
+    assert row["reason"] == "THEO_NOT_LOADED" and row["kind"] == "rejected"
+    assert "no P&L set of 2026-10-01 is loaded (loaded: 2026-11-19, 2026-11-20)" in row["message"]
+    assert events[-1][1]["error"]["reason"] == "THEO_NOT_LOADED"  # type: ignore[index]
+
+
+def test_a_dated_folder_is_an_inbound_route(tmp_path: Path) -> None:
+    from gateway.spool.watch import inbound_route, scan_inbound
+
+    root = tmp_path
+    pmc = root / "firms" / "00005" / "inbound" / "pmc"
+    (pmc / "2026-11-20").mkdir(parents=True)
+    (pmc / "2026-11-20" / "a.csv").write_text("x")
+    (pmc / "b.csv").write_text("x")
+    (pmc / "notadate").mkdir()
+    (pmc / "notadate" / "c.csv").write_text("x")
+    assert inbound_route(root, pmc / "2026-11-20" / "a.csv") == ("00005", "pmc")
+    assert inbound_route(root, pmc / "notadate" / "c.csv") is None
+    assert inbound_route(root, pmc / "2026-11-20" / "a.csv.part") is None
+    seen: list[Path] = []
+    scan_inbound(root, seen.append)
+    assert sorted(p.relative_to(pmc).as_posix() for p in seen) == ["2026-11-20/a.csv", "b.csv"]
