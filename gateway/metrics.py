@@ -125,6 +125,16 @@ SFTP_FAILED_LOGINS = Counter("posgate_sftp_failed_logins_total", "Failed SFTP lo
 SFTP_SESSIONS = Gauge("posgate_sftp_sessions", "Open SFTP sessions")
 SFTP_UPLOADS = Counter("posgate_sftp_uploads_total", "Completed SFTP uploads")
 
+HTTP_REQUESTS = Counter(
+    "posgate_http_requests_total", "HTTP requests of the web calculator", ["route", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "posgate_http_request_seconds",
+    "HTTP request latency of the web calculator",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+
 
 FLOWS = ("dpl", "pmc")
 ALERT_NAMES = (
@@ -186,13 +196,3 @@ class MetricsServer:
 
     def healthy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
-
-HTTP_REQUESTS = Counter(
-    "posgate_http_requests_total", "HTTP requests of the web calculator", ["route", "status"]
-)
-HTTP_SECONDS = Histogram(
-    "posgate_http_request_seconds",
-    "HTTP request latency of the web calculator",
-    ["route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-)

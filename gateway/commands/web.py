@@ -46,9 +46,9 @@ def run_web(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from engine.pmc.theo.read import TheoSetInvalid
     from gateway.config import ConfigError, WebSettings, load_config
     from gateway.config.settings import SCHEMA
-    from engine.pmc.theo.read import TheoSetInvalid
     from gateway.web.api import create_app
     from gateway.web.server import limits_of, uvicorn_config
     from gateway.web.sets import TheoSets
