@@ -2,8 +2,9 @@
 
 Every handler is typed, so ``/openapi.json`` describes the API as it is. The margin routes take
 either a 346 position file (``text/csv`` or ``text/plain``, CSV or ASCII detected as by
-``posgate margin``) or ``application/json`` ``{"positions": [...]}`` and answer with the very
-bytes ``posgate margin --format json`` writes for the same input. The work runs in a worker
+``posgate margin``) or ``application/json`` ``{"positions": [...]}`` and answer with the JSON
+document ``posgate margin --format json`` writes for the same input (the same keys, order and
+numbers; compact, without its indentation). The work runs in a worker
 thread under ``calc_timeout_s``; a calculation past it answers 503 ``TIME_LIMIT``.
 
 Errors are ``{"error": {"status", "reason", "message", "line"?, "field"?, "value"?}}``:
@@ -191,22 +192,29 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
 
     async def positions_in(
         request: Request, firm: str | None, editing: bool = False
-    ) -> PositionFile:
+    ) -> Callable[[], PositionFile]:
+        """The body read, and the reading of its positions to run in the worker thread together
+        with what is done with them (one thread hop per request)."""
         kind = _media_type(request)
+        if kind not in FILE_TYPES and kind != JSON_TYPE:
+            raise ApiError(
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+                f"Content-Type {kind or '(none)'!r} is not text/csv, text/plain or "
+                "application/json",
+                field="content-type",
+            )
         body = await read_body(request, lim.max_body_bytes)
         if kind in FILE_TYPES:
-            return await run(lambda: _parse_file(body, firm))
-        if kind == JSON_TYPE:
+            return lambda: _parse_file(body, firm)
+
+        def from_json() -> PositionFile:
             rows = _json_rows(body, lim.max_positions)
             if firm:
                 rows = [{**r, "firm": r.get("firm") or firm} for r in rows]
-            return await run(lambda: parsed_file(rows, allow_zero=editing))
-        raise ApiError(
-            415,
-            "UNSUPPORTED_MEDIA_TYPE",
-            f"Content-Type {kind or '(none)'!r} is not text/csv, text/plain or application/json",
-            field="content-type",
-        )
+            return parsed_file(rows, allow_zero=editing)
+
+        return from_json
 
     @app.get("/healthz", response_model=HealthDoc, responses=_errors(503), tags=["service"])
     def healthz() -> HealthDoc | Response:
@@ -322,8 +330,8 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
     async def margin(request: Request, theo_date: TheoDate = None, firm: Firm = None) -> Response:
         """Portfolio margin of a 346 file or JSON positions: the JSON of ``posgate margin``."""
         theo = theo_for(theo_date)
-        parsed = await positions_in(request, firm)
-        body = await run(lambda: _report_json(margin_for_file(parsed, theo)))
+        read = await positions_in(request, firm)
+        body = await run(lambda: _report_json(margin_for_file(read(), theo)))
         return Response(body, media_type=JSON_TYPE)
 
     @app.post(
@@ -351,8 +359,8 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
     ) -> Response:
         """The results as the calculator's Detail To / Summary To export, PDF or CSV."""
         theo = theo_for(theo_date)
-        parsed = await positions_in(request, firm)
-        payload = await run(lambda: _export(margin_for_file(parsed, theo), part, format))
+        read = await positions_in(request, firm)
+        payload = await run(lambda: _export(margin_for_file(read(), theo), part, format))
         kind = "application/pdf" if format == "pdf" else "text/csv; charset=utf-8"
         name = f"margin-{part}-{theo.activity_date}.{format}"
         return Response(
@@ -386,12 +394,12 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
     ) -> Response:
         """A 346 file or JSON positions written as a 346 CSV or ASCII file, or (``to=json``) read
         for the editor: the positions that can be priced, with the counts and problems."""
-        parsed = await positions_in(request, firm, editing=to != "json")
+        read = await positions_in(request, firm, editing=to != "json")
         if to == "json":
             theo = theo_for(theo_date)
-            doc = await run(lambda: parsed_doc(parsed, theo))
+            doc = await run(lambda: parsed_doc(read(), theo))
             return Response(json.dumps(doc).encode(), media_type=JSON_TYPE)
-        payload = await run(lambda: _write_346(parsed, to))
+        payload = await run(lambda: _write_346(read(), to))
         kind = "text/csv; charset=utf-8" if to == "csv" else "text/plain; charset=utf-8"
         name = "positions.csv" if to == "csv" else "positions.txt"
         disposition = f'attachment; filename="{name}"'
@@ -544,9 +552,12 @@ def _parse_file(body: bytes, firm: str | None) -> PositionFile:
 
 
 def _report_json(report: MarginReport) -> bytes:
-    from gateway.outputs.margin.data import report_json
+    """The document of ``posgate margin --format json``, compact: the same keys, order and
+    values without the indentation, because the indented form goes through the pure-Python
+    encoder and would cost most of a small portfolio's request."""
+    from gateway.outputs.margin.data import report_document
 
-    return report_json(report)
+    return json.dumps(report_document(report), separators=(",", ":")).encode("utf-8")
 
 
 def _export(report: MarginReport, part: str, fmt: str) -> bytes:
