@@ -67,6 +67,7 @@ T = TypeVar("T")
 FILE_TYPES = ("text/csv", "text/plain")
 JSON_TYPE = "application/json"
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+INLINE_BYTES = 16 * 1024  # bodies up to this size (~80 JSON positions) skip the worker thread
 
 
 class ApiError(Exception):
@@ -163,8 +164,13 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
         response.headers.update(exc.headers or {})  # e.g. Allow on a 405
         return response
 
-    async def run(fn: Callable[[], T]) -> T:
+    async def run(fn: Callable[[], T], size: int | None = None) -> T:
+        """``fn`` in a worker thread under the time limit; a body of at most ``INLINE_BYTES`` is
+        computed on the event loop (its time is bounded by its size, and the thread hop would
+        cost a good part of a small portfolio's request)."""
         try:
+            if size is not None and size <= INLINE_BYTES:
+                return fn()
             with anyio.fail_after(lim.calc_timeout_s):
                 return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True, limiter=limiter)
         except InputRejected as exc:  # the sender's fault, found in the worker thread
@@ -192,7 +198,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
 
     async def positions_in(
         request: Request, firm: str | None, editing: bool = False
-    ) -> Callable[[], PositionFile]:
+    ) -> tuple[Callable[[], PositionFile], int]:
         """The body read, and the reading of its positions to run in the worker thread together
         with what is done with them (one thread hop per request)."""
         kind = _media_type(request)
@@ -206,7 +212,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
             )
         body = await read_body(request, lim.max_body_bytes)
         if kind in FILE_TYPES:
-            return lambda: _parse_file(body, firm)
+            return (lambda: _parse_file(body, firm)), len(body)
 
         def from_json() -> PositionFile:
             rows = _json_rows(body, lim.max_positions)
@@ -214,7 +220,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
                 rows = [{**r, "firm": r.get("firm") or firm} for r in rows]
             return parsed_file(rows, allow_zero=editing)
 
-        return from_json
+        return from_json, len(body)
 
     @app.get("/healthz", response_model=HealthDoc, responses=_errors(503), tags=["service"])
     def healthz() -> HealthDoc | Response:
@@ -330,8 +336,8 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
     async def margin(request: Request, theo_date: TheoDate = None, firm: Firm = None) -> Response:
         """Portfolio margin of a 346 file or JSON positions: the JSON of ``posgate margin``."""
         theo = theo_for(theo_date)
-        read = await positions_in(request, firm)
-        body = await run(lambda: _report_json(margin_for_file(read(), theo)))
+        read, size = await positions_in(request, firm)
+        body = await run(lambda: _report_json(margin_for_file(read(), theo)), size)
         return Response(body, media_type=JSON_TYPE)
 
     @app.post(
@@ -359,7 +365,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
     ) -> Response:
         """The results as the calculator's Detail To / Summary To export, PDF or CSV."""
         theo = theo_for(theo_date)
-        read = await positions_in(request, firm)
+        read, _ = await positions_in(request, firm)
         payload = await run(lambda: _export(margin_for_file(read(), theo), part, format))
         kind = "application/pdf" if format == "pdf" else "text/csv; charset=utf-8"
         name = f"margin-{part}-{theo.activity_date}.{format}"
@@ -394,12 +400,12 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
     ) -> Response:
         """A 346 file or JSON positions written as a 346 CSV or ASCII file, or (``to=json``) read
         for the editor: the positions that can be priced, with the counts and problems."""
-        read = await positions_in(request, firm, editing=to != "json")
+        read, size = await positions_in(request, firm, editing=to != "json")
         if to == "json":
             theo = theo_for(theo_date)
-            doc = await run(lambda: parsed_doc(read(), theo))
+            doc = await run(lambda: parsed_doc(read(), theo), size)
             return Response(json.dumps(doc).encode(), media_type=JSON_TYPE)
-        payload = await run(lambda: _write_346(read(), to))
+        payload = await run(lambda: _write_346(read(), to), size)
         kind = "text/csv; charset=utf-8" if to == "csv" else "text/plain; charset=utf-8"
         name = "positions.csv" if to == "csv" else "positions.txt"
         disposition = f'attachment; filename="{name}"'
