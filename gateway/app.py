@@ -431,6 +431,8 @@ def _flow_components(runtime: Runtime) -> list[Component]:
         )
     out.append(theo_loader)
     out.append(ebe_loader)
+    if config.web.enabled:
+        out.append(_web_component(config, theo_store))
     out.extend(build_publication_components(runtime))  # events: with the delivery row
     if config.sftp.enabled:
         out.append(
@@ -459,6 +461,16 @@ def _flow_components(runtime: Runtime) -> list[Component]:
         )
     out.append(intake)
     return out
+
+
+def _web_component(config: Config, theo_store: TheoStore) -> Component:
+    from gateway.web.api import create_app
+    from gateway.web.server import WebServer, limits_of
+    from gateway.web.sets import TheoSets
+
+    sets = TheoSets(theo_store.root, store=theo_store)
+    app = create_app(sets, limits_of(config.web))
+    return WebServer(app, config.web.host, config.web.port, config.web.trusted_proxies)
 
 
 class _SftpComponent:

@@ -27,6 +27,7 @@ VERB_MODULES = [
     "gateway.commands.margin",
     "gateway.commands.pmc_tools",
     "gateway.commands.ebe",
+    "gateway.commands.web",
 ]
 
 EX_OK = 0

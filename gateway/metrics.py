@@ -187,6 +187,16 @@ EBE_PUBLICATION_LATE = Gauge(
     "1 while today's contrary-intention file is past the cutoff and not yet delivered",
     ["exchange"],
 )
+HTTP_REQUESTS = Counter(
+    "posgate_http_requests_total", "HTTP requests of the web calculator", ["route", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "posgate_http_request_seconds",
+    "HTTP request latency of the web calculator",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+
 
 FLOWS = ("dpl", "pmc", "ebe")
 ALERT_NAMES = (

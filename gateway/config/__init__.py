@@ -29,6 +29,7 @@ from gateway.config.settings import (
     PmcSettings,
     SftpSettings,
     SpoolSettings,
+    WebSettings,
     load_config,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "ReferenceData",
     "SftpSettings",
     "SpoolSettings",
+    "WebSettings",
     "load_config",
     "load_reference",
 ]

@@ -169,6 +169,25 @@ class AmqpSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The calculator page and HTTP API inside ``serve`` (``posgate web`` reads it too).
+
+    Off when the table is absent: a daemon opts into a listener meant for the public; the
+    shipped configuration turns it on at 127.0.0.1:8080.
+    """
+
+    enabled: bool
+    host: str
+    port: int
+    max_body_bytes: int
+    rate_per_s: float
+    rate_burst: int
+    calc_timeout_s: float
+    max_positions: int
+    trusted_proxies: str  # comma-separated addresses whose X-Forwarded-For is believed
+
+
+@dataclass(frozen=True)
 class DaemonSettings:
     shutdown_grace_s: float
     watchdog: bool
@@ -189,6 +208,7 @@ class Config:
     ebe: EbeSettings
     amqp: AmqpSettings
     daemon: DaemonSettings
+    web: WebSettings
     accounts: tuple[Account, ...]
     accounts_dir: Path
     reference_dir: Path
@@ -274,6 +294,17 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "ca_file": (STR, ""),
         "cert_file": (STR, ""),
         "key_file": (STR, ""),
+    },
+    "web": {
+        "enabled": (BOOL, False),
+        "host": (NONEMPTY, "127.0.0.1"),
+        "port": (PORT, 8080),
+        "max_body_bytes": (POS_INT, 10 * 1024 * 1024),
+        "rate_per_s": (NONNEG_NUM, 20.0),
+        "rate_burst": (POS_INT, 60),
+        "calc_timeout_s": (POS_NUM, 10.0),
+        "max_positions": (POS_INT, 100_000),
+        "trusted_proxies": (STR, ""),
     },
     "daemon": {
         "shutdown_grace_s": (POS_NUM, 30.0),
@@ -437,6 +468,13 @@ def load_config(
             watchdog=daemon["watchdog"],
             log_format=daemon["log_format"],
             log_level=daemon["log_level"].upper(),
+        ),
+        web=WebSettings(
+            **{
+                **tables["web"],
+                "rate_per_s": float(tables["web"]["rate_per_s"]),
+                "calc_timeout_s": float(tables["web"]["calc_timeout_s"]),
+            }
         ),
         accounts=tuple(accounts),
         accounts_dir=accounts_dir,

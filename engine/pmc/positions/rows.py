@@ -15,14 +15,15 @@ from engine.pmc.positions.model import REJECTED, BatchColumns, PositionBatch, Po
 
 
 def positions_from_rows(
-    rows: Sequence[dict[str, object]],
+    rows: Sequence[dict[str, object]], *, allow_zero: bool = False
 ) -> tuple[PositionBatch, list[PositionProblem]]:
     """What-if positions given as plain records (e.g. a JSON body) -> batch + problems.
 
     Each row: ``firm``, ``account`` (optional), ``account_type``, ``symbol``, ``security_type``,
     ``put_call``, ``series_date``, ``strike``, ``quantity`` (signed: long +, short -), and
     optionally ``market_value``, ``basket_id``, ``exercise_style``, ``settlement_style``,
-    ``expiration_date``. Row i is reported as line i + 1.
+    ``expiration_date``. Row i is reported as line i + 1. ``allow_zero`` accepts a zero
+    quantity (positions being edited, not computed).
     """
     cols = BatchColumns()
     problems: list[PositionProblem] = []
@@ -66,6 +67,7 @@ def positions_from_rows(
                 account_type=text("account_type"),
                 basket_id=text("basket_id"),
                 warnings=warnings,
+                allow_zero=allow_zero,
             )
         except (RecordRejected, ValueError, OverflowError) as exc:
             if isinstance(exc, RecordRejected):
