@@ -3,7 +3,8 @@
 ``process_position_file`` parses a 346 file (engine), computes its margin against a theo set and
 writes, each atomically (temp name, fsync, rename, fsync folder), into the firm's
 ``outbound/pmc/``: ``<name>.results.csv``, ``<name>.summary.csv``, ``<name>.errors.csv`` (always,
-header only when clean) and ``<name>.pdf`` when configured, ``<name>`` being the uploaded file's
+header only when clean) and, when configured, ``<name>.pdf`` (Detail) and ``<name>.summary.pdf``
+(Summary), ``<name>`` being the uploaded file's
 full name (``all.csv`` and ``all.txt`` never share outputs). A file that cannot be read at all
 raises ``UnreadableInput`` and writes nothing: the caller quarantines it. Per-line problems never
 stop the file. ``TransientError`` from the disk propagates for a retry.
@@ -139,6 +140,7 @@ def process_position_file(
     write_pdf: bool,
     stale: bool = False,
     requested: str | None = None,
+    generated_at: dt.datetime | None = None,
 ) -> PmcOutcome:
     """Process one position file's bytes for ``firm`` into ``outbound_dir`` (see module doc).
 
@@ -161,7 +163,12 @@ def process_position_file(
     write_atomic(outputs["errors"], errors_csv(report.problems))
     if write_pdf:
         outputs["pdf"] = outbound_dir / f"{stem}.pdf"
-        write_atomic(outputs["pdf"], report_pdf(report))
+        write_atomic(outputs["pdf"], report_pdf(report, generated_at=generated_at))
+        outputs["summary_pdf"] = outbound_dir / f"{stem}.summary.pdf"
+        write_atomic(
+            outputs["summary_pdf"],
+            report_pdf(report, part="summary", generated_at=generated_at),
+        )
     r = report.result
     outcome = PmcOutcome(
         name=name,
@@ -263,6 +270,7 @@ class PmcArrival:
             write_pdf=self.write_pdf(),
             stale=stale,
             requested=requested,
+            generated_at=self.clock(),
         )
         self.ledger.record_pmc_result(
             claimed.file_id,
