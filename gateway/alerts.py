@@ -31,7 +31,8 @@ def add_event_sink(sink: EventSink) -> None:
 
 def raise_alert(name: str, message: str, details: Mapping[str, object]) -> None:
     metrics.ALERTS.labels(name=name).inc()
-    log.error("ALERT %s: %s %s", name, message, json.dumps(details, default=str))
+    fields = {"alert": name, **{str(k): v for k, v in details.items() if str(k) != "alert"}}
+    log.error("ALERT %s: %s", name, message, extra={"fields": fields})
     event = {
         "alert": name,
         "message": message,

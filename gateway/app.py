@@ -369,8 +369,11 @@ def _flow_components(runtime: Runtime) -> list[Component]:
                     accounts=lambda: sftp_accounts(runtime.config),
                     max_file_bytes=config.sftp.max_file_bytes,
                     failed_login_delay_s=config.sftp.failed_login_delay_s,
-                    on_upload=lambda account, path: intake.nominate(path, complete=True),
+                    on_upload=lambda account, path, received_at: intake.nominate(
+                        path, complete=True, received_at=received_at
+                    ),
                     metrics=_SftpMetrics(),
+                    clock=runtime.clock,
                 )
             )
         )

@@ -50,7 +50,9 @@ CONFIG_LAST_RELOAD = Gauge(
 
 FILES_RECEIVED = Counter("posgate_files_received_total", "Input files received", ["flow", "firm"])
 FILES_DUPLICATE = Counter(
-    "posgate_files_duplicate_total", "Input files recognised as duplicates", ["flow"]
+    "posgate_files_duplicate_total",
+    "Input files with the bytes of an earlier file of the same firm (processed all the same)",
+    ["flow"],
 )
 FILES_QUARANTINED = Counter(
     "posgate_files_quarantined_total", "Files that could not be read", ["flow"]

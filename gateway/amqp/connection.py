@@ -88,6 +88,8 @@ class ConnectionLoop(abc.ABC):
         self._connection: SelectConnection | None = None
         self._channel: Channel | None = None
         self._became_ready = False
+        self._failed_attempts = 0
+        """Connection attempts failed in a row: only the first of an outage is logged loudly."""
 
     # -- any thread ---------------------------------------------------------------------------
 
@@ -162,7 +164,7 @@ class ConnectionLoop(abc.ABC):
                 if ready:
                     backoff = INITIAL_BACKOFF_S
                 delay = min(self.settings.max_backoff_s, backoff) * random.uniform(0.8, 1.0)
-                log.info("amqp %s: reconnecting in %.1f s", self.role, delay)
+                log.debug("amqp %s: reconnecting in %.1f s", self.role, delay)
                 self._wait(delay)
                 backoff = min(backoff * 2.0, max(self.settings.max_backoff_s, INITIAL_BACKOFF_S))
         except BaseException:
@@ -238,7 +240,16 @@ class ConnectionLoop(abc.ABC):
             log.exception("amqp %s: could not close the connection cleanly", self.role)
 
     def _on_open(self, connection: Connection) -> None:
-        log.info("amqp %s: connected to %s", self.role, _where(self.settings.url))
+        if self._failed_attempts:
+            log.info(
+                "amqp %s: connected to %s after %d failed attempt(s)",
+                self.role,
+                _where(self.settings.url),
+                self._failed_attempts,
+            )
+        else:
+            log.info("amqp %s: connected to %s", self.role, _where(self.settings.url))
+        self._failed_attempts = 0
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_open_error(self, connection: Connection, error: BaseException) -> None:
@@ -250,6 +261,9 @@ class ConnectionLoop(abc.ABC):
             | pika.exceptions.ProbableAccessDeniedError,
         ):
             level = logging.ERROR
+        elif self._failed_attempts:
+            level = logging.DEBUG  # still down: the state has not changed since the first line
+        self._failed_attempts += 1
         log.log(
             level,
             "amqp %s: cannot connect to %s: %s",

@@ -1,10 +1,14 @@
 """Verbs ``dpl publish`` (build and deliver a cycle's aggregated file now) and ``dpl push-key``.
 
 ``dpl publish --date D [--force]`` publishes cycle D like the scheduler does, safe to run while the
-daemon runs (the two take turns on the publication lock). It refuses a cycle that is not a
-business day, and without ``--force`` one whose cutoff has not passed yet (records could still
-arrive). Exit codes: 0 every receiving exchange has the file, 1 failure, 69 an ``sftp://``
-exchange stayed unreachable after retries, 78 bad configuration.
+daemon runs (the two take turns on the publication lock). It accepts only a business day that is
+not in the future and lies within the ledger's DPL history (its first file or publication) or the
+last ``[dpl] publish_window_days`` days; anything else (a mistyped year, a weekend, next week)
+exits 65 and delivers nothing. Without ``--force`` it also refuses (65) a cycle whose cutoff has
+not passed (records could still arrive); with ``--force`` such a publication is *preliminary*:
+the scheduled run after the cutoff publishes the cycle again when anything changed it.
+Exit codes: 0 every receiving exchange has the file, 1 failure, 65 a date that is not a cycle it
+may publish, 69 an ``sftp://`` exchange stayed unreachable after retries, 78 bad configuration.
 
 ``dpl push-key`` prints the public key posgate uses to push files to ``sftp://`` exchanges
 (``spool/state/push_key.pub``, created on first use) for the exchange to authorize.
@@ -19,7 +23,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.cli import EX_CONFIG, EX_FAILURE, EX_OK, EX_UNAVAILABLE
+from gateway.cli import EX_CONFIG, EX_DATAERR, EX_FAILURE, EX_OK, EX_UNAVAILABLE
 from gateway.commands.common import load_calendar_or_report, load_config_or_report
 from gateway.commands.dpl_validate import SubParsers, dpl_group
 from gateway.config import Config
@@ -93,19 +97,29 @@ def run_publish(args: argparse.Namespace) -> int:
     if not calendar.is_business_day(cycle):
         print(
             f"posgate dpl publish: {cycle} is not a business day ({calendar.explain(cycle)}), "
-            "so it is not a cycle",
+            "so it is not a cycle; nothing delivered",
             file=sys.stderr,
         )
-        return EX_FAILURE
+        return EX_DATAERR
     clock = clock_from_environment()
+    now = clock()
+    current = calendar.cycle_of(now)
+    if cycle > current:
+        print(
+            f"posgate dpl publish: cycle {cycle} is in the future (the current cycle is "
+            f"{current}); nothing delivered",
+            file=sys.stderr,
+        )
+        return EX_DATAERR
     cutoff = calendar.cutoff(cycle)
-    if clock() < cutoff and not args.force:
+    if now < cutoff and not args.force:
         print(
             f"posgate dpl publish: cycle {cycle} is still open until its cutoff "
-            f"{cutoff.isoformat()}; records may still arrive (use --force to publish anyway)",
+            f"{cutoff.isoformat()}; records may still arrive (use --force to publish a "
+            "preliminary file now; the run after the cutoff publishes it again if it changed)",
             file=sys.stderr,
         )
-        return EX_FAILURE
+        return EX_DATAERR
     try:
         ledger = Ledger(config.spool.ledger_path)
     except Exception as exc:
@@ -114,6 +128,11 @@ def run_publish(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EX_FAILURE
+    refusal = _outside_history(ledger, config, calendar.chicago_date(now), cycle)
+    if refusal is not None:
+        ledger.close()
+        print(f"posgate dpl publish: {refusal}; nothing delivered", file=sys.stderr)
+        return EX_DATAERR
     try:
         result = publish_cycle(
             CliRuntime(config, ledger, clock),
@@ -143,10 +162,13 @@ def run_publish(args: argparse.Namespace) -> int:
         )
         return EX_OK
     verb = "built" if result.built else "reused"
+    kind = " (preliminary: the cycle is still open)" if result.preliminary else ""
     print(
         f"cycle {cycle}: {verb} {result.name}: {result.records} records, "
-        f"DlvDt {result.delivery_date}, sha256 {result.sha256}"
+        f"DlvDt {result.delivery_date}, sha256 {result.sha256}{kind}"
     )
+    if result.replaces:
+        print(f"  replaces the earlier publication sha256 {result.replaces}")
     for delivery in result.delivered:
         print(f"  delivered to {delivery.exchange}: {delivery.target}")
     for exchange in result.already:
@@ -157,6 +179,22 @@ def run_publish(args: argparse.Namespace) -> int:
     if result.complete:
         return EX_OK
     return EX_UNAVAILABLE if result.unreachable else EX_FAILURE
+
+
+def _outside_history(ledger: Ledger, config: Config, today: dt.date, cycle: dt.date) -> str | None:
+    """Why ``cycle`` is too old to publish, or None: it must lie within the ledger's DPL history
+    or within ``publish_window_days`` of today (a fresh installation has no history yet)."""
+    window_start = today - dt.timedelta(days=config.dpl.publish_window_days)
+    if cycle >= window_start:
+        return None
+    earliest = ledger.earliest_dpl_cycle()
+    if earliest is not None and cycle >= dt.date.fromisoformat(earliest):
+        return None
+    history = f"the ledger's DPL history starts at {earliest}" if earliest else "no DPL history"
+    return (
+        f"cycle {cycle} is outside the ledger's history ({history}) and older than "
+        f"{config.dpl.publish_window_days} days ([dpl] publish_window_days)"
+    )
 
 
 def run_push_key(args: argparse.Namespace) -> int:

@@ -85,6 +85,9 @@ class DplSettings:
     deadline_time: dt.time
     missing_lookback_cycles: int
     max_line_bytes: int
+    publish_window_days: int = 10
+    """``dpl publish`` also accepts cycles this many calendar days back when the ledger has no
+    DPL history that old (a fresh install); older and future cycles are refused."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "deadline_time": (clock_time, "05:00"),
         "missing_lookback_cycles": (POS_INT, 5),
         "max_line_bytes": (POS_INT, 64 * 1024),
+        "publish_window_days": (POS_INT, 10),
     },
     "pmc": {"write_pdf": (BOOL, False), "theo_keep": (POS_INT, 3)},
     "amqp": {

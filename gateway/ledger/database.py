@@ -25,6 +25,7 @@ FILE_EVENTS = "file_events"
 DPL_RECORDS = "dpl_records"
 DPL_PUBLICATIONS = "dpl_publications"
 DPL_DELIVERIES = "dpl_deliveries"
+DPL_PUBLISHED_FILES = "dpl_published_files"
 PMC_RESULTS = "pmc_results"
 SCHEDULER_RUNS = "scheduler_runs"
 
@@ -131,7 +132,24 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1]
+def _add_column(db: sqlite_utils.Database, table: str, column: str, kind: type) -> None:
+    if column not in db[table].columns_dict:
+        db[table].add_column(column, kind)  # type: ignore[union-attr]
+
+
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """Cycle integrity: the output name an upload got, whether a publication was preliminary
+    (made before the cutoff), and which files each publication of a cycle was built from."""
+    _add_column(db, FILES, "output_base", str)
+    _add_column(db, DPL_PUBLICATIONS, "preliminary", int)
+    db[DPL_PUBLISHED_FILES].create(  # type: ignore[union-attr]
+        {"cycle": str, "file_id": int},
+        pk=("cycle", "file_id"),
+        if_not_exists=True,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
 EXTRA_TABLE_CREATORS: list[Callable[[sqlite3.Connection], None]] = []
 """Adapters that own tables of their own (AMQP outbox, processed ids) register creators here."""
 

@@ -8,6 +8,7 @@ append-only b-tree and a file's records are a rowid range. Record fields are sto
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -16,6 +17,7 @@ from engine.dpl.records import DplFields
 from gateway.ledger.database import (
     DPL_DELIVERIES,
     DPL_PUBLICATIONS,
+    DPL_PUBLISHED_FILES,
     DPL_RECORDS,
     FILES,
     iso,
@@ -38,6 +40,16 @@ _PUBLISHABLE_DPL = (
     " AND f.state IN ('processed', 'archived') AND r.status = 'valid'"
 )
 _PUBLICATION_ORDER = " ORDER BY r.sort_key, r.id"
+# The same, restricted to a given set of files (a JSON array of ids): what a publication is built
+# from, so that the file set recorded with it is exactly what it holds.
+_PUBLISHABLE_OF_FILES = (
+    f" FROM {FILES} f JOIN {DPL_RECORDS} r ON {_RECORDS_OF_FILE}"
+    " WHERE f.id IN (SELECT value FROM json_each(?)) AND r.status = 'valid'"
+)
+_CURRENT_FILES = (
+    f"SELECT id FROM {FILES} WHERE flow = 'dpl' AND cycle = ? AND superseded_by IS NULL"
+    " AND state IN ('processed', 'archived') ORDER BY id"
+)
 
 # Record fields are stored packed: values joined by US (0x1f), None written as STX (0x02). Neither
 # character can occur in an XML attribute value, and this is several times cheaper than JSON.
@@ -148,13 +160,33 @@ class DplLedger(FileLedger):
     def iter_dpl_report(
         self, cycle: str, *, firm: str | None = None, status: str = "all"
     ) -> Iterator[sqlite3.Row]:
-        clauses = [
-            "f.flow = 'dpl'",
-            "f.cycle = ?",
-            "f.superseded_by IS NULL",
-            "f.state IN ('processed', 'archived')",
-        ]
-        params: list[Any] = [cycle]
+        """Records of the cycle by submitter and line: of the files its publication was built
+        from (with ``rpt_seq``, the record's sequence number in the published file), or of the
+        current files when it has never been published (``rpt_seq`` None)."""
+        published = self.published_dpl_files(cycle)
+        params: list[Any] = []
+        if published is not None:
+            files_json = json.dumps(published)
+            head = (
+                "WITH pub AS (SELECT r.id AS rid, ROW_NUMBER() OVER"
+                f" (ORDER BY r.sort_key, r.id) AS seq{_PUBLISHABLE_OF_FILES}) "
+            )
+            params.append(files_json)
+            clauses = ["f.id IN (SELECT value FROM json_each(?))"]
+            params.append(files_json)
+            join = " LEFT JOIN pub ON pub.rid = r.id"
+            seq = "pub.seq"
+        else:
+            head = ""
+            clauses = [
+                "f.flow = 'dpl'",
+                "f.cycle = ?",
+                "f.superseded_by IS NULL",
+                "f.state IN ('processed', 'archived')",
+            ]
+            params.append(cycle)
+            join = ""
+            seq = "NULL"
         if firm is not None:
             clauses.append("f.firm = ?")
             params.append(firm)
@@ -162,9 +194,11 @@ class DplLedger(FileLedger):
             clauses.append("r.status = ?")
             params.append(status)
         cursor = self.connect().execute(
-            f"SELECT {_RECORD_COLUMNS}, r.*, f.cycle AS cycle, f.firm AS submitter,"
-            f" f.name AS file_name, f.received_at FROM {FILES} f JOIN {DPL_RECORDS} r"
-            f" ON {_RECORDS_OF_FILE} WHERE " + " AND ".join(clauses) + " ORDER BY f.firm, r.id",
+            f"{head}SELECT {_RECORD_COLUMNS}, r.*, f.cycle AS cycle, f.firm AS submitter,"
+            f" f.name AS file_name, f.received_at, {seq} AS rpt_seq FROM {FILES} f"
+            f" JOIN {DPL_RECORDS} r ON {_RECORDS_OF_FILE}{join} WHERE "
+            + " AND ".join(clauses)
+            + " ORDER BY f.firm, r.id",
             params,
         )
         while True:
@@ -172,6 +206,24 @@ class DplLedger(FileLedger):
             if not rows:
                 return
             yield from rows
+
+    def current_dpl_files(self, cycle: str) -> list[int]:
+        """Ids of the cycle's current files (processed, not superseded), ascending."""
+        return [int(r[0]) for r in self.connect().execute(_CURRENT_FILES, (cycle,)).fetchall()]
+
+    def published_dpl_files(self, cycle: str) -> list[int] | None:
+        """Ids of the files the cycle's last publication was built from (None: not published)."""
+        if self.publication(cycle) is None:
+            return None
+        rows = (
+            self.connect()
+            .execute(
+                f"SELECT file_id FROM {DPL_PUBLISHED_FILES} WHERE cycle = ? ORDER BY file_id",
+                (cycle,),
+            )
+            .fetchall()
+        )
+        return [int(r[0]) for r in rows]
 
     def dpl_submitters(self, cycles: Sequence[str]) -> dict[str, set[str]]:
         """cycle -> the submitting firms that have a current (not superseded) file for it."""
@@ -202,17 +254,37 @@ class DplLedger(FileLedger):
         )
 
     def record_publication(
-        self, *, cycle: str, delivery_date: str, sha256: str, records: int, path: str
+        self,
+        *,
+        cycle: str,
+        delivery_date: str,
+        sha256: str,
+        records: int,
+        path: str,
+        files: Sequence[int] = (),
+        preliminary: bool = False,
     ) -> None:
+        """Record a built publication and the files it was built from (one transaction)."""
         with self.transaction() as conn:
             conn.execute(
                 f"INSERT INTO {DPL_PUBLICATIONS} (cycle, published_at, delivery_date, sha256,"
-                " records, path, runs) VALUES (?, ?, ?, ?, ?, ?, 1)"
+                " records, path, runs, preliminary) VALUES (?, ?, ?, ?, ?, ?, 1, ?)"
                 " ON CONFLICT(cycle) DO UPDATE SET published_at = excluded.published_at,"
                 " delivery_date = excluded.delivery_date, sha256 = excluded.sha256,"
-                " records = excluded.records, path = excluded.path, runs = runs + 1",
-                (cycle, iso(utc_now()), delivery_date, sha256, records, path),
+                " records = excluded.records, path = excluded.path, runs = runs + 1,"
+                " preliminary = excluded.preliminary",
+                (cycle, iso(utc_now()), delivery_date, sha256, records, path, int(preliminary)),
             )
+            conn.execute(f"DELETE FROM {DPL_PUBLISHED_FILES} WHERE cycle = ?", (cycle,))
+            conn.executemany(
+                f"INSERT INTO {DPL_PUBLISHED_FILES} (cycle, file_id) VALUES (?, ?)",
+                ((cycle, f) for f in files),
+            )
+
+    def mark_publication_final(self, cycle: str) -> None:
+        """A preliminary publication found unchanged after the cutoff becomes the final one."""
+        with self.transaction() as conn:
+            conn.execute(f"UPDATE {DPL_PUBLICATIONS} SET preliminary = 0 WHERE cycle = ?", (cycle,))
 
     def record_delivery(self, *, cycle: str, exchange: str, sha256: str, target: str) -> None:
         with self.transaction() as conn:
@@ -251,11 +323,15 @@ class DplLedger(FileLedger):
         return {r["exchange"]: dt.datetime.fromisoformat(r["at"]) for r in rows}
 
     def iter_publishable_dpl_values(
-        self, cycle: str, names: Sequence[str], batch: int = 5000
+        self,
+        cycle: str,
+        names: Sequence[str],
+        batch: int = 5000,
+        files: Sequence[int] | None = None,
     ) -> Iterator[Sequence[Any]]:
-        """Valid records of the cycle's current files, in publication order, streamed: the
-        values of the named fields (names of ``engine.dpl.records.DplFields``, the packed
-        order)."""
+        """Valid records of the cycle's current files (or of ``files``), in publication order,
+        streamed: the values of the named fields (names of ``engine.dpl.records.DplFields``, the
+        packed order)."""
         order = {name: i for i, name in enumerate(DplFields._fields)}
         try:
             picks = [order[name] for name in names]
@@ -263,7 +339,13 @@ class DplLedger(FileLedger):
             raise ValueError(f"not a field name: {exc.args[0]!r}") from None
         cursor = self.connect().cursor()
         cursor.row_factory = None
-        cursor.execute("SELECT r.fields" + _PUBLISHABLE_DPL + _PUBLICATION_ORDER, (cycle,))
+        if files is None:
+            cursor.execute("SELECT r.fields" + _PUBLISHABLE_DPL + _PUBLICATION_ORDER, (cycle,))
+        else:
+            cursor.execute(
+                "SELECT r.fields" + _PUBLISHABLE_OF_FILES + _PUBLICATION_ORDER,
+                (json.dumps(list(files)),),
+            )
         everything = picks == list(range(len(DplFields._fields)))
         while True:
             rows = cursor.fetchmany(batch)
@@ -273,11 +355,13 @@ class DplLedger(FileLedger):
                 values = unpack_fields(text) or ()
                 yield values if everything else tuple(values[i] for i in picks)
 
-    def count_publishable_dpl(self, cycle: str) -> int:
+    def count_publishable_dpl(self, cycle: str, files: Sequence[int] | None = None) -> int:
         """How many records ``iter_publishable_dpl_values(cycle, ...)`` yields (for progress)."""
-        return int(
-            self.connect().execute("SELECT count(*)" + _PUBLISHABLE_DPL, (cycle,)).fetchone()[0]
-        )
+        if files is not None:
+            query, params = "SELECT count(*)" + _PUBLISHABLE_OF_FILES, (json.dumps(list(files)),)
+        else:
+            query, params = "SELECT count(*)" + _PUBLISHABLE_DPL, (cycle,)
+        return int(self.connect().execute(query, params).fetchone()[0])
 
     def count_unfinished_dpl_files(self, received_before: dt.datetime) -> int:
         """DPL files received before an instant but not processed yet (still in the intake)."""

@@ -1,8 +1,9 @@
 """Input files in the ledger: ``FileRow`` and the lifecycle of every received file.
 
 Every state change of an input file is a row in ``file_events`` as well as the current state in
-``files``; states are ``received -> claimed -> processed -> archived`` or ``quarantined`` or
-``duplicate``. Non-terminal rows are reconciled with the disk at start-up by the intake.
+``files``; states are ``received -> claimed -> processed -> archived`` or ``quarantined``
+(``duplicate`` only in ledgers written before bytes sent again counted as a new submission).
+Non-terminal rows are reconciled with the disk at start-up by the intake.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class FileRow:
     archive_path: str | None
     reason: str | None
     source: str | None
+    duplicate_of: int | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> FileRow:
@@ -51,6 +53,7 @@ class FileRow:
             archive_path=row["archive_path"],
             reason=row["reason"],
             source=row["source"],
+            duplicate_of=row["duplicate_of"],
         )
 
 
@@ -110,6 +113,19 @@ class FileLedger(LedgerDatabase):
             (state, iso(utc_now()), *columns.values(), file_id),
         )
         self._event(conn, file_id, state, detail)
+
+    def output_base(self, file_id: int) -> str | None:
+        """The base name chosen for this upload's outputs (``gateway.spool.naming``), if any."""
+        row = (
+            self.connect()
+            .execute(f"SELECT output_base FROM {FILES} WHERE id = ?", (file_id,))
+            .fetchone()
+        )
+        return str(row[0]) if row and row[0] is not None else None
+
+    def set_output_base(self, file_id: int, base: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(f"UPDATE {FILES} SET output_base = ? WHERE id = ?", (base, file_id))
 
     def _event(self, conn: sqlite3.Connection, file_id: int, state: str, detail: str) -> None:
         conn.execute(

@@ -7,7 +7,10 @@ records it submitted. Rows stream from the ledger and are written as they come, 
 millions of records never sits in memory.
 
 A record report exists only for a published cycle (the seed: reports are available once the
-aggregated file has been sent); ``CycleNotPublished`` says so otherwise. The missing-submitters
+aggregated file has been sent); ``CycleNotPublished`` says so otherwise. It is exactly what was
+published: the records of the files the last publication of the cycle was built from, each valid
+record with the ``RptID`` and ``DlvDt`` the exchanges received (rejected records keep the values
+as sent). The missing-submitters
 view needs no publication: operators look at it before and after the cutoff.
 """
 
@@ -81,9 +84,16 @@ def dpl_report_rows(
 
 
 def _rows(ledger: Ledger, cycle: dt.date, firm: str | None, status: str) -> Iterator[ReportRow]:
+    publication = ledger.publication(cycle.isoformat())
+    dlv_dt = publication["delivery_date"] if publication is not None else None
+    prefix = f"{cycle:%Y%m%d}"
     for row in ledger.iter_dpl_report(cycle.isoformat(), firm=firm, status=status):
         values = unpack_fields(row["fields"])
         fields = dict(zip(FIELD_NAMES, values, strict=True)) if values is not None else None
+        if fields is not None and row["rpt_seq"] is not None:
+            # what the exchanges received for this record (same rule as the publication's build)
+            fields["rpt_id"] = f"{prefix}{int(row['rpt_seq']):09d}"
+            fields["dlv_dt"] = dlv_dt
         yield {
             "cycle": row["cycle"],
             "submitter": row["submitter"],

@@ -3,11 +3,15 @@
 One submission, whether it came over SFTP, dropped into the spool, or over AMQP, goes through
 ``DplArrival.process``: the cycle comes from the receipt instant (SPEC §6.1); every record is
 validated and stored with its raw bytes, status and all reasons; the firm gets, in
-``outbound/dpl/``, ``<stem>.rejects.fixml`` (rejected records byte-identical, input order, no error
-text; the input's own line ending) and ``<stem>.receipt.json``. Outputs are written inside the
-ledger transaction that marks the file processed, so after a crash either both exist or the file
-is processed again (outputs are rewritten identically). Latest file wins per (submitting firm,
-cycle): the ledger marks the older file superseded in the same transaction.
+``outbound/dpl/``, ``<name>.rejects.fixml`` (rejected records byte-identical, input order, no error
+text; the input's own line ending), ``<name>.reasons.csv`` (line, reason code, field and value as
+sent, one row per reason) and ``<name>.receipt.json``, ``<name>`` being the upload's output base
+(``gateway.spool.naming``: its full name, never shared with another upload). Outputs are written
+inside the ledger transaction that marks the file processed, so after a crash either all exist or
+the file is processed again (outputs are rewritten identically, under the same names). Latest file
+wins per (submitting firm, cycle): the ledger marks the older file superseded in the same
+transaction. Bytes sent before are a new submission too: the receipt names the earlier identical
+file (``identical_to``).
 
 A file that cannot be read at all raises ``UnreadableInput``; the intake quarantines it and the
 alert names the firm's technical contact. No records are returned for it.
@@ -16,8 +20,10 @@ alert names the firm's technical contact. No records are returned for it.
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as dt
 import functools
+import io
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -34,6 +40,7 @@ from gateway.ledger import Ledger, dpl_sort_key, pack_fields
 from gateway.reference import business_calendar, dpl_reference, firm_entitlements
 from gateway.spool.claims import ClaimedFile
 from gateway.spool.fsio import atomic_writer, write_atomic
+from gateway.spool.naming import upload_output_base
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,8 @@ class Receipt:
     rejected: int
     superseded: Mapping[str, Any] | None
     rejects_file: str | None
+    reasons_file: str | None = None
+    identical_to: Mapping[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +79,8 @@ class Receipt:
             "counts": {"total": self.total, "valid": self.valid, "rejected": self.rejected},
             "superseded": self.superseded,
             "rejects_file": self.rejects_file,
+            "reasons_file": self.reasons_file,
+            "identical_to": self.identical_to,
         }
 
 
@@ -90,7 +101,7 @@ class _ReferenceCache:
 
 
 class _RejectsWriter:
-    """Streams rejected raw records into ``<stem>.rejects.fixml``; opened on the first reject."""
+    """Streams rejected raw records into ``<name>.rejects.fixml``; opened on the first reject."""
 
     def __init__(self, path: Path, newline: bytes) -> None:
         self.path = path
@@ -109,6 +120,45 @@ class _RejectsWriter:
         if self._fh is None:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()  # no rejects now: remove a stale file of an earlier upload
+        self._stack.close()
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+REASONS_HEADER = ("line", "reason", "field", "value", "message")
+
+
+class _ReasonsWriter:
+    """Streams ``<name>.reasons.csv``: one row per reason of every rejected record."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stack = contextlib.ExitStack()
+        self._fh: BinaryIO | None = None
+        self._buffer = io.StringIO()
+        self._csv = csv.writer(self._buffer, lineterminator="\n")
+
+    def add(self, result: ValidationResult) -> None:
+        if self._fh is None:
+            self._fh = self._stack.enter_context(atomic_writer(self.path))
+            self._csv.writerow(REASONS_HEADER)
+        problems = result.problems or ()
+        if problems:
+            for p in problems:
+                self._csv.writerow((result.line, p.code, p.field, p.value or "", p.message))
+        else:
+            for code in result.reasons:
+                self._csv.writerow((result.line, code, "", "", ""))
+        self._fh.write(self._buffer.getvalue().encode("utf-8"))
+        self._buffer.seek(0)
+        self._buffer.truncate()
+
+    def finish(self) -> None:
+        if self._fh is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()  # an earlier attempt at this very upload had rejects
         self._stack.close()
 
     def abort(self) -> None:
@@ -140,14 +190,18 @@ class DplArrival:
         return self.spool_root / "firms" / firm / "outbound" / "dpl"
 
     def process(self, claimed: ClaimedFile) -> Receipt:
+        outbound = self.outbound_dir(claimed.firm)
+        outbound.mkdir(parents=True, exist_ok=True)
+        with upload_output_base(self.ledger, claimed.file_id, claimed.name, outbound) as base:
+            return self._process(claimed, outbound, base)
+
+    def _process(self, claimed: ClaimedFile, outbound: Path, base: str) -> Receipt:
         config = self.config()
         calendar, reference = self._cache.get(config.reference)
         cycle = calendar.cycle_of(claimed.received_at)
         entitled = firm_entitlements(config.accounts, claimed.firm)
-        outbound = self.outbound_dir(claimed.firm)
-        outbound.mkdir(parents=True, exist_ok=True)
-        stem = claimed.stem
-        rejects = _RejectsWriter(outbound / f"{stem}.rejects.fixml", _newline_of(claimed.path))
+        rejects = _RejectsWriter(outbound / f"{base}.rejects.fixml", _newline_of(claimed.path))
+        reasons = _ReasonsWriter(outbound / f"{base}.reasons.csv")
         counts = {"total": 0, "valid": 0, "rejected": 0}
         by_reason: dict[str, int] = {}
         rejected_events: list[dict[str, Any]] = []
@@ -184,6 +238,7 @@ class DplArrival:
                     continue
                 rejected += 1
                 rejects.add(result.raw)
+                reasons.add(result)
                 for reason in result.reasons:
                     by_reason[reason] = by_reason.get(reason, 0) + 1
                 if notify:
@@ -193,8 +248,13 @@ class DplArrival:
 
         receipt_holder: list[Receipt] = []
 
+        identical = (
+            self.ledger.file(claimed.identical_to) if claimed.identical_to is not None else None
+        )
+
         def write_outputs(superseded_id: int | None) -> None:
             rejects.finish()
+            reasons.finish()
             # the file this one superseded, as decided in this very transaction
             superseded = self.ledger.file(superseded_id) if superseded_id is not None else None
             receipt = Receipt(
@@ -216,9 +276,19 @@ class DplArrival:
                     else None
                 ),
                 rejects_file=rejects.path.name if rejects.count else None,
+                reasons_file=reasons.path.name if rejects.count else None,
+                identical_to=(
+                    {
+                        "file": identical.name,
+                        "received_at": identical.received_at.isoformat(),
+                        "cycle": identical.cycle,
+                    }
+                    if identical is not None
+                    else None
+                ),
             )
             write_atomic(
-                outbound / f"{stem}.receipt.json",
+                outbound / f"{base}.receipt.json",
                 (json.dumps(receipt.as_json(), indent=2) + "\n").encode(),
             )
             receipt_holder.append(receipt)
@@ -234,6 +304,7 @@ class DplArrival:
             )
         except BaseException:
             rejects.abort()
+            reasons.abort()
             raise
         receipt = receipt_holder[0]
         metrics.RECORDS_VALID.labels(flow="dpl").inc(receipt.valid)

@@ -4,8 +4,9 @@
 writes, each atomically (temp name, fsync, rename, fsync folder), into the firm's
 ``outbound/pmc/``: ``<name>.results.csv``, ``<name>.summary.csv``, ``<name>.errors.csv`` (always,
 header only when clean) and, when configured, ``<name>.pdf`` (Detail) and ``<name>.summary.pdf``
-(Summary), ``<name>`` being the uploaded file's
-full name (``all.csv`` and ``all.txt`` never share outputs). A file that cannot be read at all
+(Summary), ``<name>`` being the upload's output base (``gateway.spool.naming``: its full name,
+never shared with another upload, never overwriting outputs the firm has not fetched; ``all.csv``
+and ``all.txt`` never share outputs). A file that cannot be read at all
 raises ``UnreadableInput`` and writes nothing: the caller quarantines it. Per-line problems never
 stop the file. ``TransientError`` from the disk propagates for a retry.
 
@@ -42,6 +43,7 @@ from gateway.outputs.margin.data import errors_csv, results_csv, summary_csv
 from gateway.outputs.margin.pdf import report_pdf
 from gateway.spool.claims import ClaimedFile
 from gateway.spool.fsio import write_atomic
+from gateway.spool.naming import upload_output_base
 from gateway.theo_store import TheoStore
 
 log = logging.getLogger(__name__)
@@ -138,20 +140,22 @@ def process_position_file(
     theo: TheoSet,
     outbound_dir: Path,
     write_pdf: bool,
+    output_base: str | None = None,
     stale: bool = False,
     requested: str | None = None,
     generated_at: dt.datetime | None = None,
 ) -> PmcOutcome:
     """Process one position file's bytes for ``firm`` into ``outbound_dir`` (see module doc).
 
-    ``stale`` adds the ``THEO_STALE`` warning; ``requested`` is the date of a dated folder.
-    Raises ``UnreadableInput`` for a file that cannot be read at all.
+    Outputs are named ``<output_base>.<kind>`` (by default the full name of ``name``). ``stale``
+    adds the ``THEO_STALE`` warning; ``requested`` is the date of a dated folder. Raises
+    ``UnreadableInput`` for a file that cannot be read at all.
     """
     started = time.monotonic()
     report, fmt = compute_report(data, theo=theo, firm=firm)
     if stale:
         report = replace(report, problems=[stale_problem(theo), *report.problems])
-    stem = output_stem(name)
+    stem = output_base if output_base is not None else output_stem(name)
     outbound_dir = Path(outbound_dir)
     outputs = {
         "results": outbound_dir / f"{stem}.results.csv",
@@ -261,17 +265,19 @@ class PmcArrival:
                 raise TransientError("no theoretical P&L set is loaded yet (spool/internal/theo/)")
             stale = self.is_stale(theo)
             metrics.PMC_THEO_STALE.set(1 if stale else 0)
-        outcome = process_position_file(
-            claimed.path.read_bytes(),
-            name=claimed.name,
-            firm=claimed.firm,
-            theo=theo,
-            outbound_dir=outbound,
-            write_pdf=self.write_pdf(),
-            stale=stale,
-            requested=requested,
-            generated_at=self.clock(),
-        )
+        with upload_output_base(self.ledger, claimed.file_id, claimed.name, outbound) as base:
+            outcome = process_position_file(
+                claimed.path.read_bytes(),
+                name=claimed.name,
+                firm=claimed.firm,
+                theo=theo,
+                outbound_dir=outbound,
+                write_pdf=self.write_pdf(),
+                output_base=base,
+                stale=stale,
+                requested=requested,
+                generated_at=self.clock(),
+            )
         self.ledger.record_pmc_result(
             claimed.file_id,
             theo_date=outcome.theo_date,
@@ -293,8 +299,9 @@ class PmcArrival:
             "upload into inbound/pmc/ for the newest or into the folder of a loaded date"
         )
         problem = PositionProblem(0, REJECTED, THEO_NOT_LOADED, None, requested, message)
-        errors = outbound / f"{output_stem(claimed.name)}.errors.csv"
-        write_atomic(errors, errors_csv([problem]))
+        with upload_output_base(self.ledger, claimed.file_id, claimed.name, outbound) as base:
+            errors = outbound / f"{base}.errors.csv"
+            write_atomic(errors, errors_csv([problem]))
         log.warning(
             "pmc file not computed firm=%s name=%s theo_requested=%s reason=%s",
             claimed.firm,

@@ -56,7 +56,7 @@ def dpl_submission_handler(intake: SpoolIntake, arrival: DplArrival) -> Callable
         def process(claimed: ClaimedFile) -> dict[str, Any]:
             return arrival.process(claimed).as_json()
 
-        receipt, duplicate_of = intake.submit_bytes(
+        receipt, _ = intake.submit_bytes(
             firm=request.firm,
             flow="dpl",
             name=name,
@@ -64,15 +64,7 @@ def dpl_submission_handler(intake: SpoolIntake, arrival: DplArrival) -> Callable
             source=f"amqp:{request.message_id or ''}",
             process=process,
         )
-        if receipt is None:
-            return Reply(
-                {
-                    "status": "duplicate",
-                    "duplicate_of_file": duplicate_of,
-                    "message": "the same content was already processed for this firm",
-                }
-            )
-        assert isinstance(receipt, dict)
+        assert isinstance(receipt, dict)  # bytes sent before are a new submission (receipt says)
         return Reply({"status": "processed", "receipt": receipt})
 
     return handle
@@ -114,7 +106,7 @@ def pmc_positions_handler(intake: SpoolIntake, arrival: PmcArrival) -> Callable[
         if not request.body:
             raise InputRejected("EMPTY", "the position file body is empty")
         try:
-            outcome, duplicate_of = intake.submit_bytes(
+            outcome, _ = intake.submit_bytes(
                 firm=request.firm,
                 flow="pmc",
                 name=_file_name(request, ".csv"),
@@ -124,8 +116,6 @@ def pmc_positions_handler(intake: SpoolIntake, arrival: PmcArrival) -> Callable[
             )
         except TransientError as exc:
             raise InputRejected("NO_THEO_SET", str(exc)) from None
-        if outcome is None:
-            return Reply({"status": "duplicate", "duplicate_of_file": duplicate_of})
         assert isinstance(outcome, PmcOutcome)
         return Reply({"status": "processed", "result": outcome.as_dict()})
 

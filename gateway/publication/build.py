@@ -15,7 +15,7 @@ import hashlib
 import logging
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -62,16 +62,20 @@ def build_file(
     *,
     progress: bool = False,
     cancel: threading.Event | None = None,
+    files: Sequence[int] | None = None,
 ) -> tuple[str, int]:
-    """Stream the cycle's publishable records into ``target`` atomically; (sha256, records)."""
+    """Stream the cycle's publishable records (of ``files``, default the current ones) into
+    ``target`` atomically; (sha256, records)."""
     key = cycle.isoformat()
     prefix = f"{cycle:%Y%m%d}"
     dlv_dt = delivery_date.isoformat()
     digest = hashlib.sha256()
     count = 0
-    total = ledger.count_publishable_dpl(key) if progress else None
+    total = ledger.count_publishable_dpl(key, files) if progress else None
     make = DplFields._make
-    values = ledger.iter_publishable_dpl_values(key, DplFields._fields, batch=WRITE_BATCH)
+    values = ledger.iter_publishable_dpl_values(
+        key, DplFields._fields, batch=WRITE_BATCH, files=files
+    )
     with _progress(total, f"DPL {key}", enabled=progress) as advance, atomic_writer(target) as fh:
         batch: list[bytes] = []
         append = batch.append

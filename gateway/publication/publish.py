@@ -6,20 +6,26 @@ Theory of operation
 run, so the daemon's scheduler and ``posgate dpl publish`` never publish at the same time: the
 second one waits, then finds the cycle done.
 
-1. **Decide.** The ledger's publication row (sha256, delivery date) and delivery rows say what each
-   exchange already holds. Without ``force``, a cycle whose every receiving exchange
-   (``receives_dpl=Y`` in ``reference/exchanges.csv``) holds the recorded sha256 is left alone.
-2. **Build** (when there is no publication yet, with ``force``, or when the built file is gone or
-   no longer matches the ledger). Not while DPL files received before the cycle's cutoff are
-   still in the intake (``IntakePending``, unless ``force``): their records belong in the file.
-   Valid, current records stream from
+1. **Decide.** The ledger's publication row (sha256, delivery date, preliminary flag), the files it
+   was built from and the delivery rows say what each exchange already holds. Without ``force``,
+   a cycle whose every receiving exchange (``receives_dpl=Y`` in ``reference/exchanges.csv``)
+   holds the recorded sha256 is left alone, unless the cycle *changed*: its current files (latest
+   per firm, processed) are not the files the publication was built from. A preliminary
+   publication (made before the cutoff) that is unchanged after the cutoff simply becomes final.
+2. **Build** (when there is no publication yet, with ``force``, when the cycle changed, when a
+   preliminary publication meets its cutoff, or when the built file is gone or no longer matches
+   the ledger). Not while DPL files received before the cycle's cutoff are still in the intake
+   (``IntakePending``, unless ``force``): their records belong in the file. The current file ids
+   are taken first and the build reads exactly those files' valid records from
    ``Ledger.iter_publishable_dpl_values`` (SPEC order: firm, aggregation unit, symbol, SubTyp)
    through ``engine.dpl.canonical.canonical_line`` into a hidden temporary file in
-   ``spool/state/publications/``,
-   hashed while written, fsynced and renamed to ``DPL_<YYYYMMDD>.fixml``; memory does not grow
-   with the number of records. ``RptID`` is ``<YYYYMMDD><9-digit sequence>`` in publication order;
-   ``DlvDt`` is the Chicago date of the cycle's *first* publication, kept in the ledger and reused,
-   so rebuilding an unchanged cycle gives identical bytes. Then the publication is recorded.
+   ``spool/state/publications/``, hashed while written, fsynced and renamed to
+   ``DPL_<YYYYMMDD>.fixml``; memory does not grow with the number of records. ``RptID`` is
+   ``<YYYYMMDD><9-digit sequence>`` in publication order; ``DlvDt`` is the Chicago date of the
+   publication, reused while the cycle's files stay the same, so rebuilding an unchanged cycle
+   gives identical bytes; a cycle that changed gets today's date. The publication is recorded
+   with the file ids it was built from (the on-demand report reads exactly those) and whether it
+   is preliminary.
 3. **Deliver** the built file to every receiving exchange that lacks this sha256 (to all of them
    with ``force``). ``spool``: into ``spool/exchanges/<id>/outbound/dpl/``. ``sftp://user@host:port
    /path``: pushed with paramiko using the daemon's own key (``spool/state/push_key``). Either way
@@ -28,7 +34,10 @@ second one waits, then finds the cycle done.
    sidecar always describes the complete file beside it. A redelivery first drops the exchange's
    delivery row, so the ledger never claims a delivery a crash left half-done. Each delivery is
    recorded in the ledger, sets the exchange's last-publication metric and emits
-   ``exchange.<id>.dpl.published``.
+   ``exchange.<id>.dpl.published`` (with ``preliminary`` and, for a replacement, ``replaces``: the
+   earlier sha256). A replacement reaches exchanges under the same name with a new sidecar.
+4. **Report.** Once every exchange holds the publication, each firm of the cycle finds its
+   on-demand report in ``outbound/dpl/reports/DPL_<YYYYMMDD>.report.csv``.
 
 A crash (``kill -9``) at any point leaves under the visible names either the previous complete file
 or nothing new: temporaries are hidden (``.DPL_*.tmp``) locally and ``DPL_*.part`` remotely (the
@@ -46,6 +55,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
+import io
 import logging
 import os
 import threading
@@ -61,6 +71,7 @@ from gateway import metrics
 from gateway.config import Config, Exchange
 from gateway.errors import TransientError
 from gateway.ledger import Ledger
+from gateway.outputs.reports import dpl_report_rows, render_csv
 from gateway.publication.build import (
     KEEP_BUILT,
     build_file,
@@ -77,6 +88,7 @@ from gateway.publication.errors import (
     PublicationBusy,
     PublicationCancelled,
 )
+from gateway.spool.fsio import atomic_writer
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +143,10 @@ class PublicationResult:
     already: tuple[str, ...]
     failures: tuple[DeliveryFailure, ...]
     seconds: float
+    preliminary: bool = False
+    """Made before the cycle's cutoff: the run after the cutoff publishes it again if changed."""
+    replaces: str | None = None
+    """The sha256 of the earlier publication of the cycle this one replaced (other records)."""
 
     @property
     def complete(self) -> bool:
@@ -158,6 +174,8 @@ class PublicationResult:
             "already": list(self.already),
             "failures": [dataclasses.asdict(f) for f in self.failures],
             "seconds": round(self.seconds, 3),
+            "preliminary": self.preliminary,
+            "replaces": self.replaces,
         }
 
 
@@ -179,9 +197,19 @@ def missing_exchanges(ledger: Ledger, config: Config, cycle: dt.date) -> list[st
     return [e for e in receivers if delivered.get(e) != publication["sha256"]]
 
 
-def cycle_complete(ledger: Ledger, config: Config, cycle: dt.date) -> bool:
-    """The cycle is published and every receiving exchange holds that publication."""
-    if ledger.publication(cycle.isoformat()) is None:
+def cycle_complete(
+    ledger: Ledger, config: Config, cycle: dt.date, now: dt.datetime | None = None
+) -> bool:
+    """The cycle is published, every receiving exchange holds that publication, and it is what
+    the cycle holds now: no file changed it since, and it is not a preliminary publication
+    whose cutoff has passed (at ``now``; without ``now`` preliminary counts as done)."""
+    key = cycle.isoformat()
+    publication = ledger.publication(key)
+    if publication is None:
+        return False
+    if now is not None and publication["preliminary"] and now >= _CALENDAR.cutoff(cycle):
+        return False
+    if ledger.published_dpl_files(key) != ledger.current_dpl_files(key):
         return False
     return not missing_exchanges(ledger, config, cycle)
 
@@ -217,14 +245,24 @@ def publish_cycle(
     receivers = receiving_exchanges(config)
     built_path = publications_dir(config) / name
     with publication_lock(config.spool.state_dir, lock_timeout_s, cancel):
+        now = runtime.clock()
+        after_cutoff = now >= _CALENDAR.cutoff(cycle)
         publication = ledger.publication(key)
         delivered = ledger.deliveries(key)
-        if (
-            publication is not None
-            and not force
-            and all(delivered.get(e.exchange_id) == publication["sha256"] for e in receivers)
-        ):
-            log.info("dpl cycle %s already published to every receiving exchange", key)
+        current = ledger.current_dpl_files(key)
+        changed = publication is not None and ledger.published_dpl_files(key) != current
+        was_preliminary = publication is not None and bool(publication["preliminary"])
+        everyone = publication is not None and all(
+            delivered.get(e.exchange_id) == publication["sha256"] for e in receivers
+        )
+        if publication is not None and not force and everyone and not changed:
+            if was_preliminary and after_cutoff:
+                # nothing arrived since the preliminary file: it is the final one, as delivered
+                ledger.mark_publication_final(key)
+                write_firm_reports(runtime, cycle)
+                log.info("dpl cycle %s: the preliminary publication is final (unchanged)", key)
+            else:
+                log.info("dpl cycle %s already published to every receiving exchange", key)
             return PublicationResult(
                 cycle=cycle,
                 name=name,
@@ -237,23 +275,35 @@ def publish_cycle(
                 already=tuple(e.exchange_id for e in receivers),
                 failures=(),
                 seconds=time.monotonic() - started,
+                preliminary=was_preliminary and not after_cutoff,
             )
         built_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         remove_local_temporaries(built_path.parent)
-        if publication is not None:
+        if publication is not None and not changed:
             delivery_date = dt.date.fromisoformat(publication["delivery_date"])
-        else:
-            delivery_date = runtime.clock().astimezone(CHICAGO).date()
+        else:  # a first publication, or a replacement with other records: dated today
+            delivery_date = now.astimezone(CHICAGO).date()
         built = (
-            force or publication is None or not file_has_sha256(built_path, publication["sha256"])
+            force
+            or publication is None
+            or changed
+            or (was_preliminary and after_cutoff)
+            or not file_has_sha256(built_path, publication["sha256"])
         )
         if built and not force:
             pending = ledger.count_unfinished_dpl_files(_CALENDAR.cutoff(cycle))
             if pending:
                 raise IntakePending(cycle, pending)
+        replaces: str | None = None
         if built:
             sha256, records = build_file(
-                ledger, cycle, delivery_date, built_path, progress=progress, cancel=cancel
+                ledger,
+                cycle,
+                delivery_date,
+                built_path,
+                progress=progress,
+                cancel=cancel,
+                files=current,
             )
             ledger.record_publication(
                 cycle=key,
@@ -261,19 +311,26 @@ def publish_cycle(
                 sha256=sha256,
                 records=records,
                 path=str(built_path),
+                files=current,
+                preliminary=not after_cutoff,
             )
+            if publication is not None and publication["sha256"] != sha256:
+                replaces = str(publication["sha256"])
             metrics.DPL_PUBLISHED_RECORDS.inc(records)
             log.info(
-                "dpl cycle %s built %s records=%d sha256=%s dlvdt=%s",
+                "dpl cycle %s built %s records=%d sha256=%s dlvdt=%s%s%s",
                 key,
                 built_path,
                 records,
                 sha256,
                 delivery_date,
+                " preliminary" if not after_cutoff else "",
+                f" replaces={replaces}" if replaces else "",
             )
         else:
             assert publication is not None
             sha256, records = publication["sha256"], int(publication["records"])
+        preliminary = not after_cutoff if built else was_preliminary
 
         todo = (
             receivers if force else [e for e in receivers if delivered.get(e.exchange_id) != sha256]
@@ -292,6 +349,8 @@ def publish_cycle(
                 sha256,
                 records=records,
                 delivery_date=delivery_date,
+                preliminary=preliminary,
+                replaces=replaces,
                 known=exchange.exchange_id in delivered,
                 emit=emit,
                 attempts=sftp_attempts,
@@ -306,6 +365,7 @@ def publish_cycle(
                 dt.datetime.combine(cycle, dt.time(0), tzinfo=dt.UTC).timestamp()
             )
             prune_built(built_path.parent, keep=KEEP_BUILT)
+            write_firm_reports(runtime, cycle)
     seconds = time.monotonic() - started
     metrics.DPL_PUBLICATION_SECONDS.observe(seconds)
     return PublicationResult(
@@ -320,6 +380,8 @@ def publish_cycle(
         already=already,
         failures=tuple(failures),
         seconds=seconds,
+        preliminary=preliminary,
+        replaces=replaces,
     )
 
 
@@ -332,6 +394,8 @@ def _deliver_one(
     *,
     records: int,
     delivery_date: dt.date,
+    preliminary: bool,
+    replaces: str | None,
     known: bool,
     emit: Emit | None,
     attempts: int,
@@ -372,9 +436,43 @@ def _deliver_one(
             "records": records,
             "delivery_date": delivery_date.isoformat(),
             "target": target,
+            "preliminary": preliminary,
+            "replaces": replaces,
         },
     )
     return Delivery(exchange.exchange_id, target, sha256)
+
+
+REPORTS_DIR = "reports"
+
+
+def report_name(cycle: dt.date) -> str:
+    return f"DPL_{cycle:%Y%m%d}.report.csv"
+
+
+def write_firm_reports(runtime: PublicationRuntime, cycle: dt.date) -> list[Path]:
+    """Each firm's on-demand report of the published cycle (its valid records with the published
+    ``RptID`` and ``DlvDt``, and its rejected records with reasons) into the firm's
+    ``outbound/dpl/reports/``; a republication replaces it. A firm whose report cannot be
+    written is logged and skipped: the publication itself is done."""
+    ledger = runtime.ledger
+    files = ledger.published_dpl_files(cycle.isoformat()) or []
+    firms = sorted({ledger.file(f).firm for f in files})
+    written: list[Path] = []
+    for firm in firms:
+        target = runtime.config.spool.root / "firms" / firm / "outbound" / "dpl" / REPORTS_DIR
+        target = target / report_name(cycle)
+        try:
+            with atomic_writer(target) as fh:
+                text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+                render_csv(dpl_report_rows(ledger, cycle, firm=firm), text)
+                text.flush()
+                text.detach()
+        except (OSError, TransientError) as exc:
+            log.error("dpl cycle %s: report for firm %s not written: %s", cycle, firm, exc)
+            continue
+        written.append(target)
+    return written
 
 
 def _emit(emit: Emit | None, exchange_id: str, body: dict[str, Any]) -> None:

@@ -12,7 +12,9 @@ worker thread so that jobs never overlap, ``coalesce=True``, ``max_instances=1``
 Every job decides from the ledger and from ``runtime.clock()`` alone, never from when it fired, so
 firing twice, late, or not at all changes nothing but timing. A cycle D is *due* once
 ``publish_time`` has passed on D+1 (CT) and D is a business day (:func:`due_cycles`, pure, tested
-at its boundaries); it is *done* when every receiving exchange holds its publication. The cron jobs
+at its boundaries); it is *done* when every receiving exchange holds its publication and that
+publication is final and still what the cycle holds (a preliminary one, or one a late-processed
+file changed, is published again: see ``publish``). The cron jobs
 give exact wall-clock times; the catch-up job makes the component right whatever happened in
 between: a daemon that was down at 00:05 publishes at once when started, an exchange that was
 unreachable gets the file at the next tick, and a clock shifted with ``POSGATE_CLOCK_START``
@@ -305,7 +307,7 @@ class DplScheduler:
         ledger = self.runtime.ledger
         now = self.runtime.clock()
         calendar = self.calendar()
-        published = {d for d in self._window(now) if cycle_complete(ledger, config, d)}
+        published = {d for d in self._window(now) if cycle_complete(ledger, config, d, now)}
         self._refresh_publication_gauges(published, now, calendar)
         due = due_cycles(
             now,

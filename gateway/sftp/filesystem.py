@@ -13,8 +13,8 @@ of another. Names starting with ``.`` are invisible: never listed, never opened,
 Who may do what (``rel`` is the resolved path relative to the root):
 
 * exchanges: list, stat and read; nothing else.
-* firms: list, stat and read everywhere in their root; create, write, rename and set times of
-  files in folders strictly below ``inbound/`` (``inbound/dpl/`` and friends, not ``inbound/``
+* firms: list, stat and read everywhere in their root; create, write and rename files in folders
+  strictly below ``inbound/`` (``inbound/dpl/`` and friends, not ``inbound/``
   itself, where no flow would pick a file up); delete files below ``inbound/`` and ``outbound/``
   (so a firm can clean up what it has picked up). No account may make or remove folders (the
   layout is provisioned), create symlinks or read symlink targets.
@@ -24,7 +24,12 @@ the target folder; writes go there (a write that would pass ``max_file_bytes`` f
 it); only when the client closes the file normally is it fsynced, renamed over the final name
 (``os.replace``: uploading an existing name replaces it atomically) and the folder fsynced. If the
 session ends with the file still open (connection dropped, client killed) ``session_ended`` removes
-the temporary file, so nothing half-written ever appears. The names live in
+the temporary file, so nothing half-written ever appears.
+
+The receipt instant of an upload is the server's clock when the client closed the file (or renamed
+it into an inbound folder); it is passed to ``on_upload``. Times a client asks for (``put -p``,
+lftp's default) are answered OK and ignored, so no client can date its own submission into another
+cycle; an upload's mtime is simply when it was written here. The names live in
 ``gateway.sftp.paths``; the open files (reads, uploads, stale-upload cleanup) in
 ``gateway.sftp.handles``.
 """
@@ -32,6 +37,7 @@ the temporary file, so nothing half-written ever appears. The names live in
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import stat
@@ -96,7 +102,14 @@ class SftpAccount:
             )
 
 
-UploadCallback = Callable[[SftpAccount, Path], None]
+UploadCallback = Callable[[SftpAccount, Path, dt.datetime], None]
+"""Called once an upload is in place: (account, final path, receipt instant). The instant comes
+from the server's clock (the moment the client closed the file, or renamed it into place), never
+from a time the client set."""
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass
@@ -106,6 +119,7 @@ class SessionSettings:
     max_file_bytes: int
     on_upload: UploadCallback | None = None
     on_upload_done: Callable[[], None] | None = None
+    clock: Callable[[], dt.datetime] = utc_now
     sessions: set[SpoolSftpInterface] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -165,7 +179,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         with self._lock:
             self._uploads.discard(handle)
 
-    def upload_committed(self, handle: UploadHandle) -> None:
+    def upload_committed(self, handle: UploadHandle, received_at: dt.datetime) -> None:
         final = Path(handle.final)
         try:
             size = final.stat().st_size
@@ -177,15 +191,15 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
             self.shown(handle.final),
             size,
         )
-        self._announce(final)
+        self._announce(final, received_at)
 
-    def _announce(self, final: Path) -> None:
+    def _announce(self, final: Path, received_at: dt.datetime) -> None:
         if self.settings.on_upload_done is not None:
             self.settings.on_upload_done()
         if self.settings.on_upload is None:
             return
         try:
-            self.settings.on_upload(self.account, final)
+            self.settings.on_upload(self.account, final, received_at)
         except Exception:  # the hint must never break the client's upload
             log.exception(
                 "sftp upload hook failed login=%s path=%s",
@@ -467,11 +481,12 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
             self.shown(src),
             self.shown(dst),
         )
-        self._announce(Path(dst))
+        self._announce(Path(dst), self.settings.clock())
         return SFTP_OK
 
     def chattr(self, path: str, attr: SFTPAttributes) -> int:
-        """Setting times of an inbound file is allowed; modes are ignored; the rest refused."""
+        """Times and modes of an inbound file are ignored (answered OK, so ``put -p`` works, but
+        never applied: a client must not date its own upload); size and owner are refused."""
         try:
             parent, name = self._entry(self._parts(path))
             if not self._writable_folder(parent):
@@ -481,9 +496,12 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
                 self._refuse("setstat", path, "not a regular file")
             if requested_size(attr) is not None:
                 self._refuse("setstat", path, "truncating a closed upload")
-            times = requested_times(attr)
-            if times is not None:
-                os.utime(target, times, follow_symlinks=False)
+            if requested_times(attr) is not None:
+                log.info(
+                    "sftp setstat times ignored login=%s path=%s",
+                    self.account.login,
+                    self.shown(target),
+                )
         except Refused as refused:
             return refused.code
         except OSError as exc:

@@ -123,7 +123,6 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
         self.final = final
         self._append = bool(flags & os.O_APPEND)
         self._exclusive = bool(flags & os.O_EXCL)
-        self._times: tuple[int, int] | None = None
         self.state = "open"
 
     # -- data
@@ -191,8 +190,12 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
                 os.ftruncate(self._fd, size)
             except OSError as exc:
                 return errno_status(exc)
-        if times is not None:
-            self._times = times  # applied at commit, after the last write
+        if times is not None:  # never applied: the server's clock dates an upload (see filesystem)
+            log.info(
+                "sftp setstat times ignored login=%s path=%s",
+                self._session.account.login,
+                self._session.shown(self.final),
+            )
         return SFTP_OK
 
     # -- endings
@@ -204,6 +207,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
             raise UploadFailed(f"upload of {self.final} failed")
         if self.state != "open":
             return
+        received_at = self._session.settings.clock()  # the close instant, before the fsync
         try:
             self._commit()
         except OSError as exc:
@@ -216,7 +220,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
             self.discard("aborted")
             raise UploadFailed(str(exc)) from exc
         self.state = "committed"
-        self._session.upload_committed(self)
+        self._session.upload_committed(self, received_at)
 
     def discard(self, state: str) -> None:
         """Forget the upload: close and delete the temporary file.
@@ -235,8 +239,6 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
             self._session.upload_finished(self)
 
     def _commit(self) -> None:
-        if self._times is not None:
-            os.utime(self._fd, self._times)
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = -1

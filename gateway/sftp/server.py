@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import datetime as dt
 import functools
 import logging
 import socket
@@ -43,6 +44,7 @@ from gateway.sftp.filesystem import (
     SftpAccount,
     SpoolSftpInterface,
     UploadCallback,
+    utc_now,
 )
 from gateway.sftp.handles import remove_stale_uploads
 from gateway.sftp.keys import create_key_file, fingerprint
@@ -277,6 +279,7 @@ class SftpServer:
         max_sessions_per_connection: int = 10,
         login_grace_s: float = 60.0,
         max_auth_attempts: int = 6,
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -294,6 +297,7 @@ class SftpServer:
             max_file_bytes=max_file_bytes,
             on_upload=on_upload,
             on_upload_done=self._count_upload,
+            clock=clock or utc_now,
         )
         self._host_key: paramiko.PKey | None = None
         self._listener: socket.socket | None = None

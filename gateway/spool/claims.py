@@ -3,9 +3,9 @@ quarantined, and reconciled after a crash.
 
 Claiming writes the intent into the ledger first (state ``received`` with the planned work path),
 then renames the file into the spool's ``work`` folder (same filesystem, atomic), hashes it and
-records ``claimed``; the same content from the same firm and flow twice is archived as a
-``duplicate`` instead. A processed file moves to ``archive/<receipt date>/`` (``archived``); an
-unreadable one to ``quarantine/`` with a ``.reason.json`` beside it. ``reconcile`` brings every
+records ``claimed``; bytes sent before are a new submission like any other (only noted). A processed file moves to ``archive/<receipt date>/`` (``archived``); an
+unreadable one to ``quarantine/`` with a ``.reason.json`` beside it, and the firm finds
+``<name>.unreadable.json`` (reason, receipt time, sha256, what to do) in its ``outbound/<flow>/``. ``reconcile`` brings every
 non-terminal ledger row in line with the disk, so ``kill -9`` at any instant loses nothing and
 processes nothing twice.
 """
@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from engine.errors import UnreadableInput
 from gateway import metrics
 from gateway.ledger import FileRow, Ledger
 from gateway.spool.fsio import fsync_dir, write_atomic
+from gateway.spool.naming import upload_output_base
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class ClaimedFile:
     sha256: str
     size: int
     received_at: dt.datetime
+    identical_to: int | None = None
+    """An earlier processed file of the same firm and flow with the same bytes, if any."""
 
     @property
     def stem(self) -> str:
@@ -64,6 +66,7 @@ class ClaimedFile:
             sha256=row.sha256,
             size=row.size,
             received_at=row.received_at,
+            identical_to=row.duplicate_of,
         )
 
 
@@ -85,23 +88,21 @@ class SpoolFiles:
         self.alert = alert
         self.technical_contact = technical_contact
 
-    def _received_at(self, mtime_ns: int) -> dt.datetime:
-        age_s = max(0.0, time.time() - mtime_ns / 1e9)
-        return self.clock() - dt.timedelta(seconds=age_s)
-
     def work_path(self, flow: str, firm: str, name: str) -> Path:
         """A fresh, unique path in ``work/<flow>/<firm>/`` for the input ``name``."""
         work_dir = self.root / "work" / flow / firm
         work_dir.mkdir(parents=True, exist_ok=True)
         return work_dir / f"{secrets.token_hex(8)}__{name}"
 
-    def claim(self, path: Path, firm: str, flow: str) -> ClaimedFile | None:
-        """Take the inbound file ``path``; None when it vanished or is a duplicate."""
+    def claim(
+        self, path: Path, firm: str, flow: str, received_at: dt.datetime
+    ) -> ClaimedFile | None:
+        """Take the inbound file ``path`` received at ``received_at`` (daemon clock); None when
+        it vanished or its claim was work already done."""
         try:
             st = path.stat()
         except FileNotFoundError:
             return None
-        received_at = self._received_at(st.st_mtime_ns)
         work_path = self.work_path(flow, firm, path.name)
         file_id = self.ledger.record_file(
             flow=flow,
@@ -124,31 +125,28 @@ class SpoolFiles:
         fsync_dir(path.parent)
         return self.finish_claim(self.ledger.file(file_id), work_path)
 
-    def finish_claim(self, row: FileRow, work_path: Path) -> ClaimedFile | None:
-        """Hash a file now in ``work``; record it ``claimed``, or archive it as a duplicate."""
+    def finish_claim(self, row: FileRow, work_path: Path) -> ClaimedFile:
+        """Hash a file now in ``work`` and record it ``claimed``.
+
+        Bytes the firm sent before (same firm, flow and sha256) are still a new submission: the
+        earlier file's id is only noted (``identical_to``) so its receipt can say so. Work is
+        never done twice for one *upload*: that is the ledger row's state (crash recovery) and
+        the AMQP processed-request record (redelivery), not the content.
+        """
         digest, size = _sha256(work_path)
         metrics.FILES_RECEIVED.labels(flow=row.flow, firm=row.firm).inc()
         original = self.ledger.find_processed_duplicate(row.firm, row.flow, digest, row.id)
         if original is not None:
-            self.ledger.set_file_state(row.id, "claimed", "hashed", sha256=digest, size=size)
+            metrics.FILES_DUPLICATE.labels(flow=row.flow).inc()
             log.info(
-                "duplicate: %s from firm %s has the content of file %d; not processed again",
+                "%s from firm %s has the bytes of file %d; processed as a new submission",
                 row.name,
                 row.firm,
                 original,
             )
-            metrics.FILES_DUPLICATE.labels(flow=row.flow).inc()
-            archived = self.archive_path(row)
-            self._move(work_path, archived)
-            self.ledger.set_file_state(
-                row.id,
-                "duplicate",
-                f"same content as file {original}",
-                duplicate_of=original,
-                archive_path=str(archived),
-            )
-            return None
-        self.ledger.set_file_state(row.id, "claimed", "hashed", sha256=digest, size=size)
+        self.ledger.set_file_state(
+            row.id, "claimed", "hashed", sha256=digest, size=size, duplicate_of=original
+        )
         return ClaimedFile(
             file_id=row.id,
             flow=row.flow,
@@ -158,6 +156,7 @@ class SpoolFiles:
             sha256=digest,
             size=size,
             received_at=row.received_at,
+            identical_to=original,
         )
 
     def archive_path(self, row: FileRow) -> Path:
@@ -196,6 +195,7 @@ class SpoolFiles:
             target.with_name(target.name + ".reason.json"),
             (json.dumps(reason, indent=2) + "\n").encode(),
         )
+        self._tell_firm(claimed, exc)
         self.ledger.set_file_state(
             claimed.file_id, "quarantined", f"{exc.reason}: {exc.message}", reason=exc.reason
         )
@@ -206,6 +206,39 @@ class SpoolFiles:
             f"({exc.reason}: {exc.message}); contact {contact or 'unknown'}",
             {"file_id": claimed.file_id, "firm": claimed.firm, "technical_contact": contact},
         )
+
+    def _tell_firm(self, claimed: ClaimedFile, exc: UnreadableInput) -> None:
+        """``<name>.unreadable.json`` in the firm's ``outbound/<flow>/``: no records can be
+        returned for a file that cannot be read, so the firm learns it this way (an operator
+        alert alone would leave it waiting for a receipt)."""
+        folder = self.root / "firms" / claimed.firm / "outbound" / claimed.flow
+        note = {
+            "schema_version": 1,
+            "file": claimed.name,
+            "received_at": claimed.received_at.isoformat(),
+            "sha256": claimed.sha256,
+            "size": claimed.size,
+            "reason": exc.reason,
+            "message": exc.message,
+            "processed": False,
+            "what_to_do": (
+                "The file could not be read at all, so none of its records were processed. "
+                "Check that it is the intended file (UTF-8 text, one FIXML message per line or "
+                "one complete Batch document for DPL), correct it and upload it again; the "
+                "latest readable file of the cycle is the one that counts."
+                if claimed.flow == "dpl"
+                else "The file could not be read at all and was not processed. Correct it and "
+                "upload it again."
+            ),
+        }
+        try:
+            with upload_output_base(self.ledger, claimed.file_id, claimed.name, folder) as base:
+                write_atomic(
+                    folder / f"{base}.unreadable.json",
+                    (json.dumps(note, indent=2) + "\n").encode(),
+                )
+        except Exception:  # the quarantine and the alert stand even if this cannot be written
+            log.exception("cannot write the unreadable notice for file %d", claimed.file_id)
 
     def reconcile(self, dispatch: Callable[[ClaimedFile], None]) -> None:
         """Bring every non-terminal ledger row in line with the disk (after a crash); files that

@@ -12,9 +12,11 @@ atomic rename, the hash and ``claimed``). A worker thread runs the flow handler,
 Unreadable inputs (``UnreadableInput``) are quarantined; transient trouble leaves the file claimed
 for a retry with backoff. At start-up every non-terminal ledger row is reconciled with the disk.
 
-The receipt instant of a file is the moment its last byte was written (its mtime), expressed on
-the daemon's clock, so the stable-size wait never moves an upload at 23:59:59 CT into the next
-cycle.
+The receipt instant of a file is always the daemon's clock, never a file time a client can set:
+the embedded SFTP server's close instant (passed with its nomination), or for files written by
+anyone else the moment a nomination first named the file. The stable-size wait that follows never
+moves an upload at 23:59:59 CT into the next cycle. A file that arrived while the daemon was down
+is received when the start-up scan finds it.
 
 This module owns the component: its threads and worker pool, the queue of nominations, dispatch
 to the flow handlers, retries, inputs that arrive as bytes, and waiting until idle.
@@ -99,7 +101,7 @@ class SpoolIntake:
             alert=alert,
             technical_contact=technical_contact,
         )
-        self._nominations: queue.Queue[tuple[Path, bool]] = queue.Queue()
+        self._nominations: queue.Queue[tuple[Path, bool, dt.datetime]] = queue.Queue()
         self._candidates = StableFiles(stable_interval_s)
         self._in_flight: set[int] = set()
         self._retry_at: dict[int, float] = {}
@@ -148,9 +150,13 @@ class SpoolIntake:
 
     # -- nominations ---------------------------------------------------------------------------
 
-    def nominate(self, path: Path, complete: bool = False) -> None:
-        """A hint that ``path`` may be a new input; ``complete`` when its writer has closed it."""
-        self._nominations.put((Path(path), complete))
+    def nominate(
+        self, path: Path, complete: bool = False, received_at: dt.datetime | None = None
+    ) -> None:
+        """A hint that ``path`` may be a new input; ``complete`` when its writer has closed it,
+        at ``received_at`` on the daemon's clock (default: now, the moment it is first named)."""
+        at = received_at if received_at is not None else self.clock()
+        self._nominations.put((Path(path), complete, at))
 
     def scan(self) -> None:
         """Nominate every file in every inbound folder (start-up scan and periodic sweep)."""
@@ -163,11 +169,11 @@ class SpoolIntake:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                path, complete = self._nominations.get(timeout=0.2)
-                self._observe(path, complete)
+                path, complete, at = self._nominations.get(timeout=0.2)
+                self._observe(path, complete, at)
                 while True:  # drain what is queued before evaluating
-                    path, complete = self._nominations.get_nowait()
-                    self._observe(path, complete)
+                    path, complete, at = self._nominations.get_nowait()
+                    self._observe(path, complete, at)
             except queue.Empty:
                 pass
             try:
@@ -181,7 +187,7 @@ class SpoolIntake:
                 log.exception("intake loop error")
                 time.sleep(1)
 
-    def _observe(self, path: Path, complete: bool) -> None:
+    def _observe(self, path: Path, complete: bool, at: dt.datetime) -> None:
         route = inbound_route(self.root, path)
         if route is None:
             return
@@ -192,15 +198,15 @@ class SpoolIntake:
                 self._unhandled_logged.add(folder)
                 log.warning("no handler for flow %r yet: leaving files in %s", flow, folder)
             return
-        self._candidates.observe(path, complete)
+        self._candidates.observe(path, complete, at)
 
     def _evaluate(self) -> None:
         ready = self._candidates.ready()
         metrics.SPOOL_BACKLOG.set(len(self._candidates) + len(self._in_flight))
-        for path in ready:
+        for path, received_at in ready:
             self._candidates.discard(path)
             try:
-                claimed = self._claim(path)
+                claimed = self._claim(path, received_at)
             except Exception:
                 log.exception("cannot claim %s; will retry", path)
                 continue
@@ -209,12 +215,12 @@ class SpoolIntake:
 
     # -- claim, process --------------------------------------------------------------------------
 
-    def _claim(self, path: Path) -> ClaimedFile | None:
+    def _claim(self, path: Path, received_at: dt.datetime) -> ClaimedFile | None:
         route = inbound_route(self.root, path)
         if route is None:
             return None
         firm, flow = route
-        return self.files.claim(path, firm, flow)
+        return self.files.claim(path, firm, flow, received_at)
 
     def _dispatch(self, claimed: ClaimedFile) -> None:
         with self._lock:
@@ -286,9 +292,11 @@ class SpoolIntake:
     ) -> tuple[object, int | None]:
         """Take an input that arrived as bytes (AMQP), through the same ledger states as a file.
 
-        The bytes are recorded, written into ``work/``, hashed, checked for duplicates and passed
-        to ``process`` in the caller's thread; the original is archived like any upload. Returns
-        ``(process result, None)``, or ``(None, original file id)`` for a duplicate.
+        The bytes are recorded, written into ``work/``, hashed and passed to ``process`` in the
+        caller's thread; the original is archived like any upload. Bytes sent before are a new
+        submission (a redelivered AMQP message is answered from its processed-request record
+        before it gets here). Returns ``(process result, id of an earlier file with the same
+        bytes or None)``.
         ``UnreadableInput`` is quarantined and re-raised so the caller can answer with it.
         """
         name = Path(name).name or "submission"
@@ -309,8 +317,6 @@ class SpoolIntake:
         )
         write_atomic(work_path, data)
         claimed = self.files.finish_claim(self.ledger.file(file_id), work_path)
-        if claimed is None:
-            return None, self.ledger.duplicate_of(file_id)
         with self._lock:
             self._in_flight.add(file_id)
         started = time.monotonic()
@@ -324,7 +330,7 @@ class SpoolIntake:
             with self._lock:
                 self._in_flight.discard(file_id)
         self.files.archive(file_id, work_path)
-        return result, None
+        return result, claimed.identical_to
 
     def retry_now(self, flow: str | None = None) -> None:
         """Retry files waiting after a transient failure at the next sweep tick (e.g. margin

@@ -5,13 +5,19 @@ Watchdog events, the start-up scan, the periodic sweep and the SFTP server's upl
 ``inbound/pmc/<YYYY-MM-DD>/<name>``, a position file for that date's P&L set); temporary names
 (dot-files, ``*.part``, ``*.filepart``, ``*.tmp``, ``*.upload``) are ignored until renamed. A
 nominated file is ready when its writer reported it complete (our SFTP server), or when its size
-and mtime have stayed the same for ``stable_interval_s`` (files written in place by another SFTP
-server). Nothing here touches the ledger or moves a file.
+and mtime have stayed the same, as observed here, for ``stable_interval_s`` (files written in place
+by another SFTP server). The mtime only tells that a file is still changing; it never dates it,
+since a client can set it (``put -p``, lftp) to any past or future time.
+
+Each candidate carries its receipt instant on the daemon's clock: the instant its writer reported
+it complete (the embedded server's close instant), else the moment a nomination first named it
+(watchdog event, scan or sweep). Nothing here touches the ledger or moves a file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import re
 import time
@@ -44,7 +50,7 @@ def inbound_route(root: Path, path: Path) -> tuple[str, str] | None:
     return parts[0], parts[2]
 
 
-def scan_inbound(root: Path, nominate: Callable[[Path], None]) -> None:
+def scan_inbound(root: Path, nominate: Callable[[Path], object]) -> None:
     """Nominate every file in every inbound folder under the spool ``root``."""
     firms = root / "firms"
     if not firms.is_dir():
@@ -74,7 +80,8 @@ def scan_inbound(root: Path, nominate: Callable[[Path], None]) -> None:
 class Candidate:
     size: int
     mtime_ns: int
-    first_seen: float
+    stable_since: float
+    received_at: dt.datetime
     complete: bool = False
 
 
@@ -88,8 +95,12 @@ class StableFiles:
     def __len__(self) -> int:
         return len(self._candidates)
 
-    def observe(self, path: Path, complete: bool) -> None:
-        """Start or restart watching ``path``; ``complete`` when its writer has closed it."""
+    def observe(self, path: Path, complete: bool, at: dt.datetime) -> None:
+        """Start or go on watching ``path``, named by a nomination made at ``at`` (daemon clock).
+
+        ``complete`` when its writer has closed it; ``at`` is then the writer's close instant and
+        becomes the receipt instant. Otherwise ``at`` counts only for a name not watched yet.
+        """
         try:
             st = path.lstat()
         except FileNotFoundError:
@@ -98,20 +109,25 @@ class StableFiles:
         if not path.is_file() or path.is_symlink():
             return
         current = self._candidates.get(path)
-        if current is None or (current.size, current.mtime_ns) != (st.st_size, st.st_mtime_ns):
-            current = Candidate(st.st_size, st.st_mtime_ns, time.monotonic())
+        if current is None:
+            current = Candidate(st.st_size, st.st_mtime_ns, time.monotonic(), at)
             self._candidates[path] = current
+        elif (current.size, current.mtime_ns) != (st.st_size, st.st_mtime_ns):
+            current.size, current.mtime_ns = st.st_size, st.st_mtime_ns
+            current.stable_since = time.monotonic()
         if complete:
             current.complete = True
+            current.received_at = at
 
-    def ready(self) -> list[Path]:
-        """Files complete or stable now, oldest first (file ids then follow arrival order).
+    def ready(self) -> list[tuple[Path, dt.datetime]]:
+        """Files complete or stable now with their receipt instants, in order of receipt (file
+        ids then follow arrival order).
 
-        They stay watched until ``discard``; files that changed restart their wait and files that
-        vanished are forgotten.
+        They stay watched until ``discard``; files that changed restart their wait (keeping the
+        instant they were first seen) and files that vanished are forgotten.
         """
         now = time.monotonic()
-        ready: list[tuple[int, Path]] = []
+        ready: list[tuple[dt.datetime, Path]] = []
         for path, cand in list(self._candidates.items()):
             try:
                 st = path.lstat()
@@ -119,14 +135,11 @@ class StableFiles:
                 del self._candidates[path]
                 continue
             if (st.st_size, st.st_mtime_ns) != (cand.size, cand.mtime_ns):
-                self._candidates[path] = Candidate(st.st_size, st.st_mtime_ns, now)
+                cand.size, cand.mtime_ns, cand.stable_since = st.st_size, st.st_mtime_ns, now
                 continue
-            age_s = time.time() - st.st_mtime_ns / 1e9
-            if cand.complete or (
-                now - cand.first_seen >= self.stable_interval_s and age_s >= self.stable_interval_s
-            ):
-                ready.append((cand.mtime_ns, path))
-        return [path for _, path in sorted(ready)]
+            if cand.complete or now - cand.stable_since >= self.stable_interval_s:
+                ready.append((cand.received_at, path))
+        return [(path, at) for at, path in sorted(ready)]
 
     def discard(self, path: Path) -> None:
         del self._candidates[path]

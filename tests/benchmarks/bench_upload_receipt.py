@@ -4,7 +4,7 @@
     python -m tests.benchmarks.bench_upload_receipt [--uploads 30] [--records 10000]
 
 Each round uploads a fresh file (distinct content, so no duplicate) with paramiko, closes it, and
-polls ``outbound/dpl/<stem>.receipt.json`` over the same SFTP session every 10 ms: the time a
+polls ``outbound/dpl/<name>.receipt.json`` over the same SFTP session every 10 ms: the time a
 firm waits from closing the upload to being able to read its receipt. The daemon runs with its
 default intake settings (the SFTP server's completion hint makes the intake take the file at
 once). Target: p99 < 2 s.
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                     fh.set_pipelined(True)
                     fh.write(data)
                 closed = time.perf_counter()  # the upload is complete once close returns
-                receipt = f"outbound/dpl/round{n}.receipt.json"
+                receipt = f"outbound/dpl/round{n}.fixml.receipt.json"
                 while True:
                     try:
                         with sftp.open(receipt, "rb") as fh:

@@ -86,10 +86,10 @@ def broker_answers(port: int = BROKER_PORT, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_for_broker(timeout: float = 60.0) -> None:
+def wait_for_broker(timeout: float = 60.0, port: int = BROKER_PORT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if broker_answers():
+        if broker_answers(port):
             return
         time.sleep(0.5)
     raise AssertionError(f"the broker did not answer within {timeout:.0f} s")
@@ -112,12 +112,27 @@ def _unavailable(problem: str) -> None:
     pytest.skip(f"RabbitMQ not available: {problem}")
 
 
+Ctl = Callable[..., str]
+CtlAll = Callable[..., None]
+
+
 @dataclass
 class Broker:
     run: str
     password: str
     users: dict[str, str] = field(default_factory=dict)
     """role -> broker user name"""
+    port: int = BROKER_PORT
+    ctl: Ctl = rabbitmqctl
+    """``rabbitmqctl`` addressed to this broker's node"""
+    ctl_all: CtlAll = rabbitmqctl_all
+
+
+def add_users(broker: Broker) -> None:
+    """This run's users on ``broker`` (service, two firms, one stranger)."""
+    for role in ("svc", "firm-a", "firm-b", "stranger"):
+        broker.users[role] = f"posgate-test-{role}-{broker.run}"
+    broker.ctl_all(*(("add_user", name, broker.password) for name in broker.users.values()))
 
 
 @pytest.fixture(scope="session")
@@ -128,13 +143,9 @@ def rabbitmq() -> Iterator[Broker]:
         _unavailable(problem)
     run = uuid.uuid4().hex[:8]
     broker = Broker(run=run, password=secrets.token_hex(12))
-    for role in ("svc", "firm-a", "firm-b", "stranger"):
-        broker.users[role] = f"posgate-test-{role}-{run}"
     try:
         try:
-            rabbitmqctl_all(
-                *(("add_user", name, broker.password) for name in broker.users.values())
-            )
+            add_users(broker)
         except (RuntimeError, OSError) as exc:
             _unavailable(f"rabbitmqctl cannot administer the broker ({exc})")
         yield broker
@@ -169,7 +180,8 @@ class AmqpSandbox:
     def identities(self) -> dict[str, str]:
         return {self.firm_a: FIRM_A, self.firm_b: FIRM_B}
 
-    def url(self, port: int = BROKER_PORT) -> str:
+    def url(self, port: int | None = None) -> str:
+        port = port or self.broker.port
         return f"amqp://{BROKER_HOST}:{port}/{urllib.parse.quote(self.vhost, safe='')}"
 
     def settings(self, **overrides: Any) -> AmqpSettings:
@@ -186,10 +198,10 @@ class AmqpSandbox:
         )
         return replace(base, **overrides)
 
-    def connect(self, user: str | None = None, port: int = BROKER_PORT) -> pika.BlockingConnection:
+    def connect(self, user: str | None = None, port: int | None = None) -> pika.BlockingConnection:
         params = pika.ConnectionParameters(
             BROKER_HOST,
-            port,
+            port or self.broker.port,
             self.vhost,
             pika.PlainCredentials(user or "guest", self.broker.password if user else "guest"),
             connection_attempts=1,
@@ -203,7 +215,7 @@ class AmqpSandbox:
 
     def restrict_topics(self, user: str, firm: str) -> None:
         """Topic permissions: the firm may only bind to its own events, only send requests."""
-        rabbitmqctl_all(
+        self.broker.ctl_all(
             (
                 "set_topic_permissions",
                 "-p",
@@ -226,10 +238,10 @@ def _firm_permissions(user: str) -> tuple[str, str, str]:
 def amqp_sandbox(rabbitmq: Broker) -> Iterator[AmqpSandbox]:
     """A vhost of this test module's own (unique name), deleted afterwards."""
     vhost = f"posgate-test-{rabbitmq.run}-{uuid.uuid4().hex[:6]}"
-    rabbitmqctl("add_vhost", vhost)
+    rabbitmq.ctl("add_vhost", vhost)
     try:
         box = AmqpSandbox(rabbitmq, vhost)
-        rabbitmqctl_all(
+        rabbitmq.ctl_all(
             ("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"),
             (
                 "set_permissions",
@@ -248,7 +260,7 @@ def amqp_sandbox(rabbitmq: Broker) -> Iterator[AmqpSandbox]:
         yield box
     finally:
         with contextlib.suppress(Exception):
-            rabbitmqctl("delete_vhost", vhost)
+            rabbitmq.ctl("delete_vhost", vhost)
 
 
 class FirmClient:

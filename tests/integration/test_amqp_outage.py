@@ -1,9 +1,10 @@
 """Broker outages: one service's connections cut by a loopback proxy, and a whole-broker restart.
 
-A proxy between the service and the broker cuts exactly this service's connections, which lets
-the first tests repeat an outage cheaply. The last test stops the whole broker with
-``rabbitmqctl stop_app`` (every connection of the broker, other tests' too): it keeps the outage
-short and always starts the broker again, waiting until it answers.
+Every test here talks to a RabbitMQ node of this module's own (own node name, AMQP and
+distribution ports, database and logs in a temporary folder; see ``rabbitmq_node``), never to the
+machine's broker. A proxy between the service and the node cuts exactly this service's
+connections, which lets the first tests repeat an outage cheaply. The last test stops the private
+node's broker application with ``rabbitmqctl -n <node> stop_app`` and starts it again.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import os
+import secrets
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,24 +25,56 @@ import pytest
 
 from gateway.amqp.outbox import Outbox, SqliteProcessedStore
 from gateway.amqp.service import AmqpService, Reply, Request
-from tests.integration.amqp_fixtures import *  # noqa: F403  (fixtures rabbitmq, amqp_sandbox)
+from tests.integration.amqp_fixtures import *  # noqa: F403  (fixture amqp_sandbox)
 from tests.integration.amqp_fixtures import (
     AmqpSandbox,
+    Broker,
     FirmClient,
     TcpProxy,
+    add_users,
     get_messages,
     queue_depth,
-    rabbitmqctl,
     wait_for_broker,
     wait_until,
 )
+from tests.integration.rabbitmq_node import RabbitNode, node_problem
 
 pytestmark = pytest.mark.broker
 
 
+@pytest.fixture(scope="module")
+def private_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitNode]:
+    """This module's own RabbitMQ node; skip (or fail when CI=true) where none can start."""
+    problem = node_problem()
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"a private RabbitMQ node is needed in CI: {problem}")
+        pytest.skip(f"cannot start a private RabbitMQ node: {problem}")
+    node = RabbitNode(tmp_path_factory.mktemp("rabbit"))
+    try:
+        node.start()
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="module")
+def rabbitmq(private_node: RabbitNode) -> Broker:
+    """Overrides the shared fixture: the users live on the private node."""
+    broker = Broker(
+        run=uuid.uuid4().hex[:8],
+        password=secrets.token_hex(12),
+        port=private_node.port,
+        ctl=private_node.ctl,
+        ctl_all=private_node.ctl_all,
+    )
+    add_users(broker)
+    return broker
+
+
 @pytest.fixture
-def proxy() -> Iterator[TcpProxy]:
-    link = TcpProxy()
+def proxy(private_node: RabbitNode) -> Iterator[TcpProxy]:
+    link = TcpProxy(private_node.port)
     yield link
     link.cut()
 
@@ -148,7 +184,7 @@ TOTAL = 1000
 
 @pytest.mark.slow
 def test_every_request_is_answered_exactly_once_across_a_broker_restart(
-    amqp_sandbox: AmqpSandbox, tmp_path: Path
+    amqp_sandbox: AmqpSandbox, private_node: RabbitNode, tmp_path: Path
 ) -> None:
     calls: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
@@ -190,17 +226,15 @@ def test_every_request_is_answered_exactly_once_across_a_broker_restart(
         gate.set()
         wait_until(lambda: sum(calls.values()) >= 250, 30, "a quarter answered")
 
-        rabbitmqctl("stop_app")
+        private_node.stop_app()
         stopped = True
         wait_until(lambda: not service.is_up(), 10, "service saw the broker go")
         time.sleep(1.0)
         assert service.healthy()  # retrying, not failed
     finally:
         if stopped:
-            rabbitmqctl("start_app")
-            with contextlib.suppress(Exception):
-                rabbitmqctl("await_startup", timeout=120)
-            wait_for_broker(60)
+            private_node.start_app()
+            wait_for_broker(60, private_node.port)
         if not stopped:
             service.stop(5)
     try:

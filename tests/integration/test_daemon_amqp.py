@@ -79,10 +79,12 @@ def test_dpl_submission_over_amqp_gives_receipt_outputs_and_events(
         assert keys == ["firm.00005.dpl.receipt", "firm.00005.dpl.rejected"]
         rejected = next(json.loads(b) for m, _, b in got if m.routing_key.endswith("rejected"))
         assert rejected["record"].encode() == body.split(b"\n")[1]
-        # the same body again is a recognised duplicate, not processed twice
+        # the same body again (a new message) is a new submission that names the earlier one
         client.send("dpl.submission", body, content_type="application/xml")
         again = json.loads(client.replies(1, timeout=30)[0][1])
-        assert again["status"] == "duplicate"
+        assert again["status"] == "processed", again
+        assert again["receipt"]["identical_to"]["file"] == reply["receipt"]["file"]
+        assert again["receipt"]["superseded"]["file"] == reply["receipt"]["file"]
     finally:
         client.close()
         admin.close()
@@ -114,7 +116,7 @@ def test_file_flows_run_while_the_broker_is_unreachable(tmp_path: Path) -> None:
         inbound = cfg.spool / "firms" / "00005" / "inbound" / "dpl"
         (inbound / ".x.tmp").write_bytes(posrpt("2026-11-20") + b"\n")
         (inbound / ".x.tmp").rename(inbound / "x.fixml")
-        receipt = cfg.spool / "firms" / "00005" / "outbound" / "dpl" / "x.receipt.json"
+        receipt = cfg.spool / "firms" / "00005" / "outbound" / "dpl" / "x.fixml.receipt.json"
         wait_for(receipt.exists, timeout=20, what="receipt without broker")
         # the receipt event waits in the outbox
         wait_for(lambda: (proc.metric("posgate_outbox_depth") or 0) >= 1, what="outbox depth")

@@ -34,7 +34,7 @@ def test_uploads_before_cutoff_are_published_to_every_exchange(tmp_path: Path) -
         )
         sftp_put(cfg, first)
         outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
-        wait_for((outbound / "first.receipt.json").exists, what="first receipt")
+        wait_for((outbound / "first.fixml.receipt.json").exists, what="first receipt")
         second = tmp_path / "second.fixml"
         lines = [
             posrpt("2026-11-20", unit="AU2", sym="MSFT", qty='Short="40"'),
@@ -44,8 +44,8 @@ def test_uploads_before_cutoff_are_published_to_every_exchange(tmp_path: Path) -
         ]
         second.write_bytes(b"\n".join(lines) + b"\n")
         sftp_put(cfg, second)
-        wait_for((outbound / "second.receipt.json").exists, what="second receipt")
-        receipt = json.loads((outbound / "second.receipt.json").read_text())
+        wait_for((outbound / "second.fixml.receipt.json").exists, what="second receipt")
+        receipt = json.loads((outbound / "second.fixml.receipt.json").read_text())
         assert receipt["cycle"] == "2026-11-20" and receipt["superseded"]["file"] == "first.fixml"
     finally:
         assert evening.stop() == 0

@@ -19,9 +19,18 @@ SFTP = shutil.which("sftp")
 FRIDAY_AFTERNOON = "2026-11-20T15:00:00-06:00"  # cycle 2026-11-20, BizDt 2026-11-19 or -20
 
 
-def sftp_put(cfg: TestConfig, local: Path, remote_dir: str = "inbound/dpl") -> None:
+def sftp_put(
+    cfg: TestConfig,
+    local: Path,
+    remote_dir: str = "inbound/dpl",
+    *,
+    preserve: bool = False,
+    remote_name: str | None = None,
+) -> None:
+    """Upload with the OpenSSH client; ``preserve`` is ``put -p`` (the local times are sent)."""
     batch = cfg.root / "batch.txt"
-    batch.write_text(f"put {local} {remote_dir}/{local.name}\n")
+    flag = "-p " if preserve else ""
+    batch.write_text(f"put {flag}{local} {remote_dir}/{remote_name or local.name}\n")
     result = subprocess.run(
         [
             SFTP or "sftp",
@@ -77,14 +86,14 @@ def test_mixed_file_gives_byte_identical_rejects_and_receipt(
     upload.write_bytes(b"\r\n".join(lines) + b"\r\n")
     sftp_put(cfg, upload)
     outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
-    receipt_path = outbound / "positions-2026-11-20.receipt.json"
+    receipt_path = outbound / "positions-2026-11-20.fixml.receipt.json"
     wait_for(receipt_path.exists, timeout=20, what="receipt")
     receipt = json.loads(receipt_path.read_text())
     assert receipt["cycle"] == "2026-11-20"
     assert receipt["counts"] == {"total": 6, "valid": 2, "rejected": 4}
     assert receipt["superseded"] is None
     assert receipt["sha256"] == __import__("hashlib").sha256(upload.read_bytes()).hexdigest()
-    rejects = (outbound / "positions-2026-11-20.rejects.fixml").read_bytes()
+    rejects = (outbound / "positions-2026-11-20.fixml.rejects.fixml").read_bytes()
     assert rejects == b"\r\n".join([lines[1], lines[2], lines[3], lines[5]]) + b"\r\n"
     assert b"BIZDT" not in rejects  # no error text goes back to the firm
     wait_for(
@@ -104,12 +113,12 @@ def test_mixed_file_gives_byte_identical_rejects_and_receipt(
     second = tmp_path / "positions-fix.fixml"
     second.write_bytes(posrpt("2026-11-20", sym="NFLX") + b"\n")
     sftp_put(cfg, second)
-    receipt2_path = outbound / "positions-fix.receipt.json"
+    receipt2_path = outbound / "positions-fix.fixml.receipt.json"
     wait_for(receipt2_path.exists, timeout=20, what="second receipt")
     receipt2 = json.loads(receipt2_path.read_text())
     assert receipt2["counts"] == {"total": 1, "valid": 1, "rejected": 0}
     assert receipt2["superseded"]["file"] == "positions-2026-11-20.fixml"
-    assert not (outbound / "positions-fix.rejects.fixml").exists()
+    assert not (outbound / "positions-fix.fixml.rejects.fixml").exists()
     ledger = Ledger(cfg.spool / "state" / "ledger.sqlite3")
     try:
         current = [
@@ -163,7 +172,7 @@ def test_cycle_assignment_with_an_injected_clock(tmp_path: Path, clock: str, cyc
         tmp = inbound / ".drop.tmp"
         tmp.write_bytes(posrpt(cycle) + b"\n")
         tmp.rename(inbound / "drop.fixml")
-        receipt = cfg.spool / "firms" / "00005" / "outbound" / "dpl" / "drop.receipt.json"
+        receipt = cfg.spool / "firms" / "00005" / "outbound" / "dpl" / "drop.fixml.receipt.json"
         wait_for(receipt.exists, timeout=20, what="receipt")
         data = json.loads(receipt.read_text())
         assert data["cycle"] == cycle
@@ -199,7 +208,7 @@ def test_kill9_between_claim_and_archive_then_restart_processes_once(tmp_path: P
         assert not list((cfg.spool / "work").rglob("*.fixml"))
         outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
         assert sorted(p.name for p in outbound.iterdir()) == [
-            f"batch{i}.receipt.json" for i in range(3)
+            f"batch{i}.fixml.receipt.json" for i in range(3)
         ]
     finally:
         ledger.close()

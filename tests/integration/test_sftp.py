@@ -136,7 +136,9 @@ def make_server(spool: Path, keys: Keys, tmp_path: Path) -> Iterator[MakeServer]
             "accounts": lambda: running.accounts,
             "max_file_bytes": 8 * 1024 * 1024,
             "failed_login_delay_s": 0.0,
-            "on_upload": lambda account, path: running.uploads.append((account.login, path)),
+            "on_upload": lambda account, path, received_at: running.uploads.append(
+                (account.login, path)
+            ),
             "metrics": Metrics(registry),
         }
         options.update(overrides)
@@ -234,7 +236,8 @@ def test_openssh_sftp_upload_appears_complete_in_inbound(running: Running, tmp_p
     assert [p.name for p in hidden_files(folder)] == [".planted.upload"]
     assert ".planted" not in result.stdout and "positions.fixml" in result.stdout
     dated = running.inbound(flow="pmc") / "dated.csv"
-    assert dated.read_bytes() == b"kept times\n" and dated.stat().st_mtime == 1_600_000_000
+    # put -p succeeds, but the client's times are not applied: the server dates uploads
+    assert dated.read_bytes() == b"kept times\n" and dated.stat().st_mtime > 1_700_000_000
     assert running.uploads == [
         ("fa", folder / "positions.fixml"),
         ("fa", folder / "pos ü 1.fixml"),

@@ -7,7 +7,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,13 +50,17 @@ def ledger(spool: Path) -> Iterator[Ledger]:
 
 
 def make_intake(
-    spool: Path, ledger: Ledger, handler: RecordingHandler, stable: float = 0.6
+    spool: Path,
+    ledger: Ledger,
+    handler: RecordingHandler,
+    stable: float = 0.6,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> SpoolIntake:
     return SpoolIntake(
         spool_root=spool,
         ledger=ledger,
         handlers={"dpl": handler},
-        clock=lambda: dt.datetime.now(dt.UTC),
+        clock=clock,
         stable_interval_s=stable,
         sweep_interval_s=1.0,
         workers=2,
@@ -92,6 +96,29 @@ def test_temp_name_then_rename_is_taken_once_complete(spool: Path, ledger: Ledge
         intake.stop(5)
 
 
+@pytest.mark.parametrize("mtime", [1_000_000_000, 4_000_000_000], ids=["past", "future"])
+def test_a_file_of_another_writer_is_received_when_first_seen_whatever_its_mtime(
+    spool: Path, ledger: Ledger, mtime: int
+) -> None:
+    # The daemon's clock says Friday 23:59:59 CT; the writer dated the file 2001 or 2096.
+    start = dt.datetime(2026, 11, 20, 23, 59, 59, tzinfo=dt.timezone(dt.timedelta(hours=-6)))
+    began = time.monotonic()
+    clock = lambda: start + dt.timedelta(seconds=time.monotonic() - began)  # noqa: E731
+    handler = RecordingHandler(ledger)
+    intake = make_intake(spool, ledger, handler, stable=0.6, clock=clock)
+    intake.start()
+    try:
+        target = spool / "firms" / "00005" / "inbound" / "dpl" / "dated.fixml"
+        target.write_bytes(b"<FIXML/>\n")
+        os.utime(target, (mtime, mtime))
+        wait_for(lambda: handler.seen, what="file processed")
+        row = ledger.files()[0]
+        # seen within a fraction of a second, processed after the stable wait: still Friday
+        assert start <= row.received_at < start + dt.timedelta(seconds=0.9)
+    finally:
+        intake.stop(5)
+
+
 def test_slow_writer_in_place_is_taken_only_when_stable(spool: Path, ledger: Ledger) -> None:
     handler = RecordingHandler(ledger)
     intake = make_intake(spool, ledger, handler, stable=1.0)
@@ -110,21 +137,23 @@ def test_slow_writer_in_place_is_taken_only_when_stable(spool: Path, ledger: Led
         intake.stop(5)
 
 
-def test_duplicate_is_recognised_and_not_processed_twice(spool: Path, ledger: Ledger) -> None:
+def test_bytes_sent_again_are_a_new_submission_that_names_the_earlier_file(
+    spool: Path, ledger: Ledger
+) -> None:
     handler = RecordingHandler(ledger)
     intake = make_intake(spool, ledger, handler)
     intake.start()
     try:
         inbound = spool / "firms" / "00005" / "inbound" / "dpl"
-        (inbound / "a.fixml").write_bytes(b"same content")
-        intake.nominate(inbound / "a.fixml", complete=True)
-        wait_for(lambda: ledger.files(state="archived"), what="first archived")
-        (inbound / "b.fixml").write_bytes(b"same content")
-        intake.nominate(inbound / "b.fixml", complete=True)
-        wait_for(lambda: ledger.files(state="duplicate"), what="duplicate recorded")
-        assert [name for name, _ in handler.seen] == ["a.fixml"]
-        dup = ledger.files(state="duplicate")[0]
-        assert dup.name == "b.fixml" and Path(dup.archive_path or "").exists()
+        for name in ("a.fixml", "b.fixml", "a.fixml"):
+            count = len(handler.seen) + 1
+            (inbound / name).write_bytes(b"same content")
+            intake.nominate(inbound / name, complete=True)
+            wait_for(lambda n=count: len(ledger.files(state="archived")) == n, what=f"{name} done")
+        assert [name for name, _ in handler.seen] == ["a.fixml", "b.fixml", "a.fixml"]
+        first, second, third = sorted(ledger.files(state="archived"), key=lambda r: r.id)
+        assert (second.duplicate_of, third.duplicate_of) == (first.id, first.id)
+        assert all(Path(r.archive_path or "").exists() for r in (first, second, third))
     finally:
         intake.stop(5)
 

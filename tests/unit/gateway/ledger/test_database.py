@@ -25,17 +25,18 @@ def test_reopening_applies_only_missing_migrations(
     path = tmp_path / "ledger.sqlite3"
     Ledger(path).close()
     applied: list[int] = []
+    extra = len(database.MIGRATIONS) + 1
 
     def migration_2(db: object) -> None:
-        applied.append(2)
+        applied.append(extra)
         db.execute("CREATE TABLE IF NOT EXISTS extra (x INTEGER)")  # type: ignore[attr-defined]
 
     monkeypatch.setattr(database, "MIGRATIONS", [*database.MIGRATIONS, migration_2])
     ledger = Ledger(path)
-    assert applied == [2] and ledger.schema_version() == 2
+    assert applied == [extra] and ledger.schema_version() == extra
     ledger.close()
     Ledger(path).close()
-    assert applied == [2]  # not applied twice
+    assert applied == [extra]  # not applied twice
 
 
 def test_a_ledger_from_a_newer_posgate_is_refused(tmp_path: Path) -> None:

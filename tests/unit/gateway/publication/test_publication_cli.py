@@ -37,14 +37,35 @@ def test_publish_refuses_non_cycles_and_open_cycles(
     config_path: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("POSGATE_CLOCK_START", "2026-03-09T23:59:59-05:00")
-    assert publish(config_path, "--date", "2026-03-08") == 1
+    assert publish(config_path, "--date", "2026-03-08") == 65
     assert "not a business day (weekend)" in capsys.readouterr().err
-    assert publish(config_path, "--date", "2026-03-09") == 1
+    assert publish(config_path, "--date", "2026-03-09") == 65
     assert "still open until its cutoff 2026-03-10T00:00:00-05:00" in capsys.readouterr().err
     assert publish(config_path, "--date", "2026-03-09", "--force") == 0
+    assert "(preliminary: the cycle is still open)" in capsys.readouterr().out
     with pytest.raises(SystemExit) as usage:
         publish(config_path, "--date", "2026-13-01")
     assert usage.value.code == 2
+
+
+def test_publish_refuses_mistyped_and_future_dates_and_delivers_nothing(
+    config_path: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("POSGATE_CLOCK_START", "2026-03-10T00:05:00-05:00")
+    spool = Path(config_path).parent.parent / "spool"
+    assert publish(config_path, "--date", "1999-01-04") == 65  # a Monday, 27 years back
+    err = capsys.readouterr().err
+    assert "cycle 1999-01-04 is outside the ledger's history (no DPL history)" in err
+    assert "nothing delivered" in err
+    assert publish(config_path, "--date", "2026-03-11") == 65
+    assert "in the future (the current cycle is 2026-03-10)" in capsys.readouterr().err
+    assert not list((spool / "exchanges").rglob("DPL_*"))
+    # inside the window: published, and from then on the ledger's history reaches back to it
+    assert publish(config_path, "--date", "2026-03-02") == 0
+    monkeypatch.setenv("POSGATE_CLOCK_START", "2026-04-20T00:05:00-05:00")
+    assert publish(config_path, "--date", "2026-03-03") == 0
+    assert publish(config_path, "--date", "2026-02-27") == 65
+    assert "the ledger's DPL history starts at 2026-03-02" in capsys.readouterr().err
 
 
 def test_publish_with_a_broken_config_exits_78(tmp_path: Path) -> None:

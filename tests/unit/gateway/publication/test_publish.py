@@ -316,3 +316,50 @@ def test_files_still_in_the_intake_hold_the_publication_back(runtime: CliRuntime
     )
     result = publish_cycle(runtime, CYCLE)
     assert result.complete and result.records == 1
+
+
+def test_a_preliminary_publication_unchanged_after_the_cutoff_becomes_final_as_delivered(
+    runtime: CliRuntime,
+) -> None:
+    seed_cycle(runtime.ledger)
+    runtime.clock.now = dt.datetime(2026, 3, 9, 20, tzinfo=dt.UTC)  # 15:00 CDT, cycle open
+    early = publish_cycle(runtime, CYCLE, force=True)
+    assert early.preliminary and early.built
+    assert runtime.ledger.publication(CYCLE.isoformat())["preliminary"] == 1
+    assert cycle_complete(runtime.ledger, runtime.config, CYCLE, runtime.clock.now)
+    runtime.clock.now = AFTER_CUTOFF
+    assert not cycle_complete(runtime.ledger, runtime.config, CYCLE, AFTER_CUTOFF)
+    final = publish_cycle(runtime, CYCLE)
+    assert not final.preliminary and final.skipped and final.sha256 == early.sha256
+    assert runtime.ledger.publication(CYCLE.isoformat())["preliminary"] == 0
+    assert cycle_complete(runtime.ledger, runtime.config, CYCLE, AFTER_CUTOFF)
+    assert (exchange_dir(runtime, "XCBO") / NAME).read_bytes() == early.path.read_bytes()
+    report = runtime.config.spool.root / "firms/00005/outbound/dpl/reports/DPL_20260309.report.csv"
+    assert report.read_text().count("\n") == 1 + 6  # header + the six records of second.fixml
+
+
+def test_a_file_processed_after_the_publication_makes_the_cycle_publish_again(
+    runtime: CliRuntime,
+) -> None:
+    seed_cycle(runtime.ledger)
+    first = publish_cycle(runtime, CYCLE)
+    assert not first.preliminary and first.replaces is None
+    # received before the cutoff, processed only now (a retry after a disk error, say)
+    add_dpl_file(
+        runtime.ledger,
+        submitter="00352",
+        cycle=CYCLE,
+        rows=[ledger_row(1, valid_fields("00352", "AU9", "LATE"))],
+        received_at=dt.datetime(2026, 3, 10, 4, 59, tzinfo=dt.UTC),  # 23:59 CDT
+    )
+    assert not cycle_complete(runtime.ledger, runtime.config, CYCLE, AFTER_CUTOFF)
+    runtime.clock.now = AFTER_CUTOFF + dt.timedelta(hours=1)
+    again = publish_cycle(runtime, CYCLE)
+    assert again.built and again.replaces == first.sha256 and again.sha256 != first.sha256
+    assert {d.exchange for d in again.delivered} == set(RECEIVERS)
+    data = (exchange_dir(runtime, "XISE") / NAME).read_bytes()
+    assert b'Sym="LATE"' in data and len(parse_lines(data)) == first.records + 1
+    sidecar = (exchange_dir(runtime, "XISE") / f"{NAME}.sha256").read_text()
+    assert sidecar == f"{hashlib.sha256(data).hexdigest()}  {NAME}\n"
+    assert cycle_complete(runtime.ledger, runtime.config, CYCLE, runtime.clock.now)
+    assert publish_cycle(runtime, CYCLE).skipped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def session(
     account = SftpAccount(login, kind, root, ())  # type: ignore[arg-type]
     uploads: Uploads = []
     settings = SessionSettings(
-        max_file_bytes=max_bytes, on_upload=lambda a, p: uploads.append((a.login, p))
+        max_file_bytes=max_bytes, on_upload=lambda a, p, at: uploads.append((a.login, p))
     )
     iface = SpoolSftpInterface(Connection(account), settings)
     iface.session_started()
@@ -203,17 +204,28 @@ def test_a_sparse_write_far_past_the_limit_fails(spool: Path) -> None:
     assert handle.write(10**12, b"x") == SFTP_FAILURE
 
 
-def test_upload_times_set_on_the_handle_survive_the_rename(spool: Path) -> None:
-    iface, _ = session(spool)
+def test_upload_times_set_on_the_handle_are_ignored_and_the_close_instant_is_passed(
+    spool: Path,
+) -> None:
+    closed_at = dt.datetime(2026, 11, 21, 5, 59, 59, 500_000, tzinfo=dt.UTC)  # 23:59:59.5 CT
+    received: list[dt.datetime] = []
+    settings = SessionSettings(
+        max_file_bytes=1000,
+        on_upload=lambda a, p, at: received.append(at),
+        clock=lambda: closed_at,
+    )
+    account = SftpAccount("fa", "firm", spool / "firms/fa", ())
+    iface = SpoolSftpInterface(Connection(account), settings)
     handle = iface.open("/inbound/dpl/t.fixml", WRITE_NEW, SFTPAttributes())
     assert isinstance(handle, UploadHandle)
     attr = SFTPAttributes()
-    attr.st_atime, attr.st_mtime = 1_700_000_000, 1_700_000_000
+    attr.st_atime, attr.st_mtime = 1_000_000_000, 1_000_000_000  # 2001: a long-closed cycle
     attr._flags = SFTPAttributes.FLAG_AMTIME
     assert handle.chattr(attr) == SFTP_OK
     assert handle.write(0, b"data") == SFTP_OK
     handle.close()
-    assert (spool / "firms/fa/inbound/dpl/t.fixml").stat().st_mtime == 1_700_000_000
+    assert received == [closed_at]
+    assert (spool / "firms/fa/inbound/dpl/t.fixml").stat().st_mtime > 1_600_000_000
 
 
 # -- rights
@@ -295,14 +307,15 @@ def test_symlinks_can_neither_be_made_nor_read(spool: Path) -> None:
     assert not (spool / "firms/fa/inbound/dpl/link").exists()
 
 
-def test_setstat_sets_times_of_inbound_files_only(spool: Path) -> None:
+def test_setstat_of_times_is_answered_but_never_applied(spool: Path) -> None:
     iface, _ = session(spool)
     upload(iface, "/inbound/dpl/a.fixml", b"A")
+    before = (spool / "firms/fa/inbound/dpl/a.fixml").stat().st_mtime_ns
     attr = SFTPAttributes()
-    attr.st_atime, attr.st_mtime = 1_600_000_000, 1_600_000_000
+    attr.st_atime, attr.st_mtime = 4_000_000_000, 4_000_000_000  # 2096
     attr._flags = SFTPAttributes.FLAG_AMTIME
     assert iface.chattr("/inbound/dpl/a.fixml", attr) == SFTP_OK
-    assert (spool / "firms/fa/inbound/dpl/a.fixml").stat().st_mtime == 1_600_000_000
+    assert (spool / "firms/fa/inbound/dpl/a.fixml").stat().st_mtime_ns == before
     assert iface.chattr("/outbound/dpl/a.receipt.json", attr) == SFTP_PERMISSION_DENIED
     owner = SFTPAttributes()
     owner.st_uid, owner.st_gid = 0, 0
