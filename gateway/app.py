@@ -32,6 +32,7 @@ from gateway.pipelines.requests import (
     dpl_report_handler,
     dpl_submission_handler,
     pmc_positions_handler,
+    theo_handlers,
 )
 from gateway.publication.scheduler import DEADLINE_JOB, PUBLISH_JOB, build_publication_components
 from gateway.reference import business_calendar
@@ -348,6 +349,7 @@ def _flow_components(runtime: Runtime) -> list[Component]:
             "pmc.positions": pmc_positions_handler(intake, pmc_arrival),
         }
         handlers.update(compute_handlers(theo_store))
+        handlers.update(theo_handlers(theo_store))
         out.append(
             AmqpService(
                 config.amqp,
