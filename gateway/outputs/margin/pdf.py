@@ -13,8 +13,10 @@ fpdf2's table layout, whose cells wrap (nothing is cut off, a long value makes a
   results screen; the account total is the sum of its stand-alone units only.
 * Summary: accounts and firms, then each account's stand-alone units (no contracts).
 
-Amounts are whole dollars, requirements negative, like the terminal table. A very large file
-stops the Detail after ``PDF_DETAIL_ROW_LIMIT`` rows (the results CSV has everything).
+Amounts are whole dollars, requirements negative, like the terminal table. A PDF is for a
+person to read and fpdf2's wrapping table costs about 0.2 ms a cell, so a large file stops the
+Detail after ``PDF_DETAIL_ROW_LIMIT`` rows, the Summary after ``PDF_SUMMARY_ROW_LIMIT`` units and
+both after ``PDF_PROBLEM_LIMIT`` problems, each saying so: the CSV files have everything.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from engine.pmc.theo.model import PNL_COLUMNS, POINT_LABELS
 from gateway.outputs.margin.data import RESULT_COLUMNS, ResultTree, results_rows
 from gateway.outputs.margin.table import format_requirement, format_whole
 
-PDF_DETAIL_ROW_LIMIT = 5_000  # beyond this the PDF points to results.csv
+PDF_DETAIL_ROW_LIMIT = 250  # beyond this the PDF points to results.csv
+PDF_SUMMARY_ROW_LIMIT = 250  # units; beyond this the PDF points to summary.csv
+PDF_PROBLEM_LIMIT = 200  # beyond this the PDF points to errors.csv
 PARTS = ("detail", "summary")
 HYPOTHETICAL = (
     "Results are hypothetical: they are computed from the positions given and the theoretical "
@@ -205,9 +209,9 @@ def _problems(pdf: _Pdf, report: MarginReport) -> None:
     if not report.problems:
         pdf.text("None: every record was accepted.")
         return
-    rows = [
+    rows: list[tuple[Sequence[str], bool]] = [
         ([str(p.line), p.kind, p.reason, p.field or "", p.value or "", p.message], False)
-        for p in report.problems
+        for p in report.problems[:PDF_PROBLEM_LIMIT]
     ]
     pdf.table(
         ["Line", "Kind", "Reason", "Field", "Value", "Message"],
@@ -215,6 +219,13 @@ def _problems(pdf: _Pdf, report: MarginReport) -> None:
         [12, 22, 34, 34, 30, LINE_WIDTH_MM - 132],
         size=6.5,
     )
+    if len(report.problems) > PDF_PROBLEM_LIMIT:
+        pdf.text(
+            f"{len(report.problems) - PDF_PROBLEM_LIMIT:,} more problems: every one is in the "
+            "errors CSV.",
+            8,
+            "I",
+        )
 
 
 def _own_requirement(row: dict[str, str]) -> str:
@@ -361,6 +372,8 @@ def summary_pdf(report: MarginReport, generated_at: dt.datetime | None = None) -
                 True,
             )
         )
+    more = max(0, len(rows) - PDF_SUMMARY_ROW_LIMIT)
+    rows = rows[:PDF_SUMMARY_ROW_LIMIT]
     pdf.text("Stand-alone units of each account", 10, "B")
     pdf.table(
         [
@@ -381,6 +394,8 @@ def summary_pdf(report: MarginReport, generated_at: dt.datetime | None = None) -
         size=7,
         right_from=7,
     )
+    if more:
+        pdf.text(f"{more:,} more rows: every unit is in the summary CSV.", 8, "I")
     baskets = [
         (
             [
@@ -393,7 +408,7 @@ def summary_pdf(report: MarginReport, generated_at: dt.datetime | None = None) -
             ],
             False,
         )
-        for k in range(r.basket_id.shape[0])
+        for k in range(min(r.basket_id.shape[0], PDF_SUMMARY_ROW_LIMIT))
     ]
     if baskets:
         pdf.text("Baskets", 10, "B")
