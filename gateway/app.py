@@ -37,6 +37,7 @@ from gateway.pipelines.requests import (
     ebe_instruction_handler,
     ebe_query_handler,
     pmc_positions_handler,
+    theo_handlers,
 )
 from gateway.publication.scheduler import DEADLINE_JOB, PUBLISH_JOB, build_publication_components
 from gateway.reference import business_calendar
@@ -420,6 +421,7 @@ def _flow_components(runtime: Runtime) -> list[Component]:
             "ebe.instruction": ebe_instruction_handler(ebe_flow),
         }
         handlers.update(compute_handlers(theo_store))
+        handlers.update(theo_handlers(theo_store))
         out.append(
             AmqpService(
                 config.amqp,

@@ -65,6 +65,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="compute every position under each of these account types, side by side",
     )
     p.add_argument(
+        "--part",
+        choices=("detail", "summary"),
+        default="detail",
+        help="csv/pdf: every level (detail, default) or accounts, firms and units (summary)",
+    )
+    p.add_argument(
         "--wide",
         action="store_true",
         help="table: every P&L point of every group (needs about 160 columns)",
@@ -180,18 +186,18 @@ def run_margin(args: argparse.Namespace) -> int:
         if progress is not None:
             progress(1, 1)
 
-    from gateway.outputs.margin.data import report_json, results_csv
+    from gateway.outputs.margin.data import report_json, results_csv, summary_csv
     from gateway.outputs.margin.pdf import report_pdf
     from gateway.outputs.margin.table import table_text
 
     if fmt == "table":
         payload = table_text(report, wide=args.wide).encode("utf-8")
     elif fmt == "csv":
-        payload = results_csv(report)
+        payload = results_csv(report) if args.part == "detail" else summary_csv(report)
     elif fmt == "json":
         payload = report_json(report)
     else:
-        payload = report_pdf(report)
+        payload = report_pdf(report, part=args.part)
     return _emit(payload, args.out)
 
 

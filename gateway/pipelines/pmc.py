@@ -3,10 +3,10 @@
 ``process_position_file`` parses a 346 file (engine), computes its margin against a theo set and
 writes, each atomically (temp name, fsync, rename, fsync folder), into the firm's
 ``outbound/pmc/``: ``<name>.results.csv``, ``<name>.summary.csv``, ``<name>.errors.csv`` (always,
-header only when clean) and ``<name>.pdf`` when configured, ``<name>`` being the upload's output
-base (``gateway.spool.naming``: its full name, never shared with another upload, never
-overwriting outputs the firm has not fetched; ``all.csv`` and ``all.txt`` never share outputs).
-A file that cannot be read at all
+header only when clean) and, when configured, ``<name>.pdf`` (Detail) and ``<name>.summary.pdf``
+(Summary), ``<name>`` being the upload's output base (``gateway.spool.naming``: its full name,
+never shared with another upload, never overwriting outputs the firm has not fetched; ``all.csv``
+and ``all.txt`` never share outputs). A file that cannot be read at all
 raises ``UnreadableInput`` and writes nothing: the caller quarantines it. Per-line problems never
 stop the file. ``TransientError`` from the disk propagates for a retry.
 
@@ -147,6 +147,7 @@ def process_position_file(
     output_base: str | None = None,
     stale: bool = False,
     requested: str | None = None,
+    generated_at: dt.datetime | None = None,
 ) -> PmcOutcome:
     """Process one position file's bytes for ``firm`` into ``outbound_dir`` (see module doc).
 
@@ -170,7 +171,12 @@ def process_position_file(
     write_atomic(outputs["errors"], errors_csv(report.problems))
     if write_pdf:
         outputs["pdf"] = outbound_dir / f"{stem}.pdf"
-        write_atomic(outputs["pdf"], report_pdf(report))
+        write_atomic(outputs["pdf"], report_pdf(report, generated_at=generated_at))
+        outputs["summary_pdf"] = outbound_dir / f"{stem}.summary.pdf"
+        write_atomic(
+            outputs["summary_pdf"],
+            report_pdf(report, part="summary", generated_at=generated_at),
+        )
     r = report.result
     outcome = PmcOutcome(
         name=name,
@@ -274,6 +280,7 @@ class PmcArrival:
                 output_base=base,
                 stale=stale,
                 requested=requested,
+                generated_at=self.clock(),
             )
         self.ledger.record_pmc_result(
             claimed.file_id,

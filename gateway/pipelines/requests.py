@@ -19,6 +19,7 @@ from typing import Any
 from engine.ebe.instructions import instructions_from_objects, read_instruction_csv
 from engine.ebe.query import Filters, render_csv
 from engine.errors import InputRejected, UnreadableInput
+from engine.pmc.contracts import ContractFilter, list_contracts, sort_contracts
 from engine.pmc.positions.model import PositionBatch
 from engine.pmc.positions.read import parse_position_file
 from engine.pmc.positions.rows import positions_from_rows
@@ -231,6 +232,67 @@ def margin_whatif_handler(theo: _FreshTheo) -> Callable[[Request], Reply]:
     return handle
 
 
+CONTRACT_FILTER_KEYS = (
+    "account_type",
+    "product_group",
+    "class_group",
+    "underlying",
+    "symbol",
+    "security_type",
+    "series_date",
+    "expiration_date",
+    "put_call",
+    "strike",
+)
+CONTRACT_LIMIT = 10_000  # contracts in one reply; ``truncated`` says when there were more
+
+
+def pmc_contracts_handler(theo: _FreshTheo) -> Callable[[Request], Reply]:
+    """``pmc.contracts``: ``{"account_type": "C", "class_group": "SPX", ..., "theo_date"?,
+    "sort"?, "descending"?}`` -> the available contracts of the set, with the filters, rules and
+    default sort of ``posgate theo contracts`` (a broken rule is ``MISSING_FILTER`` or
+    ``BAD_FILTER``)."""
+
+    def handle(request: Request) -> Reply:
+        body = request.json()
+        if not isinstance(body, Mapping):
+            raise InputRejected("MALFORMED", "the body must be a JSON object")
+        allowed = {*CONTRACT_FILTER_KEYS, "theo_date", "sort", "descending", "schema_version"}
+        unknown = set(body) - allowed
+        if unknown:
+            raise InputRejected("LAYOUT", f"unknown keys: {', '.join(sorted(unknown))}")
+        texts: dict[str, str] = {}
+        for key in CONTRACT_FILTER_KEYS[:-1]:
+            value = body.get(key)
+            if value is not None and not isinstance(value, str):
+                raise InputRejected("BAD_FILTER", f"{key} must be a string")
+            texts[key] = value or ""
+        strike = body.get("strike")
+        if strike is not None and (isinstance(strike, bool) or not isinstance(strike, int | float)):
+            raise InputRejected("BAD_FILTER", "strike must be a number")
+        day = str(body["theo_date"]) if body.get("theo_date") else None
+        current = theo.get(day)
+        found = list_contracts(
+            current,
+            ContractFilter(**texts, strike=float(strike) if strike is not None else None),
+        )
+        if body.get("sort"):
+            found = sort_contracts(
+                found, str(body["sort"]), descending=bool(body.get("descending"))
+            )
+        return Reply(
+            {
+                "theo_date": current.activity_date,
+                "account_type": texts["account_type"].strip().upper(),
+                "count": len(found),
+                "truncated": len(found) > CONTRACT_LIMIT,
+                "contracts": [c.as_dict() for c in found[:CONTRACT_LIMIT]],
+            }
+        )
+
+    return handle
+
+
 def compute_handlers(theo_store: TheoStore) -> dict[str, Callable[[Request], Reply]]:
     """Handlers that need no spool writes or ledger (margin what-if): ``posgate worker`` serves
     them too, as a competing consumer on as many machines as the load needs."""
@@ -314,3 +376,8 @@ def worker_ebe_handlers(config: Any) -> dict[str, Callable[[Request], Reply]]:
         return handler(request)
 
     return {"ebe.query": handle}
+
+
+def theo_handlers(theo_store: TheoStore) -> dict[str, Callable[[Request], Reply]]:
+    """Read-only handlers over the theo sets that ``posgate serve`` answers (``pmc.contracts``)."""
+    return {"pmc.contracts": pmc_contracts_handler(_FreshTheo(theo_store))}

@@ -39,6 +39,11 @@ RESULT_COLUMNS = (
     "series_date",
     "strike",
     "quantity",
+    "expiration_date",
+    "underlying",
+    "exchange",
+    "exercise_style",
+    "settlement_style",
     "offset_pct",
     "nav",
     "risk",
@@ -91,7 +96,28 @@ def results_rows(report: MarginReport) -> Iterator[list[str]]:
     r = report.result
     tree = ResultTree(r)
     b = r.resolved.batch
+    theo = r.resolved.theo
+    theo_row = r.resolved.theo_row
+    has_exchange = theo.exchange.shape[0] == theo.size
     blank_vec = [""] * len(PNL_COLUMNS)
+    n_contract_columns = RESULT_COLUMNS.index("offset_pct") - RESULT_COLUMNS.index("symbol")
+
+    def contract_cells(i: int) -> list[str]:
+        t = int(theo_row[i])
+        in_set = t >= 0
+        return [
+            str(b.symbol[i]),
+            str(b.security_type[i]),
+            str(b.put_call[i]),
+            str(b.series_date[i]),
+            f"{b.strike[i]:g}" if b.strike[i] else "",
+            f"{b.quantity[i]:g}",
+            str(theo.expiration_date[t]) if in_set else str(b.expiration_date[i]),
+            str(theo.underlying[t]) if in_set else str(b.symbol[i]),
+            str(theo.exchange[t]) if in_set and has_exchange else "",
+            str(theo.exercise_style[t]) if in_set else str(b.exercise_style[i]),
+            str(theo.settlement_style[t]) if in_set else str(b.settlement_style[i]),
+        ]
 
     def row(
         level: str,
@@ -123,17 +149,9 @@ def results_rows(report: MarginReport) -> Iterator[list[str]]:
             basket,
         ]
         if contract is None:
-            out += ["", "", "", "", "", ""]
+            out += [""] * n_contract_columns
         else:
-            i = contract
-            out += [
-                str(b.symbol[i]),
-                str(b.security_type[i]),
-                str(b.put_call[i]),
-                str(b.series_date[i]),
-                f"{b.strike[i]:g}" if b.strike[i] else "",
-                f"{b.quantity[i]:g}",
-            ]
+            out += contract_cells(contract)
         out += [
             offset,
             "" if nav is None else _money(nav),

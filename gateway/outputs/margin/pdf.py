@@ -1,132 +1,434 @@
-"""The PDF of a margin report (fpdf2): counts, account and firm summary, then per account its
-units, product groups and class groups (contracts for small files), in the table's whole-dollar,
-negative-requirement style. Long reports stop after a detail row limit: the results CSV has all.
+"""The PDF exports of a margin report (fpdf2), US Letter landscape: Detail and Summary.
+
+Both start with the P&L set used, the generation time, the record counts and the statement that
+the results are hypothetical, and end with the problems list; every page is numbered. Tables use
+fpdf2's table layout, whose cells wrap (nothing is cut off, a long value makes a taller row).
+
+* Detail: per account, every level's row from the results CSV in order (portfolio group, product
+  group, class group, basket, contract), each identifiable (type, symbol, put/call, strike, series
+  date, quantity), with NAV, Requirement and Minimum and the ten P&L points; the account's Net
+  row; then the firm rows. Requirement is shown on every Total row of a class group, product
+  group, portfolio group, account and firm: for a group inside a larger unit it is the group's
+  own figure (its largest loss or its minimum, whichever is larger), as in the calculator's
+  results screen; the account total is the sum of its stand-alone units only.
+* Summary: accounts and firms, then each account's stand-alone units (no contracts).
+
+Amounts are whole dollars, requirements negative, like the terminal table. A PDF is for a
+person to read and fpdf2's wrapping table costs about 0.2 ms a cell, so a large file stops the
+Detail after ``PDF_DETAIL_ROW_LIMIT`` rows, the Summary after ``PDF_SUMMARY_ROW_LIMIT`` units and
+both after ``PDF_PROBLEM_LIMIT`` problems, each saying so: the CSV files have everything.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
+from engine.pmc.margin import LEVEL_PORTFOLIO_GROUP, LEVEL_PRODUCT_GROUP
 from engine.pmc.report import MarginReport
-from engine.pmc.theo.model import POINT_LABELS
-from gateway.outputs.margin.data import results_rows
+from engine.pmc.theo.model import PNL_COLUMNS, POINT_LABELS
+from gateway.outputs.margin.data import RESULT_COLUMNS, ResultTree, results_rows
 from gateway.outputs.margin.table import format_requirement, format_whole
 
-PDF_CONTRACT_LIMIT = 2_000
-PDF_DETAIL_ROW_LIMIT = 5_000  # beyond this the PDF points to results.csv
+PDF_DETAIL_ROW_LIMIT = 250  # beyond this the PDF points to results.csv
+PDF_SUMMARY_ROW_LIMIT = 250  # units; beyond this the PDF points to summary.csv
+PDF_PROBLEM_LIMIT = 200  # beyond this the PDF points to errors.csv
+PARTS = ("detail", "summary")
+HYPOTHETICAL = (
+    "Results are hypothetical: they are computed from the positions given and the theoretical "
+    "P&L set named above, and are not a margin call or a statement of any account."
+)
+LEVEL_NAMES = {
+    "account": "Account",
+    "portfolio_group": "Port Grp",
+    "product_group": "Prod Grp",
+    "class_group": "Class Grp",
+    "basket": "Basket",
+    "contract": "Contract",
+    "firm": "Firm",
+}
+
+# Detail columns: heading, width (mm); the ten points share what is left of the 259 mm line
+DETAIL_COLUMNS: tuple[tuple[str, float], ...] = (
+    ("Level", 12.0),
+    ("Port Grp", 11.0),
+    ("Prod Grp", 9.0),
+    ("Class Grp", 11.0),
+    ("Bskt", 8.0),
+    ("Type", 6.0),
+    ("Symbol", 11.0),
+    ("C/P", 5.0),
+    ("Strike", 11.0),
+    ("Ser/Ctr Date", 14.0),
+    ("Qty", 10.0),
+    ("Row", 9.0),
+    ("NAV", 14.0),
+    ("Requirement", 14.0),
+    ("Minimum", 12.0),
+)
+LINE_WIDTH_MM = 279.4 - 2 * 10.0 - 0.01  # the effective page width, rounding kept inside
 
 
 def _latin(text: str) -> str:
     return text.encode("latin-1", "replace").decode("latin-1")
 
 
-def report_pdf(report: MarginReport) -> bytes:
-    """A PDF of the results: counts, account summary, and per account its units, product
-    groups and class groups with the Requirement on unit, account and firm rows (contracts
-    too when the file has at most ``PDF_CONTRACT_LIMIT`` of them; at most
-    ``PDF_DETAIL_ROW_LIMIT`` detail rows, the results CSV has everything)."""
-    from fpdf import FPDF
+def _amount(text: str) -> str:
+    return format_whole(float(text)) if text else ""
 
-    r = report.result
+
+def _reqt(text: str) -> str:
+    return format_requirement(float(text)) if text else ""
+
+
+class _Pdf:
+    """An FPDF document with the report's header lines and numbered pages."""
+
+    def __init__(self, title: str) -> None:
+        from fpdf import FPDF
+
+        class Doc(FPDF):  # type: ignore[misc]
+            def footer(self) -> None:
+                self.set_y(-10)
+                self.set_font("Helvetica", "", 7)
+                self.cell(0, 5, f"{title} - page {self.page_no()}/{{nb}}", align="C")
+
+        self.doc = Doc(orientation="L", unit="mm", format="Letter")
+        self.doc.set_margins(10, 10, 10)
+        self.doc.set_auto_page_break(True, margin=14)
+        self.doc.set_title(title)
+        self.doc.alias_nb_pages()
+        self.doc.add_page()
+
+    def text(self, text: str, size: float = 8, style: str = "") -> None:
+        self.doc.set_font("Helvetica", style, size)
+        self.doc.multi_cell(0, size * 0.5, _latin(text), new_x="LMARGIN", new_y="NEXT")
+
+    def table(
+        self,
+        headings: Sequence[str],
+        rows: Sequence[tuple[Sequence[str], bool]],
+        widths: Sequence[float],
+        *,
+        size: float = 6.0,
+        right_from: int = 0,
+    ) -> None:
+        """A wrapped table of (cells, bold) rows; columns from ``right_from`` on align right."""
+        from fpdf.fonts import FontFace
+
+        doc = self.doc
+        doc.set_font("Helvetica", "", size)
+        aligns = tuple("R" if j >= right_from and right_from else "L" for j in range(len(widths)))
+        with doc.table(
+            col_widths=tuple(widths),
+            width=min(sum(widths), doc.epw),
+            align="LEFT",
+            text_align=aligns,
+            line_height=size * 0.45,
+            headings_style=FontFace(emphasis="BOLD", fill_color=(225, 225, 225)),
+            borders_layout="HORIZONTAL_LINES",
+            repeat_headings=1,
+            padding=0.6,
+        ) as table:
+            head = table.row()
+            for h in headings:
+                head.cell(_latin(h))
+            bold = FontFace(emphasis="BOLD")
+            for cells, strong in rows:
+                row = table.row()
+                for c in cells:
+                    row.cell(_latin(c), style=bold if strong else None)
+        doc.ln(2)
+
+    def output(self) -> bytes:
+        return bytes(self.doc.output())
+
+
+def _heading(pdf: _Pdf, report: MarginReport, title: str, generated_at: dt.datetime) -> None:
     c = report.counts
-    pdf = FPDF(orientation="L", unit="mm", format="A4")
-    pdf.set_auto_page_break(True, margin=12)
-    pdf.set_title("Portfolio margin results")
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 14)
-    pdf.cell(0, 8, "Portfolio margin results", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 9)
-    pdf.cell(
-        0,
-        6,
-        _latin(
-            f"P&L set {report.theo_date} - records: {c.accepted} accepted, {c.rejected} "
-            f"rejected, {c.invalid_series} invalid series, {c.warnings} warnings, {c.total} total"
-        ),
-        new_x="LMARGIN",
-        new_y="NEXT",
+    pdf.text(title, 13, "B")
+    pdf.text(
+        f"P&L set {report.theo_date} ({report.theo_name})    generated "
+        f"{generated_at.astimezone(dt.UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}"
     )
-    pdf.ln(2)
+    pdf.text(
+        f"Records: {c.accepted} accepted, {c.rejected} rejected, {c.invalid_series} invalid "
+        f"series, {c.warnings} warnings, {c.total} total. Amounts in USD, whole dollars; "
+        "requirements shown negative."
+    )
+    pdf.text(HYPOTHETICAL, 8, "I")
+    pdf.doc.ln(1)
 
-    def line(cells: Sequence[str], widths: Sequence[float], bold: bool = False) -> None:
-        pdf.set_font("Helvetica", "B" if bold else "", 7)
-        for text, w in zip(cells, widths, strict=True):
-            pdf.cell(w, 4.5, _latin(text)[:40], border=0, align="R" if w < 25 else "L")
-        pdf.ln(4.5)
 
-    widths = [22, 28, 10, 30, 30, 30, 30]
-    line(["Clrng Firm", "Acct ID", "Type", "NAV", "Risk", "Minimum", "Requirement"], widths, True)
+def _summary_tables(pdf: _Pdf, report: MarginReport) -> None:
+    r = report.result
+    rows: list[tuple[Sequence[str], bool]] = []
     for a in range(r.account_firm.shape[0]):
-        line(
-            [
-                str(r.account_firm[a]),
-                str(r.account_id[a]),
-                str(r.account_type[a]),
-                format_whole(float(r.account_nav[a])),
-                format_requirement(float(r.account_risk[a])),
-                format_requirement(float(r.account_minimum[a])),
-                format_requirement(float(r.account_requirement[a])),
-            ],
-            widths,
+        rows.append(
+            (
+                [
+                    str(r.account_firm[a]),
+                    str(r.account_id[a]),
+                    str(r.account_type[a]),
+                    format_whole(float(r.account_nav[a])),
+                    format_requirement(float(r.account_risk[a])),
+                    format_requirement(float(r.account_minimum[a])),
+                    format_requirement(float(r.account_requirement[a])),
+                ],
+                False,
+            )
         )
     for f in range(r.firm_ids.shape[0]):
-        line(
-            [
-                str(r.firm_ids[f]),
-                "Firm total",
-                "",
-                format_whole(float(r.firm_nav[f])),
-                format_requirement(float(r.firm_risk[f])),
-                format_requirement(float(r.firm_minimum[f])),
-                format_requirement(float(r.firm_requirement[f])),
-            ],
-            widths,
-            True,
+        rows.append(
+            (
+                [
+                    str(r.firm_ids[f]),
+                    "Firm total",
+                    "",
+                    format_whole(float(r.firm_nav[f])),
+                    format_requirement(float(r.firm_risk[f])),
+                    format_requirement(float(r.firm_minimum[f])),
+                    format_requirement(float(r.firm_requirement[f])),
+                ],
+                True,
+            )
         )
-    pdf.ln(3)
-    detail_widths = [18, 16, 18, 18, 12, 20, 20, 18] + [15.0] * 10
-    header = ["Level", "Port Grp", "Prod Grp", "Class Grp", "Row", "NAV", "Requirement", "Minimum"]
-    with_contracts = len(r.resolved) <= PDF_CONTRACT_LIMIT
+    pdf.text("Accounts and firms", 10, "B")
+    pdf.table(
+        ["Clrng Firm", "Account ID", "Acct Type", "NAV", "Risk", "Minimum", "Requirement"],
+        rows,
+        [24, 40, 18, 34, 34, 34, 34],
+        size=7,
+        right_from=3,
+    )
+
+
+def _problems(pdf: _Pdf, report: MarginReport) -> None:
+    pdf.text(f"Problems ({len(report.problems)})", 10, "B")
+    if not report.problems:
+        pdf.text("None: every record was accepted.")
+        return
+    rows: list[tuple[Sequence[str], bool]] = [
+        ([str(p.line), p.kind, p.reason, p.field or "", p.value or "", p.message], False)
+        for p in report.problems[:PDF_PROBLEM_LIMIT]
+    ]
+    pdf.table(
+        ["Line", "Kind", "Reason", "Field", "Value", "Message"],
+        rows,
+        [12, 22, 34, 34, 30, LINE_WIDTH_MM - 132],
+        size=6.5,
+    )
+    if len(report.problems) > PDF_PROBLEM_LIMIT:
+        pdf.text(
+            f"{len(report.problems) - PDF_PROBLEM_LIMIT:,} more problems: every one is in the "
+            "errors CSV.",
+            8,
+            "I",
+        )
+
+
+def _own_requirement(row: dict[str, str]) -> str:
+    """A Total row's requirement: the unit's when it stands alone, else the group's own."""
+    if row["requirement"]:
+        return row["requirement"]
+    if row["row"] != "Total" or row["level"] in ("contract", "basket"):
+        return ""
+    losses = [float(row[c]) for c in PNL_COLUMNS if row[c]]
+    worst = max([0.0, *(-v for v in losses)])
+    minimum = float(row["minimum"]) if row["minimum"] else 0.0
+    return f"{max(worst, minimum):.2f}"
+
+
+def _detail_cells(row: dict[str, str]) -> list[str]:
+    level = row["level"]
+    contract = level == "contract"
+    return [
+        LEVEL_NAMES.get(level, level),
+        row["portfolio_group"],
+        row["product_group"],
+        row["class_group"],
+        row["basket_id"],
+        row["security_type"] if contract else "",
+        row["symbol"] if contract else "",
+        row["put_call"],
+        row["strike"],
+        row["series_date"],
+        row["quantity"],
+        row["row"],
+        _amount(row["nav"]),
+        _reqt(_own_requirement(row)),
+        _reqt(row["minimum"]),
+        *[_amount(row[c]) for c in PNL_COLUMNS],
+    ]
+
+
+def detail_pdf(report: MarginReport, generated_at: dt.datetime | None = None) -> bytes:
+    """The Detail export: every level of every account (see the module docstring)."""
+    at = generated_at or dt.datetime.now(dt.UTC)
+    pdf = _Pdf("Portfolio margin - detail")
+    _heading(pdf, report, "Portfolio margin results - detail", at)
+    _summary_tables(pdf, report)
+    point_width = (LINE_WIDTH_MM - sum(w for _, w in DETAIL_COLUMNS)) / len(POINT_LABELS)
+    headings = [h for h, _ in DETAIL_COLUMNS] + list(POINT_LABELS)
+    widths = [w for _, w in DETAIL_COLUMNS] + [point_width] * len(POINT_LABELS)
+    right_from = [h for h, _ in DETAIL_COLUMNS].index("NAV")
+    block: list[tuple[Sequence[str], bool]] = []
+    title = ""
     emitted = 0
-    for row in results_rows(report):
-        level = row[1]
-        if level == "firm" or level == "basket" or (level == "contract" and not with_contracts):
+    firm_rows: list[tuple[Sequence[str], bool]] = []
+
+    def flush() -> None:
+        if block:
+            pdf.text(title, 9, "B")
+            pdf.table(headings, block, widths, size=5.5, right_from=right_from)
+            block.clear()
+
+    stopped = False
+    for values in results_rows(report):
+        row: dict[str, Any] = dict(zip(RESULT_COLUMNS, values, strict=True))
+        level = row["level"]
+        if level == "firm":
+            firm_rows.append((_detail_cells(row), True))
+            continue
+        if stopped:
+            continue
+        if level == "account":
+            flush()
+            title = f"Account {row['firm']} / {row['account'] or '-'} / {row['account_type']}"
+            account_row = _detail_cells(row)
+            account_row[0] = "Account Net"
+            block.append((account_row, True))
             continue
         emitted += 1
         if emitted > PDF_DETAIL_ROW_LIMIT:
-            pdf.ln(3)
-            pdf.set_font("Helvetica", "I", 8)
-            pdf.cell(
-                0,
-                5,
-                f"Detail stops after {PDF_DETAIL_ROW_LIMIT:,} rows: every level is in the "
-                "results CSV.",
-                new_x="LMARGIN",
-                new_y="NEXT",
+            stopped = True
+            continue
+        block.append((_detail_cells(row), row["row"] == "Total" and level != "contract"))
+    flush()
+    if stopped:
+        pdf.text(
+            f"Detail stops after {PDF_DETAIL_ROW_LIMIT:,} rows: every level is in the results CSV.",
+            8,
+            "I",
+        )
+    if firm_rows:
+        title = "Firms"
+        block.extend(firm_rows)
+        flush()
+    _problems(pdf, report)
+    return pdf.output()
+
+
+def summary_pdf(report: MarginReport, generated_at: dt.datetime | None = None) -> bytes:
+    """The Summary export: accounts, firms and each account's stand-alone units."""
+    at = generated_at or dt.datetime.now(dt.UTC)
+    r = report.result
+    pdf = _Pdf("Portfolio margin - summary")
+    _heading(pdf, report, "Portfolio margin results - summary", at)
+    _summary_tables(pdf, report)
+    tree = ResultTree(r)
+    rows: list[tuple[Sequence[str], bool]] = []
+    for a in range(r.account_firm.shape[0]):
+        who = [str(r.account_firm[a]), str(r.account_id[a]), str(r.account_type[a])]
+        for u in tree.acct_units[a]:
+            level = int(r.unit_level[u])
+            ref = int(r.unit_ref[u])
+            basket = ""
+            if level == LEVEL_PORTFOLIO_GROUP:
+                names = [str(r.port_id[ref]), "", ""]
+            elif level == LEVEL_PRODUCT_GROUP:
+                names = ["", str(r.pg_id[ref]), ""]
+            else:
+                names = ["", str(r.pg_id[r.cg_pg[ref]]), str(r.cg_id[ref])]
+                basket = str(r.cg_basket[ref])
+            rows.append(
+                (
+                    [
+                        *who,
+                        *names,
+                        basket,
+                        format_whole(float(r.unit_nav[u])),
+                        format_requirement(float(r.unit_risk[u])),
+                        format_requirement(float(r.unit_minimum[u])),
+                        format_requirement(float(r.unit_requirement[u])),
+                    ],
+                    False,
+                )
             )
-            break
-        if level == "account":
-            pdf.ln(2)
-            pdf.set_font("Helvetica", "B", 9)
-            pdf.cell(
-                0,
-                6,
-                _latin(f"Account {row[3]} / {row[4] or '-'} / {row[5]}"),
-                new_x="LMARGIN",
-                new_y="NEXT",
+        rows.append(
+            (
+                [
+                    *who,
+                    "Net",
+                    "",
+                    "",
+                    "",
+                    format_whole(float(r.account_nav[a])),
+                    format_requirement(float(r.account_risk[a])),
+                    format_requirement(float(r.account_minimum[a])),
+                    format_requirement(float(r.account_requirement[a])),
+                ],
+                True,
             )
-            line(header + list(POINT_LABELS), detail_widths, True)
-        req = row[20]
-        cells = [
-            level.replace("_group", ""),
-            row[6],
-            row[7],
-            row[8] if level != "contract" else row[10],
-            row[2],
-            format_whole(float(row[17])) if row[17] else "",
-            format_requirement(float(req)) if req else "",
-            format_requirement(float(row[19])) if row[19] else "",
-        ]
-        cells += [format_whole(float(v)) if v else "" for v in row[21:]]
-        line(cells, detail_widths, bold=bool(req))
-    return bytes(pdf.output())
+        )
+    more = max(0, len(rows) - PDF_SUMMARY_ROW_LIMIT)
+    rows = rows[:PDF_SUMMARY_ROW_LIMIT]
+    pdf.text("Stand-alone units of each account", 10, "B")
+    pdf.table(
+        [
+            "Clrng Firm",
+            "Account ID",
+            "Type",
+            "Port Grp",
+            "Prod Grp",
+            "Class Grp",
+            "Bskt",
+            "NAV",
+            "Risk",
+            "Minimum",
+            "Requirement",
+        ],
+        rows,
+        [20, 30, 12, 22, 20, 24, 14, 30, 29, 29, 29.4],
+        size=7,
+        right_from=7,
+    )
+    if more:
+        pdf.text(f"{more:,} more rows: every unit is in the summary CSV.", 8, "I")
+    baskets = [
+        (
+            [
+                str(r.account_firm[int(r.basket_account[k])]),
+                str(r.account_id[int(r.basket_account[k])]),
+                str(r.basket_id[k]),
+                str(r.cg_id[int(r.basket_cg[k])]),
+                format_whole(float(r.basket_nav[k])),
+                format_requirement(float(r.basket_minimum[k])),
+            ],
+            False,
+        )
+        for k in range(min(r.basket_id.shape[0], PDF_SUMMARY_ROW_LIMIT))
+    ]
+    if baskets:
+        pdf.text("Baskets", 10, "B")
+        pdf.table(
+            ["Clrng Firm", "Account ID", "Basket ID", "Class Grp", "NAV", "Minimum"],
+            baskets,
+            [24, 40, 30, 30, 40, 40],
+            size=7,
+            right_from=4,
+        )
+    _problems(pdf, report)
+    return pdf.output()
+
+
+def report_pdf(
+    report: MarginReport, *, part: str = "detail", generated_at: dt.datetime | None = None
+) -> bytes:
+    """The Detail (default) or Summary PDF export."""
+    if part not in PARTS:
+        raise ValueError(f"part {part!r} is not detail or summary")
+    if part == "summary":
+        return summary_pdf(report, generated_at)
+    return detail_pdf(report, generated_at)

@@ -78,6 +78,9 @@ def test_pdf_when_configured_and_a_clean_error_log(tmp_path: Path, theo) -> None
         data, name="clean.csv", firm="5", theo=theo, outbound_dir=tmp_path, write_pdf=True
     )
     assert outcome.outputs["pdf"].name == "clean.csv.pdf"
+    assert outcome.outputs["summary_pdf"].name == "clean.csv.summary.pdf"
+    summary = "".join(p.extract_text() for p in PdfReader(outcome.outputs["summary_pdf"]).pages)
+    assert "summary" in summary and f"-{outcome.requirement:,.0f}" in summary
     text = "".join(p.extract_text() for p in PdfReader(outcome.outputs["pdf"]).pages)
     assert f"-{outcome.requirement:,.0f}" in text
     assert (
