@@ -1,8 +1,9 @@
 """The embedded SFTP server adapter: what the composition root imports.
 
-``SftpServer`` (listener, logins, host key) lives in ``gateway.sftp.server``; what an account sees
-and may do in its spool folder (confinement, permissions) in ``gateway.sftp.filesystem``, with
-client path rules in ``gateway.sftp.paths`` and crash-safe uploads in ``gateway.sftp.handles``.
+``SftpServer`` (listener, host key) lives in ``gateway.sftp.server``, logins in
+``gateway.sftp.auth``; what an account sees and may do in its spool folder (confinement,
+permissions) in ``gateway.sftp.filesystem``, with client path rules in ``gateway.sftp.paths`` and
+crash-safe uploads in ``gateway.sftp.handles``.
 This module only gathers the public names.
 """
 

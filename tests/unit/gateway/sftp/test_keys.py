@@ -12,14 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from gateway.sftp.server import (
-    FAILURE_MEMORY_S,
-    LoginThrottle,
-    SftpStartError,
-    fingerprint,
-    load_or_create_host_key,
-    public_key_blob,
-)
+from gateway.sftp.auth import FAILURE_MEMORY_S, LoginThrottle, public_key_blob
+from gateway.sftp.keys import fingerprint
+from gateway.sftp.server import SftpStartError, load_or_create_host_key
 
 
 def new_public_line(comment: str = "ops@firm") -> str:
