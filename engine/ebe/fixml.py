@@ -1,4 +1,4 @@
-"""The contrary-intention file for the exchanges (SPEC §8.5): FIXML 5.0 SP2 ``ContIntRpt``.
+"""The contrary-intention file for the exchanges: FIXML 5.0 SP2 ``ContIntRpt``.
 
 One ``ContIntRpt`` (MsgType BO) per (firm, account, series) whose final exercise differs from the
 automatic one, inside a ``Batch``, in the set's row order. Attributes use the FIXML

@@ -1,4 +1,4 @@
-"""Portfolio margin pipeline (SPEC §7.5, spool entry point): one position file -> outputs.
+"""Portfolio margin pipeline (spool entry point): one position file -> outputs.
 
 ``process_position_file`` parses a 346 file (engine), computes its margin against a theo set and
 writes, each atomically (temp name, fsync, rename, fsync folder), into the firm's

@@ -1,4 +1,4 @@
-"""The portfolio margin calculator over HTTP: one page and a versioned JSON API (SPEC §7.6).
+"""The portfolio margin calculator over HTTP: one page and a versioned JSON API.
 
 ``api.create_app`` builds the ASGI application (typed FastAPI handlers, so ``/openapi.json`` is
 generated from them), ``guard`` wraps it with the public-site limits (body size, per-client rate,

@@ -8,7 +8,7 @@ keep-alive connections busy, each sending the same ``POST /api/v1/margin`` with 
 (options, futures and stocks of the set, non-zero quantities) and timing each request from the
 first byte sent to the last byte read. The client is a small asyncio loop over raw sockets so
 that it costs less CPU than the server it measures (both share the machine's cores). The page's
-first paint is read from the browser's paint timing in Debian's chromium. Targets (SPEC §13):
+first paint is read from the browser's paint timing in Debian's chromium. Targets:
 at least 300 requests/s with p99 under 50 ms on one process; first paint under 1 s.
 """
 

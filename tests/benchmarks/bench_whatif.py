@@ -10,7 +10,7 @@ instead). The client keeps K requests in flight, each a 20-position portfolio (o
 and times each one from publish to reply. The default handler only parses the JSON and answers:
 it measures the transport; pass the real margin handler with ``--handler``. ``--workers W`` runs W
 service processes on the same queue (competing consumers, as W ``posgate worker`` processes
-would). Targets (SPEC §13): at least 600 requests/s per worker with p99 under 25 ms.
+would). Targets: at least 600 requests/s per worker with p99 under 25 ms.
 """
 
 from __future__ import annotations

@@ -522,7 +522,7 @@ def test_every_dashboard_query_names_exposed_metrics() -> None:
             if match.group(1) not in exposed:
                 unknown[f"variable {variable['name']}"] = [match.group(1)]
     assert not unknown, f"not exposed by the daemon: {unknown}"
-    # SPEC §10: intake, DPL, AMQP, scheduler, process and build info are all on the dashboard.
+    # Intake, DPL, AMQP, scheduler, process and build info are all on the dashboard.
     topics = {
         "posgate_files_received_total",
         "posgate_processing_seconds_bucket",

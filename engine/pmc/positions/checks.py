@@ -1,8 +1,8 @@
 """Field checks of one detail record, shared by the 346 reader and JSON what-if positions.
 
 ``check_detail`` turns the text fields of a record into the typed row of a ``PositionBatch`` or
-raises ``RecordRejected`` (reason, field, value); warnings are appended to a list. Decisions where
-the seed is silent (documented in docs/readme/margin.md):
+raises ``RecordRejected`` (reason, field, value); warnings are appended to a list. Decisions
+(documented in the README's 346 section):
 
 * dates are accepted as CCYYMMDD, CYYMMDD (C=0 for 19xx, 1 for 20xx) or YYMMDD (20xx), and in CSV
   also as YYYY-MM-DD or MM/DD/YYYY;

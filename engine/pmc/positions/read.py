@@ -1,4 +1,4 @@
-"""Reading 346 position files (seed 002, Appendix B): CSV and fixed-width ASCII into columns.
+"""Reading 346 position files: CSV and fixed-width ASCII into columns.
 
 ``parse_position_file(data)`` detects the format from the first record line (a comma right after
 ``346`` means CSV), reads the optional header and trailer, checks the trailer totals, and returns a
@@ -11,7 +11,7 @@ an instrument of the P&L set (invalid series) is decided later, against a theo s
 A file that cannot be read at all (empty, binary, not UTF-8/ASCII text, no 346 record in it)
 raises ``UnreadableInput``; any other defect is a problem of one line and never stops the rest.
 
-Decisions where the seed is silent (documented in docs/readme/margin.md), besides the field
+Decisions (documented in the README's 346 section), besides the field
 checks': a blank CSV firm takes the submitting firm when one is known; a trailer whose totals
 differ from the detail records is a warning (``TRAILER_TOTALS``).
 """

@@ -1,6 +1,7 @@
 """The machine-readable renderings of a margin report: ``<name>.results.csv`` (every level with
 its Gains/Losses/Total rows), ``<name>.summary.csv``, ``<name>.errors.csv`` and the JSON document
-of SPEC §7.5. Amounts are positive and rounded to cents; the parent -> children lists of a result
+of ``--format json``.
+Amounts are positive and rounded to cents; the parent -> children lists of a result
 (``ResultTree``) are shared with the table.
 """
 
@@ -356,7 +357,7 @@ def errors_csv(problems: Sequence[PositionProblem]) -> bytes:
 
 
 def report_document(report: MarginReport) -> dict[str, object]:
-    """The JSON document of SPEC §7.5 (the stable machine interface)."""
+    """The JSON document of ``--format json`` (the stable machine interface)."""
     r = report.result
     return {
         "theo_date": report.theo_date,

@@ -1,4 +1,4 @@
-"""The canonical outbound line of a valid DPL record (SPEC §6.6, Appendix A)."""
+"""The canonical outbound line of a valid DPL record."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from engine.errors import EngineBug
 from .support import SEED_CM, validator
 
 
-def test_canonical_line_of_the_seed_sample() -> None:
+def test_canonical_line_of_the_readme_sample() -> None:
     (record,) = parse_bytes(SEED_CM)
     fields = validator(cycle=dt.date(2007, 7, 19)).validate(record).fields
     assert fields is not None

@@ -1,4 +1,4 @@
-"""DPL validation rules, problem details and file summaries (SPEC §6.3)."""
+"""DPL validation rules, problem details and file summaries."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every rule and reason code of SPEC §8.2-8.4 over the corpus in tests/data/ebe/."""
+"""Instruction, outcome and query rules and reason codes over the corpus in tests/data/ebe/."""
 
 from __future__ import annotations
 

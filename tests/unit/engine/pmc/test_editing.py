@@ -1,4 +1,4 @@
-"""Editing the selected positions (SPEC §7.3a): add, quantity, modify, add stock, delete, filter."""
+"""Editing the selected positions: add, quantity, modify, add stock, delete, filter."""
 
 from __future__ import annotations
 

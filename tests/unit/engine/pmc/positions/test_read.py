@@ -1,4 +1,4 @@
-"""346 position files (seed 002 Appendix B): CSV and ASCII, header/trailer, per-line problems."""
+"""346 position files: CSV and ASCII, header/trailer, per-line problems."""
 
 from __future__ import annotations
 
@@ -347,7 +347,7 @@ def test_any_bytes_give_a_typed_outcome(data: bytes) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(st.integers(0, 60), st.sampled_from(list(CSV_SEED)), st.data())
-def test_mutated_seed_file(pos: int, ch: str, data: st.DataObject) -> None:
+def test_mutated_sample_file(pos: int, ch: str, data: st.DataObject) -> None:
     text = CSV_SEED
     i = data.draw(st.integers(0, len(text) - 1))
     mutated = text[:i] + ch + text[i + 1 + pos % 3 :]
