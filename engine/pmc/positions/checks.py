@@ -29,6 +29,7 @@ from engine.pmc.positions.model import (
     WARNING,
     ZERO_QUANTITY,
     PositionProblem,
+    firm_id,
 )
 
 MAX_QUANTITY = 999_999_999
@@ -155,7 +156,7 @@ def check_detail(
             firm,
             f"CLEARING FIRM NUMBER={firm!r} is not a number of up to 5 digits",
         )
-    firm_n = firm_t.lstrip("0") or "0"
+    firm_n = firm_id(firm_t)
     account_t = account.strip()
     if not _ACCOUNT_RE.match(account_t):
         raise RecordRejected(

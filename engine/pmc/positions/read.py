@@ -37,6 +37,7 @@ from engine.pmc.positions.model import (
     FileTrailer,
     PositionFile,
     PositionProblem,
+    firm_id,
 )
 
 
@@ -283,7 +284,7 @@ def parse_position_file(
                     )
                 header = FileHeader(
                     line_no,
-                    firm_t.lstrip("0") or "0",
+                    firm_id(firm_t),
                     parse_date(hdate, "DATE", iso_allowed=False),
                 )
                 continue
@@ -293,7 +294,7 @@ def parse_position_file(
                 firm_t = firm.strip()
                 trailer = FileTrailer(
                     line_no,
-                    firm_t.lstrip("0") or "0",
+                    firm_id(firm_t),
                     _ascii_int(longs_t, "TOTAL LONGS"),
                     _ascii_int(shorts_t, "TOTAL SHORTS"),
                 )
