@@ -4,6 +4,7 @@ with it printed and exit code 78."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from engine.calendar import BusinessCalendar
 from gateway.config import Config, ConfigError, load_config
@@ -22,6 +23,12 @@ def load_config_or_report(path: str) -> Config | None:
         return load_config(path)
     except ConfigError as exc:
         print_config_problems(exc.problems)
+        if not Path(path).exists():
+            print(
+                "  (no config there: `posgate init DIR` lays out the default one in "
+                "DIR/config/posgate.toml; give it with --config or $POSGATE_CONFIG)",
+                file=sys.stderr,
+            )
         return None
 
 
