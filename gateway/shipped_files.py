@@ -28,6 +28,7 @@ SHIPPED = (
     "systemd/*.timer",
     "systemd/posgate.tmpfiles",
     "systemd/posgate.sysusers",
+    "systemd/posgate-prune.env",
 )
 """Glob patterns, relative to the repository, of the files a wheel carries. Never the demo
 account or its keys (``config/accounts/``, ``config/demo-keys/``)."""

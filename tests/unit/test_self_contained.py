@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED_ROOTS = ("engine", "gateway", "config", "contracts", "scripts", "tests", "systemd")
+SCANNED_ROOTS = (
+    "engine",
+    "gateway",
+    "config",
+    "contracts",
+    "scripts",
+    "tests",
+    "systemd",
+    "packaging",
+)
 SKIPPED_PARTS = {"__pycache__", ".venv", ".git", "demo-keys", ".pytest_cache", ".mypy_cache"}
 SELF = Path(__file__).resolve()
 
@@ -36,7 +45,7 @@ CITATION = re.compile(
 
 def shipped_text_files() -> list[Path]:
     files = [p for p in ROOT.glob("*.md")]
-    files += [ROOT / name for name in ("pyproject.toml",) if (ROOT / name).exists()]
+    files += [ROOT / name for name in ("pyproject.toml", "setup.py", "MANIFEST.in")]
     for top in SCANNED_ROOTS:
         base = ROOT / top
         if not base.is_dir():
