@@ -649,6 +649,42 @@ def test_install_is_idempotent_and_keeps_admin_edits(tmp_path: Path) -> None:
     assert "keeping" in result.stdout
 
 
+@pytest.mark.slow
+def test_a_staged_install_is_relocatable(tmp_path: Path) -> None:
+    """--prefix stages wheels instead of a virtualenv (whose scripts would name the staging
+    path); the tree is moved, and setup-venv builds the virtualenv where it now is, offline."""
+    staged = tmp_path / "staged"
+    result = install("--prefix", str(staged), "--no-systemctl")
+    assert result.returncode == 0, result.stdout + result.stderr
+    opt = staged / "opt" / "posgate"
+    assert not (opt / "venv").exists()
+    assert list((opt / "wheels").glob("posgate-*.whl"))
+    assert (opt / "requirements.lock").read_bytes() == (REPO / "requirements.lock").read_bytes()
+    named = [
+        str(p)
+        for p in staged.rglob("*")
+        if p.is_file() and p.suffix != ".whl" and str(staged).encode() in p.read_bytes()
+    ]
+    assert named == [], "files that name the staging folder"
+
+    moved = tmp_path / "moved"
+    staged.rename(moved)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["DPKG_ROOT"] = str(moved)
+    built = subprocess.run(
+        [str(moved / "opt/posgate/lib/setup-venv")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    posgate = moved / VENV_POSGATE.lstrip("/")
+    check = _run([str(posgate), "--config", str(moved / CONFIG.lstrip("/")), "check-config"])
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"spool: {SPOOL}" in check.stdout
+
+
 def test_install_dry_run_changes_nothing(tmp_path: Path) -> None:
     root = tmp_path / "root"
     result = install("--prefix", str(root), "--dry-run", "--skip-venv")
