@@ -1,14 +1,24 @@
 """The contrary-intention file for the exchanges (SPEC §8.5): FIXML 5.0 SP2 ``ContIntRpt``.
 
-One ``ContIntRpt`` (MsgType BO) per (firm, account, series) whose final exercise differs from the
-automatic one, inside a ``Batch``, in the set's row order. Attributes use the FIXML
-abbreviations: ``RptID`` (ContIntRptID, 977), ``BizDt`` (ClearingBusinessDate, 715, the
-expiration date), ``TxnTm`` (TransactTime, 60, the receipt time of the instruction that decided
-the row); parties ``Pty`` with ``R="4"`` (clearing firm) and ``R="24"`` (customer account);
-``Instrmt`` with ``Sym``, ``PutCall`` (1 call, 0 put), ``StrkPx`` and ``MatDt``; and two
-``ExpQty`` groups (``Typ`` ExpirationQtyType 982, ``Qty`` ExpQty 983): ``4`` contrary intention
-and ``3`` final will be exercised. The file is deterministic for the same inputs (the generation
-instant is not in it), so a republication with unchanged content writes the same bytes.
+One FIXML message per line, LF-terminated, UTF-8, like the DPL exchange file:
+``<FIXML xmlns="http://www.fixprotocol.org/FIXML-5-0-SP2"><ContIntRpt …>…</ContIntRpt></FIXML>``,
+one Contrary Intention Report (MsgType BO) per (firm, account, series) whose final exercise
+differs from the automatic one, in the set's row order; a date without any gives an empty file.
+Names are the FIX 5.0 SP2 repository's FIXML abbreviations, in the message layout's order:
+
+* ``ContIntRpt``: ``RptID`` (ContIntRptID, 977), ``TxnTm`` (TransactTime, 60: the receipt time of
+  the instruction that decided the row), ``BizDt`` (ClearingBusinessDate, 715: the expiration
+  date);
+* ``Pty`` (Parties): ``ID`` with ``R`` (PartyRole) ``4`` clearing firm and ``24`` customer
+  account;
+* ``Qty`` (ExpirationQty): ``ExpTyp`` (ExpirationQtyType, 982) with ``ExpQty`` (983): ``4``
+  contrary intention and ``3`` final will be exercised;
+* ``Instrmt`` (Instrument): ``Sym``, ``PutCall`` (1 call, 0 put), ``StrkPx``, ``MatDt``.
+
+``contracts/fixml/contrary-intention-report.xsd`` is the schema of exactly this subset; the tests
+validate every file they produce against it. The file is deterministic for the same inputs (the
+generation instant is not in it), so a republication with unchanged content writes the same
+bytes.
 """
 
 from __future__ import annotations
@@ -46,34 +56,26 @@ def contrary_intention_file(
             decided_at[row] = ins.received_at
     day = positions.expiration_date
     biz = day.isoformat()
-    lines = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<FIXML xmlns="{FIXML_NS}" v="5.0" xv="SP2">',
-        "<Batch>",
-    ]
+    compact = day.strftime("%Y%m%d")
+    lines: list[str] = []
     rows = np.flatnonzero(outcomes.contrary_action != 0).tolist()
     for n, i in enumerate(rows, start=1):
         received = decided_at.get(i)
         txn = (
-            received.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + "Z"
+            f' TxnTm="{received.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")}Z"'
             if received is not None
             else ""
         )
         put_call = "1" if positions.put_call[i] == "C" else "0"
-        report_id = f"CIR-{day.strftime('%Y%m%d')}-{n:07d}"
         lines.append(
-            f'<ContIntRpt RptID="{report_id}" BizDt="{biz}"'
-            + (f' TxnTm="{txn}"' if txn else "")
-            + ">"
-        )
-        lines.append(f'<Pty ID={quoteattr(str(positions.firm[i]))} R="4"/>')
-        lines.append(f'<Pty ID={quoteattr(str(positions.account[i]))} R="24"/>')
-        lines.append(
+            f'<FIXML xmlns="{FIXML_NS}">'
+            f'<ContIntRpt RptID="CIR-{compact}-{n:07d}"{txn} BizDt="{biz}">'
+            f'<Pty ID={quoteattr(str(positions.firm[i]))} R="4"/>'
+            f'<Pty ID={quoteattr(str(positions.account[i]))} R="24"/>'
+            f'<Qty ExpTyp="4" ExpQty="{int(outcomes.contrary_qty[i])}"/>'
+            f'<Qty ExpTyp="3" ExpQty="{int(outcomes.final_exercise_qty[i])}"/>'
             f'<Instrmt Sym={quoteattr(str(positions.symbol[i]))} PutCall="{put_call}"'
             f' StrkPx="{format_ticks(int(positions.strike[i]))}" MatDt="{biz}"/>'
+            "</ContIntRpt></FIXML>\n"
         )
-        lines.append(f'<ExpQty Typ="4" Qty="{int(outcomes.contrary_qty[i])}"/>')
-        lines.append(f'<ExpQty Typ="3" Qty="{int(outcomes.final_exercise_qty[i])}"/>')
-        lines.append("</ContIntRpt>")
-    lines += ["</Batch>", "</FIXML>", ""]
-    return "\n".join(lines).encode("utf-8"), len(rows)
+    return "".join(lines).encode("utf-8"), len(rows)

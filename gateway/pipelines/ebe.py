@@ -33,7 +33,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -52,6 +51,7 @@ from gateway.alerts import raise_alert
 from gateway.config import Config
 from gateway.ebe_store import ExpiringStore
 from gateway.ledger import Ledger
+from gateway.pipelines.set_loader import SetLoader
 from gateway.spool.claims import ClaimedFile
 from gateway.spool.fsio import write_atomic
 from gateway.spool.naming import upload_output_base
@@ -327,47 +327,15 @@ def receipt_document(
     }
 
 
-class EbeLoader:
-    """Daemon component: loads sets as they land, publishes at the cutoff, keeps gauges."""
-
-    name = "ebe"
+class EbeLoader(SetLoader):
+    """Daemon component: loads sets as they land, publishes at the cutoff, keeps gauges (the
+    loop and its thread are ``SetLoader``'s)."""
 
     def __init__(self, flow: EbeFlow, interval_s: float = 15.0) -> None:
+        super().__init__("ebe", self._refresh, interval_s=interval_s, settle_s=0.3)
         self.flow = flow
-        self.interval_s = interval_s
-        self._poke = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def poke(self, _path: object = None) -> None:
-        self._poke.set()
-
-    def start(self) -> None:
-        self._tick()
-        self._thread = threading.Thread(target=self._run, name="ebe", daemon=True)
-        self._thread.start()
-
-    def _tick(self) -> None:
-        try:
-            self.flow.store.refresh()
-            self.flow.update_overdue()
-            self.flow.publish_due()
-        except Exception:
-            log.exception("exercise-by-exception tick failed")
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._poke.wait(self.interval_s)
-            self._poke.clear()
-            if not self._stop.is_set():
-                time.sleep(0.3)  # let a set being copied settle; meta.csv comes last anyway
-                self._tick()
-
-    def stop(self, timeout: float) -> None:
-        self._stop.set()
-        self._poke.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def healthy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    def _refresh(self) -> None:
+        self.flow.store.refresh()
+        self.flow.update_overdue()
+        self.flow.publish_due()

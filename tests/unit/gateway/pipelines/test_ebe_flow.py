@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from lxml import etree
 
 from engine.ebe.instructions import read_instruction_csv
 from engine.ebe.query import Filters
@@ -16,6 +15,7 @@ from gateway.config import load_config
 from gateway.ebe_store import ExpiringStore
 from gateway.ledger import Ledger
 from gateway.pipelines.ebe import EbeFlow
+from tests.support.cir import NS, valid_reports
 from tests.support.daemon import make_test_config
 
 DATA = Path(__file__).resolve().parents[3] / "data" / "ebe"
@@ -134,20 +134,21 @@ def test_contrary_intention_file_published_once_after_the_cutoff(flow):
     clock.at = dt.datetime(2026, 12, 18, 16, 30, 5, tzinfo=CT)
     assert sorted(f.publish_due()) == ["XCBO", "XISE"]  # receives_ebe=Y only
     target = cfg.spool / "exchanges" / "XCBO" / "outbound" / "ebe" / "CIR_20261218.fixml"
-    root = etree.fromstring(target.read_bytes())
-    ns = {"f": "http://www.fixprotocol.org/FIXML-5-0-SP2"}
-    reports = root.findall(".//f:ContIntRpt", ns)
+    reports = valid_reports(target.read_bytes())
     assert len(reports) == 1
     rpt = reports[0]
     assert rpt.get("BizDt") == "2026-12-18" and rpt.get("TxnTm") == "2026-12-18T22:00:00Z"
-    assert [p.get("ID") for p in rpt.findall("f:Pty", ns)] == ["00123", "ACC1"]
-    instrmt = rpt.find("f:Instrmt", ns)
+    assert [p.get("ID") for p in rpt.findall("f:Pty", NS)] == ["00123", "ACC1"]
+    instrmt = rpt.find("f:Instrmt", NS)
     assert (instrmt.get("Sym"), instrmt.get("PutCall"), instrmt.get("StrkPx")) == (
         "XYZ",
         "1",
         "45.66",
     )
-    assert {q.get("Typ"): q.get("Qty") for q in rpt.findall("f:ExpQty", ns)} == {"4": "4", "3": "6"}
+    assert {q.get("ExpTyp"): q.get("ExpQty") for q in rpt.findall("f:Qty", NS)} == {
+        "4": "4",
+        "3": "6",
+    }
     sidecar = target.with_name(target.name + ".sha256").read_text()
     assert sidecar.split()[1] == target.name
     assert f.publish_due() == []  # idempotent
