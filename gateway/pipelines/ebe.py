@@ -19,11 +19,12 @@ handlers and the CLI all call it.
   query, ``<name>.error.json``; AMQP ``ebe.query``; ``posgate ebe query``): the answer
   is computed from the current set and the firm's kept instructions; a firm only ever gets rows of
   its own firm id.
-* Publication: after the cutoff of an expiration date whose set is loaded, the loader writes
-  ``CIR_<YYYYMMDD>.fixml`` (plus ``.sha256``, written last) into ``outbound/ebe/`` of every
-  exchange with ``receives_ebe=Y`` and records it; a restart after the cutoff publishes what is
-  missing (catch-up), the same content is never written twice, and a changed content (a newer set
-  after the cutoff) is written again.
+* Publication: after the cutoff of an expiration date whose set is loaded, the loader builds
+  ``CIR_<YYYYMMDD>.fixml`` and delivers it, with the DPL file's delivery, to every exchange with
+  ``receives_ebe=Y``: into its ``outbound/ebe/`` or pushed to its ``sftp://`` folder, the
+  ``.sha256`` sidecar written last; each delivery is recorded. A restart after the cutoff
+  publishes what is missing (catch-up), the same content is never delivered twice, a changed
+  content (a newer set after the cutoff) is delivered again, and a failed delivery is retried.
 """
 
 from __future__ import annotations
@@ -50,8 +51,12 @@ from gateway import metrics
 from gateway.alerts import raise_alert
 from gateway.config import Config
 from gateway.ebe_store import ExpiringStore
+from gateway.errors import TransientError
 from gateway.ledger import Ledger
 from gateway.pipelines.set_loader import SetLoader
+from gateway.publication.build import KEEP_BUILT, file_has_sha256, prune_built, publications_dir
+from gateway.publication.deliver import deliver
+from gateway.publication.errors import DeliveryRefused, ExchangeUnreachable
 from gateway.spool.claims import ClaimedFile
 from gateway.spool.fsio import write_atomic
 from gateway.spool.naming import upload_output_base
@@ -62,6 +67,8 @@ QUERY_SUFFIX = ".query.json"
 RECEIPT_SUFFIX = ".ebe-receipt.json"
 ANSWER_SUFFIX = ".answer.csv"
 ERROR_SUFFIX = ".error.json"
+RETRY_FIRST_S = 30.0
+RETRY_MAX_S = 600.0
 Emit = Callable[[str, Mapping[str, Any]], None]
 
 
@@ -84,6 +91,8 @@ class EbeFlow:
         self.config = config
         self.clock = clock
         self.emit = emit
+        self._retry_at: dict[tuple[str, str], tuple[float, int]] = {}
+        """(expiration date, exchange) -> (monotonic time of the next try, failures so far)"""
 
     # -- instructions ---------------------------------------------------------------------------
 
@@ -236,9 +245,14 @@ class EbeFlow:
     # -- publication ----------------------------------------------------------------------------
 
     def publish_due(self) -> list[str]:
-        """Publish the contrary-intention file of every loaded date past its cutoff that has
-        not been delivered with this content to every receiving exchange; returns exchanges
-        written."""
+        """Publish the contrary-intention file of every loaded date past its cutoff to every
+        receiving exchange that does not hold this content yet; returns the exchanges served.
+
+        The file is built once into ``state/publications/CIR_<YYYYMMDD>.fixml`` and carried by
+        the DPL file's delivery (``gateway.publication.deliver``): the spool folder
+        ``exchanges/<id>/outbound/ebe/`` or the ``sftp://`` push, each atomic with the sidecar
+        last. A failed delivery leaves ``posgate_ebe_publication_late`` at 1 and is tried again
+        on a later tick, after a delay that doubles up to ten minutes."""
         written = []
         now = self.clock()
         config = self.config()
@@ -252,56 +266,79 @@ class EbeFlow:
                 positions, kept, config.ebe.thresholds, generated_at=now
             )
             digest = hashlib.sha256(data).hexdigest()
+            name = f"CIR_{day.replace('-', '')}.fixml"
+            built: Path | None = None
             for exchange in receivers:
+                exchange_id = exchange.exchange_id
                 done = (
-                    self.ledger.ebe_publication(day, exchange.exchange_id)
+                    self.ledger.ebe_publication(day, exchange_id)
                     if self.ledger is not None
                     else None
                 )
                 if done is not None and done["sha256"] == digest:
-                    metrics.EBE_PUBLICATION_LATE.labels(exchange=exchange.exchange_id).set(0)
+                    metrics.EBE_PUBLICATION_LATE.labels(exchange=exchange_id).set(0)
                     continue
                 # Late until this content is delivered: a failure below leaves the gauge at 1.
-                metrics.EBE_PUBLICATION_LATE.labels(exchange=exchange.exchange_id).set(1)
-                if exchange.delivery != "spool":
+                metrics.EBE_PUBLICATION_LATE.labels(exchange=exchange_id).set(1)
+                if not self._retry_due(day, exchange_id):
+                    continue
+                if built is None:
+                    built = publications_dir(config) / name
+                    if not file_has_sha256(built, digest):
+                        write_atomic(built, data)
+                try:
+                    target = deliver(config, exchange, built, name, digest, flow="ebe", attempts=1)
+                except (ExchangeUnreachable, DeliveryRefused, TransientError, OSError) as exc:
+                    delay = self._failed(day, exchange_id)
                     log.error(
-                        "contrary-intention file %s for %s: delivery %s is not supported for "
-                        "this file; deliver from the spool",
+                        "contrary-intention file %s to %s (%s) failed, next try in %.0fs: %s",
                         day,
-                        exchange.exchange_id,
+                        exchange_id,
                         exchange.delivery,
+                        delay,
+                        exc,
                     )
                     continue
-                folder = self.root / "exchanges" / exchange.exchange_id / "outbound" / "ebe"
-                target = folder / f"CIR_{day.replace('-', '')}.fixml"
-                write_atomic(target, data)
-                write_atomic(
-                    target.with_name(target.name + ".sha256"),
-                    f"{digest}  {target.name}\n".encode(),
-                )
+                self._retry_at.pop((day, exchange_id), None)
                 if self.ledger is not None:
                     self.ledger.record_ebe_publication(
-                        day, exchange.exchange_id, sha256=digest, records=records, path=str(target)
+                        day, exchange_id, sha256=digest, records=records, path=target
                     )
-                metrics.EBE_LAST_PUBLICATION.labels(exchange=exchange.exchange_id).set(time.time())
-                metrics.EBE_PUBLICATION_LATE.labels(exchange=exchange.exchange_id).set(0)
+                metrics.EBE_LAST_PUBLICATION.labels(exchange=exchange_id).set(time.time())
+                metrics.EBE_PUBLICATION_LATE.labels(exchange=exchange_id).set(0)
                 self.emit(
-                    f"exchange.{exchange.exchange_id}.ebe.published",
+                    f"exchange.{exchange_id}.ebe.published",
                     {
                         "expiration_date": day,
-                        "file": target.name,
+                        "file": name,
                         "records": records,
                         "sha256": digest,
+                        "target": target,
                     },
                 )
                 log.info(
-                    "contrary-intention file published exchange=%s date=%s records=%d",
-                    exchange.exchange_id,
+                    "contrary-intention file published exchange=%s date=%s records=%d target=%s",
+                    exchange_id,
                     day,
                     records,
+                    target,
                 )
-                written.append(exchange.exchange_id)
+                written.append(exchange_id)
+            if built is not None:
+                prune_built(built.parent, keep=KEEP_BUILT, pattern="CIR_*.fixml")
         return written
+
+    def _retry_due(self, day: str, exchange_id: str) -> bool:
+        at = self._retry_at.get((day, exchange_id))
+        return at is None or time.monotonic() >= at[0]
+
+    def _failed(self, day: str, exchange_id: str) -> float:
+        """Note a failed delivery; returns the delay before the next try (30 s doubling to
+        ten minutes)."""
+        _, failures = self._retry_at.get((day, exchange_id), (0.0, 0))
+        delay = min(RETRY_FIRST_S * 2**failures, RETRY_MAX_S)
+        self._retry_at[(day, exchange_id)] = (time.monotonic() + delay, failures + 1)
+        return delay
 
     def update_overdue(self) -> None:
         """Positions for today not loaded past the expected time (business days only)."""
@@ -332,10 +369,17 @@ class EbeLoader(SetLoader):
     loop and its thread are ``SetLoader``'s)."""
 
     def __init__(self, flow: EbeFlow, interval_s: float = 15.0) -> None:
-        super().__init__("ebe", self._refresh, interval_s=interval_s, settle_s=0.3)
+        super().__init__(
+            "ebe", self._refresh, interval_s=interval_s, settle_s=0.3, first_tick=self._load
+        )
         self.flow = flow
 
-    def _refresh(self) -> None:
+    def _load(self) -> None:
+        """At start: the sets and the gauges; the publication (maybe a push) follows on the
+        loader's thread."""
         self.flow.store.refresh()
         self.flow.update_overdue()
+
+    def _refresh(self) -> None:
+        self._load()
         self.flow.publish_due()

@@ -27,8 +27,10 @@ class SetLoader:
         *,
         interval_s: float,
         settle_s: float = 0.3,
+        first_tick: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
+        self._first_tick = first_tick
         self.interval_s = interval_s
         self.settle_s = settle_s
         self._tick_fn = tick
@@ -42,14 +44,18 @@ class SetLoader:
 
     def start(self) -> None:
         """First tick on the caller's thread (the daemon starts with the sets loaded), then
-        the loop on the loader's own."""
-        self.tick()
+        the loop on the loader's own. With ``first_tick`` that lighter tick runs at start and
+        the full one follows at once on the loader's thread (work that may wait on the network
+        never holds up the start)."""
+        self.tick(self._first_tick)
         self._thread = threading.Thread(target=self._run, name=f"{self.name}-loader", daemon=True)
         self._thread.start()
+        if self._first_tick is not None:
+            self.poke()
 
-    def tick(self) -> None:
+    def tick(self, fn: Callable[[], None] | None = None) -> None:
         try:
-            self._tick_fn()
+            (fn or self._tick_fn)()
         except Exception:
             log.exception("%s loader: tick failed", self.name)
 

@@ -110,3 +110,14 @@ def test_theo_and_ebe_loaders_are_set_loaders() -> None:
     finally:
         theo.stop(5)
     assert issubclass(EbeLoader, SetLoader)
+
+
+def test_a_first_tick_runs_at_start_and_the_full_tick_follows_on_the_loaders_thread() -> None:
+    light, full = Counter(), Counter()
+    loader = SetLoader("demo", full, interval_s=3600, settle_s=0.01, first_tick=light)
+    loader.start()
+    try:
+        assert light.calls == 1 and light.threads == [threading.current_thread().name]
+        assert full.wait_for(1) and full.threads == ["demo-loader"]
+    finally:
+        loader.stop(5)
