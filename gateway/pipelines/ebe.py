@@ -39,9 +39,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.calendar import CHICAGO
+from engine.calendar import CHICAGO, BusinessCalendar
 from engine.ebe.answer import answer
 from engine.ebe.day import cutoff_instant
+from engine.ebe.expirations import is_expiration_day
 from engine.ebe.fixml import contrary_intention_file
 from engine.ebe.instructions import Instruction, Verdict, judge, read_instruction_csv
 from engine.ebe.positions import ExpiringSet, ExpiringSetInvalid
@@ -84,8 +85,10 @@ class EbeFlow:
         config: Callable[[], Config],
         clock: Callable[[], dt.datetime],
         emit: Emit,
+        calendar: Callable[[], BusinessCalendar] | None = None,
     ) -> None:
         self.root = spool_root
+        self.calendar = calendar or BusinessCalendar
         self.ledger = ledger
         self.store = store
         self.config = config
@@ -341,13 +344,17 @@ class EbeFlow:
         return delay
 
     def update_overdue(self) -> None:
-        """Positions for today not loaded past the expected time (business days only)."""
-        config = self.config()
+        """Today's expiring positions not loaded past the expected time, on expiration days only
+        (``[ebe] expiration_days`` and ``expiration_dates``)."""
+        settings = self.config().ebe
         local = self.clock().astimezone(CHICAGO)
-        today = local.date().isoformat()
-        business = local.weekday() < 5
-        due = business and local.time() >= config.ebe.positions_expected_time
-        metrics.EBE_POSITIONS_OVERDUE.set(1 if due and self.store.get(today) is None else 0)
+        expiring = is_expiration_day(
+            local.date(), settings.expiration_days, settings.expiration_dates, self.calendar()
+        )
+        metrics.EBE_EXPIRATION_TODAY.set(1 if expiring else 0)
+        due = expiring and local.time() >= settings.positions_expected_time
+        missing = self.store.get(local.date().isoformat()) is None
+        metrics.EBE_POSITIONS_OVERDUE.set(1 if due and missing else 0)
 
 
 def receipt_document(

@@ -220,3 +220,85 @@ def test_amqp_query_above_the_inline_limit_names_a_file(flow):
     instruction = Request("ebe.instruction", "00123", csv_body, "text/csv", "m-2", "c-2")
     receipt = ebe_instruction_handler(f)(instruction).body
     assert receipt["accepted"] == 1 and receipt["name"] == "amqp:m-2"
+
+
+def _gauges() -> tuple[float | None, float | None]:
+    from prometheus_client import REGISTRY
+
+    return (
+        REGISTRY.get_sample_value("posgate_ebe_expiration_day"),
+        REGISTRY.get_sample_value("posgate_ebe_positions_overdue"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("at", "ebe", "expected"),
+    [
+        # the day's set is loaded: never overdue
+        (dt.datetime(2026, 12, 18, 10, 0, tzinfo=CT), {}, (1.0, 0.0)),
+        # the next monthly expiration, January 15, 2027, with no set: overdue after 09:00 only
+        (dt.datetime(2027, 1, 15, 8, 59, tzinfo=CT), {}, (1.0, 0.0)),
+        (dt.datetime(2027, 1, 15, 9, 0, tzinfo=CT), {}, (1.0, 1.0)),
+        # a business day without an expiration (a Thursday) does not page
+        (dt.datetime(2027, 1, 14, 10, 0, tzinfo=CT), {}, (0.0, 0.0)),
+        # ... unless the operator lists it, or expects every business day or every Friday
+        (
+            dt.datetime(2027, 1, 14, 10, 0, tzinfo=CT),
+            {"expiration_dates": ["2027-01-14"]},
+            (1.0, 1.0),
+        ),
+        (
+            dt.datetime(2027, 1, 14, 10, 0, tzinfo=CT),
+            {"expiration_days": "business-days"},
+            (1.0, 1.0),
+        ),
+        (dt.datetime(2027, 1, 8, 10, 0, tzinfo=CT), {"expiration_days": "weekly"}, (1.0, 1.0)),
+        (dt.datetime(2027, 1, 8, 10, 0, tzinfo=CT), {}, (0.0, 0.0)),
+        # listed only: the third Friday is not assumed
+        (dt.datetime(2027, 1, 15, 10, 0, tzinfo=CT), {"expiration_days": "listed"}, (0.0, 0.0)),
+        # a weekend and a holiday
+        (
+            dt.datetime(2027, 1, 16, 10, 0, tzinfo=CT),
+            {"expiration_days": "business-days"},
+            (0.0, 0.0),
+        ),
+        (
+            dt.datetime(2027, 1, 18, 10, 0, tzinfo=CT),
+            {"expiration_days": "business-days"},
+            (0.0, 0.0),
+        ),
+    ],
+)
+def test_positions_are_overdue_only_on_expiration_days(flow, at, ebe, expected):
+    f, clock, events, cfg = flow
+    cfg.overrides["ebe"] = ebe
+    cfg.write()
+    config = load_config(cfg.path)
+    f.config = lambda: config
+    clock.at = at
+    f.update_overdue()
+    assert _gauges() == expected
+
+
+@pytest.mark.parametrize(
+    ("ebe", "problem"),
+    [
+        ({"expiration_days": "quarterly"}, "ebe.expiration_days"),
+        ({"expiration_dates": ["2026-13-01"]}, "not a calendar date: '2026-13-01'"),
+        ({"expiration_dates": ["18.12.2026"]}, "expected dates YYYY-MM-DD, got '18.12.2026'"),
+        ({"expiration_dates": "2026-12-18"}, "expected a list of dates"),
+    ],
+)
+def test_bad_expiration_settings_are_named(tmp_path, ebe, problem):
+    from gateway.config import ConfigError
+
+    cfg = make_test_config(tmp_path, ebe=ebe)
+    with pytest.raises(ConfigError) as caught:
+        load_config(cfg.path)
+    assert any(problem in p for p in caught.value.problems), caught.value.problems
+
+
+def test_toml_dates_are_accepted_as_expiration_dates(tmp_path):
+    cfg = make_test_config(tmp_path)
+    cfg.path.write_text(cfg.path.read_text() + "\n[ebe]\nexpiration_dates = [2027-01-14]\n")
+    assert load_config(cfg.path).ebe.expiration_dates == {dt.date(2027, 1, 14)}
