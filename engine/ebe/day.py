@@ -1,7 +1,7 @@
 """One expiration day: its cutoff instant, the status of its outcomes, and the instructions kept
 for it applied to whichever expiring set is current.
 
-Instructions are kept by series key, not by row: a newer set for the same date (SPEC §8.1) may
+Instructions are kept by series key, not by row: a newer set for the same date may
 order its rows differently or drop a position. ``effective_for`` maps each kept instruction onto
 the current set's rows; one that no longer fits (position gone, quantity now above the long) is
 left out and named in the problems of the answer instead of silently changing a decision.

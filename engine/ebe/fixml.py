@@ -1,4 +1,4 @@
-"""The contrary-intention file for the exchanges (SPEC §8.5): FIXML 5.0 SP2 ``ContIntRpt``.
+"""The contrary-intention file for the exchanges: FIXML 5.0 SP2 ``ContIntRpt``.
 
 One FIXML message per line, LF-terminated, UTF-8, like the DPL exchange file:
 ``<FIXML xmlns="http://www.fixprotocol.org/FIXML-5-0-SP2"><ContIntRpt …>…</ContIntRpt></FIXML>``,

@@ -1,4 +1,4 @@
-"""Contrary instructions (SPEC §8.2): reading them, judging each line, and which one counts.
+"""Contrary instructions: reading them, judging each line, and which one counts.
 
 An instruction is one line ``account, symbol, put_call, strike, expiration_date, action,
 quantity`` of a CSV file or one object of an AMQP body. ``judge`` answers each line ``accepted``

@@ -108,7 +108,7 @@ class PmcSettings:
 
 @dataclass(frozen=True)
 class EbeSettings:
-    """Exercise by exception (SPEC §8). Thresholds are ticks of 1/10,000 USD per account type."""
+    """Exercise by exception. Thresholds are ticks of 1/10,000 USD per account type."""
 
     instruction_cutoff: dt.time
     positions_expected_time: dt.time

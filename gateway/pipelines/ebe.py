@@ -1,4 +1,4 @@
-"""Exercise-by-exception pipeline (SPEC §8): sets -> ledger, instructions -> receipts, queries ->
+"""Exercise-by-exception pipeline: sets -> ledger, instructions -> receipts, queries ->
 answers, and the contrary-intention file to the exchanges at the cutoff.
 
 Theory of operation
@@ -140,7 +140,7 @@ class EbeFlow:
     # -- queries --------------------------------------------------------------------------------
 
     def query(self, firm: str, filters: Filters) -> dict[str, Any]:
-        """The JSON form of SPEC §8.4 for ``firm`` (rows of that firm only)."""
+        """The stable JSON answer for ``firm`` (rows of that firm only)."""
         kept = (
             self.ledger.kept_instructions(filters.expiration_date, firm)
             if self.ledger is not None
