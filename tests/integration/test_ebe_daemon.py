@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config import load_config
+from gateway.publication.push import push_public_key
+from gateway.sftp import SftpAccount, SftpServer
 from tests.integration.amqp_fixtures import *  # noqa: F403
 from tests.integration.amqp_fixtures import (
     AmqpSandbox,
@@ -260,11 +263,32 @@ def test_instruction_cutoff_on_the_live_daemon_one_second_either_side(tmp_path: 
     and runs at real speed. On one open sftp connection, a probe upload tells the daemon's time
     (the receipt instant is the server's close of the upload); the next two uploads are then
     sent to close at 16:29:59.5 and 16:30:01.5: the first is accepted, the second rejected
-    AFTER_CUTOFF, and the exchanges' file published at the cutoff carries only the first."""
+    AFTER_CUTOFF, and the exchanges' file published at the cutoff carries only the first, in
+    the spool for XCBO and pushed to the SFTP server of an ``sftp://`` exchange."""
     if SFTP is None:
         pytest.skip("OpenSSH sftp client not installed")
     cfg = make_test_config(tmp_path)
     install_set(cfg)
+    # The remote exchange: a second embedded server whose firm-kind account plays the drop
+    # folder (exchange accounts are read-only), with the daemon's push key authorized.
+    remote_root = tmp_path / "remote"
+    drop = remote_root / "inbound" / "dpl"
+    drop.mkdir(parents=True)
+    push_key = push_public_key(load_config(cfg.path))[1]
+    remote = SftpServer(
+        host="127.0.0.1",
+        port=0,
+        host_key_path=tmp_path / "remote-host-key",
+        accounts=lambda: {"xdrop": SftpAccount("xdrop", "firm", remote_root, (push_key,))},
+        max_file_bytes=1 << 20,
+        failed_login_delay_s=0.0,
+    )
+    remote.start()
+    exchanges = cfg.root / "config" / "reference" / "exchanges.csv"
+    exchanges.write_text(
+        exchanges.read_text()
+        + f"XREM,Remote Exchange,N,sftp://xdrop@127.0.0.1:{remote.port}/inbound/dpl,Y\n"
+    )
     local = tmp_path / "up"
     local.mkdir()
     (local / "empty.csv").write_text(HEADER)
@@ -331,7 +355,11 @@ def test_instruction_cutoff_on_the_live_daemon_one_second_either_side(tmp_path: 
         assert report.get("TxnTm") == received(before).astimezone(dt.UTC).strftime(
             "%Y-%m-%dT%H:%M:%SZ"
         )
+        wait_for(lambda: (drop / f"{cir.name}.sha256").exists(), timeout=30, what="CIR push")
+        assert (drop / cir.name).read_bytes() == cir.read_bytes()
+        assert proc.metric("posgate_ebe_publication_late", {"exchange": "XREM"}) == 0.0
     finally:
         if session is not None:
             session.proc.kill()
+        remote.stop(timeout=5)
         assert proc.stop() == 0
