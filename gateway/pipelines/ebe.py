@@ -94,6 +94,8 @@ class EbeFlow:
         self.config = config
         self.clock = clock
         self.emit = emit
+        self._files: dict[str, tuple[ExpiringSet, tuple[object, ...], tuple[bytes, int, str]]] = {}
+        """expiration date -> (set, (newest kept instruction id, thresholds), its file)"""
         self._retry_at: dict[tuple[str, str], tuple[float, int]] = {}
         """(expiration date, exchange) -> (monotonic time of the next try, failures so far)"""
 
@@ -264,11 +266,7 @@ class EbeFlow:
             positions = self.store.get(day)
             if positions is None or now <= self.cutoff(positions.expiration_date):
                 continue
-            kept = self.ledger.kept_instructions(day) if self.ledger is not None else []
-            data, records = contrary_intention_file(
-                positions, kept, config.ebe.thresholds, generated_at=now
-            )
-            digest = hashlib.sha256(data).hexdigest()
+            data, records, digest = self._contrary_file(day, positions, config, now)
             name = f"CIR_{day.replace('-', '')}.fixml"
             built: Path | None = None
             for exchange in receivers:
@@ -330,6 +328,25 @@ class EbeFlow:
             if built is not None:
                 prune_built(built.parent, keep=KEEP_BUILT, pattern="CIR_*.fixml")
         return written
+
+    def _contrary_file(
+        self, day: str, positions: ExpiringSet, config: Config, now: dt.datetime
+    ) -> tuple[bytes, int, str]:
+        """(bytes, reports, sha256) of a date's file, rebuilt only when the set, the kept
+        instructions or the thresholds changed since the last tick (a big set costs seconds to
+        recompute)."""
+        last = self.ledger.last_kept_instruction_id(day) if self.ledger is not None else -1
+        version = (last, tuple(sorted(config.ebe.thresholds.items())))
+        cached = self._files.get(day)
+        if cached is not None and cached[0] is positions and cached[1] == version and last >= 0:
+            return cached[2]
+        kept = self.ledger.kept_instructions(day) if self.ledger is not None else []
+        data, records = contrary_intention_file(
+            positions, kept, config.ebe.thresholds, generated_at=now
+        )
+        built = (data, records, hashlib.sha256(data).hexdigest())
+        self._files[day] = (positions, version, built)
+        return built
 
     def _retry_due(self, day: str, exchange_id: str) -> bool:
         at = self._retry_at.get((day, exchange_id))

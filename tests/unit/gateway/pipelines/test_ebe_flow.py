@@ -302,3 +302,53 @@ def test_toml_dates_are_accepted_as_expiration_dates(tmp_path):
     cfg = make_test_config(tmp_path)
     cfg.path.write_text(cfg.path.read_text() + "\n[ebe]\nexpiration_dates = [2027-01-14]\n")
     assert load_config(cfg.path).ebe.expiration_dates == {dt.date(2027, 1, 14)}
+
+
+def test_the_contrary_file_is_rebuilt_only_when_its_inputs_change(flow, monkeypatch):
+    import dataclasses
+
+    import gateway.pipelines.ebe as pipeline
+
+    f, clock, events, cfg = flow
+    real = pipeline.contrary_intention_file
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "contrary_intention_file", counted)
+    _submit(f, dt.datetime(2026, 12, 18, 16, 0, tzinfo=CT), "ACC2,ABC,P,20,2026-12-18,EXERCISE,3\n")
+    clock.at = dt.datetime(2026, 12, 18, 16, 31, tzinfo=CT)
+    assert sorted(f.publish_due()) == ["XCBO", "XISE"] and len(calls) == 1
+    assert f.publish_due() == [] and len(calls) == 1  # every tick after: nothing recomputed
+    late = _submit(f, clock.at, "ACC1,XYZ,C,45.66,2026-12-18,DO_NOT_EXERCISE,4\n")
+    assert late["rejected"] == 1
+    assert f.publish_due() == [] and len(calls) == 1  # a rejected line changes nothing
+
+    config = f.config()
+    lower = dataclasses.replace(
+        config, ebe=dataclasses.replace(config.ebe, thresholds={"C": 100, "F": 100, "M": 0})
+    )
+    f.config = lambda: lower
+    f.publish_due()
+    assert len(calls) == 2  # a reload with other thresholds
+
+    folder = cfg.spool / "internal" / "ebe" / "2026-12-18"
+    text = (folder / "expiring_positions.csv").read_text()
+    (folder / "expiring_positions.csv").write_text(
+        text.replace(
+            "ACC2,M,ABC,ABC,P,20,2026-12-18,100,7,", "ACC2,M,ABC,ABC,P,20,2026-12-18,100,9,"
+        )
+    )
+    (folder / "meta.csv").touch()
+    assert f.store.refresh() == ["2026-12-18"]
+    # a newer set is recomputed; its file is the same (an EXERCISE 3 of an out-of-the-money
+    # put does not depend on the long), so nothing is delivered again
+    assert f.publish_due() == [] and len(calls) == 3
+    cir = cfg.spool / "exchanges" / "XCBO" / "outbound" / "ebe" / "CIR_20261218.fixml"
+    [report] = valid_reports(cir.read_bytes())
+    assert {q.get("ExpTyp"): q.get("ExpQty") for q in report.findall("f:Qty", NS)} == {
+        "4": "3",
+        "3": "3",
+    }
