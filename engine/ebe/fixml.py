@@ -49,33 +49,53 @@ def contrary_intention_file(
     del generated_at
     effective, _ = effective_for(positions, kept)
     outcomes = compute_outcomes(positions, thresholds, effective)
-    decided_at: dict[int, dt.datetime] = {}
-    for ins in kept:
-        row = positions.index.get(ins.key)
-        if row is not None:
-            decided_at[row] = ins.received_at
+    # The receipt time of the latest kept instruction of each series decides TxnTm.
+    decided_at = {ins.key: ins.received_at for ins in kept}
     day = positions.expiration_date
     biz = day.isoformat()
     compact = day.strftime("%Y%m%d")
+    rows = np.flatnonzero(outcomes.contrary_action != 0)
+    columns = zip(
+        positions.firm[rows].tolist(),
+        positions.account[rows].tolist(),
+        positions.symbol[rows].tolist(),
+        positions.put_call[rows].tolist(),
+        positions.strike[rows].tolist(),
+        outcomes.contrary_qty[rows].tolist(),
+        outcomes.final_exercise_qty[rows].tolist(),
+        strict=True,
+    )
+    quoted: dict[str, str] = {}
+    strikes: dict[int, str] = {}
+    times: dict[dt.datetime, str] = {}
+
+    def quote(value: str) -> str:
+        text = quoted.get(value)
+        if text is None:
+            text = quoted[value] = quoteattr(value)
+        return text
+
     lines: list[str] = []
-    rows = np.flatnonzero(outcomes.contrary_action != 0).tolist()
-    for n, i in enumerate(rows, start=1):
-        received = decided_at.get(i)
-        txn = (
-            f' TxnTm="{received.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")}Z"'
-            if received is not None
-            else ""
-        )
-        put_call = "1" if positions.put_call[i] == "C" else "0"
+    for n, (firm, account, symbol, put_call, strike, contrary, final) in enumerate(columns, 1):
+        received = decided_at.get((firm, account, symbol, put_call, strike))
+        txn = ""
+        if received is not None:
+            txn = times.get(received, "")
+            if not txn:
+                stamp = received.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+                txn = times[received] = f' TxnTm="{stamp}Z"'
+        strike_text = strikes.get(strike)
+        if strike_text is None:
+            strike_text = strikes[strike] = format_ticks(strike)
         lines.append(
             f'<FIXML xmlns="{FIXML_NS}">'
             f'<ContIntRpt RptID="CIR-{compact}-{n:07d}"{txn} BizDt="{biz}">'
-            f'<Pty ID={quoteattr(str(positions.firm[i]))} R="4"/>'
-            f'<Pty ID={quoteattr(str(positions.account[i]))} R="24"/>'
-            f'<Qty ExpTyp="4" ExpQty="{int(outcomes.contrary_qty[i])}"/>'
-            f'<Qty ExpTyp="3" ExpQty="{int(outcomes.final_exercise_qty[i])}"/>'
-            f'<Instrmt Sym={quoteattr(str(positions.symbol[i]))} PutCall="{put_call}"'
-            f' StrkPx="{format_ticks(int(positions.strike[i]))}" MatDt="{biz}"/>'
+            f'<Pty ID={quote(firm)} R="4"/>'
+            f'<Pty ID={quote(account)} R="24"/>'
+            f'<Qty ExpTyp="4" ExpQty="{contrary}"/>'
+            f'<Qty ExpTyp="3" ExpQty="{final}"/>'
+            f'<Instrmt Sym={quote(symbol)} PutCall="{"1" if put_call == "C" else "0"}"'
+            f' StrkPx="{strike_text}" MatDt="{biz}"/>'
             "</ContIntRpt></FIXML>\n"
         )
-    return "".join(lines).encode("utf-8"), len(rows)
+    return "".join(lines).encode("utf-8"), len(lines)
