@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
-from gateway.sftp.filesystem import SftpAccount, SpoolSftpInterface
+from gateway.sftp.account import SftpAccount
+from gateway.sftp.filesystem import SpoolSftpInterface
 from gateway.sftp.session import SpoolSftpSession
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from gateway.sftp.paths import (
 )
 
 if TYPE_CHECKING:
-    from gateway.sftp.filesystem import SpoolSftpInterface
+    from gateway.sftp.account import AccountSession
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
 
     def __init__(
         self,
-        session: SpoolSftpInterface,
+        session: AccountSession,
         fd: int,
         temp: str,
         final: str,

@@ -28,8 +28,9 @@ and keyboard-interactive logins are not offered at all: a client that tries one 
 
 The login checks and their delays are ``gateway.sftp.auth``'s (``SshConnection``,
 ``LoginThrottle``).
-What a logged-in account sees and may do is ``gateway.sftp.filesystem``'s business; the SFTP
-protocol itself is ``gateway.sftp.session``'s.
+What a logged-in account sees and may do is ``gateway.sftp.filesystem``'s business, its
+session's bookkeeping (audit line, quota, hand-over to the intake) ``gateway.sftp.account``'s; the
+SFTP protocol itself is ``gateway.sftp.session``'s.
 """
 
 from __future__ import annotations
@@ -48,13 +49,13 @@ from typing import Any
 import asyncssh
 
 from gateway import __version__
-from gateway.sftp.auth import LoginThrottle, SshConnection, public_key_blob
-from gateway.sftp.filesystem import (
+from gateway.sftp.account import (
     SessionSettings,
     SftpAccount,
     UploadCallback,
     utc_now,
 )
+from gateway.sftp.auth import LoginThrottle, SshConnection, public_key_blob
 from gateway.sftp.handles import remove_expired_partials, remove_stale_uploads
 from gateway.sftp.keys import create_key_file, fingerprint
 

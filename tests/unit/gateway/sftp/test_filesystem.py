@@ -1,8 +1,8 @@
-"""The SFTP view of a spool folder, driven directly (no network): confinement, rights, uploads."""
+"""The file operations of an SFTP session, driven directly (no network): confinement, rights,
+uploads."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from pathlib import Path
 
@@ -15,7 +15,6 @@ from paramiko.sftp import (
     SFTP_PERMISSION_DENIED,
 )
 
-from gateway.sftp.filesystem import SessionSettings, SftpAccount, SpoolSftpInterface
 from gateway.sftp.handles import (
     STALE_UPLOAD_RE,
     UploadFailed,
@@ -24,65 +23,7 @@ from gateway.sftp.handles import (
     upload_temp_name,
 )
 from gateway.sftp.paths import split_virtual, upload_name_problem
-
-WRITE_NEW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-
-
-class Connection:
-    """What paramiko hands a session: the connection's policy object with its account."""
-
-    def __init__(self, account: SftpAccount) -> None:
-        self.account = account
-        self.peer = "192.0.2.1"
-
-
-@pytest.fixture
-def spool(tmp_path: Path) -> Path:
-    for firm in ("fa", "fb"):
-        for side in ("inbound", "outbound"):
-            for flow in ("dpl", "pmc"):
-                (tmp_path / "firms" / firm / side / flow).mkdir(parents=True)
-    (tmp_path / "exchanges" / "xch" / "outbound" / "dpl").mkdir(parents=True)
-    (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "ledger.sqlite3").write_bytes(b"ledger")
-    (tmp_path / "firms" / "fa" / "outbound" / "dpl" / "a.receipt.json").write_text("{}")
-    (tmp_path / "firms" / "fb" / "inbound" / "dpl" / "b.fixml").write_text("fb's file")
-    (tmp_path / "exchanges" / "xch" / "outbound" / "dpl" / "DPL_20260105.fixml").write_text("x")
-    return tmp_path
-
-
-Uploads = list[tuple[str, Path]]
-
-
-def session(
-    spool: Path, login: str = "fa", kind: str = "firm", max_bytes: int = 10_000
-) -> tuple[SpoolSftpInterface, Uploads]:
-    root = spool / ("firms" if kind == "firm" else "exchanges") / login
-    account = SftpAccount(login, kind, root, ())  # type: ignore[arg-type]
-    uploads: Uploads = []
-    settings = SessionSettings(
-        max_file_bytes=max_bytes, on_upload=lambda a, p, at: uploads.append((a.login, p))
-    )
-    iface = SpoolSftpInterface(Connection(account), settings)
-    iface.session_started()
-    return iface, uploads
-
-
-def upload(iface: SpoolSftpInterface, path: str, data: bytes, flags: int = WRITE_NEW) -> None:
-    handle = iface.open(path, flags, SFTPAttributes())
-    assert isinstance(handle, UploadHandle), handle
-    assert handle.write(0, data) == SFTP_OK
-    handle.close()
-
-
-def hidden(folder: Path) -> list[str]:
-    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
-
-
-def names(listing: object) -> list[str]:
-    assert isinstance(listing, list), listing
-    return sorted(a.filename for a in listing)
-
+from tests.unit.gateway.sftp.views import WRITE_NEW, hidden, names, session, upload
 
 # -- names and paths
 
@@ -151,18 +92,6 @@ def test_upload_is_hidden_until_closed_then_renamed_into_place(spool: Path) -> N
     assert (folder / "pos 1.fixml").stat().st_mode & 0o777 == 0o640
 
 
-def test_session_end_with_an_open_upload_leaves_nothing(spool: Path) -> None:
-    iface, uploads = session(spool)
-    folder = spool / "firms" / "fa" / "inbound" / "dpl"
-    handle = iface.open("/inbound/dpl/cut.fixml", WRITE_NEW, SFTPAttributes())
-    assert isinstance(handle, UploadHandle)
-    assert handle.write(0, b"half a file") == SFTP_OK
-    iface.session_ended()
-    handle.close()  # paramiko closes leftover handles after session_ended: must not commit
-    assert list(folder.iterdir()) == []
-    assert uploads == []
-
-
 def test_uploading_an_existing_name_replaces_it(spool: Path) -> None:
     iface, _ = session(spool)
     upload(iface, "/inbound/dpl/a.fixml", b"first version, longer")
@@ -208,30 +137,6 @@ def test_a_sparse_write_far_past_the_limit_fails(spool: Path) -> None:
     handle = iface.open("/inbound/dpl/sparse.fixml", WRITE_NEW, SFTPAttributes())
     assert isinstance(handle, UploadHandle)
     assert handle.write(10**12, b"x") == SFTP_FAILURE
-
-
-def test_upload_times_set_on_the_handle_are_ignored_and_the_close_instant_is_passed(
-    spool: Path,
-) -> None:
-    closed_at = dt.datetime(2026, 11, 21, 5, 59, 59, 500_000, tzinfo=dt.UTC)  # 23:59:59.5 CT
-    received: list[dt.datetime] = []
-    settings = SessionSettings(
-        max_file_bytes=1000,
-        on_upload=lambda a, p, at: received.append(at),
-        clock=lambda: closed_at,
-    )
-    account = SftpAccount("fa", "firm", spool / "firms/fa", ())
-    iface = SpoolSftpInterface(Connection(account), settings)
-    handle = iface.open("/inbound/dpl/t.fixml", WRITE_NEW, SFTPAttributes())
-    assert isinstance(handle, UploadHandle)
-    attr = SFTPAttributes()
-    attr.st_atime, attr.st_mtime = 1_000_000_000, 1_000_000_000  # 2001: a long-closed cycle
-    attr._flags = SFTPAttributes.FLAG_AMTIME
-    assert handle.chattr(attr) == SFTP_OK
-    assert handle.write(0, b"data") == SFTP_OK
-    handle.close()
-    assert received == [closed_at]
-    assert (spool / "firms/fa/inbound/dpl/t.fixml").stat().st_mtime > 1_600_000_000
 
 
 # -- rights
