@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -97,6 +98,40 @@ class SessionSettings:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class HandOverThread:
+    """One thread that runs deferred work in the order it was handed in (the hand-over of closed
+    uploads, the expiry of interrupted ones): a plain queue, no future per item."""
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._open = True
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, work: Callable[[], None]) -> None:
+        """Queue ``work``; once the thread is shut down, run it at once in the caller."""
+        with self._lock:
+            if self._open:
+                self._queue.put(work)
+                return
+        work()
+
+    def shutdown(self) -> None:
+        """Run what is queued, then stop the thread."""
+        with self._lock:
+            self._open = False
+            self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (work := self._queue.get()) is not None:
+            try:
+                work()
+            except Exception:
+                log.exception("sftp hand-over failed")
+
+
 class AccountSession:
     """The bookkeeping of one SFTP session of one authenticated account.
 
@@ -111,6 +146,7 @@ class AccountSession:
         self.account: SftpAccount = account
         self.settings = settings
         self.root = os.path.realpath(account.root)
+        self._prefix = self.root.rstrip("/") + "/"  # what every path below the root starts with
         self._uploads: set[UploadHandle] = set()
         self._lock = threading.Lock()
         self.ended = threading.Event()
@@ -122,6 +158,10 @@ class AccountSession:
         self.files_in = 0
         self.bytes_in = 0
         self.files_out = 0
+        self.bytes_out = 0
+        self.failed = 0  # uploads refused or broken off by an error while being written
+        self.interrupted = 0  # uploads left open when the client went away, kept for a resume
+        self.dropped = 0  # the same, not kept
         self.refusals = 0
 
     def _status(self, refused: Refused) -> int:
@@ -149,51 +189,87 @@ class AccountSession:
     def session_ended(self) -> None:
         with self._lock:
             pending = list(self._uploads)
-        kept = 0
         for handle in pending:
-            if handle.state == "open":
-                kept += self._abandoned(handle)
-            handle.discard("aborted")
+            self.abandon(handle)
         with self.settings.lock:
             self.settings.sessions.discard(self)
-        # The audit line of the session: who, from where, how long, what went in and out.
-        log.info(
-            "sftp session ended login=%s peer=%s seconds=%.1f uploads=%d bytes_in=%d "
-            "downloads=%d refused=%d dropped=%d",
-            self.account.login,
-            self._peer,
-            time.monotonic() - self._started,
-            self.files_in,
-            self.bytes_in,
-            self.files_out,
-            self.refusals,
-            len(pending) - kept,
-        )
+        seconds = time.monotonic() - self._started
+        # After the hand-over of the session's last uploads, so that the line counts them.
+        if self.settings.defer is not None:
+            self.settings.defer(lambda: self._audit(seconds))
+        else:
+            self._audit(seconds)
         if self._on_end is not None:
             self._on_end()
         self.ended.set()
 
-    def _abandoned(self, handle: UploadHandle) -> int:
-        """An upload still open when its client went away: kept for a resume, or dropped."""
-        if self.settings.resume_keep_s > 0 and handle.keep_partial():
-            log.warning(
-                "sftp upload interrupted login=%s path=%s kept_for_resume_s=%.0f",
-                self.account.login,
-                self.shown(handle.final),
-                self.settings.resume_keep_s,
-            )
-            return 1
-        log.warning(
-            "sftp upload abandoned login=%s path=%s reason=session ended before close",
+    def _audit(self, seconds: float) -> None:
+        """The audit line of the session: who, from where, how long, what went in and out, and
+        how it ended (``complete``: every upload it opened was completed, ``failed``: one was
+        refused or broken off by an error, ``interrupted``: one was left open at the end)."""
+        if self.interrupted or self.dropped:
+            outcome = "interrupted"
+        elif self.failed:
+            outcome = "failed"
+        else:
+            outcome = "complete"
+        log.info(
+            "sftp session ended login=%s peer=%s seconds=%.1f uploads=%d bytes_in=%d "
+            "downloads=%d bytes_out=%d failed=%d interrupted=%d dropped=%d refused=%d "
+            "outcome=%s",
             self.account.login,
-            self.shown(handle.final),
+            self._peer,
+            seconds,
+            self.files_in,
+            self.bytes_in,
+            self.files_out,
+            self.bytes_out,
+            self.failed,
+            self.interrupted,
+            self.dropped,
+            self.refusals,
+            outcome,
         )
-        return 0
+
+    def transfer_ended(self, op: str, real: str, size: int, seconds: float, outcome: str) -> None:
+        """The audit line of one file the session uploaded (``op`` upload) or read (download):
+        its bytes, the seconds from its open to its close, and ``outcome``: ``complete``,
+        ``failed`` (refused or broken off by an error), ``interrupted`` (left open when the
+        client went away, kept hidden for a resume) or ``dropped`` (the same, not kept)."""
+        if op == "download":
+            self.files_out += 1
+            self.bytes_out += size
+        elif outcome == "complete":
+            self.files_in += 1
+            self.bytes_in += size
+        elif outcome == "failed":
+            self.failed += 1
+        elif outcome == "interrupted":
+            self.interrupted += 1
+        else:
+            self.dropped += 1
+        log.log(
+            logging.INFO if outcome == "complete" else logging.WARNING,
+            "sftp transfer login=%s op=%s path=%s bytes=%d seconds=%.3f outcome=%s",
+            self.account.login,
+            op,
+            self.shown(real),
+            size,
+            seconds,
+            outcome,
+        )
 
     def abandon(self, handle: UploadHandle) -> None:
-        """An upload whose connection went away before the client closed it."""
+        """An upload the client did not close (it went away, or the session ended first): kept
+        hidden for a resume when a keep time is set and it holds data, else dropped."""
         if handle.state == "open":
-            self._abandoned(handle)
+            seconds = handle.seconds()
+            if self.settings.resume_keep_s > 0 and handle.keep_partial():
+                self.transfer_ended("upload", handle.final, handle.size, seconds, "interrupted")
+            else:
+                self.transfer_ended("upload", handle.final, handle.size, seconds, "dropped")
+        elif handle.state == "failed":
+            self.transfer_ended("upload", handle.final, handle.size, handle.seconds(), "failed")
         handle.discard("aborted")
 
     def inbound_bytes(self, but: str = "") -> int:
@@ -243,9 +319,8 @@ class AccountSession:
             self._hand_over(handle, received_at)
 
     def _hand_over(self, handle: UploadHandle, received_at: dt.datetime) -> None:
-        final = Path(handle.final)
         try:
-            fsync_folder(str(final.parent))
+            fsync_folder(os.path.dirname(handle.final))
         except OSError as exc:
             log.error(
                 "sftp cannot fsync the folder of an upload login=%s path=%s error=%s",
@@ -253,19 +328,8 @@ class AccountSession:
                 self.shown(handle.final),
                 exc.strerror or exc,
             )
-        try:
-            size = final.stat().st_size
-        except OSError:
-            size = -1
-        log.info(
-            "sftp upload complete login=%s path=%s bytes=%d",
-            self.account.login,
-            self.shown(handle.final),
-            size,
-        )
-        self.files_in += 1
-        self.bytes_in += max(size, 0)
-        self._announce(final, received_at)
+        self.transfer_ended("upload", handle.final, handle.size, handle.closed_after, "complete")
+        self._announce(Path(handle.final), received_at)
 
     def _announce(self, final: Path, received_at: dt.datetime) -> None:
         if self.settings.on_upload_done is not None:
@@ -290,8 +354,11 @@ class AccountSession:
         return virtual_path(self._rel(real))
 
     def _rel(self, real: str) -> list[str]:
+        """The parts of ``real`` below the root (``..`` parts for a path outside it)."""
         if real == self.root:
             return []
+        if real.startswith(self._prefix):
+            return real[len(self._prefix) :].split("/")
         return os.path.relpath(real, self.root).split(os.sep)
 
     # -- refusals

@@ -102,11 +102,29 @@ class SpoolSftpInterface(AccountSession, SFTPServerInterface):  # type: ignore[m
         return parts
 
     def _resolve(self, parts: list[str]) -> str:
-        """The real path of ``parts``, following symlinks only while they stay inside the root."""
-        real = os.path.realpath(os.path.join(self.root, *parts))
-        if not within(real, self.root):
-            raise Refused(SFTP_NO_SUCH_FILE, "outside the root")
-        rel = self._rel(real)
+        """The real path of ``parts``, following symlinks only while they stay inside the root.
+
+        The result is ``os.path.realpath``'s. The root is real already, so the parts are walked
+        from it with one ``lstat`` each (a missing part and the ones after it are taken as
+        written, as ``realpath`` does); only a symlink among them sends the whole path through
+        ``realpath`` (which would otherwise ``lstat`` every folder above the root too).
+        """
+        real = self.root
+        rel = parts
+        for count in range(1, len(parts) + 1):
+            candidate = self._prefix + "/".join(parts[:count])
+            try:
+                is_link = stat.S_ISLNK(os.lstat(candidate).st_mode)
+            except OSError:
+                real = self._prefix + "/".join(parts)
+                break
+            if is_link:
+                real = os.path.realpath(os.path.join(self.root, *parts))
+                if not within(real, self.root):
+                    raise Refused(SFTP_NO_SUCH_FILE, "outside the root")
+                rel = self._rel(real)
+                break
+            real = candidate
         if any(p.startswith(".") for p in rel):
             raise Refused(SFTP_NO_SUCH_FILE, "hidden name")
         return real
@@ -227,8 +245,7 @@ class SpoolSftpInterface(AccountSession, SFTPServerInterface):  # type: ignore[m
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             return SFTP_PERMISSION_DENIED
-        self.files_out += 1
-        return ReadHandle(fd, flags)
+        return ReadHandle(self, fd, real, flags)
 
     # -- writing
 
@@ -270,7 +287,8 @@ class SpoolSftpInterface(AccountSession, SFTPServerInterface):  # type: ignore[m
         if self.account.quota_bytes is not None:
             handle.quota_room = self.account.quota_bytes - self.inbound_bytes(but=temp)
         self.upload_started(handle)
-        log.debug("sftp upload started login=%s path=%s", self.account.login, self.shown(final))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("sftp upload started login=%s path=%s", self.account.login, self.shown(final))
         return handle
 
     def _take_partial(self, final: str, temp: str, flags: int) -> bool:

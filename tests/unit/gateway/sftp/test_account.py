@@ -24,23 +24,39 @@ from tests.unit.gateway.sftp.views import WRITE_NEW, Connection, session, upload
 def test_a_session_is_registered_while_it_lasts_and_its_audit_line_counts_what_it_did(
     spool: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    iface, _ = session(spool)
+    iface, _ = session(spool, max_bytes=100)
     ended: list[bool] = []
     iface._on_end = lambda: ended.append(True)
     assert iface.settings.sessions == {iface}
-    upload(iface, "/inbound/dpl/a.fixml", b"12345")
-    upload(iface, "/inbound/pmc/b.csv", b"123")
-    reader = iface.open("/outbound/dpl/a.receipt.json", os.O_RDONLY, SFTPAttributes())
-    reader.close()  # type: ignore[union-attr]
-    assert iface.mkdir("/inbound/dpl/new", SFTPAttributes()) != SFTP_OK
-    cut = iface.open("/inbound/dpl/cut.fixml", WRITE_NEW, SFTPAttributes())
-    assert isinstance(cut, UploadHandle) and cut.write(0, b"half") == SFTP_OK
     with caplog.at_level(logging.INFO, logger="gateway.sftp.account"):
+        upload(iface, "/inbound/dpl/a.fixml", b"12345")
+        upload(iface, "/inbound/pmc/b.csv", b"123")
+        reader = iface.open("/outbound/dpl/a.receipt.json", os.O_RDONLY, SFTPAttributes())
+        assert reader.read(0, 100) == b"{}"  # type: ignore[union-attr]
+        reader.close()  # type: ignore[union-attr]
+        assert iface.mkdir("/inbound/dpl/new", SFTPAttributes()) != SFTP_OK
+        big = iface.open("/inbound/dpl/big.fixml", WRITE_NEW, SFTPAttributes())
+        assert isinstance(big, UploadHandle) and big.write(0, b"x" * 101) == SFTP_FAILURE
+        cut = iface.open("/inbound/dpl/cut.fixml", WRITE_NEW, SFTPAttributes())
+        assert isinstance(cut, UploadHandle) and cut.write(0, b"half") == SFTP_OK
         iface.session_ended()
     assert iface.settings.sessions == set() and ended == [True] and iface.ended.is_set()
-    (line,) = [r.getMessage() for r in caplog.records if "sftp session ended" in r.getMessage()]
-    assert "login=fa peer=192.0.2.1 " in line
-    assert " uploads=2 bytes_in=8 downloads=1 refused=1 dropped=1" in line
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("sftp ")]
+    transfers = sorted(line.split(" seconds=")[0] for line in lines if "sftp transfer" in line)
+    assert transfers == [
+        "sftp transfer login=fa op=download path=/outbound/dpl/a.receipt.json bytes=2",
+        "sftp transfer login=fa op=upload path=/inbound/dpl/a.fixml bytes=5",
+        "sftp transfer login=fa op=upload path=/inbound/dpl/big.fixml bytes=0",
+        "sftp transfer login=fa op=upload path=/inbound/dpl/cut.fixml bytes=4",
+        "sftp transfer login=fa op=upload path=/inbound/pmc/b.csv bytes=3",
+    ]
+    outcomes = sorted(line.rsplit(" outcome=")[1] for line in lines if "sftp transfer" in line)
+    assert outcomes == ["complete", "complete", "complete", "dropped", "failed"]
+    assert lines[-1].startswith("sftp session ended login=fa peer=192.0.2.1 seconds=")
+    assert lines[-1].endswith(
+        " uploads=2 bytes_in=8 downloads=1 bytes_out=2 failed=1 interrupted=0 dropped=1"
+        " refused=1 outcome=interrupted"
+    )
 
 
 def test_session_end_with_an_open_upload_leaves_nothing(spool: Path) -> None:

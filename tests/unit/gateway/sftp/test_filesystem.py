@@ -3,6 +3,7 @@ uploads."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from gateway.sftp.handles import (
     remove_stale_uploads,
     upload_temp_name,
 )
-from gateway.sftp.paths import split_virtual, upload_name_problem
+from gateway.sftp.paths import Refused, split_virtual, upload_name_problem
 from tests.unit.gateway.sftp.views import WRITE_NEW, hidden, names, session, upload
 
 # -- names and paths
@@ -311,3 +312,38 @@ def test_stale_uploads_of_a_killed_run_are_removed_and_nothing_else(spool: Path)
     (folder / "x.upload").write_bytes(b"a firm's file")
     assert remove_stale_uploads(spool / "firms" / "fa") == 1
     assert sorted(p.name for p in folder.iterdir()) == [".keep", "done.fixml", "x.upload"]
+
+
+def test_resolution_walks_from_the_root_and_agrees_with_realpath(spool: Path) -> None:
+    # Every path of up to three parts over folders, files, missing names and symlinks (inside,
+    # outside, to a file, dangling, chained) resolves as realpath does, or is refused as hidden
+    # or outside the root.
+    root = spool / "firms" / "fa"
+    (root / "inbound" / "dpl" / "f.fixml").write_bytes(b"f")
+    os.symlink(root / "outbound", root / "inbound" / "to_out")
+    os.symlink(spool / "state", root / "inbound" / "dpl" / "to_state")
+    os.symlink("f.fixml", root / "inbound" / "dpl" / "to_file")
+    os.symlink("nowhere", root / "inbound" / "dpl" / "dangling")
+    os.symlink("../inbound/to_out", root / "outbound" / "chain")
+    os.symlink(root, root / "inbound" / "pmc" / "to_root")
+    iface, _ = session(spool)
+    real_root = os.path.realpath(root)
+    names_ = ["inbound", "outbound", "dpl", "pmc", "f.fixml", "to_out", "to_state", "to_file",
+              "dangling", "chain", "to_root", "missing"]  # fmt: skip
+    checked = 0
+    for parts in itertools.chain(
+        ([a] for a in names_),
+        ([a, b] for a in names_ for b in names_),
+        ([a, b, c] for a in ("inbound", "outbound") for b in names_ for c in names_),
+    ):
+        expected = os.path.realpath(os.path.join(real_root, *parts))
+        rel = os.path.relpath(expected, real_root).split(os.sep)
+        outside = expected != real_root and not expected.startswith(real_root + os.sep)
+        try:
+            got = iface._resolve(parts)
+        except Refused:
+            assert outside or any(p.startswith(".") for p in rel), parts
+            continue
+        assert not outside and got == expected, parts
+        checked += 1
+    assert checked > 400  # of 444
