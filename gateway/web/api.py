@@ -17,7 +17,6 @@ rate limit, 503 no P&L set loaded yet or the time limit.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Annotated, Literal, TypeVar
@@ -45,17 +44,18 @@ from gateway.web.bodies import (
     JSON_TYPE,
     ApiError,
     check_shape,
+    dump_json,
     error_response,
     error_responses,
     export,
     json_object,
     json_rows,
+    margin_json,
     media_type,
     parse_file,
     positions_body_doc,
     read_body,
     rejected,
-    report_json,
     write_346,
 )
 from gateway.web.guard import Guard, Limits
@@ -258,7 +258,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
         ] = "",
         descending: bool = False,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    ) -> ContractsDoc:
+    ) -> Response:
         """Available contracts of a set for one account type, with the calculator's filters.
 
         Required: the account type and one of class group, underlying or symbol; a product group
@@ -280,12 +280,13 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
             found = sort_contracts(list_contracts(theo, flt), sort, descending=descending)
         except InputRejected as exc:
             raise rejected(400, exc) from None
-        return ContractsDoc(
-            theo_date=theo.activity_date,
-            columns=[[name, heading] for name, heading in CONTRACT_COLUMNS],
-            total=len(found),
-            contracts=found[:limit],
-        )
+        doc = {  # ContractsDoc, written directly (no model validation of up to 10,000 rows)
+            "theo_date": theo.activity_date,
+            "columns": [[name, heading] for name, heading in CONTRACT_COLUMNS],
+            "total": len(found),
+            "contracts": [c.as_dict() for c in found[:limit]],
+        }
+        return Response(dump_json(doc), media_type=JSON_TYPE)
 
     @app.get(
         "/api/v1/contracts/suggest",
@@ -315,7 +316,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
         """Portfolio margin of a 346 file or JSON positions: the JSON of ``posgate margin``."""
         theo = theo_for(theo_date)
         read, size = await positions_in(request, firm)
-        body = await run(lambda: report_json(margin_for_file(read(), theo)), size)
+        body = await run(lambda: margin_json(read(), theo), size)
         return Response(body, media_type=JSON_TYPE)
 
     @app.post(
@@ -382,7 +383,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
         if to == "json":
             theo = theo_for(theo_date)
             doc = await run(lambda: parsed_doc(read(), theo), size)
-            return Response(json.dumps(doc).encode(), media_type=JSON_TYPE)
+            return Response(dump_json(doc), media_type=JSON_TYPE)
         payload = await run(lambda: write_346(read(), to), size)
         kind = "text/csv; charset=utf-8" if to == "csv" else "text/plain; charset=utf-8"
         name = "positions.csv" if to == "csv" else "positions.txt"
@@ -422,7 +423,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
 
         def work() -> bytes:
             try:
-                return json.dumps(apply_edit(theo, doc)).encode()
+                return dump_json(apply_edit(theo, doc))
             except InputRejected as exc:
                 raise rejected(422, exc) from None
             except (TypeError, ValueError, OverflowError) as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from fastapi import Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
@@ -19,7 +20,10 @@ from engine.errors import InputRejected
 from engine.pmc.positions.model import PositionFile
 from engine.pmc.positions.read import parse_position_file
 from engine.pmc.positions.write import render_position_file
-from engine.pmc.report import MarginReport
+from engine.pmc.report import MarginReport, count_records, margin_for_file
+from engine.pmc.resolve import resolve_positions
+from engine.pmc.small import SMALL_LIMIT, small_margin
+from engine.pmc.theo.model import TheoSet
 from gateway.web.guard import error_body
 from gateway.web.schemas import ErrorDoc
 
@@ -170,13 +174,36 @@ def parse_file(body: bytes, firm: str | None) -> PositionFile:
 # -- bodies out ----------------------------------------------------------------------------------
 
 
-def report_json(report: MarginReport) -> bytes:
-    """The document of ``posgate margin --format json``, compact: the same keys, order and
-    values without the indentation, because the indented form goes through the pure-Python
-    encoder and would cost most of a small portfolio's request."""
-    from gateway.outputs.margin.data import report_document
+def margin_json(parsed: PositionFile, theo: TheoSet) -> bytes:
+    """The document of ``posgate margin --format json`` for a parsed file, compact (the same
+    keys, order and values without the indentation). Up to ``SMALL_LIMIT`` positions it is
+    computed by the engine's plain-Python path (the same document; numpy's fixed cost per call
+    would be most of a small portfolio's request); orjson writes it."""
+    if len(parsed.positions) > SMALL_LIMIT:
+        from gateway.outputs.margin.data import report_document
 
-    return json.dumps(report_document(report), separators=(",", ":")).encode("utf-8")
+        return dump_json(report_document(margin_for_file(parsed, theo)))
+    res = resolve_positions(parsed.positions, theo)
+    counts, problems = count_records(parsed, res)
+    small = small_margin(res)
+    return dump_json(
+        {
+            "theo_date": theo.activity_date,
+            "counts": counts.as_dict(),
+            "accounts": small.accounts,
+            "firms": small.firms,
+            "problems": [p.as_dict() for p in problems],
+        }
+    )
+
+
+def dump_json(doc: object) -> bytes:
+    """A response document as compact UTF-8 JSON (orjson; the standard library for what orjson
+    refuses, such as an integer past 64 bits)."""
+    try:
+        return orjson.dumps(doc)
+    except TypeError:
+        return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
 
 def export(report: MarginReport, part: str, fmt: str) -> bytes:
