@@ -76,3 +76,42 @@ def test_large_portfolios_take_the_vectorised_path() -> None:
     ]
     b = batch(rows)
     _same(whatif_document(b, THEO), whatif(b, THEO).as_dict())
+
+
+@st.composite
+def key_columns(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
+    """Key parts of records: values of the set's instruments, and values it does not have."""
+    rows = draw(st.lists(st.integers(0, THEO.size - 1), max_size=40))
+    cols: list[list[object]] = [[], [], [], [], [], []]
+    sources = (
+        THEO.account_type,
+        THEO.symbol,
+        THEO.security_type,
+        THEO.put_call,
+        THEO.series_date,
+        THEO.strike,
+    )
+    strangers = (
+        ["M", "X"],
+        ["NOPE", ""],
+        ["X", ""],
+        ["Q"],
+        ["2031-01-17", "", "12/18/2026"],
+        [0.5],
+    )
+    for r in rows:
+        for c, (source, odd) in enumerate(zip(sources, strangers, strict=True)):
+            value = source[r].item()
+            cols[c].append(draw(st.sampled_from(odd)) if draw(st.integers(0, 9)) == 0 else value)
+    return tuple(
+        np.asarray(col, dtype=np.float64 if c == 5 else np.str_)
+        if col
+        else np.zeros(0, dtype=np.float64 if c == 5 else "<U1")
+        for c, col in enumerate(cols)
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(key_columns())
+def test_few_records_are_encoded_as_the_vectorised_keys(cols: tuple[np.ndarray, ...]) -> None:
+    assert THEO.encode_few_keys(*cols).tolist() == THEO.encode_keys(*cols).tolist()
