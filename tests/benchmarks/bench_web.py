@@ -132,6 +132,37 @@ def first_paint_ms(url: str) -> float | None:
             browser.close()
 
 
+def engine_cpu_ms(body: bytes, rounds: int = 5, calls: int = 200) -> tuple[float, float]:
+    """CPU ms of one ``POST /api/v1/margin`` body's work (JSON rows -> margin JSON) in this
+    process, with the small-portfolio path and with the vectorised engine, interleaved; the best
+    round of each (the machine may be shared)."""
+    from gateway.web import bodies
+    from gateway.web.positions import parsed_file
+    from gateway.web.sets import TheoSets
+
+    theo = TheoSets(Path("config/samples/pmc/theo").resolve()).get(None)
+    assert theo is not None
+    limit = bodies.SMALL_LIMIT
+
+    def once() -> bytes:
+        rows = bodies.json_rows(body, 100_000)
+        return bodies.margin_json(parsed_file(rows), theo)
+
+    best = {"small": float("inf"), "vectorised": float("inf")}
+    try:
+        for _ in range(rounds):
+            for name, small_limit in (("small", limit), ("vectorised", -1)):
+                bodies.SMALL_LIMIT = small_limit
+                once()
+                t0 = time.process_time()
+                for _ in range(calls):
+                    once()
+                best[name] = min(best[name], (time.process_time() - t0) * 1000 / calls)
+    finally:
+        bodies.SMALL_LIMIT = limit
+    return best["small"], best["vectorised"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -155,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         paint = None if args.no_paint else first_paint_ms(web.url + "/")
     finally:
         web.stop()
+    small_ms, vector_ms = engine_cpu_ms(body)
     lat.sort()
     rps = len(lat) / elapsed
     p50 = statistics.median(lat) * 1000
@@ -171,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         "client_cpu_ms_per_request": round(client_cpu * 1000 / max(len(lat), 1), 3),
         "requests_per_cpu_s": round(len(lat) / server_cpu, 1) if server_cpu else None,
         "load_average": round(load_average, 2),
+        "work_cpu_ms_small_path": round(small_ms, 3),
+        "work_cpu_ms_vectorised": round(vector_ms, 3),
         "meets_target": rps >= TARGET_RPS
         and p99 < TARGET_P99_MS
         and (paint is None or paint < TARGET_PAINT_MS),
@@ -189,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
             f"| {len(lat):,} | {args.connections} | {rps:,.0f} | {p50:.1f} | {p99:.1f} "
             f"| {result['server_cpu_ms_per_request']} | {result['requests_per_cpu_s']} "
             f"| {result['client_cpu_ms_per_request']} | {paint_text} | {load_average:.1f} |"
+        )
+        print(
+            f"\nthe request's work in-process (JSON rows -> margin JSON), CPU ms: small path "
+            f"{small_ms:.3f}, vectorised engine {vector_ms:.3f} ({vector_ms / small_ms:.2f}x)"
         )
         print(
             f"\ntarget: >= {TARGET_RPS:.0f} req/s, p99 < {TARGET_P99_MS:.0f} ms, first paint < "
