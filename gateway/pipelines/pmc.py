@@ -317,16 +317,22 @@ class PmcArrival:
             requested,
             THEO_NOT_LOADED,
         )
-        self.emit(
-            f"firm.{claimed.firm}.pmc.result",
-            {
-                "name": claimed.name,
-                "firm": claimed.firm,
-                "theo_date": None,
-                "theo_requested": requested,
-                "error": {"reason": THEO_NOT_LOADED, "message": message},
-                "outputs": {"errors": errors.name},
-            },
+        # The answer commits with the state it reports (processed), or not at all.
+        self.ledger.record_pmc_not_computed(
+            claimed.file_id,
+            f"{THEO_NOT_LOADED}: theo {requested}",
+            (
+                f"firm.{claimed.firm}.pmc.result",
+                {
+                    "name": claimed.name,
+                    "firm": claimed.firm,
+                    "theo_date": None,
+                    "theo_requested": requested,
+                    "error": {"reason": THEO_NOT_LOADED, "message": message},
+                    "outputs": {"errors": errors.name},
+                },
+                f"pmc.result.{claimed.file_id}.{claimed.sha256[:16]}",
+            ),
         )
 
 
