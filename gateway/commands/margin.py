@@ -29,7 +29,7 @@ from engine.pmc.theo.generate import generate_instruments
 from engine.pmc.theo.model import TheoSet
 from engine.pmc.theo.read import TheoSetInvalid, parse_theo_set
 from engine.pmc.theo.write import render_theo_set
-from gateway.commands.common import input_exit_code
+from gateway.commands.common import fail, input_exit_code, write_output
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +106,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_theo_contracts(tsub)
 
 
-def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"posgate: {message}\n")
-    return code
-
-
 def describe_unreadable(exc: UnreadableInput) -> str:
     """The reason and every located problem of an unreadable input, for stderr."""
     problems = getattr(exc, "problems", None)
@@ -159,11 +154,11 @@ def run_margin(args: argparse.Namespace) -> int:
     try:
         theo = load_theo_set(args.theo)
     except UnreadableInput as exc:
-        return _fail(f"theo set {args.theo} cannot be used: {describe_unreadable(exc)}", EX_DATAERR)
+        return fail(f"theo set {args.theo} cannot be used: {describe_unreadable(exc)}", EX_DATAERR)
     try:
         data = Path(args.positions).read_bytes()
     except OSError as exc:
-        return _fail(
+        return fail(
             f"position file {args.positions} cannot be read: {exc.strerror or exc}",
             input_exit_code(exc, EX_DATAERR),
         )
@@ -171,12 +166,12 @@ def run_margin(args: argparse.Namespace) -> int:
         with _progress("reading positions", len(data) >= PROGRESS_MIN_BYTES) as progress:
             parsed = parse_position_file(data, default_firm=args.firm, progress=progress)
     except UnreadableInput as exc:
-        return _fail(
+        return fail(
             f"position file {args.positions} cannot be read: {describe_unreadable(exc)}", EX_DATAERR
         )
     fmt = args.format
     if fmt == "pdf" and not args.out and sys.stdout.isatty():
-        return _fail("--format pdf writes binary data: give --out PATH", EX_USAGE)
+        return fail("--format pdf writes binary data: give --out PATH", EX_USAGE)
     if args.as_types:
         return _run_margin_as(args, parsed, theo)
     with _progress("computing margin", len(data) >= PROGRESS_MIN_BYTES) as progress:
@@ -198,27 +193,7 @@ def run_margin(args: argparse.Namespace) -> int:
         payload = report_json(report)
     else:
         payload = report_pdf(report, part=args.part)
-    return _emit(payload, args.out)
-
-
-def _emit(payload: bytes, out: str | None) -> int:
-    if out:
-        from gateway.commands.common import EX_CANTCREAT, output_problem
-
-        problem = output_problem(out)
-        if problem:
-            return _fail(problem, EX_CANTCREAT)
-        try:
-            from gateway.errors import TransientError
-            from gateway.spool.fsio import write_atomic
-
-            write_atomic(Path(out), payload)
-        except TransientError as exc:
-            return _fail(str(exc), EX_FAILURE)
-    else:
-        sys.stdout.buffer.write(payload)
-        sys.stdout.flush()
-    return EX_OK
+    return write_output(payload, args.out)
 
 
 def _run_margin_as(args: argparse.Namespace, parsed: PositionFile, theo: TheoSet) -> int:
@@ -227,7 +202,7 @@ def _run_margin_as(args: argparse.Namespace, parsed: PositionFile, theo: TheoSet
     try:
         types = parse_account_types(args.as_types)
     except ValueError as exc:
-        return _fail(f"--as: {exc}", EX_USAGE)
+        return fail(f"--as: {exc}", EX_USAGE)
     reports = margin_as(parsed, theo, types)
     if args.format == "csv":
         payload = comparison_csv(reports)
@@ -236,8 +211,8 @@ def _run_margin_as(args: argparse.Namespace, parsed: PositionFile, theo: TheoSet
     elif args.format == "table":
         payload = comparison_table(reports).encode("utf-8")
     else:
-        return _fail("--as gives a table, csv or json (not pdf)", EX_USAGE)
-    return _emit(payload, args.out)
+        return fail("--as gives a table, csv or json (not pdf)", EX_USAGE)
+    return write_output(payload, args.out)
 
 
 def run_theo_generate(args: argparse.Namespace) -> int:
@@ -247,16 +222,16 @@ def run_theo_generate(args: argparse.Namespace) -> int:
     try:
         activity = date.fromisoformat(args.date)
     except ValueError:
-        return _fail(f"--date {args.date!r} is not YYYY-MM-DD", EX_USAGE)
+        return fail(f"--date {args.date!r} is not YYYY-MM-DD", EX_USAGE)
     if args.steps < 1:
-        return _fail("--steps must be at least 1", EX_USAGE)
+        return fail("--steps must be at least 1", EX_USAGE)
     out_dir = Path(args.out)
     if (out_dir / "meta.csv").exists() and not args.force:
-        return _fail(f"{out_dir} already holds a theo set (meta.csv); use --force", EX_FAILURE)
+        return fail(f"{out_dir} already holds a theo set (meta.csv); use --force", EX_FAILURE)
     try:
         data = Path(args.market).read_bytes()
     except OSError as exc:
-        return _fail(
+        return fail(
             f"market snapshot {args.market} cannot be read: {exc.strerror or exc}",
             input_exit_code(exc, 65),
         )
@@ -281,9 +256,7 @@ def run_theo_generate(args: argparse.Namespace) -> int:
             )
         parse_theo_set(files, name=activity.isoformat())  # a generated set must load
     except TheoSetInvalid as exc:
-        return _fail(
-            f"market snapshot {args.market} cannot be used: {describe_unreadable(exc)}", 65
-        )
+        return fail(f"market snapshot {args.market} cannot be used: {describe_unreadable(exc)}", 65)
     try:
         with contextlib.suppress(FileNotFoundError):
             (out_dir / "meta.csv").unlink()  # the set is incomplete until meta.csv is back
@@ -292,6 +265,6 @@ def run_theo_generate(args: argparse.Namespace) -> int:
                 write_atomic(out_dir / name, payload)
         write_atomic(out_dir / "meta.csv", files["meta.csv"])
     except (TransientError, OSError) as exc:
-        return _fail(f"cannot write the set into {out_dir}: {exc}", EX_FAILURE)
+        return fail(f"cannot write the set into {out_dir}: {exc}", EX_FAILURE)
     log.info("theo set written dir=%s instruments=%d", out_dir, len(instruments.symbol))
     return EX_OK
