@@ -282,6 +282,13 @@ def results_rows(report: MarginReport) -> Iterator[list[str]]:
             )
             for g in tree.pg_cgs[p]:
                 yield from cg_rows(a, g, "", pg, int(r.cg_unit[g]))
+    yield from firm_result_rows(report)
+
+
+def firm_result_rows(report: MarginReport) -> Iterator[list[str]]:
+    """The firm rows that end ``<name>.results.csv``."""
+    r = report.result
+    blank_vec = [""] * len(PNL_COLUMNS)
     for f in range(r.firm_ids.shape[0]):
         yield [
             report.theo_date,
@@ -307,9 +314,17 @@ def _csv(
     return buf.getvalue().encode("utf-8")
 
 
+def results_csv_chunks(report: MarginReport) -> Iterator[bytes]:
+    """``<name>.results.csv`` a block of rows at a time (``detail_csv``: the bytes of
+    ``results_rows`` through ``csv``, written in bulk)."""
+    from gateway.outputs.margin.detail_csv import results_csv_blocks
+
+    return results_csv_blocks(report, _csv(RESULT_COLUMNS, []))
+
+
 def results_csv(report: MarginReport) -> bytes:
     """``<name>.results.csv``: every level, Gains/Losses/Total rows, positive requirements."""
-    return _csv(RESULT_COLUMNS, results_rows(report))
+    return b"".join(results_csv_chunks(report))
 
 
 def summary_csv(report: MarginReport) -> bytes:

@@ -28,7 +28,12 @@ from typing import Any
 from engine.pmc.margin import LEVEL_PORTFOLIO_GROUP, LEVEL_PRODUCT_GROUP
 from engine.pmc.report import MarginReport
 from engine.pmc.theo.model import PNL_COLUMNS, POINT_LABELS
-from gateway.outputs.margin.data import RESULT_COLUMNS, ResultTree, results_rows
+from gateway.outputs.margin.data import (
+    RESULT_COLUMNS,
+    ResultTree,
+    firm_result_rows,
+    results_rows,
+)
 from gateway.outputs.margin.table import format_requirement, format_whole
 
 PDF_DETAIL_ROW_LIMIT = 250  # beyond this the PDF points to results.csv
@@ -164,7 +169,8 @@ def _heading(pdf: _Pdf, report: MarginReport, title: str, generated_at: dt.datet
 def _summary_tables(pdf: _Pdf, report: MarginReport) -> None:
     r = report.result
     rows: list[tuple[Sequence[str], bool]] = []
-    for a in range(r.account_firm.shape[0]):
+    n_accounts = r.account_firm.shape[0]
+    for a in range(min(n_accounts, PDF_SUMMARY_ROW_LIMIT)):
         rows.append(
             (
                 [
@@ -202,6 +208,13 @@ def _summary_tables(pdf: _Pdf, report: MarginReport) -> None:
         size=7,
         right_from=3,
     )
+    if n_accounts > PDF_SUMMARY_ROW_LIMIT:
+        pdf.text(
+            f"{n_accounts - PDF_SUMMARY_ROW_LIMIT:,} more accounts: every account is in the "
+            "summary CSV (the firm rows above include them).",
+            8,
+            "I",
+        )
 
 
 def _problems(pdf: _Pdf, report: MarginReport) -> None:
@@ -285,14 +298,11 @@ def detail_pdf(report: MarginReport, generated_at: dt.datetime | None = None) ->
             block.clear()
 
     stopped = False
-    for values in results_rows(report):
+    for values in results_rows(report):  # a generator: rows past the limit are never made
         row: dict[str, Any] = dict(zip(RESULT_COLUMNS, values, strict=True))
         level = row["level"]
-        if level == "firm":
-            firm_rows.append((_detail_cells(row), True))
-            continue
-        if stopped:
-            continue
+        if level == "firm" or stopped:
+            break
         if level == "account":
             flush()
             title = f"Account {row['firm']} / {row['account'] or '-'} / {row['account_type']}"
@@ -303,9 +313,11 @@ def detail_pdf(report: MarginReport, generated_at: dt.datetime | None = None) ->
         emitted += 1
         if emitted > PDF_DETAIL_ROW_LIMIT:
             stopped = True
-            continue
+            break
         block.append((_detail_cells(row), row["row"] == "Total" and level != "contract"))
     flush()
+    for values in firm_result_rows(report):
+        firm_rows.append((_detail_cells(dict(zip(RESULT_COLUMNS, values, strict=True))), True))
     if stopped:
         pdf.text(
             f"Detail stops after {PDF_DETAIL_ROW_LIMIT:,} rows: every level is in the results CSV.",
