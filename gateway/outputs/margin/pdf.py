@@ -140,9 +140,7 @@ class _Pdf:
 
         def draw(cells: Sequence[str], style: str, fill: bool) -> None:
             doc.set_font("Helvetica", style, size)
-            lines = [
-                self._wrap(_latin(c), w - 2 * pad) for c, w in zip(cells, widths, strict=True)
-            ]
+            lines = [self._wrap(_latin(c), w - 2 * pad) for c, w in zip(cells, widths, strict=True)]
             height = max(len(cl) for cl in lines) * line_h + 2 * pad
             if doc.get_y() + height > doc.page_break_trigger and not fill:
                 doc.add_page()
