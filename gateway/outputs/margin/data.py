@@ -370,9 +370,11 @@ def errors_csv(problems: Sequence[PositionProblem]) -> bytes:
     )
 
 
-def report_document(report: MarginReport) -> dict[str, object]:
-    """The JSON document of SPEC §7.5 (the stable machine interface)."""
+def report_document(report: MarginReport, *, with_accounts: bool = True) -> dict[str, object]:
+    """The JSON document of the margin result (the stable machine interface); without the
+    accounts' entries when ``with_accounts`` is false."""
     r = report.result
+    n_accounts = r.account_firm.shape[0] if with_accounts else 0
     return {
         "theo_date": report.theo_date,
         "counts": report.counts.as_dict(),
@@ -387,7 +389,7 @@ def report_document(report: MarginReport) -> dict[str, object]:
                 "requirement": round(float(r.account_requirement[a]), 2),
                 "groups": r.account_groups(a),
             }
-            for a in range(r.account_firm.shape[0])
+            for a in range(n_accounts)
         ],
         "firms": [
             {
@@ -401,7 +403,19 @@ def report_document(report: MarginReport) -> dict[str, object]:
     }
 
 
+def report_document_head_tail(report: MarginReport) -> tuple[bytes, bytes]:
+    """The JSON text (no indentation) before and after the accounts' entries."""
+    doc = report_document(report, with_accounts=False)
+    text = json.dumps(doc)
+    cut = text.index('"accounts": []') + len('"accounts": [')
+    return text[:cut].encode("utf-8"), (text[cut:] + "\n").encode("utf-8")
+
+
 def report_json(report: MarginReport) -> bytes:
-    """``report_document`` as UTF-8 JSON with a trailing newline (indented for small files)."""
-    indent = 2 if len(report.result.resolved) <= JSON_INDENT_LIMIT else None
-    return (json.dumps(report_document(report), indent=indent) + "\n").encode("utf-8")
+    """``report_document`` as UTF-8 JSON with a trailing newline: indented for small files,
+    written in bulk (``detail_json``, the same bytes as ``json.dumps``) for large ones."""
+    if len(report.result.resolved) <= JSON_INDENT_LIMIT:
+        return (json.dumps(report_document(report), indent=2) + "\n").encode("utf-8")
+    from gateway.outputs.margin.detail_json import report_json_bytes
+
+    return report_json_bytes(report)

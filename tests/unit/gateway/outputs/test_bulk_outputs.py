@@ -1,8 +1,10 @@
-"""``results.csv`` written in bulk equals, byte for byte, the row-by-row rendering through
-``csv`` (``results_rows``), on the samples and on synthetic files with every level."""
+"""``results.csv`` and the JSON document written in bulk equal, byte for byte, the row-by-row
+renderings through ``csv`` (``results_rows``) and ``json.dumps`` (``report_document``), on the
+samples and on synthetic files with every level."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,14 @@ import pytest
 from engine.pmc.positions.model import PositionFile
 from engine.pmc.positions.read import parse_position_file
 from engine.pmc.report import margin_for_file
-from gateway.outputs.margin.data import RESULT_COLUMNS, _csv, results_csv, results_rows
+from gateway.outputs.margin.data import (
+    RESULT_COLUMNS,
+    _csv,
+    report_document,
+    results_csv,
+    results_rows,
+)
+from gateway.outputs.margin.detail_json import report_json_bytes
 from gateway.theo_store import load_theo_set
 from tests.benchmarks.bench_margin import synthetic_positions, synthetic_set
 
@@ -28,6 +37,7 @@ def test_samples(name: str) -> None:
     theo = load_theo_set(SAMPLES / "theo" / "2026-11-20")
     report = margin_for_file(parse_position_file((SAMPLES / name).read_bytes()), theo)
     assert results_csv(report) == row_by_row(report)
+    assert report_json_bytes(report) == (json.dumps(report_document(report)) + "\n").encode()
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -49,3 +59,6 @@ def test_synthetic_files_with_odd_values(seed: int) -> None:
     fast = results_csv(report)
     assert fast == row_by_row(report)
     assert b'"A,""Q"""' in fast
+    document = report_json_bytes(report)
+    assert document == (json.dumps(report_document(report)) + "\n").encode()
+    assert b'"A,\\"Q\\""' in document
