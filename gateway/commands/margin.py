@@ -5,7 +5,8 @@
 Neither needs the config: ``margin`` takes a theo set folder and a 346 position file, and
 ``theo generate`` a market snapshot. Bad input data (unreadable position file, theo set or market
 snapshot) exits 65 with a message naming file, line and column; a usage mistake exits 2.
-Long work shows a progress bar when stderr is a terminal and plain log lines otherwise.
+Long work (reading, computing, each output; pricing and writing a theo set) shows a progress
+bar when stderr is a terminal and plain log lines otherwise (``gateway.progress``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import argparse
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from engine.pmc.theo.model import TheoSet
 from engine.pmc.theo.read import TheoSetInvalid, parse_theo_set
 from engine.pmc.theo.write import render_theo_set
 from gateway.commands.common import fail, input_exit_code, write_output
+from gateway.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -115,39 +116,6 @@ def describe_unreadable(exc: UnreadableInput) -> str:
     return f"{exc.reason}: {exc.message}" + (f" ({where})" if where else "")
 
 
-@contextlib.contextmanager
-def _progress(label: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar on a terminal; otherwise plain log lines every 25 %."""
-    if enabled and sys.stderr.isatty():
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
-
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            TaskProgressColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-        ) as bar:
-            task = bar.add_task(label, total=None)
-
-            def update(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
-            yield update
-    elif enabled:
-        last = [-1]
-
-        def log_update(done: int, total: int) -> None:
-            quarter = (4 * done) // max(total, 1)
-            if quarter != last[0]:
-                last[0] = quarter
-                log.info("%s progress=%d/%d", label, done, total)
-
-        yield log_update
-    else:
-        yield None
-
-
 def run_margin(args: argparse.Namespace) -> int:
     from gateway.theo_store import load_theo_set
 
@@ -163,7 +131,7 @@ def run_margin(args: argparse.Namespace) -> int:
             input_exit_code(exc, EX_DATAERR),
         )
     try:
-        with _progress("reading positions", len(data) >= PROGRESS_MIN_BYTES) as progress:
+        with progress_bar("reading positions", len(data) >= PROGRESS_MIN_BYTES) as progress:
             parsed = parse_position_file(data, default_firm=args.firm, progress=progress)
     except UnreadableInput as exc:
         return fail(
@@ -174,25 +142,31 @@ def run_margin(args: argparse.Namespace) -> int:
         return fail("--format pdf writes binary data: give --out PATH", EX_USAGE)
     if args.as_types:
         return _run_margin_as(args, parsed, theo)
-    with _progress("computing margin", len(data) >= PROGRESS_MIN_BYTES) as progress:
+    with progress_bar("computing margin", len(data) >= PROGRESS_MIN_BYTES) as progress:
         if progress is not None:
             progress(0, 1)
         report = margin_for_file(parsed, theo)
         if progress is not None:
             progress(1, 1)
 
-    from gateway.outputs.margin.data import report_json, results_csv, summary_csv
+    from gateway.outputs.margin.data import report_json, results_csv_chunks, summary_csv
     from gateway.outputs.margin.pdf import report_pdf
     from gateway.outputs.margin.table import table_text
 
-    if fmt == "table":
-        payload = table_text(report, wide=args.wide).encode("utf-8")
-    elif fmt == "csv":
-        payload = results_csv(report) if args.part == "detail" else summary_csv(report)
-    elif fmt == "json":
-        payload = report_json(report)
-    else:
-        payload = report_pdf(report, part=args.part)
+    big = len(data) >= PROGRESS_MIN_BYTES
+    with progress_bar(f"writing {fmt}", big) as progress:
+        if fmt == "table":
+            payload = table_text(report, wide=args.wide).encode("utf-8")
+        elif fmt == "csv" and args.part == "detail":
+            payload = b"".join(results_csv_chunks(report, progress))
+        elif fmt == "csv":
+            payload = summary_csv(report)
+        elif fmt == "json":
+            payload = report_json(report)
+        else:
+            payload = report_pdf(report, part=args.part)
+        if progress is not None:
+            progress(1, 1)
     return write_output(payload, args.out)
 
 
@@ -243,9 +217,12 @@ def run_theo_generate(args: argparse.Namespace) -> int:
             len(snap.ser_symbol),
             activity.isoformat(),
         )
-        instruments = generate_instruments(snap, activity.isoformat(), steps=args.steps)
+        with progress_bar("pricing", len(snap.ser_symbol) >= 100_000) as progress:
+            instruments = generate_instruments(
+                snap, activity.isoformat(), steps=args.steps, progress=progress
+            )
         big = len(instruments.symbol) >= 200_000
-        with _progress("writing pnl.csv", big) as progress:
+        with progress_bar("writing pnl.csv", big) as progress:
             files = render_theo_set(
                 activity_date=activity.isoformat(),
                 source=f"posgate theo generate {Path(args.market).name}",

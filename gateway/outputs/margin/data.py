@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -314,12 +314,14 @@ def _csv(
     return buf.getvalue().encode("utf-8")
 
 
-def results_csv_chunks(report: MarginReport) -> Iterator[bytes]:
+def results_csv_chunks(
+    report: MarginReport, progress: Callable[[int, int], None] | None = None
+) -> Iterator[bytes]:
     """``<name>.results.csv`` a block of rows at a time (``detail_csv``: the bytes of
-    ``results_rows`` through ``csv``, written in bulk)."""
+    ``results_rows`` through ``csv``, written in bulk); ``progress(rows done, rows)``."""
     from gateway.outputs.margin.detail_csv import results_csv_blocks
 
-    return results_csv_blocks(report, _csv(RESULT_COLUMNS, []))
+    return results_csv_blocks(report, _csv(RESULT_COLUMNS, []), progress)
 
 
 def results_csv(report: MarginReport) -> bytes:

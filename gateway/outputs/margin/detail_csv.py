@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from numpy.typing import NDArray
@@ -194,12 +194,19 @@ class _Plan:
         return int(self.kind.shape[0])
 
 
-def results_csv_blocks(report: MarginReport, header: bytes) -> Iterator[bytes]:
-    """The header, then the rows of ``<name>.results.csv`` a block at a time."""
+def results_csv_blocks(
+    report: MarginReport,
+    header: bytes,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[bytes]:
+    """The header, then the rows of ``<name>.results.csv`` a block at a time;
+    ``progress(rows done, rows)`` after each block."""
     yield header
     plan = _Plan(report)
     for start in range(0, len(plan), BLOCK_ROWS):
         yield _block(report, plan, slice(start, start + BLOCK_ROWS))
+        if progress is not None:
+            progress(min(start + BLOCK_ROWS, len(plan)), len(plan))
     yield _firm_rows(report)
 
 
