@@ -210,6 +210,19 @@ def results_csv_blocks(
     yield _firm_rows(report)
 
 
+def iter_result_rows(report: MarginReport, first_block: int = 2_000) -> Iterator[list[str]]:
+    """The rows of ``results.csv`` as lists of fields (as ``data.results_rows`` yields them),
+    made a block at a time: a reader that stops early pays only for what it read."""
+    plan = _Plan(report)
+    start, size = 0, first_block
+    while start < len(plan):
+        text = _block(report, plan, slice(start, start + size)).decode("utf-8")
+        yield from csv.reader(io.StringIO(text))
+        start += size
+        size = BLOCK_ROWS
+    yield from csv.reader(io.StringIO(_firm_rows(report).decode("utf-8")))
+
+
 def _pick(kind: NDArray[np.int8], choices: dict[int, bulk.U8], idx: IntArray) -> bulk.U8:
     """Row j takes ``choices[kind[j]][idx[j]]`` (empty for kinds not in ``choices``)."""
     n = kind.shape[0]

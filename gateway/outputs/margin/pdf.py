@@ -31,12 +31,8 @@ from typing import Any
 from engine.pmc.margin import LEVEL_PORTFOLIO_GROUP, LEVEL_PRODUCT_GROUP
 from engine.pmc.report import MarginReport
 from engine.pmc.theo.model import PNL_COLUMNS, POINT_LABELS
-from gateway.outputs.margin.data import (
-    RESULT_COLUMNS,
-    ResultTree,
-    firm_result_rows,
-    results_rows,
-)
+from gateway.outputs.margin.data import RESULT_COLUMNS, ResultTree, firm_result_rows
+from gateway.outputs.margin.detail_csv import iter_result_rows
 from gateway.outputs.margin.table import format_requirement, format_whole
 
 PDF_DETAIL_ROW_LIMIT = 1000  # beyond this the PDF points to results.csv
@@ -351,7 +347,7 @@ def detail_pdf(report: MarginReport, generated_at: dt.datetime | None = None) ->
             block.clear()
 
     stopped = False
-    for values in results_rows(report):  # a generator: rows past the limit are never made
+    for values in iter_result_rows(report):  # made a block at a time: the limit stops it
         row: dict[str, Any] = dict(zip(RESULT_COLUMNS, values, strict=True))
         level = row["level"]
         if level == "firm" or stopped:

@@ -62,3 +62,12 @@ def test_synthetic_files_with_odd_values(seed: int) -> None:
     document = report_json_bytes(report)
     assert document == (json.dumps(report_document(report)) + "\n").encode()
     assert b'"A,\\"Q\\""' in document
+
+
+def test_result_rows_a_block_at_a_time_are_the_rows() -> None:
+    from gateway.outputs.margin.detail_csv import iter_result_rows
+
+    theo = synthetic_set(40, per_group=4, seed=5)
+    batch = synthetic_positions(theo, 2_500, n_accounts=5, seed=5)
+    report = margin_for_file(PositionFile("csv", None, None, batch, [], len(batch)), theo)
+    assert list(iter_result_rows(report, first_block=100)) == list(results_rows(report))
