@@ -38,11 +38,11 @@ from engine.pmc.theo.model import TheoSet
 from gateway import metrics
 from gateway.errors import TransientError
 from gateway.ledger import Ledger
-from gateway.outputs.margin.data import errors_csv, results_csv, summary_csv
+from gateway.outputs.margin.data import errors_csv, results_csv_chunks, summary_csv
 from gateway.outputs.margin.pdf import report_pdf
 from gateway.pipelines.set_loader import SetLoader
 from gateway.spool.claims import ClaimedFile
-from gateway.spool.fsio import write_atomic
+from gateway.spool.fsio import atomic_writer, write_atomic
 from gateway.spool.naming import upload_output_base
 from gateway.theo_store import TheoStore
 
@@ -166,7 +166,9 @@ def process_position_file(
         "summary": outbound_dir / f"{stem}.summary.csv",
         "errors": outbound_dir / f"{stem}.errors.csv",
     }
-    write_atomic(outputs["results"], results_csv(report))
+    with atomic_writer(outputs["results"]) as fh:  # written a block at a time
+        for chunk in results_csv_chunks(report):
+            fh.write(chunk)
     write_atomic(outputs["summary"], summary_csv(report))
     write_atomic(outputs["errors"], errors_csv(report.problems))
     if write_pdf:
