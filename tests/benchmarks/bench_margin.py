@@ -181,6 +181,11 @@ def reference_margin(
 
 def synthetic_set(n_class_groups: int, per_group: int, seed: int = 7) -> TheoSet:
     """A type-C set: class groups in 50 product groups (10 portfolio groups, some alone)."""
+    return parse_theo_set(synthetic_set_files(n_class_groups, per_group, seed))
+
+
+def synthetic_set_files(n_class_groups: int, per_group: int, seed: int = 7) -> dict[str, bytes]:
+    """The CSV files of ``synthetic_set`` (name -> bytes)."""
     rng = np.random.default_rng(seed)
     n_pg = 50
     ports = [(f"P{j}", "C", 0.5 + 0.04 * j) for j in range(10)]
@@ -220,14 +225,13 @@ def synthetic_set(n_class_groups: int, per_group: int, seed: int = 7) -> TheoSet
         min_charge=np.full(n, 37.5),
         pnl=pnl,
     )
-    files = render_theo_set(
+    return render_theo_set(
         activity_date="2026-11-20",
         source="bench",
         equity_product_group="999",
         groups=TheoGroups(ports, pgs, cgs),
         instruments=rows,
     )
-    return parse_theo_set(files)
 
 
 def synthetic_positions(theo: TheoSet, n: int, n_accounts: int, seed: int = 11) -> PositionBatch:

@@ -1,4 +1,4 @@
-"""Instruction, outcome and query rules and reason codes over the corpus in tests/data/ebe/."""
+"""Every rule and reason code of instructions, outcomes and queries, over tests/data/ebe/."""
 
 from __future__ import annotations
 

@@ -334,10 +334,21 @@ def test_a_dated_folder_uses_that_set_or_is_answered_with_the_reason(tmp_path: P
     )
     assert outcome is not None and outcome.theo_date == "2026-11-19"
     assert not outcome.theo_stale and outcome.theo_requested == "2026-11-19"
-    missing = arrival.process(
-        _claimed(tmp_path, ledger, "m.csv", str(inbound / "2026-10-01" / "m.csv"), data)
-    )
+    seen: list[tuple[str, bool]] = []
+    writer = ledger.event_writer
+    assert writer is not None
+
+    def in_transaction(conn, key, body, message_id):  # type: ignore[no-untyped-def]
+        seen.append((key, conn.in_transaction))
+        writer(conn, key, body, message_id)
+
+    ledger.event_writer = in_transaction
+    claimed = _claimed(tmp_path, ledger, "m.csv", str(inbound / "2026-10-01" / "m.csv"), data)
+    missing = arrival.process(claimed)
     assert missing is None
+    # the answer is written in the transaction that records the file processed
+    assert seen == [("firm.00005.pmc.result", True)]
+    assert ledger.file(claimed.file_id).state == "processed"
     errors = (spool / "firms" / "00005" / "outbound" / "pmc" / "m.csv.errors.csv").read_text()
     row = list(csv.DictReader(io.StringIO(errors)))[0]
     assert row["reason"] == "THEO_NOT_LOADED" and row["kind"] == "rejected"
