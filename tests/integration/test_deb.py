@@ -128,8 +128,14 @@ def test_install_upgrade_and_purge_in_a_throwaway_root(deb: Path, tmp_path: Path
     dpkg = ["dpkg", f"--root={root}", "--force-script-chrootless", "--force-depends"]
     dpkg += ["--log=/dev/null"]
 
-    installed = run([*dpkg, "--install", str(deb)])
+    # run from the checkout: the scripts must touch the installed package, never this one
+    checkout_commit = REPO / "gateway" / "COMMIT"
+    before = checkout_commit.read_bytes() if checkout_commit.exists() else None
+    installed = run([*dpkg, "--install", str(deb)], cwd=REPO)
     assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert (checkout_commit.read_bytes() if checkout_commit.exists() else None) == before
+    venv_lib = root / "opt" / "posgate" / "venv" / "lib"
+    assert len(list(venv_lib.glob("python3*/site-packages/gateway/COMMIT"))) == 1
     assert "holds RabbitMQ's default password 'guest'" in installed.stderr
 
     posgate = root / "opt" / "posgate" / "venv" / "bin" / "posgate"

@@ -112,7 +112,8 @@ def readme_amqp_examples() -> list[ReadmeExample]:
     section = readme[start : readme.index("\n## ", start + 10)]
     found = []
     for block in re.findall(r"```python\n(.*?)```", section, flags=re.S):
-        bodies = re.findall(r"^body = (\{.*\})", block, flags=re.M)
+        # one line, or formatted over several up to the closing brace at the start of a line
+        bodies = re.findall(r"^body = (\{[^\n]*\}$|\{.*?^\})", block, flags=re.M | re.S)
         types = re.findall(r'routing_key="request\.([a-z.]+)"', block)
         for body, request_type in zip(bodies, types, strict=True):
             found.append(ReadmeExample(request_type, json.dumps(ast.literal_eval(body)).encode()))
