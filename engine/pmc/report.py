@@ -1,4 +1,4 @@
-"""The margin report of a whole position file: counts (SPEC §7.3), problems and the result.
+"""The margin report of a whole position file: counts, problems and the result.
 
 ``margin_for_file`` resolves a parsed 346 file against a theo set (``engine.pmc.resolve``),
 computes its margin (``engine.pmc.margin``) and counts accepted, rejected and invalid-series
@@ -17,7 +17,7 @@ from engine.pmc.theo.model import TheoSet
 
 @dataclass(frozen=True)
 class PositionCounts:
-    """Output counts of SPEC §7.3; accepted + rejected + invalid_series == total."""
+    """Output counts; accepted + rejected + invalid_series == total."""
 
     accepted: int
     rejected: int

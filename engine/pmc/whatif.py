@@ -1,4 +1,4 @@
-"""What-if margin (SPEC §7.5, AMQP ``margin.whatif``): a portfolio's requirement with and without
+"""What-if margin (AMQP ``margin.whatif``): a portfolio's requirement with and without
 each of its positions, optionally on top of a base portfolio.
 
 The marginal contribution of position i is the requirement of the whole portfolio minus the

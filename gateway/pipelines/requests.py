@@ -300,7 +300,7 @@ def compute_handlers(theo_store: TheoStore) -> dict[str, Callable[[Request], Rep
 
 
 def ebe_query_handler(flow: EbeFlow) -> Callable[[Request], Reply]:
-    """``ebe.query``: filters of SPEC §8.4 -> the JSON form inline up to ``[ebe] inline_rows``
+    """``ebe.query``: query filters -> the JSON form inline up to ``[ebe] inline_rows``
     rows; above that the rows go to a CSV in the firm's ``outbound/ebe/`` and the reply names it
     (with ``rows`` empty and ``row_count``)."""
 
@@ -321,7 +321,7 @@ def ebe_query_handler(flow: EbeFlow) -> Callable[[Request], Reply]:
 
 
 def ebe_instruction_handler(flow: EbeFlow) -> Callable[[Request], Reply]:
-    """``ebe.instruction``: the CSV of SPEC §8.2 (``text/csv``) or JSON ``{"instructions":
+    """``ebe.instruction``: the instruction CSV (``text/csv``) or JSON ``{"instructions":
     [{...}, ...]}`` -> the per-line receipt, received at the server's clock."""
 
     def handle(request: Request) -> Reply:

@@ -69,7 +69,7 @@ class Problem(BaseModel):
 
 
 class MarginDoc(BaseModel):
-    """The JSON of ``posgate margin --format json`` (SPEC §7.5)."""
+    """The JSON of ``posgate margin --format json``."""
 
     theo_date: str
     counts: Counts

@@ -1,6 +1,6 @@
 """The ``TheoSet`` model: the columnar arrays of a theo set, its layout and its match keys.
 
-A set is five UTF-8 CSV files (``FILES``, SPEC §7.1), read by ``engine.pmc.theo.read`` and
+A set is five UTF-8 CSV files (``FILES``), read by ``engine.pmc.theo.read`` and
 written by ``engine.pmc.theo.write``; the column names and the 10 P&L points they share are
 defined here.
 
