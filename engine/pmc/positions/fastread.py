@@ -255,7 +255,7 @@ def plain_detail_lines(
     firm_text = col(fields[2])
     firm_text = np.char.lstrip(firm_text, "0")
     firm_text = np.where(firm_text == "", "0", firm_text).astype(np.str_)
-    if firm_text.size:  # five digits, as ``firm_id`` (zfill has no answer for no rows)
+    if firm_text.size:  # as model.firm_id (numpy's zfill refuses an empty array)
         firm_text = np.char.zfill(firm_text, FIRM_ID_DIGITS).astype(np.str_)
     longs = _equals(fields[12], b"L")[good]
     qty = net[good].astype(np.float64)
