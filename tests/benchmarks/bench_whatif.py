@@ -91,11 +91,13 @@ def real_whatif(request: Any) -> Any:
 
 
 def vectorised_whatif(request: Any) -> Any:
-    """The real handler with the small-portfolio path turned off (the numpy engine throughout):
-    the peer of ``real_whatif`` in the same run."""
+    """The real handler with the small-portfolio path and the few-record look-up turned off (the
+    numpy engine throughout): the peer of ``real_whatif`` in the same run."""
     import engine.pmc.whatif
+    from engine.pmc.theo.model import TheoSet
 
     engine.pmc.whatif.SMALL_LIMIT = -1
+    TheoSet.FEW_RECORDS = -1
     return real_whatif(request)
 
 

@@ -6,20 +6,32 @@ Each row goes through the same field checks as a 346 detail record
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from functools import partial
-
-import numpy as np
 
 from engine.pmc.positions.checks import RecordRejected, check_detail
 from engine.pmc.positions.model import REJECTED, BatchColumns, PositionBatch, PositionProblem
 
+#: the text fields of a row, in the order ``positions_from_rows`` unpacks them
+_TEXT_FIELDS = (
+    "firm",
+    "account",
+    "put_call",
+    "symbol",
+    "exercise_style",
+    "settlement_style",
+    "series_date",
+    "expiration_date",
+    "strike",
+    "security_type",
+    "market_value",
+    "account_type",
+    "basket_id",
+)
 
-def _text(row: dict[str, object], name: str) -> str:
-    """A field of a row as the text of a 346 field ('' when absent)."""
-    v = row.get(name)
-    if type(v) is str:
-        return v
+
+def _text(v: object) -> str:
+    """A value of a row as the text of a 346 field ('' when absent)."""
     if isinstance(v, float) and "e" in repr(v):
         # 1e-06 is a number, but not in the form a 346 field takes
         return f"{v:.12f}"
@@ -42,35 +54,49 @@ def positions_from_rows(
     for i, row in enumerate(rows):
         line = i + 1
         warnings: list[PositionProblem] = []
-        text = partial(_text, row)
         try:
+            (
+                firm,
+                account,
+                put_call,
+                symbol,
+                exercise_style,
+                settlement_style,
+                series_date,
+                expiration_date,
+                strike,
+                security_type,
+                market_value,
+                account_type,
+                basket_id,
+            ) = [v if type(v) is str else _text(v) for v in map(row.get, _TEXT_FIELDS)]
             qty_raw = row.get("quantity")
             if isinstance(qty_raw, bool) or not isinstance(qty_raw, (int, float, str)):
                 raise RecordRejected(
                     "BAD_VALUE", "quantity", repr(qty_raw), "quantity must be a number"
                 )
             qty = float(qty_raw)
-            if not np.isfinite(qty) or qty != int(qty):
+            if not math.isfinite(qty) or qty != int(qty):
                 raise RecordRejected(
                     "BAD_VALUE", "quantity", str(qty_raw), "quantity must be whole"
                 )
             checked = check_detail(
                 line=line,
-                firm=text("firm"),
-                account=text("account"),
-                put_call=text("put_call"),
-                symbol=text("symbol"),
-                exercise_style=text("exercise_style"),
-                settlement_style=text("settlement_style"),
-                series_date=text("series_date"),
-                expiration_date=text("expiration_date"),
-                strike=text("strike") or "0",
+                firm=firm,
+                account=account,
+                put_call=put_call,
+                symbol=symbol,
+                exercise_style=exercise_style,
+                settlement_style=settlement_style,
+                series_date=series_date,
+                expiration_date=expiration_date,
+                strike=strike or "0",
                 function="S" if qty < 0 else "L",
-                security_type=text("security_type"),
-                market_value=text("market_value"),
+                security_type=security_type,
+                market_value=market_value,
                 net_position=str(abs(int(qty))),
-                account_type=text("account_type"),
-                basket_id=text("basket_id"),
+                account_type=account_type,
+                basket_id=basket_id,
                 warnings=warnings,
                 allow_zero=allow_zero,
             )
