@@ -93,24 +93,49 @@ class _Tokens:
         self.opening.append(opening)
         self.starts_node.append(starts_node)
 
-    def ordered(self, *, leading_comma: bool = False) -> Iterator[bytes | memoryview]:
+    def joined(self, *, leading_comma: bool = False) -> bytes:
+        """Every token in document order, with the separators, as one bytes object: the
+        tokens' byte ranges are ordered with numpy and adjacent ranges are merged, so Python
+        touches one slice per run, not one per value."""
         kind = np.concatenate([np.full(c, j, dtype=np.int64) for j, c in enumerate(self.counts)])
         row = np.concatenate([np.arange(c, dtype=np.int64) for c in self.counts])
         keys = [np.concatenate([k[level] for k in self.keys]) for level in range(5)]
+        texts = [*self.texts, b", "]
+        base = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum([len(t) for t in texts], out=base[1:])
+        begin_parts, end_parts = [], []
+        for j, (count, bounds) in enumerate(zip(self.counts, self.bounds, strict=True)):
+            if bounds is None:
+                begin_parts.append(np.full(count, base[j], dtype=np.int64))
+                end_parts.append(np.full(count, base[j + 1], dtype=np.int64))
+            else:
+                begin_parts.append(base[j] + bounds[:-1])
+                end_parts.append(base[j] + bounds[1:])
         order = np.lexsort((row, *reversed(keys)))
-        kind, row = kind[order], row[order]
+        kind = kind[order]
+        begin = np.concatenate(begin_parts)[order]
+        finish = np.concatenate(end_parts)[order]
         opening = np.asarray(self.opening)[kind]
         comma = np.asarray(self.starts_node)[kind]
         comma[1:] &= ~opening[:-1]
         comma[:1] = leading_comma
-        views = [memoryview(t) for t in self.texts]
-        bounds = [b.tolist() if b is not None else None for b in self.bounds]
-        separator = b", "
-        for k, j, c in zip(kind.tolist(), row.tolist(), comma.tolist(), strict=True):
-            if c:
-                yield separator
-            kb = bounds[k]
-            yield views[k] if kb is None else views[k][kb[j] : kb[j + 1]]
+        # a separator token before each token that needs one
+        slot = np.arange(kind.shape[0], dtype=np.int64) + np.cumsum(comma)
+        total = kind.shape[0] + int(comma.sum())
+        starts = np.full(total, base[-2], dtype=np.int64)
+        ends = np.full(total, base[-1], dtype=np.int64)
+        starts[slot], ends[slot] = begin, finish
+        # merge ranges that follow each other in the buffer
+        breaks = np.flatnonzero(starts[1:] != ends[:-1]) + 1
+        run_start = np.concatenate([[0], breaks])
+        run_end = np.concatenate([breaks, [total]]) - 1
+        view = memoryview(b"".join(texts))
+        return b"".join(
+            [
+                view[a:b]
+                for a, b in zip(starts[run_start].tolist(), ends[run_end].tolist(), strict=True)
+            ]
+        )
 
 
 CHUNK_POSITIONS = 100_000  # positions whose accounts are written together
@@ -371,7 +396,7 @@ def _accounts_json(report: MarginReport, lo: int, hi: int, *, leading_comma: boo
         g = r.pos_cg[i].astype(np.int64)
         keys = [r.pos_account[i], cg_unit[g], cg_pg[g], g, i]
         tokens.add(*bulk.join_rows(pieces), keys, opening=False, starts_node=True)
-    return b"".join(tokens.ordered(leading_comma=leading_comma))
+    return tokens.joined(leading_comma=leading_comma)
 
 
 def _offsets(values: np.ndarray) -> bulk.U8:
