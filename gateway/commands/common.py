@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 from engine.calendar import BusinessCalendar
 from gateway.config import Config, ConfigError, load_config
@@ -23,6 +24,12 @@ def load_config_or_report(path: str) -> Config | None:
         return load_config(path)
     except ConfigError as exc:
         print_config_problems(exc.problems)
+        if not Path(path).exists():
+            print(
+                "  (no config there: `posgate init DIR` lays out the default one in "
+                "DIR/config/posgate.toml; give it with --config or $POSGATE_CONFIG)",
+                file=sys.stderr,
+            )
         return None
 
 
@@ -91,8 +98,6 @@ def write_output(payload: bytes | Iterable[bytes], out: str | None) -> int:
     written, 1 when the disk fails."""
     chunks = [payload] if isinstance(payload, bytes) else payload
     if out:
-        from pathlib import Path
-
         from gateway.errors import TransientError
         from gateway.spool.fsio import atomic_writer
 

@@ -1,4 +1,4 @@
-"""CLI verbs of the portfolio margin flow: ``margin`` and ``theo generate`` (SPEC §3, §7).
+"""CLI verbs of the portfolio margin flow: ``margin`` and ``theo generate``.
 
 ``theo contracts`` and ``positions convert`` live in ``gateway.commands.pmc_tools``.
 
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Compute portfolio margin requirements of a CSV or ASCII 346 position file "
         "against a theoretical P&L set.",
     )
-    p.add_argument("--theo", required=True, metavar="DIR", help="theo set folder (SPEC §7.1)")
+    p.add_argument("--theo", required=True, metavar="DIR", help="theo set folder (five CSV files)")
     p.add_argument("--positions", required=True, metavar="FILE", help="346 position file")
     p.add_argument("--format", choices=FORMATS, default="table", help="output (default: table)")
     p.add_argument("--out", metavar="PATH", help="write here instead of standard output")

@@ -1,8 +1,8 @@
-"""Benchmarks of the margin flow (SPEC §13), run as ``python -m tests.benchmarks.bench_margin``.
+"""Benchmarks of the margin flow, run as ``python -m tests.benchmarks.bench_margin``.
 
 * margin: 100,000 positions over 5,000 class groups, the vectorised engine
   (``resolve_positions`` + ``compute_margin``) against ``reference_margin``, a straightforward
-  per-position Python loop written here from SPEC §7.4; both must give the same totals.
+  per-position Python loop written here from the calculation rules; both must give the same totals.
 * theo-generate: pricing 1,000,000 option series at the base and 10 moved prices
   (``engine.pmc.theo.generate.generate_instruments``).
 
@@ -431,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"\nSame totals: requirement and NAV of every account agree (total requirement "
             f"{m['total']:,.2f}, largest difference {m['max_diff']:.2e}). "
-            f"Target (SPEC §13): < {TARGET_MARGIN_S:g} s and ≥ "
+            f"Target: < {TARGET_MARGIN_S:g} s and ≥ "
             f"{TARGET_MARGIN_RATIO:g}× the loop — {verdict(ok)}.\n"
         )
     if args.only in (None, "theo"):
@@ -443,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{int(t['series']):,} option series (70 % American on grouped CRR lattices, 100 "
             f"steps; 30 % European Black-Scholes) x (base + 10 points): {t['pricing_s']:.2f} s "
             f"wall, {t['pricing_cpu']:.2f} s CPU ({t['per_series_us']:.1f} µs CPU per series). "
-            f"Target (SPEC §13): < {TARGET_THEO_S:g} s — {verdict(ok)}.\n"
+            f"Target: < {TARGET_THEO_S:g} s — {verdict(ok)}.\n"
         )
     return 0
 

@@ -1,4 +1,4 @@
-"""Reading 346 position files (seed 002, Appendix B): CSV and fixed-width ASCII into columns.
+"""Reading 346 position files: CSV and fixed-width ASCII into columns.
 
 ``parse_position_file(data)`` detects the format from the first record line (a comma right after
 ``346`` means CSV), reads the optional header and trailer, checks the trailer totals, and returns a
@@ -11,7 +11,7 @@ an instrument of the P&L set (invalid series) is decided later, against a theo s
 A file that cannot be read at all (empty, binary, not UTF-8/ASCII text, no 346 record in it)
 raises ``UnreadableInput``; any other defect is a problem of one line and never stops the rest.
 
-Decisions where the seed is silent (documented in docs/readme/margin.md), besides the field
+Decisions (documented in the README's 346 section), besides the field
 checks': a blank CSV firm takes the submitting firm when one is known; a trailer whose totals
 differ from the detail records is a warning (``TRAILER_TOTALS``).
 """
@@ -40,6 +40,7 @@ from engine.pmc.positions.model import (
     FileTrailer,
     PositionFile,
     PositionProblem,
+    firm_id,
 )
 
 
@@ -370,7 +371,7 @@ def parse_position_file(
                     )
                 header = FileHeader(
                     line_no,
-                    firm_t.lstrip("0") or "0",
+                    firm_id(firm_t),
                     parse_date(hdate, "DATE", iso_allowed=False),
                 )
                 continue
@@ -380,7 +381,7 @@ def parse_position_file(
                 firm_t = firm.strip()
                 trailer = FileTrailer(
                     line_no,
-                    firm_t.lstrip("0") or "0",
+                    firm_id(firm_t),
                     _ascii_int(longs_t, "TOTAL LONGS"),
                     _ascii_int(shorts_t, "TOTAL SHORTS"),
                 )

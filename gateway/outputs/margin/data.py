@@ -1,6 +1,7 @@
 """The machine-readable renderings of a margin report: ``<name>.results.csv`` (every level with
 its Gains/Losses/Total rows), ``<name>.summary.csv``, ``<name>.errors.csv`` and the JSON document
-of SPEC §7.5. Amounts are positive and rounded to cents; the parent -> children lists of a result
+of ``--format json``.
+Amounts are positive and rounded to cents; the parent -> children lists of a result
 (``ResultTree``) are shared with the table.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -304,13 +306,25 @@ def firm_result_rows(report: MarginReport) -> Iterator[list[str]]:
         ]
 
 
+_FORMULA_START = re.compile(r"[=+@\t\r]|-(?![0-9.])")
+
+
+def inert_cell(cell: object) -> object:
+    """A text cell a spreadsheet would run as a formula (``=``, ``+``, ``@``, a tab or CR, or a
+    ``-`` not starting a number: text a sender chose, echoed in ``errors.csv``) gets a leading
+    ``'``, so opening the file never evaluates it; numbers and other text are unchanged."""
+    if isinstance(cell, str) and _FORMULA_START.match(cell):
+        return "'" + cell
+    return cell
+
+
 def _csv(
     header: Sequence[str], rows: Iterator[Sequence[object]] | Sequence[Sequence[object]]
 ) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows([inert_cell(cell) for cell in row] for row in rows)
     return buf.getvalue().encode("utf-8")
 
 

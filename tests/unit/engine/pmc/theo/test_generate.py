@@ -1,4 +1,4 @@
-"""Theo set generation (SPEC §7.2): market snapshots in, priced P&L sets out."""
+"""Theo set generation: market snapshots in, priced P&L sets out."""
 
 from __future__ import annotations
 
