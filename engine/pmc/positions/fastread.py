@@ -288,7 +288,7 @@ def _plain_block(
 
     # five digits, as ``model.firm_id`` writes a firm of at most five digits
     firm_text = col(fields[2])
-    if firm_text.size:
+    if firm_text.size:  # numpy's zfill refuses an empty array
         firm_text = np.char.zfill(firm_text, FIRM_ID_DIGITS).astype(np.str_)
     longs = _equals(fields[12], b"L")[good]
     qty = net[good].astype(np.float64)
