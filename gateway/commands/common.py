@@ -4,6 +4,7 @@ with it printed and exit code 78."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from engine.calendar import BusinessCalendar
@@ -91,24 +92,26 @@ def fail(message: str, code: int) -> int:
     return code
 
 
-def write_output(payload: bytes, out: str | None) -> int:
-    """Write a verb's result to ``--out PATH`` (atomically: temp name, fsync, rename) or to
-    standard output; the exit code: 0, 73 for a path that must not be written, 1 when the
-    disk fails."""
+def write_output(payload: bytes | Iterable[bytes], out: str | None) -> int:
+    """Write a verb's result (bytes, or chunks of them) to ``--out PATH`` (atomically: temp
+    name, fsync, rename) or to standard output; the exit code: 0, 73 for a path that must not be
+    written, 1 when the disk fails."""
+    chunks = [payload] if isinstance(payload, bytes) else payload
     if out:
-        from pathlib import Path
-
         from gateway.errors import TransientError
-        from gateway.spool.fsio import write_atomic
+        from gateway.spool.fsio import atomic_writer
 
         problem = output_problem(out)
         if problem:
             return fail(problem, EX_CANTCREAT)
         try:
-            write_atomic(Path(out), payload)
+            with atomic_writer(Path(out)) as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
         except TransientError as exc:
             return fail(str(exc), 1)
     else:
-        sys.stdout.buffer.write(payload)
+        for chunk in chunks:
+            sys.stdout.buffer.write(chunk)
         sys.stdout.flush()
     return 0

@@ -149,7 +149,7 @@ def run_margin(args: argparse.Namespace) -> int:
         if progress is not None:
             progress(1, 1)
 
-    from gateway.outputs.margin.data import report_json, results_csv_chunks, summary_csv
+    from gateway.outputs.margin.data import report_json_chunks, results_csv_chunks, summary_csv
     from gateway.outputs.margin.pdf import report_pdf
     from gateway.outputs.margin.table import table_text
 
@@ -158,16 +158,17 @@ def run_margin(args: argparse.Namespace) -> int:
         if fmt == "table":
             payload = table_text(report, wide=args.wide).encode("utf-8")
         elif fmt == "csv" and args.part == "detail":
-            payload = b"".join(results_csv_chunks(report, progress))
+            payload = results_csv_chunks(report, progress)  # written as they come
         elif fmt == "csv":
             payload = summary_csv(report)
         elif fmt == "json":
-            payload = report_json(report)
+            payload = report_json_chunks(report)
         else:
             payload = report_pdf(report, part=args.part)
+        code = write_output(payload, args.out)
         if progress is not None:
             progress(1, 1)
-    return write_output(payload, args.out)
+    return code
 
 
 def _run_margin_as(args: argparse.Namespace, parsed: PositionFile, theo: TheoSet) -> int:

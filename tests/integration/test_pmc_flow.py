@@ -104,6 +104,16 @@ class ReadmeExample:
     body: bytes
 
 
+def _balanced(text: str, start: int) -> str:
+    """The ``{...}`` that opens at ``text[start]`` (it may span lines)."""
+    depth = 0
+    for end in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[end], 0)
+        if depth == 0:
+            return text[start : end + 1]
+    raise AssertionError(f"unbalanced braces from {text[start : start + 40]!r}")
+
+
 def readme_amqp_examples() -> list[ReadmeExample]:
     """The JSON requests of the README's AMQP section: every ``routing_key="request.<type>"``
     of a Python example, with the ``body = {...}`` line above it."""
@@ -112,8 +122,7 @@ def readme_amqp_examples() -> list[ReadmeExample]:
     section = readme[start : readme.index("\n## ", start + 10)]
     found = []
     for block in re.findall(r"```python\n(.*?)```", section, flags=re.S):
-        # one line, or formatted over several up to the closing brace at the start of a line
-        bodies = re.findall(r"^body = (\{[^\n]*\}$|\{.*?^\})", block, flags=re.M | re.S)
+        bodies = [_balanced(block, m.end() - 1) for m in re.finditer(r"^body = \{", block, re.M)]
         types = re.findall(r'routing_key="request\.([a-z.]+)"', block)
         for body, request_type in zip(bodies, types, strict=True):
             found.append(ReadmeExample(request_type, json.dumps(ast.literal_eval(body)).encode()))

@@ -174,6 +174,9 @@ def _date(mat: U8) -> tuple[BoolArray, BoolArray, NDArray[np.str_]]:
     return blank | valid, blank, _as_str(iso)
 
 
+BLOCK_LINES = 65_536  # lines checked together (their matrices stay small)
+
+
 def plain_detail_lines(
     buf: U8,
     starts: IntArray,
@@ -182,14 +185,45 @@ def plain_detail_lines(
     allow_zero: bool,
 ) -> PlainRecords:
     """Check the given lines (byte ranges of ``buf``, each a candidate CSV detail record) in
-    bulk; the records returned are those that pass, the others must be checked one by one."""
+    bulk, a block of lines at a time; the records returned are those that pass (``line`` is
+    their index among the given lines), the others must be checked one by one."""
     commas = np.flatnonzero(buf == ord(","))
+    unsafe = np.flatnonzero(~_LINE_SAFE[buf])
+    parts = []
+    for lo in range(0, max(starts.shape[0], 1), BLOCK_LINES):
+        part = _plain_block(
+            buf,
+            starts[lo : lo + BLOCK_LINES],
+            ends[lo : lo + BLOCK_LINES],
+            commas,
+            unsafe,
+            allow_zero=allow_zero,
+        )
+        parts.append(part.with_lines(part.line + lo))
+    if len(parts) == 1:
+        return parts[0]
+    return PlainRecords(
+        np.concatenate([p.line for p in parts]),
+        {k: np.concatenate([p.columns[k] for p in parts]) for k in parts[0].columns},
+        np.concatenate([p.function_long for p in parts]),
+        np.concatenate([p.net for p in parts]),
+    )
+
+
+def _plain_block(
+    buf: U8,
+    starts: IntArray,
+    ends: IntArray,
+    commas: IntArray,
+    unsafe: IntArray,
+    *,
+    allow_zero: bool,
+) -> PlainRecords:
     first = np.searchsorted(commas, starts)
     last = np.searchsorted(commas, ends)
     count = last - first
     candidate = (count == _FIELDS - 1) | (count == _FIELDS - 2)
     # every byte plain
-    unsafe = np.flatnonzero(~_LINE_SAFE[buf])
     bad_bytes = np.searchsorted(unsafe, ends) - np.searchsorted(unsafe, starts)
     candidate &= bad_bytes == 0
     rows = np.flatnonzero(candidate)
@@ -252,10 +286,9 @@ def plain_detail_lines(
     def col(mat: U8) -> NDArray[np.str_]:
         return _as_str(np.ascontiguousarray(mat[good]))
 
+    # five digits, as ``model.firm_id`` writes a firm of at most five digits
     firm_text = col(fields[2])
-    firm_text = np.char.lstrip(firm_text, "0")
-    firm_text = np.where(firm_text == "", "0", firm_text).astype(np.str_)
-    if firm_text.size:  # as model.firm_id (numpy's zfill refuses an empty array)
+    if firm_text.size:  # numpy's zfill refuses an empty array
         firm_text = np.char.zfill(firm_text, FIRM_ID_DIGITS).astype(np.str_)
     longs = _equals(fields[12], b"L")[good]
     qty = net[good].astype(np.float64)

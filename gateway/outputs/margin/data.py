@@ -427,11 +427,17 @@ def report_document_head_tail(report: MarginReport) -> tuple[bytes, bytes]:
     return text[:cut].encode("utf-8"), (text[cut:] + "\n").encode("utf-8")
 
 
-def report_json(report: MarginReport) -> bytes:
+def report_json_chunks(report: MarginReport) -> Iterator[bytes]:
     """``report_document`` as UTF-8 JSON with a trailing newline: indented for small files,
-    written in bulk (``detail_json``, the same bytes as ``json.dumps``) for large ones."""
+    written in bulk a group of accounts at a time (``detail_json``, the same bytes as
+    ``json.dumps``) for large ones."""
     if len(report.result.resolved) <= JSON_INDENT_LIMIT:
-        return (json.dumps(report_document(report), indent=2) + "\n").encode("utf-8")
-    from gateway.outputs.margin.detail_json import report_json_bytes
+        return iter([(json.dumps(report_document(report), indent=2) + "\n").encode("utf-8")])
+    from gateway.outputs.margin.detail_json import report_json_chunks as chunks
 
-    return report_json_bytes(report)
+    return chunks(report)
+
+
+def report_json(report: MarginReport) -> bytes:
+    """``report_json_chunks`` as one bytes object."""
+    return b"".join(report_json_chunks(report))

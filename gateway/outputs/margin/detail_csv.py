@@ -189,9 +189,16 @@ class _Plan:
         self.acct = acct[order]
         self.pg = pg[order]
         self.cg = cg[order]
+        self._texts: dict[str, bulk.U8] = {}
 
     def __len__(self) -> int:
         return int(self.kind.shape[0])
+
+    def strings(self, name: str, values: NDArray[np.generic]) -> bulk.U8:
+        """``_strings(values)``, made once per report (every block uses it)."""
+        if name not in self._texts:
+            self._texts[name] = _strings(values)
+        return self._texts[name]
 
 
 def results_csv_blocks(
@@ -276,17 +283,19 @@ def _block(report: MarginReport, plan: _Plan, rows: slice) -> bytes:
         idx,
         np.where(pg >= 0, port_of_pg[np.maximum(pg, 0)] if r.pg_id.shape[0] else -1, -1),
     )
-    port_text = _strings(r.port_id) if r.port_id.shape[0] else np.zeros((0, 1), np.uint8)
+    port_text = (
+        plan.strings("port", r.port_id) if r.port_id.shape[0] else np.zeros((0, 1), np.uint8)
+    )
     port_col = np.zeros((n, max(port_text.shape[1], 1)), dtype=np.uint8)
     has_port = np.flatnonzero(port_row >= 0)
     if has_port.size:
         port_col[has_port, : port_text.shape[1]] = port_text[port_row[has_port]]
-    pg_text = _strings(r.pg_id) if r.pg_id.shape[0] else np.zeros((0, 1), np.uint8)
+    pg_text = plan.strings("pg", r.pg_id) if r.pg_id.shape[0] else np.zeros((0, 1), np.uint8)
     pg_col = np.zeros((n, max(pg_text.shape[1], 1)), dtype=np.uint8)
     has_pg = np.flatnonzero(pg >= 0)
     if has_pg.size:
         pg_col[has_pg, : pg_text.shape[1]] = pg_text[pg[has_pg]]
-    cg_text = _strings(r.cg_id) if r.cg_id.shape[0] else np.zeros((0, 1), np.uint8)
+    cg_text = plan.strings("cg", r.cg_id) if r.cg_id.shape[0] else np.zeros((0, 1), np.uint8)
     cg_col = np.zeros((n, max(cg_text.shape[1], 1)), dtype=np.uint8)
     has_cg = np.flatnonzero(cg >= 0)
     if has_cg.size:
@@ -294,9 +303,9 @@ def _block(report: MarginReport, plan: _Plan, rows: slice) -> bytes:
     basket_col = _pick(
         kind,
         {
-            CG: _strings(r.cg_basket),
-            BASKET: _strings(r.basket_id),
-            CONTRACT: _strings(b.basket_id),
+            CG: plan.strings("cg_basket", r.cg_basket),
+            BASKET: plan.strings("basket", r.basket_id),
+            CONTRACT: plan.strings("pos_basket", b.basket_id),
         },
         idx,
     )
@@ -310,9 +319,9 @@ def _block(report: MarginReport, plan: _Plan, rows: slice) -> bytes:
         {k: bulk.text(np.asarray([ROW_NAMES.get(k, "Total")], dtype="S")) for k in LEVELS},
         np.zeros(n, np.int64),
     )
-    firm_col = _strings(r.account_firm)[acct]
-    account_col = _strings(r.account_id)[acct]
-    atype_col = _strings(r.account_type)[acct]
+    firm_col = plan.strings("firm", r.account_firm)[acct]
+    account_col = plan.strings("account", r.account_id)[acct]
+    atype_col = plan.strings("account_type", r.account_type)[acct]
 
     # contract cells
     cb = ci[is_contract]

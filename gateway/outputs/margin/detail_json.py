@@ -93,62 +93,112 @@ class _Tokens:
         self.opening.append(opening)
         self.starts_node.append(starts_node)
 
-    def ordered(self) -> Iterator[bytes | memoryview]:
+    def joined(self, *, leading_comma: bool = False) -> bytes:
+        """Every token in document order, with the separators, as one bytes object: the
+        tokens' byte ranges are ordered with numpy and adjacent ranges are merged, so Python
+        touches one slice per run, not one per value."""
         kind = np.concatenate([np.full(c, j, dtype=np.int64) for j, c in enumerate(self.counts)])
         row = np.concatenate([np.arange(c, dtype=np.int64) for c in self.counts])
         keys = [np.concatenate([k[level] for k in self.keys]) for level in range(5)]
+        texts = [*self.texts, b", "]
+        base = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum([len(t) for t in texts], out=base[1:])
+        begin_parts, end_parts = [], []
+        for j, (count, bounds) in enumerate(zip(self.counts, self.bounds, strict=True)):
+            if bounds is None:
+                begin_parts.append(np.full(count, base[j], dtype=np.int64))
+                end_parts.append(np.full(count, base[j + 1], dtype=np.int64))
+            else:
+                begin_parts.append(base[j] + bounds[:-1])
+                end_parts.append(base[j] + bounds[1:])
         order = np.lexsort((row, *reversed(keys)))
-        kind, row = kind[order], row[order]
+        kind = kind[order]
+        begin = np.concatenate(begin_parts)[order]
+        finish = np.concatenate(end_parts)[order]
         opening = np.asarray(self.opening)[kind]
         comma = np.asarray(self.starts_node)[kind]
         comma[1:] &= ~opening[:-1]
-        comma[:1] = False
-        views = [memoryview(t) for t in self.texts]
-        bounds = [b.tolist() if b is not None else None for b in self.bounds]
-        separator = b", "
-        for k, j, c in zip(kind.tolist(), row.tolist(), comma.tolist(), strict=True):
-            if c:
-                yield separator
-            kb = bounds[k]
-            yield views[k] if kb is None else views[k][kb[j] : kb[j + 1]]
+        comma[:1] = leading_comma
+        # a separator token before each token that needs one
+        slot = np.arange(kind.shape[0], dtype=np.int64) + np.cumsum(comma)
+        total = kind.shape[0] + int(comma.sum())
+        starts = np.full(total, base[-2], dtype=np.int64)
+        ends = np.full(total, base[-1], dtype=np.int64)
+        starts[slot], ends[slot] = begin, finish
+        # merge ranges that follow each other in the buffer
+        breaks = np.flatnonzero(starts[1:] != ends[:-1]) + 1
+        run_start = np.concatenate([[0], breaks])
+        run_end = np.concatenate([breaks, [total]]) - 1
+        view = memoryview(b"".join(texts))
+        return b"".join(
+            [
+                view[a:b]
+                for a, b in zip(starts[run_start].tolist(), ends[run_end].tolist(), strict=True)
+            ]
+        )
+
+
+CHUNK_POSITIONS = 100_000  # positions whose accounts are written together
 
 
 def report_json_bytes(report: MarginReport) -> bytes:
     """``json.dumps(report_document(report)) + "\\n"`` as bytes."""
+    return b"".join(report_json_chunks(report))
+
+
+def report_json_chunks(report: MarginReport) -> Iterator[bytes]:
+    """The same bytes, a group of accounts (about ``CHUNK_POSITIONS`` positions) at a time, so
+    memory stays bounded by the chunk whatever the file's size."""
     from gateway.outputs.margin.data import report_document_head_tail
 
     r = report.result
     head, tail = report_document_head_tail(report)
+    yield head
+    n_a = r.account_firm.shape[0]
+    per_account = np.bincount(r.pos_account, minlength=n_a) if n_a else np.zeros(0, np.int64)
+    ends = np.cumsum(per_account)
+    lo = 0
+    while lo < n_a:
+        hi = int(np.searchsorted(ends, ends[lo] - per_account[lo] + CHUNK_POSITIONS, "right"))
+        hi = min(max(hi, lo + 1), n_a)
+        yield _accounts_json(report, lo, hi, leading_comma=lo > 0)
+        lo = hi
+    yield tail
+
+
+def _accounts_json(report: MarginReport, lo: int, hi: int, *, leading_comma: bool) -> bytes:
+    """The entries of accounts ``lo`` to ``hi`` (exclusive), comma-separated."""
+    r = report.result
     tokens = _Tokens()
-    n_a, n_u, n_p = r.account_firm.shape[0], r.unit_level.shape[0], r.pg_id.shape[0]
+    n_u, n_p = r.unit_level.shape[0], r.pg_id.shape[0]
     n = r.pos_cg.shape[0]
 
     def full(count: int, value: np.int64) -> IntArray:
         return np.full(count, value, dtype=np.int64)
 
-    # document head and tail
-    one = np.zeros(1, dtype=np.int64)
-    tokens.add(head, None, [one - 1, one, one, one, one], opening=True, starts_node=False)
-    tokens.add(tail, None, [one + BIG, one, one, one, one], opening=False, starts_node=False)
+    def within(accounts: NDArray[np.int64]) -> NDArray[np.bool_]:
+        result: NDArray[np.bool_] = (accounts >= lo) & (accounts < hi)
+        return result
 
     # accounts
-    a = np.arange(n_a, dtype=np.int64)
+    a = np.arange(lo, hi, dtype=np.int64)
+    n_a = a.shape[0]
     acct = bulk.join_rows(
         [
             bulk.constant(b'{"firm": ', n_a),
-            _strings(r.account_firm),
+            _strings(r.account_firm[a]),
             bulk.constant(b', "account": ', n_a),
-            _strings(r.account_id),
+            _strings(r.account_id[a]),
             bulk.constant(b', "account_type": ', n_a),
-            _strings(r.account_type),
+            _strings(r.account_type[a]),
             bulk.constant(b', "nav": ', n_a),
-            _money(r.account_nav),
+            _money(r.account_nav[a]),
             bulk.constant(b', "risk": ', n_a),
-            _money(r.account_risk),
+            _money(r.account_risk[a]),
             bulk.constant(b', "minimum": ', n_a),
-            _money(r.account_minimum),
+            _money(r.account_minimum[a]),
             bulk.constant(b', "requirement": ', n_a),
-            _money(r.account_requirement),
+            _money(r.account_requirement[a]),
             bulk.constant(b', "groups": [', n_a),
         ]
     )
@@ -169,8 +219,9 @@ def report_json_bytes(report: MarginReport) -> bytes:
     # units: their heads, then the level's own members
     u = np.arange(n_u, dtype=np.int64)
     level, ref = r.unit_level, r.unit_ref
+    unit_in = within(r.unit_account)
     for lvl in (LEVEL_PORTFOLIO_GROUP, LEVEL_PRODUCT_GROUP, LEVEL_CLASS_GROUP):
-        sel = np.flatnonzero(level == lvl)
+        sel = np.flatnonzero((level == lvl) & unit_in)
         m = sel.shape[0]
         if not m:
             continue
@@ -246,7 +297,7 @@ def report_json_bytes(report: MarginReport) -> bytes:
     tokens.add(
         CLOSE,
         None,
-        [r.unit_account, u, full(n_u, BIG), full(n_u, 0), full(n_u, 0)],
+        [r.unit_account[unit_in], u[unit_in], *(full(int(unit_in.sum()), v) for v in (BIG, 0, 0))],
         opening=False,
         starts_node=False,
     )
@@ -260,7 +311,7 @@ def report_json_bytes(report: MarginReport) -> bytes:
     cg_unit = np.where(r.cg_unit >= 0, r.cg_unit, pg_unit[cg_pg] if n_p else -1)
 
     # product groups of portfolio groups
-    sel = np.flatnonzero(pg_in_port)
+    sel = np.flatnonzero(pg_in_port & within(r.pg_account))
     m = sel.shape[0]
     if m:
         pieces = [
@@ -290,7 +341,7 @@ def report_json_bytes(report: MarginReport) -> bytes:
         tokens.add(CLOSE, None, [*keys, full(m, BIG), full(m, 0)], opening=False, starts_node=False)
 
     # class groups that are not units themselves
-    sel = np.flatnonzero(r.cg_unit < 0)
+    sel = np.flatnonzero((r.cg_unit < 0) & within(r.cg_account))
     m = sel.shape[0]
     if m:
         pieces = [
@@ -311,40 +362,41 @@ def report_json_bytes(report: MarginReport) -> bytes:
         tokens.add(CLOSE, None, [*keys, full(m, BIG)], opening=False, starts_node=False)
 
     # contracts
-    if n:
+    i = np.flatnonzero(within(r.pos_account)) if n else np.zeros(0, dtype=np.int64)
+    m = i.shape[0]
+    if m:
         b = r.resolved.batch
-        i = np.arange(n, dtype=np.int64)
         pieces = [
-            bulk.constant(b'{"line": ', n),
-            bulk.text(b.line.astype("S20")),
-            bulk.constant(b', "symbol": ', n),
-            _strings(b.symbol),
-            bulk.constant(b', "security_type": ', n),
-            _strings(b.security_type),
-            bulk.constant(b', "put_call": ', n),
-            _strings(b.put_call, null_if_empty=True),
-            bulk.constant(b', "series_date": ', n),
-            _strings(b.series_date, null_if_empty=True),
-            bulk.constant(b', "strike": ', n),
-            bulk.distinct(b.strike.astype(np.float64), _json_text),
-            bulk.constant(b', "quantity": ', n),
-            bulk.distinct(b.quantity.astype(np.float64), _json_text),
-            bulk.constant(b', "basket_id": ', n),
-            _strings(b.basket_id, null_if_empty=True),
-            bulk.constant(b', "in_set": ', n),
-            bulk.distinct(r.resolved.theo_row >= 0, lambda v: "true" if v else "false"),
-            bulk.constant(b', "nav": ', n),
-            bulk.shortest2(r.pos_nav, numpy_round=True),
-            bulk.constant(b', "minimum": ', n),
-            bulk.shortest2(r.pos_minimum, numpy_round=True),
-            bulk.constant(b', "pnl": ', n),
-            *_vector(r.pos_pnl),
-            bulk.constant(b"}", n),
+            bulk.constant(b'{"line": ', m),
+            bulk.text(b.line[i].astype("S20")),
+            bulk.constant(b', "symbol": ', m),
+            _strings(b.symbol[i]),
+            bulk.constant(b', "security_type": ', m),
+            _strings(b.security_type[i]),
+            bulk.constant(b', "put_call": ', m),
+            _strings(b.put_call[i], null_if_empty=True),
+            bulk.constant(b', "series_date": ', m),
+            _strings(b.series_date[i], null_if_empty=True),
+            bulk.constant(b', "strike": ', m),
+            bulk.distinct(b.strike[i].astype(np.float64), _json_text),
+            bulk.constant(b', "quantity": ', m),
+            bulk.distinct(b.quantity[i].astype(np.float64), _json_text),
+            bulk.constant(b', "basket_id": ', m),
+            _strings(b.basket_id[i], null_if_empty=True),
+            bulk.constant(b', "in_set": ', m),
+            bulk.distinct(r.resolved.theo_row[i] >= 0, lambda v: "true" if v else "false"),
+            bulk.constant(b', "nav": ', m),
+            bulk.shortest2(r.pos_nav[i], numpy_round=True),
+            bulk.constant(b', "minimum": ', m),
+            bulk.shortest2(r.pos_minimum[i], numpy_round=True),
+            bulk.constant(b', "pnl": ', m),
+            *_vector(r.pos_pnl[i]),
+            bulk.constant(b"}", m),
         ]
-        g = r.pos_cg.astype(np.int64)
-        keys = [r.pos_account, cg_unit[g], cg_pg[g], g, i]
+        g = r.pos_cg[i].astype(np.int64)
+        keys = [r.pos_account[i], cg_unit[g], cg_pg[g], g, i]
         tokens.add(*bulk.join_rows(pieces), keys, opening=False, starts_node=True)
-    return b"".join(tokens.ordered())
+    return tokens.joined(leading_comma=leading_comma)
 
 
 def _offsets(values: np.ndarray) -> bulk.U8:

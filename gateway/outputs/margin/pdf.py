@@ -390,8 +390,13 @@ def summary_pdf(report: MarginReport, generated_at: dt.datetime | None = None) -
     _summary_tables(pdf, report)
     tree = ResultTree(r)
     rows: list[tuple[Sequence[str], bool]] = []
+    shown_rows = 0  # rows past the limit are counted, not made
+    n_rows = int(r.unit_level.shape[0]) + int(r.account_firm.shape[0])
     for a in range(r.account_firm.shape[0]):
+        if shown_rows >= PDF_SUMMARY_ROW_LIMIT:
+            break
         who = [str(r.account_firm[a]), str(r.account_id[a]), str(r.account_type[a])]
+        shown_rows += len(tree.acct_units[a]) + 1
         for u in tree.acct_units[a]:
             level = int(r.unit_level[u])
             ref = int(r.unit_ref[u])
@@ -433,7 +438,7 @@ def summary_pdf(report: MarginReport, generated_at: dt.datetime | None = None) -
                 True,
             )
         )
-    more = max(0, len(rows) - PDF_SUMMARY_ROW_LIMIT)
+    more = max(0, n_rows - PDF_SUMMARY_ROW_LIMIT)
     rows = rows[:PDF_SUMMARY_ROW_LIMIT]
     pdf.text("Stand-alone units of each account", 10, "B")
     pdf.table(

@@ -115,6 +115,9 @@ def test_a_large_synthetic_file(monkeypatch: pytest.MonkeyPatch) -> None:
     theo = synthetic_set(50, per_group=5)
     batch = synthetic_positions(theo, 5_000, n_accounts=30)
     data = render_position_file(batch, fmt="csv", firm="5", date="2026-11-20")
+    from engine.pmc.positions import fastread
+
+    monkeypatch.setattr(fastread, "BLOCK_LINES", 1_000)  # several blocks
     fast = parse_position_file(data)
     assert len(fast.positions) == 5_000
     assert_same(fast, line_by_line(data, monkeypatch))
