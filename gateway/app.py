@@ -386,6 +386,7 @@ def _flow_components(runtime: Runtime) -> list[Component]:
         config=lambda: runtime.config,
         clock=runtime.clock,
         emit=emit,
+        calendar=calendars.get,
     )
     ebe_store.on_loaded = ebe_flow.set_loaded
     ebe_store.on_rejected = ebe_flow.set_rejected

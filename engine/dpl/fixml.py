@@ -1,4 +1,4 @@
-"""FIXML position-report files: bytes in, one record per PosRpt with its raw bytes out (SPEC §6.2).
+"""FIXML position-report files: bytes in, one record per PosRpt with its raw bytes out.
 
 Theory of operation. A file is either *line mode* (one ``<FIXML><PosRpt …/></FIXML>`` message per
 physical line, the normal case) or *Batch mode* (one ``<FIXML><Batch>…</Batch></FIXML>`` document).
@@ -6,7 +6,7 @@ The mode is decided from the first significant line (after blank lines and an op
 declaration line): an opening ``<FIXML …>`` tag followed, on that line or the next significant one,
 by ``<Batch`` means Batch mode; anything else is line mode.
 
-* Line mode streams: a line in the exact Appendix A shape is read by the fast path
+* Line mode streams: a line in the exact canonical shape is read by the fast path
   (:func:`engine.dpl.fastpath.read_line`), whose match proves it well-formed, so it is not parsed
   again; every other line is parsed alone with one shared, locked-down lxml parser (no entity
   resolution, no network, no DTD, no huge trees). A line that is not a well-formed FIXML envelope

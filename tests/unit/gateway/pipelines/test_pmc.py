@@ -55,7 +55,7 @@ def test_outputs_are_written_with_counts_and_totals(tmp_path: Path, theo) -> Non
     assert sum(float(r["requirement"]) for r in accounts) == pytest.approx(
         outcome.requirement, abs=0.02
     )
-    assert outcome.firm_requirements == {"5": pytest.approx(outcome.requirement)}
+    assert outcome.firm_requirements == {"00005": pytest.approx(outcome.requirement)}
     errors = list(csv.DictReader(io.StringIO((tmp_path / "day1.csv.errors.csv").read_text())))
     assert [(e["line"], e["kind"], e["reason"]) for e in errors] == [
         ("13", "invalid_series", "INVALID_SERIES"),
@@ -94,7 +94,7 @@ def test_blank_firm_numbers_take_the_submitting_firm(tmp_path: Path, theo) -> No
     outcome = process_position_file(
         data, name="f.csv", firm="00161", theo=theo, outbound_dir=tmp_path, write_pdf=False
     )
-    assert list(outcome.firm_requirements) == ["161"]
+    assert list(outcome.firm_requirements) == ["00161"]
 
 
 def test_unreadable_file_raises_and_writes_nothing(tmp_path: Path, theo) -> None:  # type: ignore[no-untyped-def]
