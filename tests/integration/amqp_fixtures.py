@@ -238,14 +238,14 @@ def _firm_permissions(user: str) -> tuple[str, str, str]:
     return f"^{mine}$", f"^(posgate|{mine})$", f"^(posgate\\.events|{mine})$"
 
 
-@pytest.fixture(scope="module")
-def amqp_sandbox(rabbitmq: Broker) -> Iterator[AmqpSandbox]:
-    """A vhost of this test module's own (unique name), deleted afterwards."""
-    vhost = f"posgate-test-{rabbitmq.run}-{uuid.uuid4().hex[:6]}"
-    rabbitmq.ctl("add_vhost", vhost)
+@contextlib.contextmanager
+def open_sandbox(broker: Broker) -> Iterator[AmqpSandbox]:
+    """A vhost of its own (unique name) on ``broker`` with this run's users, deleted afterwards."""
+    vhost = f"posgate-test-{broker.run}-{uuid.uuid4().hex[:6]}"
+    broker.ctl("add_vhost", vhost)
     try:
-        box = AmqpSandbox(rabbitmq, vhost)
-        rabbitmq.ctl_all(
+        box = AmqpSandbox(broker, vhost)
+        broker.ctl_all(
             ("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"),
             (
                 "set_permissions",
@@ -264,7 +264,14 @@ def amqp_sandbox(rabbitmq: Broker) -> Iterator[AmqpSandbox]:
         yield box
     finally:
         with contextlib.suppress(Exception):
-            rabbitmq.ctl("delete_vhost", vhost)
+            broker.ctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="module")
+def amqp_sandbox(rabbitmq: Broker) -> Iterator[AmqpSandbox]:
+    """A vhost of this test module's own (unique name), deleted afterwards."""
+    with open_sandbox(rabbitmq) as box:
+        yield box
 
 
 class FirmClient:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,9 @@ def test_the_daemon_takes_a_200_mb_batch_under_a_fixed_rss(
         receipt_path = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
         receipt_path /= "BIG_BATCH.fixml.receipt.json"
         wait_for(receipt_path.exists, timeout=900, interval=1.0, what="the receipt")
+        # The receipt is written inside the processing transaction: wait for the commit and the
+        # move into the archive before stopping.
+        wait_for(lambda: _archived(cfg.spool), timeout=300, interval=1.0, what="the archive")
         receipt = json.loads(receipt_path.read_text())
         counts = receipt["counts"]
         assert (counts["total"], counts["valid"], counts["rejected"]) == (count, count, 0)
@@ -79,6 +83,12 @@ def test_dpl_validate_reads_a_200_mb_batch_under_a_fixed_rss(big_batch: tuple[Pa
     peak_mb = usage.ru_maxrss / 1024
     print(f"dpl validate peak RSS over a {DOCUMENT_BYTES // 10**6} MB Batch: {peak_mb:.0f} MB")
     assert peak_mb < PEAK_RSS_BOUND_MB
+
+
+def _archived(spool: Path) -> bool:
+    with sqlite3.connect(spool / "state" / "ledger.sqlite3", timeout=30) as db:
+        row = db.execute("SELECT state FROM files WHERE name = 'BIG_BATCH.fixml'").fetchone()
+    return row is not None and row[0] == "archived"
 
 
 def _copy(source: Path, target: Path) -> None:

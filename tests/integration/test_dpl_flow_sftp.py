@@ -287,6 +287,14 @@ def test_a_file_over_the_record_limit_is_quarantined_whole(tmp_path: Path) -> No
             body = b"\n".join(posrpt("2026-11-20", sym=f"S{n}") for n in range(count)) + b"\n"
             (inbound / f".{name}.tmp").write_bytes(body)
             (inbound / f".{name}.tmp").rename(inbound / name)
+        # the same limit for a Batch document, read as a stream
+        children = b"\n".join(
+            posrpt("2026-11-20", sym=f"B{n}")[len(b"<FIXML>") : -len(b"</FIXML>")] for n in range(4)
+        )
+        (inbound / ".batch.fixml.tmp").write_bytes(
+            b"<FIXML>\n<Batch>\n" + children + b"\n</Batch>\n</FIXML>\n"
+        )
+        (inbound / ".batch.fixml.tmp").rename(inbound / "batch.fixml")
         wait_for(lambda: (outbound / "three.fixml.receipt.json").exists(), what="receipt")
         wait_for(
             lambda: (outbound / "four.fixml.unreadable.json").exists(), what="unreadable notice"
@@ -296,6 +304,9 @@ def test_a_file_over_the_record_limit_is_quarantined_whole(tmp_path: Path) -> No
         assert "more than 3 records" in notice["message"] and "line 4" in notice["message"]
         assert not (outbound / "four.fixml.receipt.json").exists()
         assert not list(outbound.glob("four.fixml.rejects*"))
+        wait_for(lambda: (outbound / "batch.fixml.unreadable.json").exists(), what="Batch notice")
+        notice = json.loads((outbound / "batch.fixml.unreadable.json").read_text())
+        assert notice["reason"] == "TOO_MANY_RECORDS" and "line 6" in notice["message"]
     finally:
         assert proc.stop() == 0
     ledger = Ledger(cfg.spool / "state" / "ledger.sqlite3")
@@ -304,5 +315,7 @@ def test_a_file_over_the_record_limit_is_quarantined_whole(tmp_path: Path) -> No
         assert by_name["four.fixml"].state == "quarantined"
         assert ledger.dpl_records_for_file(by_name["four.fixml"].id) == []
         assert len(ledger.dpl_records_for_file(by_name["three.fixml"].id)) == 3
+        assert by_name["batch.fixml"].state == "quarantined"
+        assert ledger.dpl_records_for_file(by_name["batch.fixml"].id) == []
     finally:
         ledger.close()
