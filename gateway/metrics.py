@@ -210,6 +210,7 @@ ALERT_NAMES = (
     "processing_failed",
     "publication_late",
     "publication_failed",
+    "publication_without_files",
 )
 
 

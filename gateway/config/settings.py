@@ -85,6 +85,9 @@ class IntakeSettings:
     stable_interval_s: float
     sweep_interval_s: float
     workers: int
+    retry_max_s: float = 300.0
+    """Longest wait between two attempts at a file that met transient trouble (a full disk,
+    EIO); the wait starts at 5 s and doubles up to this."""
 
 
 @dataclass(frozen=True)
@@ -297,6 +300,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "stable_interval_s": (NONNEG_NUM, 2.0),
         "sweep_interval_s": (POS_NUM, 30.0),
         "workers": (POS_INT, 2),
+        "retry_max_s": (POS_NUM, 300.0),
     },
     "dpl": {
         "publish_time": (clock_time, "00:05"),
@@ -473,6 +477,7 @@ def load_config(
             stable_interval_s=float(tables["intake"]["stable_interval_s"]),
             sweep_interval_s=float(tables["intake"]["sweep_interval_s"]),
             workers=tables["intake"]["workers"],
+            retry_max_s=float(tables["intake"]["retry_max_s"]),
         ),
         dpl=DplSettings(**tables["dpl"]),
         pmc=PmcSettings(**tables["pmc"]),

@@ -1,4 +1,4 @@
-"""Portfolio margin pipeline (SPEC §7.5, spool entry point): one position file -> outputs.
+"""Portfolio margin pipeline (spool entry point): one position file -> outputs.
 
 ``process_position_file`` parses a 346 file (engine), computes its margin against a theo set and
 writes, each atomically (temp name, fsync, rename, fsync folder), into the firm's
@@ -38,11 +38,11 @@ from engine.pmc.theo.model import TheoSet
 from gateway import metrics
 from gateway.errors import TransientError
 from gateway.ledger import Ledger
-from gateway.outputs.margin.data import errors_csv, results_csv, summary_csv
+from gateway.outputs.margin.data import errors_csv, results_csv_chunks, summary_csv
 from gateway.outputs.margin.pdf import report_pdf
 from gateway.pipelines.set_loader import SetLoader
 from gateway.spool.claims import ClaimedFile
-from gateway.spool.fsio import write_atomic
+from gateway.spool.fsio import atomic_writer, write_atomic
 from gateway.spool.naming import upload_output_base
 from gateway.theo_store import TheoStore
 
@@ -166,7 +166,9 @@ def process_position_file(
         "summary": outbound_dir / f"{stem}.summary.csv",
         "errors": outbound_dir / f"{stem}.errors.csv",
     }
-    write_atomic(outputs["results"], results_csv(report))
+    with atomic_writer(outputs["results"]) as fh:  # written a block at a time
+        for chunk in results_csv_chunks(report):
+            fh.write(chunk)
     write_atomic(outputs["summary"], summary_csv(report))
     write_atomic(outputs["errors"], errors_csv(report.problems))
     if write_pdf:
@@ -317,16 +319,22 @@ class PmcArrival:
             requested,
             THEO_NOT_LOADED,
         )
-        self.emit(
-            f"firm.{claimed.firm}.pmc.result",
-            {
-                "name": claimed.name,
-                "firm": claimed.firm,
-                "theo_date": None,
-                "theo_requested": requested,
-                "error": {"reason": THEO_NOT_LOADED, "message": message},
-                "outputs": {"errors": errors.name},
-            },
+        # The answer commits with the state it reports (processed), or not at all.
+        self.ledger.record_pmc_not_computed(
+            claimed.file_id,
+            f"{THEO_NOT_LOADED}: theo {requested}",
+            (
+                f"firm.{claimed.firm}.pmc.result",
+                {
+                    "name": claimed.name,
+                    "firm": claimed.firm,
+                    "theo_date": None,
+                    "theo_requested": requested,
+                    "error": {"reason": THEO_NOT_LOADED, "message": message},
+                    "outputs": {"errors": errors.name},
+                },
+                f"pmc.result.{claimed.file_id}.{claimed.sha256[:16]}",
+            ),
         )
 
 

@@ -1,4 +1,4 @@
-"""Building a cycle's aggregated DPL file in ``spool/state/publications/`` (SPEC §6.6).
+"""Building a cycle's aggregated DPL file in ``spool/state/publications/``.
 
 Owns the file's names (``DPL_<YYYYMMDD>.fixml``, the ``sha256sum`` line of its sidecar, the
 ``RptID`` of each record), the streaming build from the ledger through

@@ -34,3 +34,12 @@ def test_ebe_bench_smoke(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     assert result["positions"] == 5000 and 0 < result["accepted"] < 500
     assert result["cir_reports"] > 0
     assert len(valid_reports(cir.read_bytes())) == result["cir_reports"]
+
+
+def test_pmc_e2e_bench_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pandas", reason="the pandas peer comes from the bench extra")
+    from tests.benchmarks import bench_pmc_e2e
+
+    assert bench_pmc_e2e.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "| 5,000 |" in out and "agree" in out
