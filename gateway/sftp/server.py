@@ -66,6 +66,8 @@ KEEPALIVE_S = 60
 # SSH channel window and packet size: large enough that one session streams at disk speed.
 _WINDOW = 8 * 1024 * 1024
 _MAX_PACKET = 256 * 1024
+# An fsync of at most this much data waits on the event loop when no other upload is open.
+INLINE_SYNC_BYTES = 1024 * 1024
 # Ciphers and MACs offered. The client picks the first of its own list that the server offers,
 # so what is slow in asyncssh is left out rather than put last: chacha20-poly1305 (three cipher
 # objects built per packet, about 28 us a packet) and the UMAC MACs (ctypes, about 10 us with
@@ -187,6 +189,7 @@ class SftpServer:
             on_upload_done=self._count_upload,
             defer=self._defer,
             resume_keep_s=resume_keep_s,
+            inline_sync_bytes=INLINE_SYNC_BYTES,
             clock=clock or utc_now,
         )
         self._bound_port: int | None = None
