@@ -1,6 +1,6 @@
-"""The fast path of DPL reading: a record in the exact Appendix A shape read with one regex.
+"""The fast path of DPL reading: a record in the exact canonical shape read with one regex.
 
-A record written exactly in the Appendix A shape (attributes in that order, no entity or character
+A record written exactly in the canonical shape (attributes in that order, no entity or character
 references, no whitespace between elements) is read with one regular expression instead of a
 parse and a walk over the element tree (:mod:`engine.dpl.treewalk`). Anything else takes the tree
 walk, which is the reference behaviour; property tests check that both agree on every input.
@@ -45,7 +45,7 @@ _LINE_SHAPE = re.compile(rf"{_BLANKS}{_OPEN}{_POSRPT}</FIXML>{_BLANKS}\Z")
 
 
 def read_fast(raw: bytes) -> DplFields | None:
-    """Fields of a parsed record in the exact Appendix A shape, or None to take the tree walk."""
+    """Fields of a parsed record in the exact canonical shape, or None to take the tree walk."""
     try:
         match = _FAST_SHAPE.match(raw.decode("utf-8"))
     except UnicodeDecodeError:  # pragma: no cover - files are checked as UTF-8 before parsing
@@ -54,7 +54,7 @@ def read_fast(raw: bytes) -> DplFields | None:
 
 
 def read_line(content: bytes) -> DplFields | None:
-    """Fields of a whole line that is a FIXML PosRpt in the exact Appendix A shape, or None.
+    """Fields of a whole line that is a FIXML PosRpt in the exact canonical shape, or None.
 
     A result proves the line well-formed, with exactly the fields lxml and the tree walk would
     read and no problem; None says nothing (the line takes the parse and the tree walk). The

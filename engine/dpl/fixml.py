@@ -1,4 +1,4 @@
-"""FIXML position-report files: bytes in, one record per PosRpt with its raw bytes out (SPEC §6.2).
+"""FIXML position-report files: bytes in, one record per PosRpt with its raw bytes out.
 
 Theory of operation. A file is either *line mode* (one ``<FIXML><PosRpt …/></FIXML>`` message per
 physical line, the normal case) or *Batch mode* (one ``<FIXML><Batch>…</Batch></FIXML>`` document).
@@ -6,16 +6,18 @@ The mode is decided from the first significant line (after blank lines and an op
 declaration line): an opening ``<FIXML …>`` tag followed, on that line or the next significant one,
 by ``<Batch`` means Batch mode; anything else is line mode.
 
-* Line mode streams: a line in the exact Appendix A shape is read by the fast path
+* Line mode streams: a line in the exact canonical shape is read by the fast path
   (:func:`engine.dpl.fastpath.read_line`), whose match proves it well-formed, so it is not parsed
   again; every other line is parsed alone with one shared, locked-down lxml parser (no entity
   resolution, no network, no DTD, no huge trees). A line that is not a well-formed FIXML envelope
   around exactly one PosRpt becomes a record with a ``problem`` (the MALFORMED reason) rather than
   failing the file; so does a DOCTYPE and a line over ``max_line_bytes``. Blank lines are skipped.
   Every record keeps the exact bytes of its line (without the terminator) and its 1-based line.
-* Batch mode reads the rest of the input and parses it whole; the exact bytes of each Batch child
-  come from a second pass with the stdlib expat parser, which reports byte offsets. A Batch that is
-  cut short is ``TRUNCATED_BATCH``; one that is otherwise not well-formed is ``MALFORMED_BATCH``.
+* Batch mode streams too (:mod:`engine.dpl.batch`): the document goes through lxml's pull parser
+  and expat side by side, expat giving each Batch child's exact bytes; a finished child leaves the
+  tree, so memory does not grow with the document. A line still unfinished after ``PIECE_BYTES``
+  is looked at to decide the mode, so a Batch on one line is never held whole. A Batch that is cut
+  short is ``TRUNCATED_BATCH``; one that is otherwise not well-formed is ``MALFORMED_BATCH``.
 
 Whole-input failures raise :class:`~engine.errors.UnreadableInput` with one of ``EMPTY``,
 ``BINARY``, ``ENCODING``, ``NO_FIXML``, ``TRUNCATED_BATCH``, ``MALFORMED_BATCH``. They are checked
@@ -31,8 +33,8 @@ The UTF-8 byte order mark is tolerated at the start of the input and is not part
 from __future__ import annotations
 
 import codecs
+import itertools
 import re
-import xml.parsers.expat
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -40,7 +42,7 @@ from lxml import etree
 
 from engine.dpl.fastpath import read_line
 from engine.dpl.records import DplFields
-from engine.errors import EngineBug, Location, UnreadableInput
+from engine.errors import Location, UnreadableInput
 
 FIXML_NS = "http://www.fixprotocol.org/FIXML-5-0-SP2"
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
@@ -73,8 +75,9 @@ _BATCH_OPEN = re.compile(
 _DECL_ENCODING = re.compile(rb"encoding\s*=\s*[\"']([A-Za-z0-9._-]+)")
 _UTF8_NAMES = frozenset({b"utf-8", b"utf8", b"us-ascii", b"ascii"})
 _BATCH_TAG = re.compile(rb"\s*<(?:[A-Za-z_][\w.-]*:)?Batch[\s>/]")
-# A start tag at a known offset of a well-formed document; group 1 is "/" for an empty element.
-_START_TAG = re.compile(rb"<[^\s/>]+(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>")
+# A line still unfinished at this size is shown to the mode decision as it is (a Batch on one
+# line must not be held whole), and in Batch mode handed on in pieces of this size.
+PIECE_BYTES = 1 << 20
 
 
 class FixmlRecord(NamedTuple):
@@ -152,6 +155,9 @@ class _Line(NamedTuple):
     number: int
     content: bytes
     terminator: bytes
+    # The first bytes of a line not finished yet: while the mode is being decided, a look at
+    # them (the line comes again whole, or in pieces in Batch mode); in Batch mode, a piece.
+    partial: bool = False
 
 
 class _FileReader:
@@ -164,6 +170,8 @@ class _FileReader:
         self.name = name
         self.fast_path = fast_path
         self.parser = make_parser()
+        self._deciding = True  # the mode is not decided yet: one look at a long first line
+        self._in_pieces = False  # Batch mode: long lines are handed on in pieces
 
     def _unreadable(self, reason: str, message: str, line: int | None = None) -> UnreadableInput:
         return UnreadableInput(reason, message, Location(self.name, line, None))
@@ -175,6 +183,7 @@ class _FileReader:
         # The unfinished last line, as pieces: joined once its end arrives, so that a huge line
         # fed in many chunks costs linear, not quadratic, time. It never holds a newline.
         carry: list[bytes] = []
+        carried = 0  # bytes in carry
         number = 0
         offset = 0  # bytes of the input consumed before the current chunk
         started = False
@@ -194,6 +203,16 @@ class _FileReader:
             offset += len(chunk)
             if b"\n" not in chunk:
                 carry.append(chunk)
+                carried += len(chunk)
+                if carried >= PIECE_BYTES and (self._deciding or self._in_pieces):
+                    joined = b"".join(carry)
+                    if self._in_pieces:
+                        carry.clear()
+                        carried = 0
+                    else:
+                        carry[:] = [joined]
+                        self._deciding = False
+                    yield _Line(number + 1, joined, b"", partial=True)
                 continue
             parts = chunk.split(b"\n")
             if carry:
@@ -201,6 +220,7 @@ class _FileReader:
                 parts[0] = b"".join(carry)
                 carry.clear()
             last = parts.pop()
+            carried = len(last)
             if last:
                 carry.append(last)
             for part in parts:
@@ -264,12 +284,18 @@ class _FileReader:
         lines = self._lines(chunks)
         lookahead: list[_Line] = []
         significant = 0
+        looked: _Line | None = None  # a look at a long line that decided the mode
         for line in lines:
-            lookahead.append(line)
-            if _is_blank(line.content):
-                continue
+            if line.partial:
+                if _is_blank(line.content):
+                    continue  # the whole line comes next
+                looked = line
+            else:
+                lookahead.append(line)
+                if _is_blank(line.content):
+                    continue
             significant += 1
-            if significant == 1 and _XML_DECL_LINE.match(line.content):
+            if significant == 1 and not line.partial and _XML_DECL_LINE.match(line.content):
                 self._check_declared_encoding(line)
                 continue  # the optional declaration; the FIXML line comes next
             opening = _BATCH_OPEN.match(line.content)
@@ -278,20 +304,26 @@ class _FileReader:
             rest = opening.group("rest")
             if rest and not rest.isspace():
                 if _BATCH_TAG.match(rest):
-                    yield from self._batch(lookahead, lines)
+                    yield from self._batch(lookahead, lines, looked)
                     return
                 break
             # "<FIXML …>" alone on its line: Batch mode if the next significant line opens a Batch.
             for following in lines:
-                lookahead.append(following)
-                if _is_blank(following.content):
-                    continue
+                if following.partial:
+                    if _is_blank(following.content):
+                        continue
+                    looked = following
+                else:
+                    lookahead.append(following)
+                    if _is_blank(following.content):
+                        continue
                 if _BATCH_TAG.match(following.content):
-                    yield from self._batch(lookahead, lines)
+                    yield from self._batch(lookahead, lines, looked)
                     return
                 break
             break
-        if all(_is_blank(x.content) for x in lookahead):
+        self._deciding = False
+        if looked is None and all(_is_blank(x.content) for x in lookahead):
             raise self._unreadable(EMPTY, "the file holds only blank lines")
         yield from self._line_mode(lookahead, lines)
 
@@ -312,7 +344,7 @@ class _FileReader:
         first_significant = True
         pending: Iterable[_Line] = lookahead
         for source in (pending, rest):
-            for number, content, _ in source:
+            for number, content, _, _ in source:
                 if not content or content.isspace():
                     continue
                 if first_significant:
@@ -367,65 +399,38 @@ class _FileReader:
 
     # -- Batch mode -------------------------------------------------------------------------------
 
-    def _batch(self, lookahead: list[_Line], rest: Iterator[_Line]) -> Iterator[FixmlRecord]:
-        start = next(i for i, x in enumerate(lookahead) if not _is_blank(x.content))
-        first_line = lookahead[start].number
-        doc = b"".join(x.content + x.terminator for x in lookahead[start:])
-        doc += b"".join(x.content + x.terminator for x in rest)
-        if b"<!DOCTYPE" in doc:
-            raise self._unreadable(MALFORMED_BATCH, "a DOCTYPE is not allowed", first_line)
-        try:
-            root = etree.fromstring(doc, make_parser())
-        except etree.XMLSyntaxError as exc:
-            line = first_line + exc.lineno - 1 if exc.lineno else None
-            if _ends_early(doc):
-                raise self._unreadable(
-                    TRUNCATED_BATCH, f"the Batch document ends early ({exc.msg})", line
-                ) from None
-            raise self._unreadable(
-                MALFORMED_BATCH, f"the Batch document is not well-formed XML: {exc.msg}", line
-            ) from None
-        batch = self._batch_element(root, first_line)
-        children = list(batch)
-        if not children:
-            raise self._unreadable(MALFORMED_BATCH, "the Batch holds no PosRpt", first_line)
-        try:
-            spans = _child_spans(doc, depth=3)
-        except xml.parsers.expat.ExpatError as exc:  # pragma: no cover - lxml accepted it
-            raise self._unreadable(
-                MALFORMED_BATCH, f"the Batch document is not well-formed XML: {exc}", first_line
-            ) from None
-        if len(spans) != len(children):  # pragma: no cover
-            raise EngineBug(f"expat saw {len(spans)} Batch children, lxml {len(children)}")
-        for element, (begin, end, line) in zip(children, spans, strict=True):
-            number = first_line + line - 1
-            raw = doc[begin:end]
+    def _batch(
+        self, lookahead: list[_Line], rest: Iterator[_Line], looked: _Line | None
+    ) -> Iterator[FixmlRecord]:
+        """Batch mode: the document from its first significant line, read as a stream."""
+        from engine.dpl.batch import read_batch  # it imports this module's record type
+
+        self._deciding = False
+        self._in_pieces = True
+        start = next((i for i, x in enumerate(lookahead) if not _is_blank(x.content)), None)
+        if start is not None:
+            first_line = lookahead[start].number
+            head = lookahead[start:]
+        else:
+            assert looked is not None  # Batch mode was decided on a look at a long first line
+            first_line, head = looked.number, []
+        pieces = itertools.chain(
+            (x.content + x.terminator for x in head),
+            (x.content + x.terminator for x in rest),
+        )
+        children = read_batch(
+            pieces,
+            first_line=first_line,
+            unreadable=self._unreadable,
+            fixml_tags=FIXML_TAGS,
+            batch_tags=BATCH_TAGS,
+        )
+        for number, raw, element in children:
             if element.tag not in POSRPT_TAGS:
                 problem = f"<{local_name(element.tag)}> in a Batch is not a PosRpt"
                 yield FixmlRecord(number, raw, None, problem)
             else:
                 yield FixmlRecord(number, raw, element, None)
-
-    def _batch_element(self, root: Any, first_line: int) -> Any:
-        if root.tag not in FIXML_TAGS:
-            raise self._unreadable(
-                MALFORMED_BATCH, f"root element <{local_name(root.tag)}> is not FIXML", first_line
-            )
-        if len(root) != 1 or root[0].tag not in BATCH_TAGS:
-            raise self._unreadable(
-                MALFORMED_BATCH, "the FIXML document must hold exactly one Batch", first_line
-            )
-        batch = root[0]
-        if _has_text(root.text) or _has_text(batch.tail) or _has_text(batch.text):
-            raise self._unreadable(MALFORMED_BATCH, "text outside any element", first_line)
-        for child in batch:
-            if _has_text(child.tail):
-                raise self._unreadable(
-                    MALFORMED_BATCH,
-                    f"text after <{local_name(child.tag)}> inside the Batch",
-                    first_line + (child.sourceline or 1) - 1,
-                )
-        return batch
 
 
 def _envelope_problem(root: Any) -> str | None:
@@ -445,81 +450,6 @@ def _envelope_problem(root: Any) -> str | None:
     if _has_text(root.text) or _has_text(posrpt.tail):
         return "text outside the PosRpt element"
     return None
-
-
-_TRUNCATION_ERRORS = frozenset(
-    xml.parsers.expat.errors.codes[message]
-    for message in (
-        xml.parsers.expat.errors.XML_ERROR_NO_ELEMENTS,
-        xml.parsers.expat.errors.XML_ERROR_UNCLOSED_TOKEN,
-        xml.parsers.expat.errors.XML_ERROR_PARTIAL_CHAR,
-        xml.parsers.expat.errors.XML_ERROR_UNCLOSED_CDATA_SECTION,
-    )
-)
-
-
-def _ends_early(doc: bytes) -> bool:
-    """Whether a document lxml refused is a cut-off prefix rather than wrong somewhere inside.
-
-    expat reports problems in input order, so a document that is only cut short fails at its end
-    with "no element found", "unclosed token" and the like while its root is still open. Only
-    called on documents without a DOCTYPE: expat sees no entity declarations.
-    """
-    parser = xml.parsers.expat.ParserCreate()
-    depth = 0
-    root_closed = False
-
-    def start(_name: str, _attrs: object) -> None:
-        nonlocal depth
-        depth += 1
-
-    def end(_name: str) -> None:
-        nonlocal depth, root_closed
-        depth -= 1
-        root_closed = root_closed or depth == 0
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    try:
-        parser.Parse(doc, True)
-    except xml.parsers.expat.ExpatError as exc:
-        return exc.code in _TRUNCATION_ERRORS and not root_closed
-    return False
-
-
-def _child_spans(doc: bytes, depth: int) -> list[tuple[int, int, int]]:
-    """(start byte, end byte, 1-based line) of every element at ``depth`` (root = 1) of ``doc``.
-
-    Only called on documents lxml has parsed without a DOCTYPE, so expat sees no entity
-    declarations: nothing can expand.
-    """
-    parser = xml.parsers.expat.ParserCreate()
-    spans: list[tuple[int, int, int]] = []
-    open_at: list[tuple[int, int, bool]] = []
-    level = 0
-
-    def start(_name: str, _attrs: object) -> None:
-        nonlocal level
-        level += 1
-        if level == depth:
-            begin = parser.CurrentByteIndex
-            tag = _START_TAG.match(doc, begin)
-            empty = tag is not None and tag.group(1) == b"/"
-            open_at.append((begin, parser.CurrentLineNumber, empty))
-
-    def end(_name: str) -> None:
-        nonlocal level
-        if level == depth:
-            begin, line, empty = open_at.pop()
-            at = parser.CurrentByteIndex
-            stop = at if empty else doc.index(b">", at) + 1
-            spans.append((begin, stop, line))
-        level -= 1
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.Parse(doc, True)
-    return spans
 
 
 def _is_blank(content: bytes) -> bool:

@@ -1,17 +1,17 @@
-"""Delta Position Limit validation: every record of a file checked against SPEC §6.3, with reasons.
+"""Delta Position Limit validation: every record of a file checked against every rule, with reasons.
 
 Theory of operation. :mod:`engine.dpl.fixml` turns a file into records (raw bytes plus a parsed
 PosRpt, or a MALFORMED problem). A :class:`DplValidator` is built once per file from the reference
 data, the cycle and the submitting account's entitlements (so the allowed BizDt strings and the id
-sets are computed once), then checks every record against SPEC §6.3 and collects *all* reasons, each
+sets are computed once), then checks every record against all rules and collects *all* reasons, each
 with a :class:`~engine.dpl.records.Problem` naming the field and value for the on-demand report.
-A record is read by :mod:`engine.dpl.fastpath` when it has the exact Appendix A shape, otherwise by
+A record is read by :mod:`engine.dpl.fastpath` when it has the exact canonical shape, otherwise by
 the tree walk of :mod:`engine.dpl.treewalk` (the structure: ``LAYOUT`` and ``MISSING_FIELD``); this
 module then checks the values against the cycle, the reference data and the entitlements, and
 summarises a file. The record model (reason codes, fields, results, reference data) is
 :mod:`engine.dpl.records`.
 
-Decisions where the SPEC is silent (also in the README part of this flow):
+Decisions (also in the README part of this flow):
 
 * ``BizDt`` must be a date ``YYYY-MM-DD`` (else ``LAYOUT``) and one of the two allowed business
   dates of the cycle (else ``BIZDT_OUT_OF_RANGE``).
@@ -270,7 +270,7 @@ def iter_validate(
 ) -> Iterator[ValidationResult]:
     """Results of every record of a file given as byte chunks, in input order.
 
-    Raises :class:`~engine.errors.UnreadableInput` when the file cannot be read at all (SPEC §6.4);
+    Raises :class:`~engine.errors.UnreadableInput` when the file cannot be read at all;
     see :mod:`engine.dpl.fixml` for when that can happen after some results were produced.
     """
     validate = DplValidator(reference, cycle, calendar, entitled_firms).validate
@@ -288,7 +288,7 @@ def validate_file(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     name: str | None = None,
 ) -> FileValidation:
-    """Every result of an in-memory file and its summary; raises UnreadableInput (SPEC §6.4)."""
+    """Every result of an in-memory file and its summary; raises UnreadableInput."""
     summary = ValidationSummary()
     results: list[ValidationResult] = []
     for result in iter_validate(
