@@ -15,6 +15,7 @@ pika's own logging is kept out: the AMQP connection loop logs one line per state
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ import re
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 RESERVED = frozenset({"ts", "level", "logger", "msg", "exc"})
@@ -29,6 +31,7 @@ _FIELD = re.compile(r"(?:(?<=\s)|^)([a-z][a-z0-9_]*)=(%(?:\.\d+)?[sdrfi])(?=[\s,
 _SPEC = re.compile(r"%(?:%|(?:\.\d+)?[a-z])")
 _KEY = re.compile(r"^[a-z][a-z0-9_.]*$")
 _BARE = re.compile(r"^[A-Za-z0-9_.:/@+\-]+$")
+_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f-\x9f\u2028\u2029]')  # what quote_value escapes
 _PRIORITY = {
     logging.CRITICAL: 2,
     logging.ERROR: 3,
@@ -57,40 +60,55 @@ def split_fields(record: logging.LogRecord) -> tuple[str, dict[str, object]]:
     return text, fields
 
 
-def _split_template(template: str, args: tuple[Any, ...], fields: dict[str, object]) -> str:
-    specs = list(_SPEC.finditer(template))
-    if sum(1 for s in specs if s.group() != "%%") != len(args):
-        return template % args if args else template
-    # Map each placeholder (by its offset) to its argument.
-    arg_at: dict[int, Any] = {}
-    n = 0
-    for spec in specs:
+@dataclass(frozen=True)
+class _Plan:
+    """How the arguments of one template become the event text and the fields."""
+
+    placeholders: int  # arguments the template takes
+    fields: tuple[tuple[int, str, str], ...]  # (argument index, key, placeholder) of each field
+    kept: tuple[int, ...]  # the indexes of the arguments left in the text
+    text: str  # the event text with the placeholders of the kept arguments
+
+
+@functools.lru_cache(maxsize=2048)
+def _plan(template: str) -> _Plan:
+    """The plan of a template, worked out once per template (they are constant strings)."""
+    index_at: dict[int, int] = {}  # placeholder offset -> argument index
+    for spec in _SPEC.finditer(template):
         if spec.group() != "%%":
-            arg_at[spec.start()] = args[n]
-            n += 1
+            index_at[spec.start()] = len(index_at)
+    fields: list[tuple[int, str, str]] = []
+    keys: set[str] = set()
     kept_parts: list[str] = []
-    kept_args: list[Any] = []
+    kept: list[int] = []
     pos = 0
     for match in _FIELD.finditer(template):
         key = match.group(1)
         start = match.start(2)
-        if key in RESERVED or key in fields or start not in arg_at:
+        if key in RESERVED or key in keys or start not in index_at:
             continue
         segment = template[pos : match.start()]
         kept_parts.append(segment)
-        kept_args.extend(
-            arg_at[s.start() + pos] for s in _SPEC.finditer(segment) if s.group() != "%%"
-        )
-        value = arg_at[start]
-        spec = match.group(2)
-        fields[key] = value if spec in ("%s", "%d", "%i") else spec % (value,)
+        kept.extend(index_at[s.start() + pos] for s in _SPEC.finditer(segment) if s.group() != "%%")
+        fields.append((index_at[start], key, match.group(2)))
+        keys.add(key)
         pos = match.end()
     segment = template[pos:]
     kept_parts.append(segment)
-    kept_args.extend(arg_at[s.start() + pos] for s in _SPEC.finditer(segment) if s.group() != "%%")
+    kept.extend(index_at[s.start() + pos] for s in _SPEC.finditer(segment) if s.group() != "%%")
     text = re.sub(r"\s+", " ", "".join(kept_parts)).strip().rstrip(":,;").rstrip()
+    return _Plan(len(index_at), tuple(fields), tuple(kept), text)
+
+
+def _split_template(template: str, args: tuple[Any, ...], fields: dict[str, object]) -> str:
+    plan = _plan(template)
+    if plan.placeholders != len(args):
+        return template % args if args else template
+    for index, key, spec in plan.fields:
+        value = args[index]
+        fields[key] = value if spec in ("%s", "%d", "%i") else spec % (value,)
     try:
-        return text % tuple(kept_args)
+        return plan.text % tuple(args[i] for i in plan.kept)
     except (TypeError, ValueError):
         return template % args
 
@@ -100,6 +118,8 @@ def quote_value(value: object) -> str:
     text = value if isinstance(value, str) else str(value)
     if text and _BARE.match(text):
         return text
+    if not _ESCAPED.search(text):
+        return '"' + text + '"'
     out = []
     for ch in text:
         if ch in ('"', "\\"):
@@ -207,6 +227,12 @@ def configure_logging(level: str, fmt: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # The lines never show where they were written nor the process or thread: skip finding them
+    # for every record (the logging HOWTO's "Optimization"; a line costs half as much).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logging.getLogger("paramiko").setLevel(logging.WARNING)
     # pika logs several ERROR lines for each failed connection attempt; the connection loop
     # already logs each state change once.

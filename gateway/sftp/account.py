@@ -94,7 +94,11 @@ class SessionSettings:
     defer: Callable[[Callable[[], None]], object] | None = None
     # how long an interrupted upload is kept for a resume (0: removed at once)
     resume_keep_s: float = 0.0
+    # an fsync of at most this many bytes runs on the event loop while no other upload is open
+    # on the server (0: always in a worker thread)
+    inline_sync_bytes: int = 0
     sessions: set[AccountSession] = field(default_factory=set)
+    open_uploads: int = 0  # over all sessions, under ``lock``
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -301,10 +305,23 @@ class AccountSession:
     def upload_started(self, handle: UploadHandle) -> None:
         with self._lock:
             self._uploads.add(handle)
+        with self.settings.lock:
+            self.settings.open_uploads += 1
 
     def upload_finished(self, handle: UploadHandle) -> None:
         with self._lock:
+            if handle not in self._uploads:
+                return
             self._uploads.discard(handle)
+        with self.settings.lock:
+            self.settings.open_uploads -= 1
+
+    def may_sync_inline(self, handle: UploadHandle) -> bool:
+        """Whether the fsync ``handle`` needs may run on the event loop: it is small and no
+        other upload is open on the server, so that the wait stalls no one else's upload
+        (OpenSSH's ``sftp-server``, one process per session, always waits so)."""
+        settings = self.settings
+        return handle.unsynced <= settings.inline_sync_bytes and settings.open_uploads <= 1
 
     def upload_committed(self, handle: UploadHandle, received_at: dt.datetime) -> None:
         """A closed upload is in place: fsync its folder, then tell the intake.

@@ -169,6 +169,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
         self._exclusive = bool(flags & os.O_EXCL)
         self.state = "open"
         self._dirty = True  # written since the last fsync
+        self.unsynced = 0  # bytes written since the last fsync
         self.quota_room: int | None = None  # bytes this upload may grow to (account quota)
         self.size = 0  # the end of its furthest write (its size once committed)
         self._opened = time.monotonic()
@@ -207,6 +208,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
                 self.discard("failed")
                 return SFTP_FAILURE
             self._dirty = True
+            self.unsynced += len(data)
             self.size = max(self.size, offset + len(data))
             view = memoryview(data)
             while view:
@@ -311,6 +313,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
         if self.state == "open":
             os.fsync(self._fd)
             self._dirty = False
+            self.unsynced = 0
 
     def keep_partial(self) -> bool:
         """The connection went away: keep what was written, hidden, for a resume. False if empty.

@@ -16,10 +16,12 @@ converts attributes both ways, and adds what the protocol extensions need:
 * ``limits@openssh.com`` is answered by asyncssh itself (4 MiB reads and writes).
 
 An fsync (the client's ``fsync@openssh.com``, or the close of an upload written since its last
-fsync) runs in a worker thread so that one upload's disk wait never stalls the other
-connections; writes go straight to the page cache, and a close after the client's fsync only
-renames (a metadata change like the open's create, done on the loop). The folder's fsync and the
-intake's hint follow in the server's hand-over thread, after the client has its answer.
+fsync) runs in a worker thread so that one upload's disk wait never stalls the other uploads;
+only a small one (``inline_sync_bytes``) while no other upload is open on the server runs on the
+loop, saving the two thread hand-offs that cost a small file more than the fsync itself. Writes
+go straight to the page cache, and a close after the client's fsync only renames (a metadata
+change like the open's create, done on the loop). The folder's fsync and the intake's hint
+follow in the server's hand-over thread, after the client has its answer.
 
 When the connection drops, asyncssh closes every handle still open before it ends the session;
 those closes are not the client's, so an upload still open then is dropped (or kept for a
@@ -279,7 +281,11 @@ class SpoolSftpSession(asyncssh.SFTPServer):  # type: ignore[misc]
         self._check(file_obj.chattr(from_wire(attrs)))
 
     async def fsync(self, file_obj: Any) -> None:
-        if isinstance(file_obj, UploadHandle):
+        if not isinstance(file_obj, UploadHandle):
+            return
+        if self.view.may_sync_inline(file_obj):
+            file_obj.sync()
+        else:
             await asyncio.get_running_loop().run_in_executor(None, file_obj.sync)
 
     async def close(self, file_obj: Any) -> None:
@@ -292,8 +298,8 @@ class SpoolSftpSession(asyncssh.SFTPServer):  # type: ignore[misc]
             self.view.abandon(file_obj)
             return
         try:
-            if file_obj.synced:
-                file_obj.close()  # a rename, like the open's create: no wait for the disk
+            if file_obj.synced or self.view.may_sync_inline(file_obj):
+                file_obj.close()  # a rename (like the open's create), after a small fsync
             else:
                 await asyncio.get_running_loop().run_in_executor(None, file_obj.close)
         except UploadFailed as exc:

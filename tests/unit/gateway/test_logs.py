@@ -13,7 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from gateway.amqp.service import AmqpService
 from gateway.config import AmqpSettings
@@ -92,6 +94,15 @@ def test_a_hostile_value_in_the_message_text_is_escaped_too(name: str) -> None:
     fields = parse_kv(line)
     assert set(fields) == {"ts", "level", "logger", "msg"}
     assert fields["msg"] == f"dpl {name} from firm 00005: done"
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(value=st.text(), other=st.text())
+def test_any_value_reads_back_as_itself_in_its_own_field(value: str, other: str) -> None:
+    rec = record("sftp transfer login=%s path=%s outcome=%s", other, value, "complete")
+    fields = parse_kv(KeyValueFormatter().format(rec))
+    assert (fields["login"], fields["path"], fields["outcome"]) == (other, value, "complete")
+    assert fields["msg"] == "sftp transfer"
 
 
 def test_extra_fields_and_reserved_names() -> None:

@@ -15,7 +15,7 @@ from paramiko.sftp import SFTP_FAILURE, SFTP_OK
 
 from gateway.sftp.account import SessionSettings, SftpAccount
 from gateway.sftp.filesystem import SpoolSftpInterface
-from gateway.sftp.handles import UploadHandle
+from gateway.sftp.handles import UploadFailed, UploadHandle
 from tests.unit.gateway.sftp.views import WRITE_NEW, Connection, session, upload
 
 # -- lifecycle and audit
@@ -142,6 +142,60 @@ def test_a_failing_intake_hook_never_fails_the_upload(
         upload(iface, "/inbound/dpl/a.fixml", b"A")
     assert (spool / "firms/fa/inbound/dpl/a.fixml").read_bytes() == b"A"
     assert any("upload hook failed" in r.getMessage() for r in caplog.records)
+
+
+# -- where an fsync waits
+
+
+def test_only_a_small_fsync_while_no_other_upload_is_open_may_wait_on_the_loop(
+    spool: Path,
+) -> None:
+    first, _ = session(spool)
+    settings = first.settings
+    settings.inline_sync_bytes = 1000
+    second = SpoolSftpInterface(Connection(first.account), settings)
+    small = first.open("/inbound/dpl/small.fixml", WRITE_NEW, SFTPAttributes())
+    assert isinstance(small, UploadHandle) and small.write(0, b"s" * 1000) == SFTP_OK
+    assert first.may_sync_inline(small)
+    assert small.write(1000, b"s") == SFTP_OK
+    assert not first.may_sync_inline(small)  # 1001 bytes to flush
+    small.sync()
+    assert small.unsynced == 0 and first.may_sync_inline(small)
+    other = second.open("/inbound/pmc/other.csv", WRITE_NEW, SFTPAttributes())
+    assert isinstance(other, UploadHandle)
+    assert not first.may_sync_inline(small)  # another upload is open: its writes must not wait
+    other.close()
+    assert first.may_sync_inline(small)
+    settings.inline_sync_bytes = 0
+    assert small.write(1001, b"s") == SFTP_OK and not first.may_sync_inline(small)
+
+
+def test_every_ending_of_an_upload_gives_its_slot_back(spool: Path) -> None:
+    iface, _ = session(spool, max_bytes=10)
+    iface.settings.resume_keep_s = 60
+    settings = iface.settings
+
+    def opened(name: str) -> UploadHandle:
+        handle = iface.open(f"/inbound/dpl/{name}", WRITE_NEW, SFTPAttributes())
+        assert isinstance(handle, UploadHandle)
+        return handle
+
+    done = opened("done.fixml")
+    done.write(0, b"ok")
+    done.close()  # committed
+    too_big = opened("big.fixml")
+    assert too_big.write(0, b"x" * 11) == SFTP_FAILURE
+    assert settings.open_uploads == 1  # a failed upload holds its slot until its close
+    with pytest.raises(UploadFailed):
+        too_big.close()
+    kept, failed = opened("kept.fixml"), opened("f.fixml")
+    opened("empty.fixml")  # nothing written: dropped at the end
+    kept.write(0, b"half")
+    failed.write(0, b"x" * 11)
+    assert settings.open_uploads == 3
+    iface.session_ended()  # kept for a resume, dropped (nothing written), failed
+    assert settings.open_uploads == 0
+    assert (spool / "firms/fa/inbound/dpl/.kept.fixml.partial").read_bytes() == b"half"
 
 
 # -- quota
