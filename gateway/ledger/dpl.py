@@ -450,6 +450,25 @@ class DplLedger(FileLedger):
                 values = unpack_fields(text) or ()
                 yield values if everything else tuple(values[i] for i in picks)
 
+    def iter_publishable_dpl_batches(
+        self, cycle: str, batch: int = 5000, files: Sequence[int] | None = None
+    ) -> Iterator[list[tuple[str | None, ...]]]:
+        """``iter_publishable_dpl_values`` with every field, a list of up to ``batch`` records
+        at a time (the publication's hot path: no step per record between SQLite and it)."""
+        cursor = self.connect().cursor()
+        cursor.row_factory = None
+        if files is None:
+            cursor.execute("SELECT r.fields" + _PUBLISHABLE_DPL + _PUBLICATION_ORDER, (cycle,))
+        else:
+            cursor.execute(
+                "SELECT r.fields" + _PUBLISHABLE_OF_FILES + _PUBLICATION_ORDER,
+                (json.dumps(list(files)),),
+            )
+        get, sep = _UNPACK.get, _FIELD_SEP
+        while rows := cursor.fetchmany(batch):
+            split = [text.split(sep) for (text,) in rows]
+            yield [tuple(map(get, parts, parts)) for parts in split]
+
     def count_publishable_dpl(self, cycle: str, files: Sequence[int] | None = None) -> int:
         """How many records ``iter_publishable_dpl_values(cycle, ...)`` yields (for progress)."""
         if files is not None:
