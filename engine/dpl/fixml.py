@@ -13,6 +13,9 @@ by ``<Batch`` means Batch mode; anything else is line mode.
   around exactly one PosRpt becomes a record with a ``problem`` (the MALFORMED reason) rather than
   failing the file; so does a DOCTYPE and a line over ``max_line_bytes``. Blank lines are skipped.
   Every record keeps the exact bytes of its line (without the terminator) and its 1-based line.
+  For a reader that takes many lines at a time (:func:`iter_records_and_blocks`, used by the
+  validator), the complete lines after the first FIXML line come as :class:`LineBlock` (about
+  one per chunk) with the per-line reading to fall back on.
 * Batch mode reads the rest of the input and parses it whole; the exact bytes of each Batch child
   come from a second pass with the stdlib expat parser, which reports byte offsets. A Batch that is
   cut short is ``TRUNCATED_BATCH``; one that is otherwise not well-formed is ``MALFORMED_BATCH``.

@@ -6,7 +6,9 @@ data, the cycle and the submitting account's entitlements (so the allowed BizDt 
 sets are computed once), then checks every record against SPEC §6.3 and collects *all* reasons, each
 with a :class:`~engine.dpl.records.Problem` naming the field and value for the on-demand report.
 A record is read by :mod:`engine.dpl.fastpath` when it has the exact Appendix A shape, otherwise by
-the tree walk of :mod:`engine.dpl.treewalk` (the structure: ``LAYOUT`` and ``MISSING_FIELD``); this
+the tree walk of :mod:`engine.dpl.treewalk` (the structure: ``LAYOUT`` and ``MISSING_FIELD``). In
+line mode, :meth:`DplValidator.validate_block` accepts the good lines of a whole block from one
+regular-expression pass and sends every other line down that per-line path; this
 module then checks the values against the cycle, the reference data and the entitlements, and
 summarises a file. The record model (reason codes, fields, results, reference data) is
 :mod:`engine.dpl.records`.
