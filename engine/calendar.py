@@ -1,4 +1,4 @@
-"""The business calendar: business days, submission cycles, allowed BizDt, cutoffs (SPEC §6.1).
+"""The business calendar: business days, submission cycles, allowed BizDt, cutoffs.
 
 Theory of operation: a business day is a Monday-Friday that is not an NYSE holiday (from the
 ``holidays`` library, computed lazily per year and cached) and not an OCC closure; an OCC ``open``
@@ -28,7 +28,7 @@ class BusinessCalendar:
 
     ``closes`` adds non-business days; ``opens`` makes NYSE holidays business days. An ``open`` on a
     weekend, or a date both closed and opened, is a configuration error (``ValueError``): a weekend
-    is never a business day (SPEC §6.1), and a contradictory override has no meaning. ``notes``
+    is never a business day, and a contradictory override has no meaning. ``notes``
     optionally maps override dates to their description for :meth:`explain`.
     """
 

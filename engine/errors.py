@@ -1,7 +1,7 @@
 """Typed errors of the engine, split by whose fault they are.
 
 ``InputRejected`` and its subclasses are the sender's fault: they carry a stable reason code (the
-strings of SPEC §6.3 and friends) and a location, and are never retried. ``EngineBug`` is ours.
+strings of the reason-code tables) and a location, and are never retried. ``EngineBug`` is ours.
 """
 
 from __future__ import annotations

@@ -386,6 +386,7 @@ def _flow_components(runtime: Runtime) -> list[Component]:
         config=lambda: runtime.config,
         clock=runtime.clock,
         emit=emit,
+        calendar=calendars.get,
     )
     ebe_store.on_loaded = ebe_flow.set_loaded
     ebe_store.on_rejected = ebe_flow.set_rejected
@@ -404,6 +405,7 @@ def _flow_components(runtime: Runtime) -> list[Component]:
         stable_interval_s=config.intake.stable_interval_s,
         sweep_interval_s=config.intake.sweep_interval_s,
         workers=config.intake.workers,
+        retry_max_s=config.intake.retry_max_s,
         technical_contact=lambda firm: runtime.config.technical_contact(firm),
     )
 

@@ -18,6 +18,7 @@ from gateway import __version__
 
 VERB_MODULES = [
     "gateway.commands.core",
+    "gateway.commands.init",
     "gateway.commands.accounts",
     "gateway.commands.dpl_validate",
     "gateway.commands.dpl_publish",

@@ -1,4 +1,4 @@
-"""Expiring-position sets on disk (SPEC §8.1): loading ``internal/ebe/<YYYY-MM-DD>/``.
+"""Expiring-position sets on disk: loading ``internal/ebe/<YYYY-MM-DD>/``.
 
 A folder is complete once its ``meta.csv`` exists (the producer writes it last). A set is loaded
 when it first appears and again whenever its files change (a newer set for the same date replaces

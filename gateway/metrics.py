@@ -172,7 +172,11 @@ EBE_LAST_LOAD = Gauge(
 )
 EBE_POSITIONS_OVERDUE = Gauge(
     "posgate_ebe_positions_overdue",
-    "1 on a business day past [ebe] positions_expected_time with no set loaded for today",
+    "1 on an expiration day past [ebe] positions_expected_time with no set loaded for today",
+)
+EBE_EXPIRATION_TODAY = Gauge(
+    "posgate_ebe_expiration_day",
+    "1 when today (Chicago) is an expiration day under [ebe] expiration_days / expiration_dates",
 )
 EBE_SET_REJECTED = Counter(
     "posgate_ebe_sets_rejected_total", "Expiring-position sets refused (bad rows)"
@@ -206,6 +210,7 @@ ALERT_NAMES = (
     "processing_failed",
     "publication_late",
     "publication_failed",
+    "publication_without_files",
 )
 
 

@@ -1,6 +1,6 @@
 """Theoretical P&L sets on disk: loading one folder, and the store of the newest few.
 
-``load_theo_set(folder)`` reads the five CSV files of SPEC §7.1 and hands their bytes to
+``load_theo_set(folder)`` reads the five CSV files of a set and hands their bytes to
 ``engine.pmc.theo.read.parse_theo_set``; problems surface as ``TheoSetInvalid`` naming file, line,
 column and value. ``TheoStore(root, keep)`` watches ``spool/internal/theo/<YYYY-MM-DD>/``: a
 folder is loaded once its ``meta.csv`` exists (the producer writes it last), the newest ``keep``

@@ -1,7 +1,7 @@
-"""The canonical outbound form of a valid DPL record: one FIXML line (SPEC §6.6, Appendix A).
+"""The canonical outbound form of a valid DPL record: one FIXML line.
 
 Publication writes every valid record again in this form, whatever the layout it was sent in:
-namespace-free, attributes in Appendix A order, the publisher's ``RptID`` and ``DlvDt``, every
+namespace-free, attributes in a fixed order, the publisher's ``RptID`` and ``DlvDt``, every
 other value as sent, XML-escaped so that the line parses back to the same fields.
 """
 

@@ -1,6 +1,6 @@
-"""The fast path of DPL reading: a record in the exact Appendix A shape read with one regex.
+"""The fast path of DPL reading: a record in the exact canonical shape read with one regex.
 
-A record written exactly in the Appendix A shape (attributes in that order, no entity or character
+A record written exactly in the canonical shape (attributes in that order, no entity or character
 references, no whitespace between elements) is read with one regular expression instead of a
 parse and a walk over the element tree (:mod:`engine.dpl.treewalk`). Anything else takes the tree
 walk, which is the reference behaviour; property tests check that both agree on every input.
@@ -45,7 +45,7 @@ _LINE_SHAPE = re.compile(rf"{_BLANKS}{_OPEN}{_POSRPT}</FIXML>{_BLANKS}\Z")
 
 
 # Many lines at a time (``LINES_OF_BLOCK``): every line of a block of complete lines is one match.
-# A line in the Appendix A shape whose quantities are well-formed decimals fills the groups 1-15:
+# A line in the exact canonical shape with well-formed decimal quantities fills the groups 1-15:
 # the line without the CR of a CRLF ending, then the 14 fields of ``DplFields`` in their order
 # (ReqTyp captured as "6"; absent or empty optional values are None). Every other line fills only
 # group 16: the whole line, CR included. Used by :meth:`engine.dpl.validate.DplValidator.\
@@ -68,7 +68,7 @@ LINES_OF_BLOCK = re.compile(
 
 
 def read_fast(raw: bytes) -> DplFields | None:
-    """Fields of a parsed record in the exact Appendix A shape, or None to take the tree walk."""
+    """Fields of a parsed record in the exact canonical shape, or None to take the tree walk."""
     try:
         match = _FAST_SHAPE.match(raw.decode("utf-8"))
     except UnicodeDecodeError:  # pragma: no cover - files are checked as UTF-8 before parsing
@@ -77,7 +77,7 @@ def read_fast(raw: bytes) -> DplFields | None:
 
 
 def read_line(content: bytes) -> DplFields | None:
-    """Fields of a whole line that is a FIXML PosRpt in the exact Appendix A shape, or None.
+    """Fields of a whole line that is a FIXML PosRpt in the exact canonical shape, or None.
 
     A result proves the line well-formed, with exactly the fields lxml and the tree walk would
     read and no problem; None says nothing (the line takes the parse and the tree walk). The

@@ -1,4 +1,4 @@
-"""FIXML position-report files: bytes in, one record per PosRpt with its raw bytes out (SPEC §6.2).
+"""FIXML position-report files: bytes in, one record per PosRpt with its raw bytes out.
 
 Theory of operation. A file is either *line mode* (one ``<FIXML><PosRpt …/></FIXML>`` message per
 physical line, the normal case) or *Batch mode* (one ``<FIXML><Batch>…</Batch></FIXML>`` document).
@@ -6,7 +6,7 @@ The mode is decided from the first significant line (after blank lines and an op
 declaration line): an opening ``<FIXML …>`` tag followed, on that line or the next significant one,
 by ``<Batch`` means Batch mode; anything else is line mode.
 
-* Line mode streams: a line in the exact Appendix A shape is read by the fast path
+* Line mode streams: a line in the exact canonical shape is read by the fast path
   (:func:`engine.dpl.fastpath.read_line`), whose match proves it well-formed, so it is not parsed
   again; every other line is parsed alone with one shared, locked-down lxml parser (no entity
   resolution, no network, no DTD, no huge trees). A line that is not a well-formed FIXML envelope
@@ -16,9 +16,11 @@ by ``<Batch`` means Batch mode; anything else is line mode.
   For a reader that takes many lines at a time (:func:`iter_records_and_blocks`, used by the
   validator), the complete lines after the first FIXML line come as :class:`LineBlock` (about
   one per chunk) with the per-line reading to fall back on.
-* Batch mode reads the rest of the input and parses it whole; the exact bytes of each Batch child
-  come from a second pass with the stdlib expat parser, which reports byte offsets. A Batch that is
-  cut short is ``TRUNCATED_BATCH``; one that is otherwise not well-formed is ``MALFORMED_BATCH``.
+* Batch mode streams too (:mod:`engine.dpl.batch`): the document goes through lxml's pull parser
+  and expat side by side, expat giving each Batch child's exact bytes; a finished child leaves the
+  tree, so memory does not grow with the document. A line still unfinished after ``PIECE_BYTES``
+  is looked at to decide the mode, so a Batch on one line is never held whole. A Batch that is cut
+  short is ``TRUNCATED_BATCH``; one that is otherwise not well-formed is ``MALFORMED_BATCH``.
 
 Whole-input failures raise :class:`~engine.errors.UnreadableInput` with one of ``EMPTY``,
 ``BINARY``, ``ENCODING``, ``NO_FIXML``, ``TRUNCATED_BATCH``, ``MALFORMED_BATCH``. They are checked
@@ -34,8 +36,8 @@ The UTF-8 byte order mark is tolerated at the start of the input and is not part
 from __future__ import annotations
 
 import codecs
+import itertools
 import re
-import xml.parsers.expat
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, cast
 
@@ -43,7 +45,7 @@ from lxml import etree
 
 from engine.dpl.fastpath import read_line
 from engine.dpl.records import DplFields
-from engine.errors import EngineBug, Location, UnreadableInput
+from engine.errors import Location, UnreadableInput
 
 FIXML_NS = "http://www.fixprotocol.org/FIXML-5-0-SP2"
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
@@ -76,8 +78,12 @@ _BATCH_OPEN = re.compile(
 _DECL_ENCODING = re.compile(rb"encoding\s*=\s*[\"']([A-Za-z0-9._-]+)")
 _UTF8_NAMES = frozenset({b"utf-8", b"utf8", b"us-ascii", b"ascii"})
 _BATCH_TAG = re.compile(rb"\s*<(?:[A-Za-z_][\w.-]*:)?Batch[\s>/]")
-# A start tag at a known offset of a well-formed document; group 1 is "/" for an empty element.
-_START_TAG = re.compile(rb"<[^\s/>]+(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>")
+# A line still unfinished at this size is shown to the mode decision as it is (a Batch on one
+# line must not be held whole), and in Batch mode handed on in pieces of this size.
+PIECE_BYTES = 1 << 20
+# What the physical layer hands on: complete lines, the unterminated last line, a look at a
+# line not finished yet.
+_LINES, _FINAL, _PARTIAL = 0, 1, 2
 
 
 class FixmlRecord(NamedTuple):
@@ -184,6 +190,9 @@ class _Line(NamedTuple):
     number: int
     content: bytes
     terminator: bytes
+    # The first bytes of a line not finished yet: while the mode is being decided, a look at
+    # them (the line comes again whole, or in pieces in Batch mode); in Batch mode, a piece.
+    partial: bool = False
 
 
 class _FileReader:
@@ -199,21 +208,25 @@ class _FileReader:
         self.fast_path = fast_path
         self.blocks = blocks
         self.parser = make_parser()
-        self._source: Iterator[tuple[int, bytes, bool]] = iter(())
+        self._source: Iterator[tuple[int, bytes, int]] = iter(())
         self._rest: tuple[int, bytes, int] | None = None
+        self._deciding = True  # the mode is not decided yet: one look at a long first line
+        self._in_pieces = False  # Batch mode: long lines are handed on in pieces
 
     def _unreadable(self, reason: str, message: str, line: int | None = None) -> UnreadableInput:
         return UnreadableInput(reason, message, Location(self.name, line, None))
 
     # -- physical layer: chunks -> checked, numbered lines --------------------------------------
 
-    def _blocks(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes, bool]]:
-        """``(lines before, data, final)``: ``data`` is a run of complete lines, each ending with
-        LF, or (``final``) the unterminated rest of the input, one line."""
+    def _blocks(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes, int]]:
+        """``(lines before, data, kind)``: ``data`` is a run of complete lines, each ending with
+        LF (``_LINES``), the unterminated rest of the input, one line (``_FINAL``), or the first
+        bytes of a line not finished yet (``_PARTIAL``, see ``_Line.partial``)."""
         decoder = codecs.getincrementaldecoder("utf-8")("strict")
         # The unfinished last line, as pieces: joined once its end arrives, so that a huge line
         # fed in many chunks costs linear, not quadratic, time. It never holds a newline.
         carry: list[bytes] = []
+        carried = 0  # bytes in carry
         number = 0
         offset = 0  # bytes of the input consumed before the current chunk
         started = False
@@ -231,19 +244,30 @@ class _FileReader:
                 continue
             self._check_text(decoder, chunk, offset, number)
             offset += len(chunk)
-            cut = chunk.rfind(b"\n") + 1
-            if not cut:
+            if b"\n" not in chunk:
                 carry.append(chunk)
+                carried += len(chunk)
+                if carried >= PIECE_BYTES and (self._deciding or self._in_pieces):
+                    joined = b"".join(carry)
+                    if self._in_pieces:
+                        carry.clear()
+                        carried = 0
+                    else:
+                        carry[:] = [joined]
+                        self._deciding = False
+                    yield number, joined, _PARTIAL
                 continue
+            cut = chunk.rfind(b"\n") + 1
             if carry:
                 carry.append(chunk[:cut])
                 block = b"".join(carry)
                 carry.clear()
             else:
                 block = chunk if cut == len(chunk) else chunk[:cut]
-            if cut < len(chunk):
+            carried = len(chunk) - cut
+            if carried:
                 carry.append(chunk[cut:])
-            yield number, block, False
+            yield number, block, _LINES
             number += block.count(b"\n")
         if not started:
             chunk = self._strip_bom(head)
@@ -261,15 +285,15 @@ class _FileReader:
                 ENCODING, "not UTF-8: the file ends inside a multi-byte character", number + 1
             ) from None
         if carry:
-            yield number, b"".join(carry), True
+            yield number, b"".join(carry), _FINAL
 
     def _lines(self) -> Iterator[_Line]:
         """The lines of ``self._source``; ``self._rest`` says where the rest of the current
         block starts (line number, block, offset), for a switch to whole blocks."""
-        for number, block, final in self._source:
-            if final:
+        for number, block, kind in self._source:
+            if kind != _LINES:
                 self._rest = None
-                yield _Line(number + 1, block, b"")
+                yield _Line(number + 1, block, b"", partial=kind == _PARTIAL)
                 continue
             start, size = 0, len(block)
             while start < size:
@@ -321,12 +345,18 @@ class _FileReader:
         lines = self._lines()
         lookahead: list[_Line] = []
         significant = 0
+        looked: _Line | None = None  # a look at a long line that decided the mode
         for line in lines:
-            lookahead.append(line)
-            if _is_blank(line.content):
-                continue
+            if line.partial:
+                if _is_blank(line.content):
+                    continue  # the whole line comes next
+                looked = line
+            else:
+                lookahead.append(line)
+                if _is_blank(line.content):
+                    continue
             significant += 1
-            if significant == 1 and _XML_DECL_LINE.match(line.content):
+            if significant == 1 and not line.partial and _XML_DECL_LINE.match(line.content):
                 self._check_declared_encoding(line)
                 continue  # the optional declaration; the FIXML line comes next
             opening = _BATCH_OPEN.match(line.content)
@@ -335,20 +365,26 @@ class _FileReader:
             rest = opening.group("rest")
             if rest and not rest.isspace():
                 if _BATCH_TAG.match(rest):
-                    yield from self._batch(lookahead, lines)
+                    yield from self._batch(lookahead, lines, looked)
                     return
                 break
             # "<FIXML …>" alone on its line: Batch mode if the next significant line opens a Batch.
             for following in lines:
-                lookahead.append(following)
-                if _is_blank(following.content):
-                    continue
+                if following.partial:
+                    if _is_blank(following.content):
+                        continue
+                    looked = following
+                else:
+                    lookahead.append(following)
+                    if _is_blank(following.content):
+                        continue
                 if _BATCH_TAG.match(following.content):
-                    yield from self._batch(lookahead, lines)
+                    yield from self._batch(lookahead, lines, looked)
                     return
                 break
             break
-        if all(_is_blank(x.content) for x in lookahead):
+        self._deciding = False
+        if looked is None and all(_is_blank(x.content) for x in lookahead):
             raise self._unreadable(EMPTY, "the file holds only blank lines")
         yield from self._line_mode(lookahead, lines)
 
@@ -371,7 +407,7 @@ class _FileReader:
         first_significant = True
         pending: Iterable[_Line] = lookahead
         for source in (pending, rest):
-            for number, content, _ in source:
+            for number, content, _, _ in source:
                 if content and not content.isspace():
                     if first_significant:
                         first_significant = False
@@ -400,13 +436,13 @@ class _FileReader:
 
     def _whole_blocks(self) -> Iterator[FixmlRecord | LineBlock]:
         """The rest of a line-mode input: what is left of the current block, then every block
-        (the unterminated last line, if any, as a record)."""
+        (the unterminated last line, if any, as a record). Line mode sees no partial lines."""
         rest, self._rest = self._rest, None
         if rest is not None and rest[2] < len(rest[1]):
             first, block, start = rest
             yield LineBlock(first, block[start:], self._parse_line, self.max_line_bytes)
-        for number, block, final in self._source:
-            if not final:
+        for number, block, kind in self._source:
+            if kind == _LINES:
                 yield LineBlock(number + 1, block, self._parse_line, self.max_line_bytes)
             elif block and not block.isspace():
                 yield self._parse_line(number + 1, block)
@@ -443,65 +479,38 @@ class _FileReader:
 
     # -- Batch mode -------------------------------------------------------------------------------
 
-    def _batch(self, lookahead: list[_Line], rest: Iterator[_Line]) -> Iterator[FixmlRecord]:
-        start = next(i for i, x in enumerate(lookahead) if not _is_blank(x.content))
-        first_line = lookahead[start].number
-        doc = b"".join(x.content + x.terminator for x in lookahead[start:])
-        doc += b"".join(x.content + x.terminator for x in rest)
-        if b"<!DOCTYPE" in doc:
-            raise self._unreadable(MALFORMED_BATCH, "a DOCTYPE is not allowed", first_line)
-        try:
-            root = etree.fromstring(doc, make_parser())
-        except etree.XMLSyntaxError as exc:
-            line = first_line + exc.lineno - 1 if exc.lineno else None
-            if _ends_early(doc):
-                raise self._unreadable(
-                    TRUNCATED_BATCH, f"the Batch document ends early ({exc.msg})", line
-                ) from None
-            raise self._unreadable(
-                MALFORMED_BATCH, f"the Batch document is not well-formed XML: {exc.msg}", line
-            ) from None
-        batch = self._batch_element(root, first_line)
-        children = list(batch)
-        if not children:
-            raise self._unreadable(MALFORMED_BATCH, "the Batch holds no PosRpt", first_line)
-        try:
-            spans = _child_spans(doc, depth=3)
-        except xml.parsers.expat.ExpatError as exc:  # pragma: no cover - lxml accepted it
-            raise self._unreadable(
-                MALFORMED_BATCH, f"the Batch document is not well-formed XML: {exc}", first_line
-            ) from None
-        if len(spans) != len(children):  # pragma: no cover
-            raise EngineBug(f"expat saw {len(spans)} Batch children, lxml {len(children)}")
-        for element, (begin, end, line) in zip(children, spans, strict=True):
-            number = first_line + line - 1
-            raw = doc[begin:end]
+    def _batch(
+        self, lookahead: list[_Line], rest: Iterator[_Line], looked: _Line | None
+    ) -> Iterator[FixmlRecord]:
+        """Batch mode: the document from its first significant line, read as a stream."""
+        from engine.dpl.batch import read_batch  # it imports this module's record type
+
+        self._deciding = False
+        self._in_pieces = True
+        start = next((i for i, x in enumerate(lookahead) if not _is_blank(x.content)), None)
+        if start is not None:
+            first_line = lookahead[start].number
+            head = lookahead[start:]
+        else:
+            assert looked is not None  # Batch mode was decided on a look at a long first line
+            first_line, head = looked.number, []
+        pieces = itertools.chain(
+            (x.content + x.terminator for x in head),
+            (x.content + x.terminator for x in rest),
+        )
+        children = read_batch(
+            pieces,
+            first_line=first_line,
+            unreadable=self._unreadable,
+            fixml_tags=FIXML_TAGS,
+            batch_tags=BATCH_TAGS,
+        )
+        for number, raw, element in children:
             if element.tag not in POSRPT_TAGS:
                 problem = f"<{local_name(element.tag)}> in a Batch is not a PosRpt"
                 yield FixmlRecord(number, raw, None, problem)
             else:
                 yield FixmlRecord(number, raw, element, None)
-
-    def _batch_element(self, root: Any, first_line: int) -> Any:
-        if root.tag not in FIXML_TAGS:
-            raise self._unreadable(
-                MALFORMED_BATCH, f"root element <{local_name(root.tag)}> is not FIXML", first_line
-            )
-        if len(root) != 1 or root[0].tag not in BATCH_TAGS:
-            raise self._unreadable(
-                MALFORMED_BATCH, "the FIXML document must hold exactly one Batch", first_line
-            )
-        batch = root[0]
-        if _has_text(root.text) or _has_text(batch.tail) or _has_text(batch.text):
-            raise self._unreadable(MALFORMED_BATCH, "text outside any element", first_line)
-        for child in batch:
-            if _has_text(child.tail):
-                raise self._unreadable(
-                    MALFORMED_BATCH,
-                    f"text after <{local_name(child.tag)}> inside the Batch",
-                    first_line + (child.sourceline or 1) - 1,
-                )
-        return batch
 
 
 def _envelope_problem(root: Any) -> str | None:
@@ -521,81 +530,6 @@ def _envelope_problem(root: Any) -> str | None:
     if _has_text(root.text) or _has_text(posrpt.tail):
         return "text outside the PosRpt element"
     return None
-
-
-_TRUNCATION_ERRORS = frozenset(
-    xml.parsers.expat.errors.codes[message]
-    for message in (
-        xml.parsers.expat.errors.XML_ERROR_NO_ELEMENTS,
-        xml.parsers.expat.errors.XML_ERROR_UNCLOSED_TOKEN,
-        xml.parsers.expat.errors.XML_ERROR_PARTIAL_CHAR,
-        xml.parsers.expat.errors.XML_ERROR_UNCLOSED_CDATA_SECTION,
-    )
-)
-
-
-def _ends_early(doc: bytes) -> bool:
-    """Whether a document lxml refused is a cut-off prefix rather than wrong somewhere inside.
-
-    expat reports problems in input order, so a document that is only cut short fails at its end
-    with "no element found", "unclosed token" and the like while its root is still open. Only
-    called on documents without a DOCTYPE: expat sees no entity declarations.
-    """
-    parser = xml.parsers.expat.ParserCreate()
-    depth = 0
-    root_closed = False
-
-    def start(_name: str, _attrs: object) -> None:
-        nonlocal depth
-        depth += 1
-
-    def end(_name: str) -> None:
-        nonlocal depth, root_closed
-        depth -= 1
-        root_closed = root_closed or depth == 0
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    try:
-        parser.Parse(doc, True)
-    except xml.parsers.expat.ExpatError as exc:
-        return exc.code in _TRUNCATION_ERRORS and not root_closed
-    return False
-
-
-def _child_spans(doc: bytes, depth: int) -> list[tuple[int, int, int]]:
-    """(start byte, end byte, 1-based line) of every element at ``depth`` (root = 1) of ``doc``.
-
-    Only called on documents lxml has parsed without a DOCTYPE, so expat sees no entity
-    declarations: nothing can expand.
-    """
-    parser = xml.parsers.expat.ParserCreate()
-    spans: list[tuple[int, int, int]] = []
-    open_at: list[tuple[int, int, bool]] = []
-    level = 0
-
-    def start(_name: str, _attrs: object) -> None:
-        nonlocal level
-        level += 1
-        if level == depth:
-            begin = parser.CurrentByteIndex
-            tag = _START_TAG.match(doc, begin)
-            empty = tag is not None and tag.group(1) == b"/"
-            open_at.append((begin, parser.CurrentLineNumber, empty))
-
-    def end(_name: str) -> None:
-        nonlocal level
-        if level == depth:
-            begin, line, empty = open_at.pop()
-            at = parser.CurrentByteIndex
-            stop = at if empty else doc.index(b">", at) + 1
-            spans.append((begin, stop, line))
-        level -= 1
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.Parse(doc, True)
-    return spans
 
 
 def _is_blank(content: bytes) -> bool:

@@ -1,16 +1,16 @@
 """Delta Position Limit records: reason codes, fields, results, reference data, aggregation order.
 
 This is the record model shared by the validator (:mod:`engine.dpl.validate`), the canonical writer
-(:mod:`engine.dpl.canonical`) and the gateway (ledger, reports, publication): the SPEC §6.3 reason
+(:mod:`engine.dpl.canonical`) and the gateway (ledger, reports, publication): the reason
 codes in their order, the values of one record (:class:`DplFields`), the outcome of validating it
 (:class:`ValidationResult` with its :class:`Problem` details), the reference data a record is
-checked against (:class:`DplReference`) and the vocabulary of the Appendix A layout.
+checked against (:class:`DplReference`) and the vocabulary of the PosRpt record layout.
 
-Decisions where the SPEC is silent (also in the README part of this flow):
+Decisions (also in the README part of this flow):
 
 * Identifiers made only of ASCII digits compare by numeric value (``00005`` = ``5``) for clearing
   members, NCOs and entitlements; other identifiers compare exactly (case-sensitive).
-* Aggregation order (SPEC §6.6) sorts firms numeric-aware: numeric ids by value, before any
+* Aggregation order sorts firms numeric-aware: numeric ids by value, before any
   non-numeric id, which sort by code point; aggregation unit, symbol and SubTyp sort as sent, by
   code point (the same order as SQLite's BINARY collation on UTF-8 text).
 * Dates are written exactly ``YYYY-MM-DD`` and must be real calendar dates.
@@ -33,7 +33,7 @@ BIZDT_OUT_OF_RANGE = "BIZDT_OUT_OF_RANGE"
 LONG_AND_SHORT = "LONG_AND_SHORT"
 NOT_ENTITLED = "NOT_ENTITLED"
 
-#: Every reason code, in the order of SPEC §6.3; a record's reasons are listed in this order.
+#: Every reason code, in its fixed reporting order; a record's reasons are listed in this order.
 REASON_CODES = (
     MALFORMED,
     LAYOUT,
@@ -104,7 +104,7 @@ class DplFields(NamedTuple):
 
 
 class ValidationResult(NamedTuple):
-    """The outcome for one record: status, reasons in SPEC order, fields and detailed problems.
+    """The outcome for one record: status, reasons in reporting order, fields and detailed problems.
 
     ``fields`` is None only for a MALFORMED record (nothing could be read from it).
     """
@@ -141,7 +141,7 @@ def firm_sort_text(firm_id: str) -> str:
 
 
 def aggregation_sort_key(fields: DplFields) -> tuple[str, str, str, str]:
-    """(firm, aggregation unit, symbol, SubTyp): the publication order of SPEC §6.6."""
+    """(firm, aggregation unit, symbol, SubTyp): the publication order."""
     return (
         firm_sort_text(fields.firm_id or ""),
         fields.agg_unit or "",

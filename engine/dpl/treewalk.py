@@ -1,4 +1,4 @@
-"""The tree walk of DPL validation: a parsed PosRpt read against the closed Appendix A layout.
+"""The tree walk of DPL validation: a parsed PosRpt read against the closed PosRpt record layout.
 
 This is the reference reading of a record (:mod:`engine.dpl.fastpath` only short-cuts records it
 reads identically). It walks the PosRpt element once, reading attributes as dicts and the few
@@ -6,9 +6,9 @@ children once (there is no XPath), collects the values as :class:`~engine.dpl.re
 and reports every ``LAYOUT`` and ``MISSING_FIELD`` problem of the structure; the values are checked
 against the cycle, the reference data and the entitlements by :mod:`engine.dpl.validate`.
 
-Decisions where the SPEC is silent (also in the README part of this flow):
+Decisions (also in the README part of this flow):
 
-* The record layout is the one of the seed's Appendix A, closed: any other element or attribute,
+* The record layout is closed: any other element or attribute,
   anywhere inside the PosRpt, is ``LAYOUT``; so is non-blank text content, a party role other than
   4, 7, 38 or 82, a ``Sub`` outside the ``R=82`` party, a ``Sub`` whose ``Typ`` is not 5, and a
   second party of the same role (``R=4`` and ``R=7`` together count as two firm parties).

@@ -1,11 +1,11 @@
-"""Delta Position Limit validation: every record of a file checked against SPEC §6.3, with reasons.
+"""Delta Position Limit validation: every record of a file checked against every rule, with reasons.
 
 Theory of operation. :mod:`engine.dpl.fixml` turns a file into records (raw bytes plus a parsed
 PosRpt, or a MALFORMED problem). A :class:`DplValidator` is built once per file from the reference
 data, the cycle and the submitting account's entitlements (so the allowed BizDt strings and the id
-sets are computed once), then checks every record against SPEC §6.3 and collects *all* reasons, each
+sets are computed once), then checks every record against all rules and collects *all* reasons, each
 with a :class:`~engine.dpl.records.Problem` naming the field and value for the on-demand report.
-A record is read by :mod:`engine.dpl.fastpath` when it has the exact Appendix A shape, otherwise by
+A record is read by :mod:`engine.dpl.fastpath` when it has the exact canonical shape, otherwise by
 the tree walk of :mod:`engine.dpl.treewalk` (the structure: ``LAYOUT`` and ``MISSING_FIELD``). In
 line mode, :meth:`DplValidator.validate_block` accepts the good lines of a whole block from one
 regular-expression pass and sends every other line down that per-line path; this
@@ -13,7 +13,7 @@ module then checks the values against the cycle, the reference data and the enti
 summarises a file. The record model (reason codes, fields, results, reference data) is
 :mod:`engine.dpl.records`.
 
-Decisions where the SPEC is silent (also in the README part of this flow):
+Decisions (also in the README part of this flow):
 
 * ``BizDt`` must be a date ``YYYY-MM-DD`` (else ``LAYOUT``) and one of the two allowed business
   dates of the cycle (else ``BIZDT_OUT_OF_RANGE``).
@@ -147,7 +147,7 @@ class DplValidator:
 
     def validate_block(self, block: LineBlock) -> Iterator[ValidationResult]:
         """The results of every non-blank line of a block, in order: the same as
-        ``validate(block.parse(line, content))`` for each, but a line in the Appendix A shape
+        ``validate(block.parse(line, content))`` for each, but a line in the exact canonical shape
         with good values is accepted straight from one regular-expression pass over the block
         (the hot path of the intake); every other line takes the per-line path."""
         text = block.data.decode("utf-8")  # checked as UTF-8 while the file was read
@@ -326,7 +326,7 @@ def iter_validate(
     ``fast_path=False`` parses every record with lxml and walks its tree: the reference behaviour
     the fast paths are proven against (the same results, only slower).
 
-    Raises :class:`~engine.errors.UnreadableInput` when the file cannot be read at all (SPEC §6.4);
+    Raises :class:`~engine.errors.UnreadableInput` when the file cannot be read at all;
     see :mod:`engine.dpl.fixml` for when that can happen after some results were produced.
     """
     validator = DplValidator(reference, cycle, calendar, entitled_firms)
@@ -354,7 +354,7 @@ def validate_file(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     name: str | None = None,
 ) -> FileValidation:
-    """Every result of an in-memory file and its summary; raises UnreadableInput (SPEC §6.4)."""
+    """Every result of an in-memory file and its summary; raises UnreadableInput."""
     summary = ValidationSummary()
     results: list[ValidationResult] = []
     for result in iter_validate(

@@ -1,1 +1,1 @@
-"""Exercise by exception (SPEC §8): expiring positions, contrary instructions, outcomes."""
+"""Exercise by exception: expiring positions, contrary instructions, outcomes."""

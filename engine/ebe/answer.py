@@ -1,4 +1,4 @@
-"""The answer to one query: set + kept instructions + filters -> the JSON form of SPEC §8.4.
+"""The answer to one query: set + kept instructions + filters -> its stable JSON form.
 
 Both the daemon (instructions from the ledger) and ``posgate ebe compute`` (instructions from
 files, judged as if received at ``--at``) end here, so the two can never disagree.

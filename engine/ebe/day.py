@@ -1,7 +1,7 @@
 """One expiration day: its cutoff instant, the status of its outcomes, and the instructions kept
 for it applied to whichever expiring set is current.
 
-Instructions are kept by series key, not by row: a newer set for the same date (SPEC §8.1) may
+Instructions are kept by series key, not by row: a newer set for the same date may
 order its rows differently or drop a position. ``effective_for`` maps each kept instruction onto
 the current set's rows; one that no longer fits (position gone, quantity now above the long) is
 left out and named in the problems of the answer instead of silently changing a decision.
@@ -13,8 +13,10 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from engine.calendar import CHICAGO
-from engine.ebe.instructions import Effective
+from engine.ebe.instructions import ACTION_CODE, Effective
 from engine.ebe.money import format_ticks
 from engine.ebe.positions import ExpiringSet, SeriesKey
 
@@ -49,29 +51,30 @@ def effective_for(
 ) -> tuple[Effective, list[str]]:
     """The kept instructions that apply to ``positions``, and a problem for each one that no
     longer does."""
-    rows: list[int] = []
-    actions: list[str] = []
-    quantities: list[int] = []
+    k = len(kept)
+    if k == 0:
+        return Effective.empty(), []
+    index_get = positions.index.get
+    found = [index_get(ins.key) for ins in kept]
+    rows = np.fromiter((-1 if r is None else r for r in found), dtype=np.int64, count=k)
+    quantity = np.fromiter((ins.quantity for ins in kept), dtype=np.int64, count=k)
+    action = np.fromiter((ACTION_CODE[ins.action] for ins in kept), dtype=np.int8, count=k)
+    missing = rows < 0
+    longs = positions.long_qty[np.where(missing, 0, rows)]
+    over = ~missing & (quantity > longs)
     problems: list[str] = []
-    index = positions.index
-    long_qty = positions.long_qty
-    for ins in kept:
-        row = index.get(ins.key)
-        if row is None or ins.quantity > int(long_qty[row]):
-            series = f"{ins.key[1]} {ins.key[2]} {ins.key[3]} {format_ticks(ins.key[4])}"
-        if row is None:
+    for i in np.flatnonzero(missing | over).tolist():
+        ins = kept[i]
+        series = f"{ins.key[1]} {ins.key[2]} {ins.key[3]} {format_ticks(ins.key[4])}"
+        if missing[i]:
             problems.append(
                 f"{ins.origin}: {ins.action} {ins.quantity} {series} no longer matches an "
                 "expiring position of the current set; not applied"
             )
-            continue
-        if ins.quantity > int(long_qty[row]):
+        else:
             problems.append(
                 f"{ins.origin}: {ins.action} {ins.quantity} {series} exceeds the long quantity "
-                f"{int(positions.long_qty[row])} of the current set; not applied"
+                f"{int(longs[i])} of the current set; not applied"
             )
-            continue
-        rows.append(row)
-        actions.append(ins.action)
-        quantities.append(ins.quantity)
-    return Effective.of(rows, actions, quantities), problems
+    live = ~(missing | over)
+    return Effective(rows[live], action[live], quantity[live]), problems

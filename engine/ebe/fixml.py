@@ -1,14 +1,24 @@
-"""The contrary-intention file for the exchanges (SPEC §8.5): FIXML 5.0 SP2 ``ContIntRpt``.
+"""The contrary-intention file for the exchanges: FIXML 5.0 SP2 ``ContIntRpt``.
 
-One ``ContIntRpt`` (MsgType BO) per (firm, account, series) whose final exercise differs from the
-automatic one, inside a ``Batch``, in the set's row order. Attributes use the FIXML
-abbreviations: ``RptID`` (ContIntRptID, 977), ``BizDt`` (ClearingBusinessDate, 715, the
-expiration date), ``TxnTm`` (TransactTime, 60, the receipt time of the instruction that decided
-the row); parties ``Pty`` with ``R="4"`` (clearing firm) and ``R="24"`` (customer account);
-``Instrmt`` with ``Sym``, ``PutCall`` (1 call, 0 put), ``StrkPx`` and ``MatDt``; and two
-``ExpQty`` groups (``Typ`` ExpirationQtyType 982, ``Qty`` ExpQty 983): ``4`` contrary intention
-and ``3`` final will be exercised. The file is deterministic for the same inputs (the generation
-instant is not in it), so a republication with unchanged content writes the same bytes.
+One FIXML message per line, LF-terminated, UTF-8, like the DPL exchange file:
+``<FIXML xmlns="http://www.fixprotocol.org/FIXML-5-0-SP2"><ContIntRpt …>…</ContIntRpt></FIXML>``,
+one Contrary Intention Report (MsgType BO) per (firm, account, series) whose final exercise
+differs from the automatic one, in the set's row order; a date without any gives an empty file.
+Names are the FIX 5.0 SP2 repository's FIXML abbreviations, in the message layout's order:
+
+* ``ContIntRpt``: ``RptID`` (ContIntRptID, 977), ``TxnTm`` (TransactTime, 60: the receipt time of
+  the instruction that decided the row), ``BizDt`` (ClearingBusinessDate, 715: the expiration
+  date);
+* ``Pty`` (Parties): ``ID`` with ``R`` (PartyRole) ``4`` clearing firm and ``24`` customer
+  account;
+* ``Qty`` (ExpirationQty): ``ExpTyp`` (ExpirationQtyType, 982) with ``ExpQty`` (983): ``4``
+  contrary intention and ``3`` final will be exercised;
+* ``Instrmt`` (Instrument): ``Sym``, ``PutCall`` (1 call, 0 put), ``StrkPx``, ``MatDt``.
+
+``contracts/fixml/contrary-intention-report.xsd`` is the schema of exactly this subset; the tests
+validate every file they produce against it. The file is deterministic for the same inputs (the
+generation instant is not in it), so a republication with unchanged content writes the same
+bytes.
 """
 
 from __future__ import annotations
@@ -39,41 +49,53 @@ def contrary_intention_file(
     del generated_at
     effective, _ = effective_for(positions, kept)
     outcomes = compute_outcomes(positions, thresholds, effective)
-    decided_at: dict[int, dt.datetime] = {}
-    for ins in kept:
-        row = positions.index.get(ins.key)
-        if row is not None:
-            decided_at[row] = ins.received_at
+    # The receipt time of the latest kept instruction of each series decides TxnTm.
+    decided_at = {ins.key: ins.received_at for ins in kept}
     day = positions.expiration_date
     biz = day.isoformat()
-    lines = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<FIXML xmlns="{FIXML_NS}" v="5.0" xv="SP2">',
-        "<Batch>",
-    ]
-    rows = np.flatnonzero(outcomes.contrary_action != 0).tolist()
-    for n, i in enumerate(rows, start=1):
-        received = decided_at.get(i)
-        txn = (
-            received.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + "Z"
-            if received is not None
-            else ""
-        )
-        put_call = "1" if positions.put_call[i] == "C" else "0"
-        report_id = f"CIR-{day.strftime('%Y%m%d')}-{n:07d}"
+    compact = day.strftime("%Y%m%d")
+    rows = np.flatnonzero(outcomes.contrary_action != 0)
+    columns = zip(
+        positions.firm[rows].tolist(),
+        positions.account[rows].tolist(),
+        positions.symbol[rows].tolist(),
+        positions.put_call[rows].tolist(),
+        positions.strike[rows].tolist(),
+        outcomes.contrary_qty[rows].tolist(),
+        outcomes.final_exercise_qty[rows].tolist(),
+        strict=True,
+    )
+    quoted: dict[str, str] = {}
+    strikes: dict[int, str] = {}
+    times: dict[dt.datetime, str] = {}
+
+    def quote(value: str) -> str:
+        text = quoted.get(value)
+        if text is None:
+            text = quoted[value] = quoteattr(value)
+        return text
+
+    lines: list[str] = []
+    for n, (firm, account, symbol, put_call, strike, contrary, final) in enumerate(columns, 1):
+        received = decided_at.get((firm, account, symbol, put_call, strike))
+        txn = ""
+        if received is not None:
+            txn = times.get(received, "")
+            if not txn:
+                stamp = received.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+                txn = times[received] = f' TxnTm="{stamp}Z"'
+        strike_text = strikes.get(strike)
+        if strike_text is None:
+            strike_text = strikes[strike] = format_ticks(strike)
         lines.append(
-            f'<ContIntRpt RptID="{report_id}" BizDt="{biz}"'
-            + (f' TxnTm="{txn}"' if txn else "")
-            + ">"
+            f'<FIXML xmlns="{FIXML_NS}">'
+            f'<ContIntRpt RptID="CIR-{compact}-{n:07d}"{txn} BizDt="{biz}">'
+            f'<Pty ID={quote(firm)} R="4"/>'
+            f'<Pty ID={quote(account)} R="24"/>'
+            f'<Qty ExpTyp="4" ExpQty="{contrary}"/>'
+            f'<Qty ExpTyp="3" ExpQty="{final}"/>'
+            f'<Instrmt Sym={quote(symbol)} PutCall="{"1" if put_call == "C" else "0"}"'
+            f' StrkPx="{strike_text}" MatDt="{biz}"/>'
+            "</ContIntRpt></FIXML>\n"
         )
-        lines.append(f'<Pty ID={quoteattr(str(positions.firm[i]))} R="4"/>')
-        lines.append(f'<Pty ID={quoteattr(str(positions.account[i]))} R="24"/>')
-        lines.append(
-            f'<Instrmt Sym={quoteattr(str(positions.symbol[i]))} PutCall="{put_call}"'
-            f' StrkPx="{format_ticks(int(positions.strike[i]))}" MatDt="{biz}"/>'
-        )
-        lines.append(f'<ExpQty Typ="4" Qty="{int(outcomes.contrary_qty[i])}"/>')
-        lines.append(f'<ExpQty Typ="3" Qty="{int(outcomes.final_exercise_qty[i])}"/>')
-        lines.append("</ContIntRpt>")
-    lines += ["</Batch>", "</FIXML>", ""]
-    return "\n".join(lines).encode("utf-8"), len(rows)
+    return "".join(lines).encode("utf-8"), len(lines)

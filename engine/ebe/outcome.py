@@ -1,4 +1,4 @@
-"""Outcomes per (firm, account, series) (SPEC §8.3), vectorised over a whole expiring set.
+"""Outcomes per (firm, account, series), vectorised over a whole expiring set.
 
 Shapes: every array is ``(n,)`` over the rows of the ``ExpiringSet``; amounts are int64 ticks of
 1/10,000 USD, so ``itm_amount >= threshold`` is an exact integer comparison (a call struck at

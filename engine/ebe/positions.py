@@ -1,4 +1,4 @@
-"""The expiring-position set of one expiration date (SPEC §8.1): three CSV files -> arrays.
+"""The expiring-position set of one expiration date: three CSV files -> arrays.
 
 ``parse_expiring_set(files)`` takes the bytes of ``meta.csv``, ``expiring_positions.csv`` and
 ``closing_prices.csv`` and returns an ``ExpiringSet``, or raises ``ExpiringSetInvalid`` listing

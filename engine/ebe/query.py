@@ -1,4 +1,4 @@
-"""Queries over outcomes (SPEC §8.4): filters, and the stable JSON and CSV forms.
+"""Queries over outcomes: filters, and the stable JSON and CSV forms.
 
 ``Filters.parse(mapping)`` validates a query's filters (from a ``*.query.json`` file, an AMQP body
 or the command line) and raises ``InputRejected`` naming the bad one; ``select`` picks the rows of
@@ -202,7 +202,7 @@ def document(
     instructions: Sequence[Mapping[str, Any]] = (),
     problems: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The stable JSON form of SPEC §8.4."""
+    """The stable JSON form of a query answer."""
     return {
         "schema_version": SCHEMA_VERSION,
         "expiration_date": expiration_date,

@@ -1,6 +1,6 @@
 """Available contracts: the instruments of a theo set for one account type, filtered and sorted.
 
-This is the list a user picks positions from (SPEC §7.3a). ``ContractFilter`` holds the filter
+This is the list a user picks positions from. ``ContractFilter`` holds the filter
 fields, ``check_filter`` applies the required-field rules, ``list_contracts`` returns the matching
 ``Contract`` rows in the default sort, ``sort_contracts`` sorts them by one column (a click on a
 column heading) and ``suggest_values`` gives the values that start with what a user typed.

@@ -33,6 +33,7 @@ from engine.pmc.positions.model import (
     BatchColumns,
     IntArray,
     PositionBatch,
+    firm_id,
 )
 from engine.pmc.theo.model import STRIKE_SCALE, TheoSet
 
@@ -342,7 +343,7 @@ def select_positions(
     p = positions
     mask = np.ones(len(p), dtype=bool)
     if firm:
-        mask &= p.firm == (firm.strip().lstrip("0") or "0")
+        mask &= p.firm == (firm_id(firm.strip()) if firm.strip().isdigit() else firm.strip())
     for name, value in (
         ("account", account.strip()),
         ("account_type", account_type.strip().upper()),

@@ -1,4 +1,4 @@
-"""Portfolio margin (CPM / RBH) over numpy arrays: SPEC §7.4, the hierarchy, whole file at once.
+"""Portfolio margin (CPM / RBH) over numpy arrays: the hierarchy, whole file at once.
 
 Theory of operation. ``compute_margin`` takes positions resolved against a theo set
 (``engine.pmc.resolve.ResolvedPositions``: per position a P&L vector per unit [n, 10], a value and
@@ -15,7 +15,7 @@ point of the [g, 10] arrays), never looping over positions in Python:
    (type C: a long option's minimum capped at its market value), requirement = max(risk, minimum);
 6. account = sum over its units; firm = sum over its accounts; NAV = sum of signed market values.
 
-Every table keeps the Gains / Losses / Total rows of the seed's results screen (Figure 4):
+Every table keeps Gains / Losses / Total rows per portfolio and product group:
 Gains = sum of the members' positive parts, Losses = sum of negative parts,
 Total = Losses + offset x Gains. Requirements, risks and minimums are positive numbers here.
 """
@@ -300,7 +300,7 @@ def offset_total(gains: FloatArray, losses: FloatArray, offset: FloatArray) -> F
 
 
 def compute_margin(res: ResolvedPositions) -> MarginResult:
-    """Run SPEC §7.4 over every resolved position at once (see the module docstring)."""
+    """Run the calculation over every resolved position at once (see the module docstring)."""
     theo = res.theo
     b = res.batch
     n = len(b)

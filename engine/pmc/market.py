@@ -1,4 +1,4 @@
-"""Market snapshots (SPEC §7.2): the CSV input of ``posgate theo generate``, parsed.
+"""Market snapshots: the CSV input of ``posgate theo generate``, parsed.
 
 The market snapshot is one UTF-8 CSV file with a header line; the column ``record`` says what a
 line is, and each kind uses its own columns (others stay empty; column order is free):

@@ -1,4 +1,4 @@
-"""The margin report of a whole position file: counts (SPEC §7.3), problems and the result.
+"""The margin report of a whole position file: counts, problems and the result.
 
 ``margin_for_file`` resolves a parsed 346 file against a theo set (``engine.pmc.resolve``),
 computes its margin (``engine.pmc.margin``) and counts accepted, rejected and invalid-series
@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 from engine.pmc.margin import MarginResult, compute_margin
 from engine.pmc.positions.model import REJECTED, WARNING, PositionFile, PositionProblem
-from engine.pmc.resolve import resolve_positions
+from engine.pmc.resolve import ResolvedPositions, resolve_positions
 from engine.pmc.theo.model import TheoSet
 
 
 @dataclass(frozen=True)
 class PositionCounts:
-    """Output counts of SPEC §7.3; accepted + rejected + invalid_series == total."""
+    """Output counts; accepted + rejected + invalid_series == total."""
 
     accepted: int
     rejected: int
@@ -49,6 +49,14 @@ class MarginReport:
 def margin_for_file(parsed: PositionFile, theo: TheoSet) -> MarginReport:
     """Resolve and compute a parsed 346 file against a theo set."""
     res = resolve_positions(parsed.positions, theo)
+    counts, problems = count_records(parsed, res)
+    return MarginReport(theo.activity_date, theo.name, counts, problems, compute_margin(res))
+
+
+def count_records(
+    parsed: PositionFile, res: ResolvedPositions
+) -> tuple[PositionCounts, list[PositionProblem]]:
+    """The counts of a file resolved against a set, and its problems in line order."""
     problems = sorted(parsed.problems + res.problems, key=lambda p: p.line)
     rejected_lines = {p.line for p in parsed.problems if p.kind == REJECTED}
     rejected = len(rejected_lines) + res.rejected
@@ -59,4 +67,4 @@ def margin_for_file(parsed: PositionFile, theo: TheoSet) -> MarginReport:
         warnings=sum(1 for p in problems if p.kind == WARNING),
         total=parsed.records,
     )
-    return MarginReport(theo.activity_date, theo.name, counts, problems, compute_margin(res))
+    return counts, problems

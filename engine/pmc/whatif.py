@@ -1,4 +1,4 @@
-"""What-if margin (SPEC §7.5, AMQP ``margin.whatif``): a portfolio's requirement with and without
+"""What-if margin (AMQP ``margin.whatif``): a portfolio's requirement with and without
 each of its positions, optionally on top of a base portfolio.
 
 The marginal contribution of position i is the requirement of the whole portfolio minus the
@@ -22,6 +22,7 @@ from engine.pmc.margin import (
 )
 from engine.pmc.positions.model import PositionBatch, PositionProblem
 from engine.pmc.resolve import resolve_positions
+from engine.pmc.small import SMALL_LIMIT, small_margin
 from engine.pmc.theo.model import TheoSet
 
 FloatArray = NDArray[np.float64]
@@ -49,7 +50,7 @@ class WhatIfResult:
     def as_dict(self) -> dict[str, object]:
         """Plain data for a JSON reply (amounts rounded to cents)."""
         r = self.result
-        accounts = [
+        accounts: list[dict[str, object]] = [
             {
                 "firm": str(r.account_firm[a]),
                 "account": str(r.account_id[a]),
@@ -62,36 +63,67 @@ class WhatIfResult:
             }
             for a in range(r.account_firm.shape[0])
         ]
-        p = self.positions
-        return {
-            "theo_date": r.resolved.theo.activity_date,
-            "requirement": round(self.requirement, 2),
-            "nav": round(self.nav, 2),
-            "minimum": round(self.minimum, 2),
-            "risk": round(self.risk, 2),
-            "base_requirement": None
-            if self.base_requirement is None
-            else round(self.base_requirement, 2),
-            "base_nav": None if self.base_nav is None else round(self.base_nav, 2),
-            "delta_requirement": None
-            if self.base_requirement is None
-            else round(self.requirement - self.base_requirement, 2),
-            "accounts": accounts,
-            "positions": [
-                {
-                    "line": int(p.line[i]),
-                    "symbol": str(p.symbol[i]),
-                    "security_type": str(p.security_type[i]),
-                    "put_call": str(p.put_call[i]) or None,
-                    "series_date": str(p.series_date[i]) or None,
-                    "strike": float(p.strike[i]),
-                    "quantity": float(p.quantity[i]),
-                    "marginal_requirement": round(float(self.contributions[i]), 2),
-                }
-                for i in range(len(p))
-            ],
-            "problems": [pr.as_dict() for pr in self.problems],
-        }
+        return _document(
+            r.resolved.theo.activity_date,
+            (self.requirement, self.nav, self.minimum, self.risk),
+            (self.base_requirement, self.base_nav),
+            accounts,
+            self.positions,
+            self.contributions.tolist(),
+            self.problems,
+        )
+
+
+def _document(
+    theo_date: str,
+    totals: tuple[float, float, float, float],
+    base: tuple[float | None, float | None],
+    accounts: list[dict[str, object]],
+    positions: PositionBatch,
+    contributions: list[float],
+    problems: list[PositionProblem],
+) -> dict[str, object]:
+    """The what-if reply: totals, the base alone, accounts and each position's contribution."""
+    requirement, nav, minimum, risk = totals
+    base_requirement, base_nav = base
+    p = positions
+    return {
+        "theo_date": theo_date,
+        "requirement": round(requirement, 2),
+        "nav": round(nav, 2),
+        "minimum": round(minimum, 2),
+        "risk": round(risk, 2),
+        "base_requirement": None if base_requirement is None else round(base_requirement, 2),
+        "base_nav": None if base_nav is None else round(base_nav, 2),
+        "delta_requirement": None
+        if base_requirement is None
+        else round(requirement - base_requirement, 2),
+        "accounts": accounts,
+        "positions": [
+            {
+                "line": line,
+                "symbol": symbol,
+                "security_type": sec,
+                "put_call": put_call or None,
+                "series_date": series or None,
+                "strike": strike,
+                "quantity": quantity,
+                "marginal_requirement": round(contribution, 2),
+            }
+            for line, symbol, sec, put_call, series, strike, quantity, contribution in zip(
+                p.line.tolist(),
+                p.symbol.tolist(),
+                p.security_type.tolist(),
+                p.put_call.tolist(),
+                p.series_date.tolist(),
+                p.strike.tolist(),
+                p.quantity.tolist(),
+                contributions,
+                strict=True,
+            )
+        ],
+        "problems": [pr.as_dict() for pr in problems],
+    }
 
 
 def marginal_contributions(result: MarginResult) -> FloatArray:
@@ -167,4 +199,41 @@ def whatif(
         positions=mine,
         contributions=contrib,
         problems=problems,
+    )
+
+
+def whatif_document(
+    positions: PositionBatch,
+    theo: TheoSet,
+    base: PositionBatch | None = None,
+) -> dict[str, object]:
+    """``whatif(positions, theo, base).as_dict()``; up to ``SMALL_LIMIT`` positions in all it is
+    computed by the plain-Python path of ``engine.pmc.small`` (the same document, several times
+    cheaper for a small portfolio)."""
+    total = len(positions) + (len(base) if base is not None else 0)
+    if total > SMALL_LIMIT:
+        return whatif(positions, theo, base).as_dict()
+    base_req: float | None = None
+    base_nav: float | None = None
+    if base is not None and len(base):
+        alone = small_margin(resolve_positions(base, theo))
+        base_req, base_nav = alone.requirement, alone.nav
+        combined = PositionBatch.concat([base, positions])
+        first_mine = len(base)
+    else:
+        if base is not None:
+            base_req, base_nav = 0.0, 0.0
+        combined = positions
+        first_mine = 0
+    res = resolve_positions(combined, theo)
+    mine = [k for k, row in enumerate(res.kept.tolist()) if row >= first_mine]
+    m = small_margin(res, contributions=True)
+    return _document(
+        theo.activity_date,
+        (m.requirement, m.nav, m.minimum, m.risk),
+        (base_req, base_nav),
+        m.accounts,
+        res.batch if len(mine) == len(res) else res.batch.take(np.asarray(mine, dtype=np.int64)),
+        [m.contributions[k] for k in mine],
+        list(res.problems),
     )

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+import orjson
+
 from engine.errors import InputRejected
 from gateway.amqp.direct_reply import is_direct_reply_to
 from gateway.amqp.outbox import SCHEMA_VERSION, ProcessedStore
@@ -221,12 +223,21 @@ def error_body(reason: str, message: str) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
 
+def reply_json(doc: dict[str, Any]) -> bytes:
+    """A reply document as compact UTF-8 JSON. orjson writes a what-if reply (a few hundred
+    numbers) in a tenth of the time of the standard library; a document orjson refuses (an
+    integer past 64 bits, a key that is not a string) goes through the standard library."""
+    try:
+        return orjson.dumps(doc, default=str)
+    except TypeError:
+        return json.dumps(doc, separators=(",", ":"), default=str).encode("utf-8")
+
+
 def encode_reply(reply: Reply) -> StoredReply:
     if isinstance(reply.body, dict):
         doc = dict(reply.body)
         doc.setdefault("schema_version", SCHEMA_VERSION)
-        body = json.dumps(doc, separators=(",", ":"), default=str).encode("utf-8")
-        return StoredReply("ok", body, reply.content_type or JSON_CONTENT_TYPE)
+        return StoredReply("ok", reply_json(doc), reply.content_type or JSON_CONTENT_TYPE)
     if isinstance(reply.body, bytes | bytearray):
         return StoredReply(
             "ok", bytes(reply.body), reply.content_type or "application/octet-stream"

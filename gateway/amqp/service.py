@@ -1,4 +1,4 @@
-"""The RabbitMQ adapter of posgate (SPEC §9): ``AmqpService``, its metrics and its public types.
+"""The RabbitMQ adapter of posgate: ``AmqpService``, its metrics and its public types.
 
 Theory of operation
 -------------------

@@ -4,6 +4,7 @@ with it printed and exit code 78."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from engine.calendar import BusinessCalendar
 from gateway.config import Config, ConfigError, load_config
@@ -22,6 +23,12 @@ def load_config_or_report(path: str) -> Config | None:
         return load_config(path)
     except ConfigError as exc:
         print_config_problems(exc.problems)
+        if not Path(path).exists():
+            print(
+                "  (no config there: `posgate init DIR` lays out the default one in "
+                "DIR/config/posgate.toml; give it with --config or $POSGATE_CONFIG)",
+                file=sys.stderr,
+            )
         return None
 
 
@@ -76,3 +83,32 @@ def output_problem(path: str) -> str | None:
     if not stat.S_ISREG(mode):
         return f"{path} is not a regular file (write to a file, or leave --out off for stdout)"
     return None
+
+
+def fail(message: str, code: int) -> int:
+    """Print ``posgate: <message>`` on stderr and return ``code`` (the verb's exit code)."""
+    sys.stderr.write(f"posgate: {message}\n")
+    return code
+
+
+def write_output(payload: bytes, out: str | None) -> int:
+    """Write a verb's result to ``--out PATH`` (atomically: temp name, fsync, rename) or to
+    standard output; the exit code: 0, 73 for a path that must not be written, 1 when the
+    disk fails."""
+    if out:
+        from pathlib import Path
+
+        from gateway.errors import TransientError
+        from gateway.spool.fsio import write_atomic
+
+        problem = output_problem(out)
+        if problem:
+            return fail(problem, EX_CANTCREAT)
+        try:
+            write_atomic(Path(out), payload)
+        except TransientError as exc:
+            return fail(str(exc), 1)
+    else:
+        sys.stdout.buffer.write(payload)
+        sys.stdout.flush()
+    return 0

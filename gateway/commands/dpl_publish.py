@@ -132,6 +132,8 @@ def run_publish(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EX_FAILURE
+    if config.amqp.enabled:
+        _events_through_the_outbox(config, ledger)
     refusal = _outside_history(ledger, config, calendar.chicago_date(now), cycle)
     if refusal is not None:
         ledger.close()
@@ -195,6 +197,18 @@ def _report(result: PublicationResult, cycle: dt.date, runtime: CliRuntime) -> i
     if result.complete:
         return EX_OK
     return EX_UNAVAILABLE if result.unreachable else EX_FAILURE
+
+
+def _events_through_the_outbox(config: Config, ledger: Ledger) -> None:
+    """As in the daemon: each ``exchange.<id>.dpl.published`` event is written in the transaction
+    of its delivery row, and alerts go to the outbox too; the running daemon's publisher sends
+    them (the outbox is a table of the ledger, shared by both processes)."""
+    from gateway import alerts
+    from gateway.amqp.outbox import Outbox, insert_event
+
+    outbox = Outbox(config.spool.ledger_path)  # creates the table on a ledger the daemon never ran
+    ledger.event_writer = insert_event
+    alerts.add_event_sink(outbox.emit)
 
 
 def _outside_history(ledger: Ledger, config: Config, today: dt.date, cycle: dt.date) -> str | None:

@@ -12,13 +12,16 @@ records were rejected.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
+import shutil
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeAlias, cast
+from typing import Any, BinaryIO, TypeAlias, cast
 
 from engine.dpl.fixml import iter_records
 from engine.dpl.records import ValidationResult
@@ -29,6 +32,9 @@ from gateway.commands.common import input_exit_code, load_calendar_or_report
 from gateway.reference import dpl_reference, firm_entitlements
 
 log = logging.getLogger(__name__)
+
+READ_CHUNK_BYTES = 1 << 20
+HELD_OUTPUT_BYTES = 8 << 20
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -121,7 +127,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
     path = Path(args.file)
     try:
-        data = path.read_bytes()
+        source = open(path, "rb")  # noqa: SIM115 - closed by the ExitStack below
     except OSError as exc:
         print(f"posgate dpl validate: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return input_exit_code(exc, EX_USAGE)
@@ -134,26 +140,29 @@ def run_validate(args: argparse.Namespace) -> int:
         firm_entitlements(config.accounts, args.firm),
     )
     summary = ValidationSummary()
-    try:
-        # One chunk: every whole-file failure is raised before the first record.
-        records = iter_records((data,), max_line_bytes=config.dpl.max_line_bytes, name=str(path))
-        for record in records:
-            result = validator.validate(record)
-            summary.add(result)
-            _emit(_record_line(result, args.details))
-    except UnreadableInput as exc:
-        _emit(
-            {
-                "error": {
-                    "file": str(path),
-                    "reason": exc.reason,
-                    "message": exc.message,
-                    "line": exc.location.line,
-                }
-            }
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(source)
+        # The file is read in chunks, so memory does not grow with it; a whole-file failure can
+        # show after some records, so the record lines wait (on disk past a few MiB) until the
+        # file has been read to its end: an unreadable file prints only its error.
+        held = stack.enter_context(
+            tempfile.SpooledTemporaryFile(max_size=HELD_OUTPUT_BYTES, mode="w+", encoding="utf-8")
         )
-        print(f"posgate dpl validate: {path}: unreadable: {exc}", file=sys.stderr)
-        return EX_DATAERR
+        try:
+            records = iter_records(
+                _chunks(source), max_line_bytes=config.dpl.max_line_bytes, name=str(path)
+            )
+            for record in records:
+                result = validator.validate(record)
+                summary.add(result)
+                held.write(json.dumps(_record_line(result, args.details)) + "\n")
+        except OSError as exc:
+            print(f"posgate dpl validate: cannot read {path}: {exc.strerror}", file=sys.stderr)
+            return input_exit_code(exc, EX_USAGE)
+        except UnreadableInput as exc:
+            return _unreadable(path, exc)
+        held.seek(0)
+        shutil.copyfileobj(held, sys.stdout)
     previous, current = calendar.allowed_bizdts(cycle)
     _emit(
         {
@@ -168,3 +177,23 @@ def run_validate(args: argparse.Namespace) -> int:
         }
     )
     return EX_OK
+
+
+def _chunks(source: BinaryIO) -> Iterator[bytes]:
+    while chunk := source.read(READ_CHUNK_BYTES):
+        yield chunk
+
+
+def _unreadable(path: Path, exc: UnreadableInput) -> int:
+    _emit(
+        {
+            "error": {
+                "file": str(path),
+                "reason": exc.reason,
+                "message": exc.message,
+                "line": exc.location.line,
+            }
+        }
+    )
+    print(f"posgate dpl validate: {path}: unreadable: {exc}", file=sys.stderr)
+    return EX_DATAERR

@@ -1,11 +1,12 @@
-"""CLI verbs of the portfolio margin flow: ``margin`` and ``theo generate`` (SPEC §3, §7).
+"""CLI verbs of the portfolio margin flow: ``margin`` and ``theo generate``.
 
 ``theo contracts`` and ``positions convert`` live in ``gateway.commands.pmc_tools``.
 
 Neither needs the config: ``margin`` takes a theo set folder and a 346 position file, and
 ``theo generate`` a market snapshot. Bad input data (unreadable position file, theo set or market
 snapshot) exits 65 with a message naming file, line and column; a usage mistake exits 2.
-Long work shows a progress bar when stderr is a terminal and plain log lines otherwise.
+Long work (reading, computing, each output; pricing and writing a theo set) shows a progress
+bar when stderr is a terminal and plain log lines otherwise (``gateway.progress``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import argparse
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -29,7 +29,8 @@ from engine.pmc.theo.generate import generate_instruments
 from engine.pmc.theo.model import TheoSet
 from engine.pmc.theo.read import TheoSetInvalid, parse_theo_set
 from engine.pmc.theo.write import render_theo_set
-from gateway.commands.common import input_exit_code
+from gateway.commands.common import fail, input_exit_code, write_output
+from gateway.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Compute portfolio margin requirements of a CSV or ASCII 346 position file "
         "against a theoretical P&L set.",
     )
-    p.add_argument("--theo", required=True, metavar="DIR", help="theo set folder (SPEC §7.1)")
+    p.add_argument("--theo", required=True, metavar="DIR", help="theo set folder (five CSV files)")
     p.add_argument("--positions", required=True, metavar="FILE", help="346 position file")
     p.add_argument("--format", choices=FORMATS, default="table", help="output (default: table)")
     p.add_argument("--out", metavar="PATH", help="write here instead of standard output")
@@ -106,11 +107,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_theo_contracts(tsub)
 
 
-def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"posgate: {message}\n")
-    return code
-
-
 def describe_unreadable(exc: UnreadableInput) -> str:
     """The reason and every located problem of an unreadable input, for stderr."""
     problems = getattr(exc, "problems", None)
@@ -120,105 +116,58 @@ def describe_unreadable(exc: UnreadableInput) -> str:
     return f"{exc.reason}: {exc.message}" + (f" ({where})" if where else "")
 
 
-@contextlib.contextmanager
-def _progress(label: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar on a terminal; otherwise plain log lines every 25 %."""
-    if enabled and sys.stderr.isatty():
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
-
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            TaskProgressColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-        ) as bar:
-            task = bar.add_task(label, total=None)
-
-            def update(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
-            yield update
-    elif enabled:
-        last = [-1]
-
-        def log_update(done: int, total: int) -> None:
-            quarter = (4 * done) // max(total, 1)
-            if quarter != last[0]:
-                last[0] = quarter
-                log.info("%s progress=%d/%d", label, done, total)
-
-        yield log_update
-    else:
-        yield None
-
-
 def run_margin(args: argparse.Namespace) -> int:
     from gateway.theo_store import load_theo_set
 
     try:
         theo = load_theo_set(args.theo)
     except UnreadableInput as exc:
-        return _fail(f"theo set {args.theo} cannot be used: {describe_unreadable(exc)}", EX_DATAERR)
+        return fail(f"theo set {args.theo} cannot be used: {describe_unreadable(exc)}", EX_DATAERR)
     try:
         data = Path(args.positions).read_bytes()
     except OSError as exc:
-        return _fail(
+        return fail(
             f"position file {args.positions} cannot be read: {exc.strerror or exc}",
             input_exit_code(exc, EX_DATAERR),
         )
     try:
-        with _progress("reading positions", len(data) >= PROGRESS_MIN_BYTES) as progress:
+        with progress_bar("reading positions", len(data) >= PROGRESS_MIN_BYTES) as progress:
             parsed = parse_position_file(data, default_firm=args.firm, progress=progress)
     except UnreadableInput as exc:
-        return _fail(
+        return fail(
             f"position file {args.positions} cannot be read: {describe_unreadable(exc)}", EX_DATAERR
         )
     fmt = args.format
     if fmt == "pdf" and not args.out and sys.stdout.isatty():
-        return _fail("--format pdf writes binary data: give --out PATH", EX_USAGE)
+        return fail("--format pdf writes binary data: give --out PATH", EX_USAGE)
     if args.as_types:
         return _run_margin_as(args, parsed, theo)
-    with _progress("computing margin", len(data) >= PROGRESS_MIN_BYTES) as progress:
+    with progress_bar("computing margin", len(data) >= PROGRESS_MIN_BYTES) as progress:
         if progress is not None:
             progress(0, 1)
         report = margin_for_file(parsed, theo)
         if progress is not None:
             progress(1, 1)
 
-    from gateway.outputs.margin.data import report_json, results_csv, summary_csv
+    from gateway.outputs.margin.data import report_json, results_csv_chunks, summary_csv
     from gateway.outputs.margin.pdf import report_pdf
     from gateway.outputs.margin.table import table_text
 
-    if fmt == "table":
-        payload = table_text(report, wide=args.wide).encode("utf-8")
-    elif fmt == "csv":
-        payload = results_csv(report) if args.part == "detail" else summary_csv(report)
-    elif fmt == "json":
-        payload = report_json(report)
-    else:
-        payload = report_pdf(report, part=args.part)
-    return _emit(payload, args.out)
-
-
-def _emit(payload: bytes, out: str | None) -> int:
-    if out:
-        from gateway.commands.common import EX_CANTCREAT, output_problem
-
-        problem = output_problem(out)
-        if problem:
-            return _fail(problem, EX_CANTCREAT)
-        try:
-            from gateway.errors import TransientError
-            from gateway.spool.fsio import write_atomic
-
-            write_atomic(Path(out), payload)
-        except TransientError as exc:
-            return _fail(str(exc), EX_FAILURE)
-    else:
-        sys.stdout.buffer.write(payload)
-        sys.stdout.flush()
-    return EX_OK
+    big = len(data) >= PROGRESS_MIN_BYTES
+    with progress_bar(f"writing {fmt}", big) as progress:
+        if fmt == "table":
+            payload = table_text(report, wide=args.wide).encode("utf-8")
+        elif fmt == "csv" and args.part == "detail":
+            payload = b"".join(results_csv_chunks(report, progress))
+        elif fmt == "csv":
+            payload = summary_csv(report)
+        elif fmt == "json":
+            payload = report_json(report)
+        else:
+            payload = report_pdf(report, part=args.part)
+        if progress is not None:
+            progress(1, 1)
+    return write_output(payload, args.out)
 
 
 def _run_margin_as(args: argparse.Namespace, parsed: PositionFile, theo: TheoSet) -> int:
@@ -227,7 +176,7 @@ def _run_margin_as(args: argparse.Namespace, parsed: PositionFile, theo: TheoSet
     try:
         types = parse_account_types(args.as_types)
     except ValueError as exc:
-        return _fail(f"--as: {exc}", EX_USAGE)
+        return fail(f"--as: {exc}", EX_USAGE)
     reports = margin_as(parsed, theo, types)
     if args.format == "csv":
         payload = comparison_csv(reports)
@@ -236,8 +185,8 @@ def _run_margin_as(args: argparse.Namespace, parsed: PositionFile, theo: TheoSet
     elif args.format == "table":
         payload = comparison_table(reports).encode("utf-8")
     else:
-        return _fail("--as gives a table, csv or json (not pdf)", EX_USAGE)
-    return _emit(payload, args.out)
+        return fail("--as gives a table, csv or json (not pdf)", EX_USAGE)
+    return write_output(payload, args.out)
 
 
 def run_theo_generate(args: argparse.Namespace) -> int:
@@ -247,16 +196,16 @@ def run_theo_generate(args: argparse.Namespace) -> int:
     try:
         activity = date.fromisoformat(args.date)
     except ValueError:
-        return _fail(f"--date {args.date!r} is not YYYY-MM-DD", EX_USAGE)
+        return fail(f"--date {args.date!r} is not YYYY-MM-DD", EX_USAGE)
     if args.steps < 1:
-        return _fail("--steps must be at least 1", EX_USAGE)
+        return fail("--steps must be at least 1", EX_USAGE)
     out_dir = Path(args.out)
     if (out_dir / "meta.csv").exists() and not args.force:
-        return _fail(f"{out_dir} already holds a theo set (meta.csv); use --force", EX_FAILURE)
+        return fail(f"{out_dir} already holds a theo set (meta.csv); use --force", EX_FAILURE)
     try:
         data = Path(args.market).read_bytes()
     except OSError as exc:
-        return _fail(
+        return fail(
             f"market snapshot {args.market} cannot be read: {exc.strerror or exc}",
             input_exit_code(exc, 65),
         )
@@ -268,9 +217,12 @@ def run_theo_generate(args: argparse.Namespace) -> int:
             len(snap.ser_symbol),
             activity.isoformat(),
         )
-        instruments = generate_instruments(snap, activity.isoformat(), steps=args.steps)
+        with progress_bar("pricing", len(snap.ser_symbol) >= 100_000) as progress:
+            instruments = generate_instruments(
+                snap, activity.isoformat(), steps=args.steps, progress=progress
+            )
         big = len(instruments.symbol) >= 200_000
-        with _progress("writing pnl.csv", big) as progress:
+        with progress_bar("writing pnl.csv", big) as progress:
             files = render_theo_set(
                 activity_date=activity.isoformat(),
                 source=f"posgate theo generate {Path(args.market).name}",
@@ -281,9 +233,7 @@ def run_theo_generate(args: argparse.Namespace) -> int:
             )
         parse_theo_set(files, name=activity.isoformat())  # a generated set must load
     except TheoSetInvalid as exc:
-        return _fail(
-            f"market snapshot {args.market} cannot be used: {describe_unreadable(exc)}", 65
-        )
+        return fail(f"market snapshot {args.market} cannot be used: {describe_unreadable(exc)}", 65)
     try:
         with contextlib.suppress(FileNotFoundError):
             (out_dir / "meta.csv").unlink()  # the set is incomplete until meta.csv is back
@@ -292,6 +242,6 @@ def run_theo_generate(args: argparse.Namespace) -> int:
                 write_atomic(out_dir / name, payload)
         write_atomic(out_dir / "meta.csv", files["meta.csv"])
     except (TransientError, OSError) as exc:
-        return _fail(f"cannot write the set into {out_dir}: {exc}", EX_FAILURE)
+        return fail(f"cannot write the set into {out_dir}: {exc}", EX_FAILURE)
     log.info("theo set written dir=%s instruments=%d", out_dir, len(instruments.symbol))
     return EX_OK

@@ -30,17 +30,13 @@ from engine.pmc.positions.model import REJECTED
 from engine.pmc.positions.read import parse_position_file
 from engine.pmc.positions.write import PositionNotWritable, render_position_file
 from engine.pmc.theo.model import OPTION_TYPES
+from gateway.commands.common import fail, write_output
 
 EX_OK = 0
 EX_FAILURE = 1
 EX_USAGE = 2
 EX_DATAERR = 65
 CONTRACT_FORMATS = ("table", "csv", "json")
-
-
-def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"posgate: {message}\n")
-    return code
 
 
 def add_theo_contracts(tsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -178,26 +174,6 @@ def contracts_table(theo_date: str, account_type: str, contracts: list[Contract]
     return buf.getvalue()
 
 
-def _write(payload: bytes, out: str | None) -> int:
-    if out:
-        from gateway.commands.common import EX_CANTCREAT, output_problem
-        from gateway.errors import TransientError
-        from gateway.spool.fsio import write_atomic
-
-        problem = output_problem(out)
-        if problem:
-            return _fail(problem, EX_CANTCREAT)
-
-        try:
-            write_atomic(Path(out), payload)
-        except TransientError as exc:
-            return _fail(str(exc), EX_FAILURE)
-    else:
-        sys.stdout.buffer.write(payload)
-        sys.stdout.flush()
-    return EX_OK
-
-
 def run_theo_contracts(args: argparse.Namespace) -> int:
     from gateway.commands.margin import describe_unreadable
     from gateway.theo_store import load_theo_set
@@ -217,12 +193,12 @@ def run_theo_contracts(args: argparse.Namespace) -> int:
     try:
         theo = load_theo_set(args.theo)
     except UnreadableInput as exc:
-        return _fail(f"theo set {args.theo} cannot be used: {describe_unreadable(exc)}", 65)
+        return fail(f"theo set {args.theo} cannot be used: {describe_unreadable(exc)}", 65)
     try:
         found = list_contracts(theo, flt)
     except ContractFilterInvalid as exc:
         option = (exc.location.field or "").replace("_", "-")
-        return _fail(f"{exc.reason}: {exc.message} (--{option})", EX_USAGE)
+        return fail(f"{exc.reason}: {exc.message} (--{option})", EX_USAGE)
     if args.sort:
         found = sort_contracts(found, args.sort, descending=args.descending)
     acct = flt.account_type.strip().upper()
@@ -232,7 +208,7 @@ def run_theo_contracts(args: argparse.Namespace) -> int:
         payload = contracts_json(theo.activity_date, acct, found)
     else:
         payload = contracts_table(theo.activity_date, acct, found).encode("utf-8")
-    return _write(payload, args.out)
+    return write_output(payload, args.out)
 
 
 def run_positions_convert(args: argparse.Namespace) -> int:
@@ -243,19 +219,19 @@ def run_positions_convert(args: argparse.Namespace) -> int:
     except OSError as exc:
         from gateway.commands.common import input_exit_code
 
-        return _fail(
+        return fail(
             f"position file {args.file} cannot be read: {exc.strerror or exc}",
             input_exit_code(exc, 65),
         )
     try:
         parsed = parse_position_file(data, default_firm=args.firm, allow_zero=True)
     except UnreadableInput as exc:
-        return _fail(f"position file {args.file} cannot be read: {describe_unreadable(exc)}", 65)
+        return fail(f"position file {args.file} cannot be read: {describe_unreadable(exc)}", 65)
     rejected = [p for p in parsed.problems if p.kind == REJECTED]
     for p in parsed.problems:
         sys.stderr.write(f"posgate: {args.file} line {p.line}: {p.kind} {p.reason}: {p.message}\n")
     if rejected and not args.drop_rejected:
-        return _fail(
+        return fail(
             f"{len(rejected)} record(s) of {args.file} are rejected; nothing written "
             "(fix them, or give --drop-rejected)",
             EX_DATAERR,
@@ -269,5 +245,5 @@ def run_positions_convert(args: argparse.Namespace) -> int:
             date=header.date if header else "",
         )
     except PositionNotWritable as exc:
-        return _fail(f"{args.file}: {exc.message}", EX_DATAERR)
-    return _write(payload, args.out)
+        return fail(f"{args.file}: {exc.message}", EX_DATAERR)
+    return write_output(payload, args.out)

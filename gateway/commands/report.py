@@ -1,4 +1,4 @@
-"""Verbs ``report dpl`` (on-demand record report, SPEC §6.8) and ``report dpl-missing`` (§6.7).
+"""Verbs ``report dpl`` (on-demand record report) and ``report dpl-missing``.
 
 ``report dpl --date D [--firm ID] [--status valid|rejected|all] [--format csv|json]`` lists the
 records of a published cycle with their submitting firm, file, line, status, reasons, detail

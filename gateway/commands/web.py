@@ -1,4 +1,4 @@
-"""CLI verb ``posgate web``: the calculator page and HTTP API in the foreground (SPEC §7.6).
+"""CLI verb ``posgate web``: the calculator page and HTTP API in the foreground.
 
 The process is stateless, so any number of them can run behind a load balancer. P&L sets come
 from ``--theo`` (one set folder, or a folder of ``<YYYY-MM-DD>/`` sets) or else from the spool's

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,6 +85,9 @@ class IntakeSettings:
     stable_interval_s: float
     sweep_interval_s: float
     workers: int
+    retry_max_s: float = 300.0
+    """Longest wait between two attempts at a file that met transient trouble (a full disk,
+    EIO); the wait starts at 5 s and doubles up to this."""
 
 
 @dataclass(frozen=True)
@@ -107,12 +111,16 @@ class PmcSettings:
 
 @dataclass(frozen=True)
 class EbeSettings:
-    """Exercise by exception (SPEC §8). Thresholds are ticks of 1/10,000 USD per account type."""
+    """Exercise by exception. Thresholds are ticks of 1/10,000 USD per account type."""
 
     instruction_cutoff: dt.time
     positions_expected_time: dt.time
     thresholds: Mapping[str, int]
     inline_rows: int
+    expiration_days: str = "monthly"
+    """which days are expiration days (``engine.ebe.expirations.RULES``)"""
+    expiration_dates: frozenset[dt.date] = frozenset()
+    """dates that are expiration days whatever the rule"""
 
 
 def default_ebe_settings() -> EbeSettings:
@@ -123,6 +131,8 @@ def default_ebe_settings() -> EbeSettings:
         positions_expected_time=clock_time(table["positions_expected_time"][1]),
         thresholds={t.upper(): _amount(table[f"threshold_{t}"][1]) for t in ("c", "f", "m")},
         inline_rows=table["inline_rows"][1],
+        expiration_days=table["expiration_days"][1],
+        expiration_dates=frozenset(table["expiration_dates"][1]),
     )
 
 
@@ -139,6 +149,32 @@ def _amount(value: Any) -> int:
 
 
 AMOUNT = typed((str, int, float), lambda v: _ok_amount(v), "a decimal amount >= 0, e.g. 0.01")
+
+
+def expiration_rule(value: Any) -> str:
+    from engine.ebe.expirations import RULES
+
+    if value not in RULES:
+        raise ValueError(f"expected one of {', '.join(RULES)}, got {value!r}")
+    return str(value)
+
+
+def date_list(value: Any) -> tuple[dt.date, ...]:
+    """A TOML list of dates, as TOML dates (2026-12-24) or strings ("2026-12-24")."""
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of dates, got {type(value).__name__} {value!r}")
+    days = []
+    for item in value:
+        if isinstance(item, dt.date) and not isinstance(item, dt.datetime):
+            days.append(item)
+        elif isinstance(item, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", item):
+            try:
+                days.append(dt.date.fromisoformat(item))
+            except ValueError:
+                raise ValueError(f"not a calendar date: {item!r}") from None
+        else:
+            raise ValueError(f"expected dates YYYY-MM-DD, got {item!r}")
+    return tuple(days)
 
 
 def _ok_amount(value: Any) -> bool:
@@ -264,6 +300,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "stable_interval_s": (NONNEG_NUM, 2.0),
         "sweep_interval_s": (POS_NUM, 30.0),
         "workers": (POS_INT, 2),
+        "retry_max_s": (POS_NUM, 300.0),
     },
     "dpl": {
         "publish_time": (clock_time, "00:05"),
@@ -281,6 +318,8 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "threshold_f": (AMOUNT, "0.01"),
         "threshold_m": (AMOUNT, "0.01"),
         "inline_rows": (POS_INT, 1000),
+        "expiration_days": (expiration_rule, "monthly"),
+        "expiration_dates": (date_list, []),
     },
     "amqp": {
         "enabled": (BOOL, True),
@@ -438,6 +477,7 @@ def load_config(
             stable_interval_s=float(tables["intake"]["stable_interval_s"]),
             sweep_interval_s=float(tables["intake"]["sweep_interval_s"]),
             workers=tables["intake"]["workers"],
+            retry_max_s=float(tables["intake"]["retry_max_s"]),
         ),
         dpl=DplSettings(**tables["dpl"]),
         pmc=PmcSettings(**tables["pmc"]),
@@ -448,6 +488,8 @@ def load_config(
                 t.upper(): _amount(tables["ebe"][f"threshold_{t}"]) for t in ("c", "f", "m")
             },
             inline_rows=tables["ebe"]["inline_rows"],
+            expiration_days=tables["ebe"]["expiration_days"],
+            expiration_dates=frozenset(tables["ebe"]["expiration_dates"]),
         ),
         amqp=AmqpSettings(
             enabled=amqp["enabled"],

@@ -26,7 +26,7 @@ from gateway.ledger.database import (
 from gateway.ledger.files import FileLedger
 
 # The publishable records of a cycle (valid, of current files) and the order of publication:
-# SPEC §6.6 (firm numeric-aware, aggregation unit, symbol, SubTyp) with a deterministic tie-break.
+# firm numeric-aware, aggregation unit, symbol, SubTyp, with a deterministic tie-break.
 _LINE_BITS = 32
 _LINE_MASK = (1 << _LINE_BITS) - 1
 # The records of file f: rowids from f.id << 32 to f.id << 32 | 0xffffffff.
@@ -99,7 +99,7 @@ def valid_row(
 
 
 def dpl_sort_key(firm_sort: str, agg_unit: str, symbol: str, sub_typ: str) -> str:
-    """One text whose order is the publication order (SPEC §6.6): the parts joined by SOH,
+    """One text whose order is the publication order: the parts joined by SOH,
     which sorts before every character an attribute value can hold."""
     return _SORT_SEP.join((firm_sort, agg_unit, symbol, sub_typ))
 

@@ -83,6 +83,20 @@ class EbeLedger(FileLedger):
                     conn, file_id, "processed", f"{accepted} of {len(verdicts)} accepted"
                 )
 
+    def last_kept_instruction_id(self, expiration_date: str) -> int:
+        """The id of the newest accepted instruction of a date (0 without any): it changes
+        whenever the kept instructions do."""
+        row = (
+            self.connect()
+            .execute(
+                f"SELECT max(id) FROM {EBE_INSTRUCTIONS}"
+                " WHERE expiration_date = ? AND status = 'accepted'",
+                (expiration_date,),
+            )
+            .fetchone()
+        )
+        return int(row[0] or 0)
+
     def kept_instructions(
         self, expiration_date: str, firm: str | None = None
     ) -> list[KeptInstruction]:

@@ -44,6 +44,15 @@ class RunLedger(FileLedger):
             if event is not None:
                 self.write_event(conn, *event)
 
+    def record_pmc_not_computed(
+        self, file_id: int, detail: str, event: tuple[str, Mapping[str, Any], str]
+    ) -> None:
+        """Mark a pmc file processed without a margin (no P&L set of the requested date); its
+        answer ``event`` (routing key, payload, message id) is written in the same transaction."""
+        with self.transaction() as conn:
+            self._set_state(conn, file_id, "processed", detail)
+            self.write_event(conn, *event)
+
     def record_scheduler_run(self, job: str, cycle: str, outcome: str, detail: str = "") -> None:
         with self.transaction() as conn:
             conn.execute(

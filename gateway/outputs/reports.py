@@ -1,4 +1,4 @@
-"""On-demand DPL reports (SPEC §6.8) and the missing-submitters view (SPEC §6.7).
+"""On-demand DPL reports and the missing-submitters view.
 
 Owns the queries that turn ledger rows into report rows (plain dicts) and their CSV and JSON
 renderings. Shared by the CLI (``posgate report ...``: operators, any firm or all) and the AMQP
@@ -6,7 +6,7 @@ renderings. Shared by the CLI (``posgate report ...``: operators, any firm or al
 records it submitted. Rows stream from the ledger and are written as they come, so a report of
 millions of records never sits in memory.
 
-A record report exists only for a published cycle (the seed: reports are available once the
+A record report exists only for a published cycle (reports are available once the
 aggregated file has been sent); ``CycleNotPublished`` says so otherwise. It is exactly what was
 published: the records of the files the last publication of the cycle was built from, each valid
 record with the ``RptID`` and ``DlvDt`` the exchanges received (rejected records keep the values

@@ -1,7 +1,7 @@
 """DPL arrival: read a claimed submission -> engine -> ledger -> rejects file, receipt, events.
 
 One submission, whether it came over SFTP, dropped into the spool, or over AMQP, goes through
-``DplArrival.process``: the cycle comes from the receipt instant (SPEC §6.1); every record is
+``DplArrival.process``: the cycle comes from the receipt instant; every record is
 validated and stored with its raw bytes, status and all reasons; the firm gets, in
 ``outbound/dpl/``, ``<name>.rejects.fixml`` (rejected records byte-identical, input order, no error
 text; the input's own line ending), ``<name>.reasons.csv`` (line, reason code, field and value as

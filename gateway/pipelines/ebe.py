@@ -1,4 +1,4 @@
-"""Exercise-by-exception pipeline (SPEC §8): sets -> ledger, instructions -> receipts, queries ->
+"""Exercise-by-exception pipeline: sets -> ledger, instructions -> receipts, queries ->
 answers, and the contrary-intention file to the exchanges at the cutoff.
 
 Theory of operation
@@ -19,11 +19,12 @@ handlers and the CLI all call it.
   query, ``<name>.error.json``; AMQP ``ebe.query``; ``posgate ebe query``): the answer
   is computed from the current set and the firm's kept instructions; a firm only ever gets rows of
   its own firm id.
-* Publication: after the cutoff of an expiration date whose set is loaded, the loader writes
-  ``CIR_<YYYYMMDD>.fixml`` (plus ``.sha256``, written last) into ``outbound/ebe/`` of every
-  exchange with ``receives_ebe=Y`` and records it; a restart after the cutoff publishes what is
-  missing (catch-up), the same content is never written twice, and a changed content (a newer set
-  after the cutoff) is written again.
+* Publication: after the cutoff of an expiration date whose set is loaded, the loader builds
+  ``CIR_<YYYYMMDD>.fixml`` and delivers it, with the DPL file's delivery, to every exchange with
+  ``receives_ebe=Y``: into its ``outbound/ebe/`` or pushed to its ``sftp://`` folder, the
+  ``.sha256`` sidecar written last; each delivery is recorded. A restart after the cutoff
+  publishes what is missing (catch-up), the same content is never delivered twice, a changed
+  content (a newer set after the cutoff) is delivered again, and a failed delivery is retried.
 """
 
 from __future__ import annotations
@@ -33,15 +34,15 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.calendar import CHICAGO
+from engine.calendar import CHICAGO, BusinessCalendar
 from engine.ebe.answer import answer
 from engine.ebe.day import cutoff_instant
+from engine.ebe.expirations import is_expiration_day
 from engine.ebe.fixml import contrary_intention_file
 from engine.ebe.instructions import Instruction, Verdict, judge, read_instruction_csv
 from engine.ebe.positions import ExpiringSet, ExpiringSetInvalid
@@ -51,7 +52,12 @@ from gateway import metrics
 from gateway.alerts import raise_alert
 from gateway.config import Config
 from gateway.ebe_store import ExpiringStore
+from gateway.errors import TransientError
 from gateway.ledger import Ledger
+from gateway.pipelines.set_loader import SetLoader
+from gateway.publication.build import KEEP_BUILT, file_has_sha256, prune_built, publications_dir
+from gateway.publication.deliver import deliver
+from gateway.publication.errors import DeliveryRefused, ExchangeUnreachable
 from gateway.spool.claims import ClaimedFile
 from gateway.spool.fsio import write_atomic
 from gateway.spool.naming import upload_output_base
@@ -62,6 +68,8 @@ QUERY_SUFFIX = ".query.json"
 RECEIPT_SUFFIX = ".ebe-receipt.json"
 ANSWER_SUFFIX = ".answer.csv"
 ERROR_SUFFIX = ".error.json"
+RETRY_FIRST_S = 30.0
+RETRY_MAX_S = 600.0
 Emit = Callable[[str, Mapping[str, Any]], None]
 
 
@@ -77,13 +85,19 @@ class EbeFlow:
         config: Callable[[], Config],
         clock: Callable[[], dt.datetime],
         emit: Emit,
+        calendar: Callable[[], BusinessCalendar] | None = None,
     ) -> None:
         self.root = spool_root
+        self.calendar = calendar or BusinessCalendar
         self.ledger = ledger
         self.store = store
         self.config = config
         self.clock = clock
         self.emit = emit
+        self._files: dict[str, tuple[ExpiringSet, tuple[object, ...], tuple[bytes, int, str]]] = {}
+        """expiration date -> (set, (newest kept instruction id, thresholds), its file)"""
+        self._retry_at: dict[tuple[str, str], tuple[float, int]] = {}
+        """(expiration date, exchange) -> (monotonic time of the next try, failures so far)"""
 
     # -- instructions ---------------------------------------------------------------------------
 
@@ -128,7 +142,7 @@ class EbeFlow:
     # -- queries --------------------------------------------------------------------------------
 
     def query(self, firm: str, filters: Filters) -> dict[str, Any]:
-        """The JSON form of SPEC §8.4 for ``firm`` (rows of that firm only)."""
+        """The stable JSON answer for ``firm`` (rows of that firm only)."""
         kept = (
             self.ledger.kept_instructions(filters.expiration_date, firm)
             if self.ledger is not None
@@ -236,9 +250,14 @@ class EbeFlow:
     # -- publication ----------------------------------------------------------------------------
 
     def publish_due(self) -> list[str]:
-        """Publish the contrary-intention file of every loaded date past its cutoff that has
-        not been delivered with this content to every receiving exchange; returns exchanges
-        written."""
+        """Publish the contrary-intention file of every loaded date past its cutoff to every
+        receiving exchange that does not hold this content yet; returns the exchanges served.
+
+        The file is built once into ``state/publications/CIR_<YYYYMMDD>.fixml`` and carried by
+        the DPL file's delivery (``gateway.publication.deliver``): the spool folder
+        ``exchanges/<id>/outbound/ebe/`` or the ``sftp://`` push, each atomic with the sidecar
+        last. A failed delivery leaves ``posgate_ebe_publication_late`` at 1 and is tried again
+        on a later tick, after a delay that doubles up to ten minutes."""
         written = []
         now = self.clock()
         config = self.config()
@@ -247,70 +266,112 @@ class EbeFlow:
             positions = self.store.get(day)
             if positions is None or now <= self.cutoff(positions.expiration_date):
                 continue
-            kept = self.ledger.kept_instructions(day) if self.ledger is not None else []
-            data, records = contrary_intention_file(
-                positions, kept, config.ebe.thresholds, generated_at=now
-            )
-            digest = hashlib.sha256(data).hexdigest()
+            data, records, digest = self._contrary_file(day, positions, config, now)
+            name = f"CIR_{day.replace('-', '')}.fixml"
+            built: Path | None = None
             for exchange in receivers:
+                exchange_id = exchange.exchange_id
                 done = (
-                    self.ledger.ebe_publication(day, exchange.exchange_id)
+                    self.ledger.ebe_publication(day, exchange_id)
                     if self.ledger is not None
                     else None
                 )
                 if done is not None and done["sha256"] == digest:
-                    metrics.EBE_PUBLICATION_LATE.labels(exchange=exchange.exchange_id).set(0)
+                    metrics.EBE_PUBLICATION_LATE.labels(exchange=exchange_id).set(0)
                     continue
                 # Late until this content is delivered: a failure below leaves the gauge at 1.
-                metrics.EBE_PUBLICATION_LATE.labels(exchange=exchange.exchange_id).set(1)
-                if exchange.delivery != "spool":
+                metrics.EBE_PUBLICATION_LATE.labels(exchange=exchange_id).set(1)
+                if not self._retry_due(day, exchange_id):
+                    continue
+                if built is None:
+                    built = publications_dir(config) / name
+                    if not file_has_sha256(built, digest):
+                        write_atomic(built, data)
+                try:
+                    target = deliver(config, exchange, built, name, digest, flow="ebe", attempts=1)
+                except (ExchangeUnreachable, DeliveryRefused, TransientError, OSError) as exc:
+                    delay = self._failed(day, exchange_id)
                     log.error(
-                        "contrary-intention file %s for %s: delivery %s is not supported for "
-                        "this file; deliver from the spool",
+                        "contrary-intention file %s to %s (%s) failed, next try in %.0fs: %s",
                         day,
-                        exchange.exchange_id,
+                        exchange_id,
                         exchange.delivery,
+                        delay,
+                        exc,
                     )
                     continue
-                folder = self.root / "exchanges" / exchange.exchange_id / "outbound" / "ebe"
-                target = folder / f"CIR_{day.replace('-', '')}.fixml"
-                write_atomic(target, data)
-                write_atomic(
-                    target.with_name(target.name + ".sha256"),
-                    f"{digest}  {target.name}\n".encode(),
-                )
+                self._retry_at.pop((day, exchange_id), None)
                 if self.ledger is not None:
                     self.ledger.record_ebe_publication(
-                        day, exchange.exchange_id, sha256=digest, records=records, path=str(target)
+                        day, exchange_id, sha256=digest, records=records, path=target
                     )
-                metrics.EBE_LAST_PUBLICATION.labels(exchange=exchange.exchange_id).set(time.time())
-                metrics.EBE_PUBLICATION_LATE.labels(exchange=exchange.exchange_id).set(0)
+                metrics.EBE_LAST_PUBLICATION.labels(exchange=exchange_id).set(time.time())
+                metrics.EBE_PUBLICATION_LATE.labels(exchange=exchange_id).set(0)
                 self.emit(
-                    f"exchange.{exchange.exchange_id}.ebe.published",
+                    f"exchange.{exchange_id}.ebe.published",
                     {
                         "expiration_date": day,
-                        "file": target.name,
+                        "file": name,
                         "records": records,
                         "sha256": digest,
+                        "target": target,
                     },
                 )
                 log.info(
-                    "contrary-intention file published exchange=%s date=%s records=%d",
-                    exchange.exchange_id,
+                    "contrary-intention file published exchange=%s date=%s records=%d target=%s",
+                    exchange_id,
                     day,
                     records,
+                    target,
                 )
-                written.append(exchange.exchange_id)
+                written.append(exchange_id)
+            if built is not None:
+                prune_built(built.parent, keep=KEEP_BUILT, pattern="CIR_*.fixml")
         return written
 
+    def _contrary_file(
+        self, day: str, positions: ExpiringSet, config: Config, now: dt.datetime
+    ) -> tuple[bytes, int, str]:
+        """(bytes, reports, sha256) of a date's file, rebuilt only when the set, the kept
+        instructions or the thresholds changed since the last tick (a big set costs seconds to
+        recompute)."""
+        last = self.ledger.last_kept_instruction_id(day) if self.ledger is not None else -1
+        version = (last, tuple(sorted(config.ebe.thresholds.items())))
+        cached = self._files.get(day)
+        if cached is not None and cached[0] is positions and cached[1] == version and last >= 0:
+            return cached[2]
+        kept = self.ledger.kept_instructions(day) if self.ledger is not None else []
+        data, records = contrary_intention_file(
+            positions, kept, config.ebe.thresholds, generated_at=now
+        )
+        built = (data, records, hashlib.sha256(data).hexdigest())
+        self._files[day] = (positions, version, built)
+        return built
+
+    def _retry_due(self, day: str, exchange_id: str) -> bool:
+        at = self._retry_at.get((day, exchange_id))
+        return at is None or time.monotonic() >= at[0]
+
+    def _failed(self, day: str, exchange_id: str) -> float:
+        """Note a failed delivery; returns the delay before the next try (30 s doubling to
+        ten minutes)."""
+        _, failures = self._retry_at.get((day, exchange_id), (0.0, 0))
+        delay = min(RETRY_FIRST_S * 2**failures, RETRY_MAX_S)
+        self._retry_at[(day, exchange_id)] = (time.monotonic() + delay, failures + 1)
+        return delay
+
     def update_overdue(self) -> None:
-        """Positions for today not loaded past the expected time (business days only)."""
-        config = self.config()
+        """Today's expiring positions not loaded past the expected time, on expiration days only
+        (``[ebe] expiration_days`` and ``expiration_dates``)."""
+        settings = self.config().ebe
         local = self.clock().astimezone(CHICAGO)
-        today = local.date().isoformat()
-        business = local.weekday() < 5
-        due = business and local.time() >= config.ebe.positions_expected_time
-        metrics.EBE_POSITIONS_OVERDUE.set(1 if due and self.store.get(today) is None else 0)
+        expiring = is_expiration_day(
+            local.date(), settings.expiration_days, settings.expiration_dates, self.calendar()
+        )
+        metrics.EBE_EXPIRATION_TODAY.set(1 if expiring else 0)
+        due = expiring and local.time() >= settings.positions_expected_time
+        missing = self.store.get(local.date().isoformat()) is None
+        metrics.EBE_POSITIONS_OVERDUE.set(1 if due and missing else 0)
 
 
 def receipt_document(
@@ -327,47 +388,22 @@ def receipt_document(
     }
 
 
-class EbeLoader:
-    """Daemon component: loads sets as they land, publishes at the cutoff, keeps gauges."""
-
-    name = "ebe"
+class EbeLoader(SetLoader):
+    """Daemon component: loads sets as they land, publishes at the cutoff, keeps gauges (the
+    loop and its thread are ``SetLoader``'s)."""
 
     def __init__(self, flow: EbeFlow, interval_s: float = 15.0) -> None:
+        super().__init__(
+            "ebe", self._refresh, interval_s=interval_s, settle_s=0.3, first_tick=self._load
+        )
         self.flow = flow
-        self.interval_s = interval_s
-        self._poke = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def poke(self, _path: object = None) -> None:
-        self._poke.set()
+    def _load(self) -> None:
+        """At start: the sets and the gauges; the publication (maybe a push) follows on the
+        loader's thread."""
+        self.flow.store.refresh()
+        self.flow.update_overdue()
 
-    def start(self) -> None:
-        self._tick()
-        self._thread = threading.Thread(target=self._run, name="ebe", daemon=True)
-        self._thread.start()
-
-    def _tick(self) -> None:
-        try:
-            self.flow.store.refresh()
-            self.flow.update_overdue()
-            self.flow.publish_due()
-        except Exception:
-            log.exception("exercise-by-exception tick failed")
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._poke.wait(self.interval_s)
-            self._poke.clear()
-            if not self._stop.is_set():
-                time.sleep(0.3)  # let a set being copied settle; meta.csv comes last anyway
-                self._tick()
-
-    def stop(self, timeout: float) -> None:
-        self._stop.set()
-        self._poke.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def healthy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    def _refresh(self) -> None:
+        self._load()
+        self.flow.publish_due()

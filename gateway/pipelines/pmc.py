@@ -1,4 +1,4 @@
-"""Portfolio margin pipeline (SPEC §7.5, spool entry point): one position file -> outputs.
+"""Portfolio margin pipeline (spool entry point): one position file -> outputs.
 
 ``process_position_file`` parses a 346 file (engine), computes its margin against a theo set and
 writes, each atomically (temp name, fsync, rename, fsync folder), into the firm's
@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -39,10 +38,11 @@ from engine.pmc.theo.model import TheoSet
 from gateway import metrics
 from gateway.errors import TransientError
 from gateway.ledger import Ledger
-from gateway.outputs.margin.data import errors_csv, results_csv, summary_csv
+from gateway.outputs.margin.data import errors_csv, results_csv_chunks, summary_csv
 from gateway.outputs.margin.pdf import report_pdf
+from gateway.pipelines.set_loader import SetLoader
 from gateway.spool.claims import ClaimedFile
-from gateway.spool.fsio import write_atomic
+from gateway.spool.fsio import atomic_writer, write_atomic
 from gateway.spool.naming import upload_output_base
 from gateway.theo_store import TheoStore
 
@@ -166,7 +166,9 @@ def process_position_file(
         "summary": outbound_dir / f"{stem}.summary.csv",
         "errors": outbound_dir / f"{stem}.errors.csv",
     }
-    write_atomic(outputs["results"], results_csv(report))
+    with atomic_writer(outputs["results"]) as fh:  # written a block at a time
+        for chunk in results_csv_chunks(report):
+            fh.write(chunk)
     write_atomic(outputs["summary"], summary_csv(report))
     write_atomic(outputs["errors"], errors_csv(report.problems))
     if write_pdf:
@@ -317,27 +319,28 @@ class PmcArrival:
             requested,
             THEO_NOT_LOADED,
         )
-        self.emit(
-            f"firm.{claimed.firm}.pmc.result",
-            {
-                "name": claimed.name,
-                "firm": claimed.firm,
-                "theo_date": None,
-                "theo_requested": requested,
-                "error": {"reason": THEO_NOT_LOADED, "message": message},
-                "outputs": {"errors": errors.name},
-            },
+        # The answer commits with the state it reports (processed), or not at all.
+        self.ledger.record_pmc_not_computed(
+            claimed.file_id,
+            f"{THEO_NOT_LOADED}: theo {requested}",
+            (
+                f"firm.{claimed.firm}.pmc.result",
+                {
+                    "name": claimed.name,
+                    "firm": claimed.firm,
+                    "theo_date": None,
+                    "theo_requested": requested,
+                    "error": {"reason": THEO_NOT_LOADED, "message": message},
+                    "outputs": {"errors": errors.name},
+                },
+                f"pmc.result.{claimed.file_id}.{claimed.sha256[:16]}",
+            ),
         )
 
 
-class TheoLoader:
-    """Daemon component that loads theo sets as they land in ``internal/theo/``.
-
-    Watchdog events and sweeps only ``poke`` it; loading (seconds for a big set) happens on its
-    own thread so it never holds up the intake.
-    """
-
-    name = "theo"
+class TheoLoader(SetLoader):
+    """Daemon component that loads theo sets as they land in ``internal/theo/`` (the loop and
+    its thread are ``SetLoader``'s) and keeps the staleness gauges."""
 
     def __init__(
         self,
@@ -347,22 +350,11 @@ class TheoLoader:
         clock: Callable[[], dt.datetime] | None = None,
         calendar: Callable[[], BusinessCalendar] | None = None,
     ) -> None:
+        super().__init__("theo", self._load, interval_s=interval_s, settle_s=0.5)
         self.store = store
-        self.interval_s = interval_s
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.calendar = calendar
         self.on_loaded: Callable[[], None] | None = None
-        self._poke = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def poke(self, _path: object = None) -> None:
-        self._poke.set()
-
-    def start(self) -> None:
-        self._load()
-        self._thread = threading.Thread(target=self._run, name="theo-loader", daemon=True)
-        self._thread.start()
 
     def _load(self) -> None:
         try:
@@ -393,20 +385,3 @@ class TheoLoader:
                 log.exception("cannot tell whether theo set %s is stale", latest.activity_date)
                 return
             metrics.PMC_THEO_STALE.set(1 if stale else 0)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._poke.wait(self.interval_s)
-            self._poke.clear()
-            if not self._stop.is_set():
-                time.sleep(0.5)  # let a set being copied settle; meta.csv comes last anyway
-                self._load()
-
-    def stop(self, timeout: float) -> None:
-        self._stop.set()
-        self._poke.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def healthy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()

@@ -24,7 +24,7 @@ from engine.pmc.positions.model import PositionBatch
 from engine.pmc.positions.read import parse_position_file
 from engine.pmc.positions.rows import positions_from_rows
 from engine.pmc.theo.model import TheoSet
-from engine.pmc.whatif import whatif
+from engine.pmc.whatif import whatif_document
 from gateway.amqp.dispatch import Reply, Request
 from gateway.errors import TransientError
 from gateway.ledger import Ledger
@@ -213,7 +213,7 @@ def margin_whatif_handler(theo: _FreshTheo) -> Callable[[Request], Reply]:
             day = str(body["theo_date"]) if body.get("theo_date") else None
         if len(positions) == 0:
             raise InputRejected("NO_VALID_POSITION", "the what-if has no positions")
-        document = whatif(positions, theo.get(day), base).as_dict()
+        document = whatif_document(positions, theo.get(day), base)
         priced = document.get("positions")
         if not priced:
             problems = document.get("problems") or []
@@ -300,7 +300,7 @@ def compute_handlers(theo_store: TheoStore) -> dict[str, Callable[[Request], Rep
 
 
 def ebe_query_handler(flow: EbeFlow) -> Callable[[Request], Reply]:
-    """``ebe.query``: filters of SPEC §8.4 -> the JSON form inline up to ``[ebe] inline_rows``
+    """``ebe.query``: query filters -> the JSON form inline up to ``[ebe] inline_rows``
     rows; above that the rows go to a CSV in the firm's ``outbound/ebe/`` and the reply names it
     (with ``rows`` empty and ``row_count``)."""
 
@@ -321,7 +321,7 @@ def ebe_query_handler(flow: EbeFlow) -> Callable[[Request], Reply]:
 
 
 def ebe_instruction_handler(flow: EbeFlow) -> Callable[[Request], Reply]:
-    """``ebe.instruction``: the CSV of SPEC §8.2 (``text/csv``) or JSON ``{"instructions":
+    """``ebe.instruction``: the instruction CSV (``text/csv``) or JSON ``{"instructions":
     [{...}, ...]}`` -> the per-line receipt, received at the server's clock."""
 
     def handle(request: Request) -> Reply:

@@ -1,4 +1,4 @@
-"""Building a cycle's aggregated DPL file in ``spool/state/publications/`` (SPEC §6.6).
+"""Building a cycle's aggregated DPL file in ``spool/state/publications/``.
 
 Owns the file's names (``DPL_<YYYYMMDD>.fixml``, the ``sha256sum`` line of its sidecar, the
 ``RptID`` of each record), the streaming build from the ledger through
@@ -132,9 +132,9 @@ def file_has_sha256(path: Path, sha256: str) -> bool:
     return digest.hexdigest() == sha256
 
 
-def prune_built(folder: Path, keep: int) -> None:
-    """Keep the ``keep`` most recent built files (names sort by cycle date)."""
-    built = sorted(p for p in folder.glob("DPL_*.fixml") if p.is_file())
+def prune_built(folder: Path, keep: int, pattern: str = "DPL_*.fixml") -> None:
+    """Keep the ``keep`` most recent built files of ``pattern`` (names sort by date)."""
+    built = sorted(p for p in folder.glob(pattern) if p.is_file())
     for old in built[:-keep] if keep > 0 else built:
         with contextlib.suppress(FileNotFoundError):
             old.unlink()

@@ -1,10 +1,11 @@
 """Delivering a built publication: to an exchange's spool folder, or by SFTP through ``push``.
 
 Owns the choice between the two delivery kinds, the copy into
-``spool/exchanges/<id>/outbound/dpl/`` (old sidecar off, hidden temporary, rename, sidecar last,
-so a present sidecar always describes the complete file beside it), the retries of an SFTP push
-whose exchange is unreachable, and the removal of the hidden local temporaries (``.DPL_*.tmp``)
-a killed run left behind.
+``spool/exchanges/<id>/outbound/<flow>/`` (``dpl`` for the DPL file, ``ebe`` for the
+contrary-intention file; old sidecar off, hidden temporary, rename, sidecar last, so a present
+sidecar always describes the complete file beside it), the retries of an SFTP push whose exchange
+is unreachable, and the removal of the hidden local temporaries (``.DPL_*.tmp``, ``.CIR_*.tmp``)
+a killed run left behind. An ``sftp://`` exchange gets every file in the folder of its URL.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from gateway.spool.fsio import fsync_dir, temp_name, write_atomic
 
 log = logging.getLogger(__name__)
 
-_LOCAL_TEMP_RE = re.compile(r"^\.DPL_\d{8}\.fixml(\.sha256)?\.[0-9a-f]{8}\.tmp$")
+_LOCAL_TEMP_RE = re.compile(r"^\.(DPL|CIR)_\d{8}\.fixml(\.sha256)?\.[0-9a-f]{8}\.tmp$")
 
 
-def exchange_folder(config: Config, exchange_id: str) -> Path:
-    return config.spool.root / "exchanges" / exchange_id / "outbound" / "dpl"
+def exchange_folder(config: Config, exchange_id: str, flow: str = "dpl") -> Path:
+    return config.spool.root / "exchanges" / exchange_id / "outbound" / flow
 
 
 def remove_local_temporaries(folder: Path) -> int:
@@ -60,12 +61,14 @@ def deliver(
     name: str,
     sha256: str,
     *,
+    flow: str = "dpl",
     attempts: int = 3,
     backoff_s: float = 1.0,
 ) -> str:
     """Deliver ``built`` (and its sidecar) to one exchange; returns where it went."""
     if exchange.delivery == "spool":
-        return deliver_to_spool(exchange_folder(config, exchange.exchange_id), built, name, sha256)
+        folder = exchange_folder(config, exchange.exchange_id, flow)
+        return deliver_to_spool(folder, built, name, sha256)
     target = SftpTarget.parse(exchange.delivery)
     key = load_or_create_push_key(config.spool.state_dir / PUSH_KEY_NAME)
     known_hosts = config.spool.state_dir / KNOWN_HOSTS_NAME
@@ -78,7 +81,7 @@ def deliver(
                 raise
             delay = backoff_s * attempt
             log.warning(
-                "dpl push to %s failed (attempt %d/%d), retrying in %.0fs: %s",
+                "push to %s failed (attempt %d/%d), retrying in %.0fs: %s",
                 target.display,
                 attempt,
                 attempts,

@@ -1,4 +1,4 @@
-"""Publication of a cycle's aggregated DPL file (SPEC §6.6): build it once, deliver the same bytes.
+"""Publication of a cycle's aggregated DPL file: build it once, deliver the same bytes.
 
 Theory of operation
 -------------------
@@ -12,7 +12,7 @@ second one waits, then finds the cycle done.
    the intake (``IntakePending``, unless ``force``): their records belong in the file. The current
    file ids
    are taken first and the build reads exactly those files' valid records from
-   ``Ledger.iter_publishable_dpl_values`` (SPEC order: firm, aggregation unit, symbol, SubTyp)
+   ``Ledger.iter_publishable_dpl_values`` (firm, aggregation unit, symbol, SubTyp)
    through ``engine.dpl.canonical.canonical_line`` into a hidden temporary file in
    ``spool/state/publications/``, hashed while written, fsynced and renamed to
    ``DPL_<YYYYMMDD>.fixml``; memory does not grow with the number of records. ``RptID`` is

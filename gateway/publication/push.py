@@ -1,8 +1,10 @@
 """Pushing a built publication to an exchange's SFTP server with paramiko, as the daemon itself.
 
 Owns ``sftp://user@host:port/path`` targets, one push attempt (old sidecar off, upload to
-``DPL_*.part`` — the conventional in-progress suffix, since the embedded SFTP server refuses names
-starting with a dot — rename, sidecar last), the removal of remote temporaries a killed run left,
+``<name>.<token>.part`` — the conventional in-progress suffix, since the embedded SFTP server
+refuses names starting with a dot — rename, sidecar last), for every exchange file (the DPL file
+``DPL_<YYYYMMDD>.fixml`` and the contrary-intention file ``CIR_<YYYYMMDD>.fixml`` alike), the
+removal of remote temporaries a killed run left,
 and the translation of paramiko's errors into ``ExchangeUnreachable`` (retry) or
 ``DeliveryRefused`` (do not).
 
@@ -38,7 +40,7 @@ PUSH_KEY_NAME = "push_key"
 KNOWN_HOSTS_NAME = "push_known_hosts"
 SFTP_TIMEOUT_S = 20.0
 
-_REMOTE_TEMP_RE = re.compile(r"^DPL_\d{8}\.fixml(\.sha256)?\.[0-9a-f]{8}\.part$")
+_REMOTE_TEMP_RE = re.compile(r"^(DPL|CIR)_\d{8}\.fixml(\.sha256)?\.[0-9a-f]{8}\.part$")
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
         client.get_host_keys().add(hostname, key.get_name(), key)
         client.save_host_keys(str(self.path))
         log.warning(
-            "dpl push: trusting the host key of %s on first use (%s %s); recorded in %s",
+            "exchange push: trusting the host key of %s on first use (%s %s); recorded in %s",
             hostname,
             key.get_name(),
             key.fingerprint,

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
-from gateway.sftp.filesystem import SftpAccount, SpoolSftpInterface
-from gateway.sftp.session import SpoolSftpSession
+from gateway.sftp.account import SftpAccount
+from gateway.sftp.filesystem import SpoolSftpInterface
+from gateway.sftp.session import SftpOnlySession, SpoolSftpSession
 
 if TYPE_CHECKING:
     from gateway.sftp.server import SftpServer
@@ -289,6 +290,4 @@ class SshConnection(asyncssh.SSHServer):  # type: ignore[misc]
                 open_for_account,
             )
             return False
-        from asyncssh.stream import SSHServerStreamSession
-
-        return SSHServerStreamSession(None, self.open_session, 3, False)
+        return SftpOnlySession(self.open_session)

@@ -1,4 +1,4 @@
-"""What one SFTP login sees of the spool and may do in it: the paramiko SFTP session interface.
+"""What one SFTP login sees of the spool and may do in it: the file operations of a session.
 
 Theory of operation
 -------------------
@@ -24,33 +24,29 @@ the target folder; writes go there (a write that would pass ``max_file_bytes`` f
 it); only when the client closes the file normally is it fsynced, renamed over the final name
 (``os.replace``: uploading an existing name replaces it atomically) and the folder fsynced. If the
 session ends with the file still open (connection dropped, client killed) ``session_ended`` removes
-the temporary file, so nothing half-written ever appears.
+the temporary file (or keeps it hidden for a resume), so nothing half-written ever appears.
 
 The receipt instant of an upload is the server's clock when the client closed the file (or renamed
 it into an inbound folder); it is passed to ``on_upload``. Times a client asks for (``put -p``,
 lftp's default) are answered OK and ignored, so no client can date its own submission into another
 cycle; an upload's mtime is simply when it was written here. The names live in
 ``gateway.sftp.paths``; the open files (reads, uploads, stale-upload cleanup) in
-``gateway.sftp.handles``.
+``gateway.sftp.handles``; the session's bookkeeping (audit line, quota, hand-over of closed uploads
+to the intake) in ``gateway.sftp.account``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import os
 import stat
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
 
-from asyncssh.sftp import SFTPVFSAttrs
 from paramiko import SFTPAttributes, SFTPHandle, SFTPServerInterface
 
+from gateway.sftp.account import AccountSession
 from gateway.sftp.handles import (
     ReadHandle,
     UploadHandle,
@@ -78,162 +74,17 @@ from gateway.sftp.paths import (
 
 log = logging.getLogger(__name__)
 
-AccountKind = Literal["firm", "exchange"]
-ACCOUNT_KINDS: tuple[str, ...] = ("firm", "exchange")
-
 _FILE_MODE = 0o640
 _COPY_CHUNK = 1024 * 1024
 _WRITE_INTENT = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
-@dataclass(frozen=True)
-class SftpAccount:
-    """An SFTP login: its name, whether it is a firm or an exchange, its root and its keys.
-
-    ``public_keys`` are OpenSSH public-key lines (``ssh-ed25519 AAAA... comment``);
-    ``quota_bytes`` bounds what the account may hold in its inbound folders (uploads waiting for
-    the intake, interrupted uploads kept for a resume, uploads in progress).
-    """
-
-    login: str
-    kind: AccountKind
-    root: Path
-    public_keys: tuple[str, ...]
-    quota_bytes: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in ACCOUNT_KINDS:
-            raise ValueError(
-                f"account {self.login!r}: kind must be firm or exchange, not {self.kind!r}"
-            )
-
-
-UploadCallback = Callable[[SftpAccount, Path, dt.datetime], None]
-"""Called once an upload is in place: (account, final path, receipt instant). The instant comes
-from the server's clock (the moment the client closed the file, or renamed it into place), never
-from a time the client set."""
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-@dataclass
-class SessionSettings:
-    """What every SFTP session of one server shares: limits, the upload hook, live sessions."""
-
-    max_file_bytes: int
-    on_upload: UploadCallback | None = None
-    on_upload_done: Callable[[], None] | None = None
-    clock: Callable[[], dt.datetime] = utc_now
-    # runs the hand-over of closed uploads off the client's path (None: at once, in the caller)
-    defer: Callable[[Callable[[], None]], object] | None = None
-    # how long an interrupted upload is kept for a resume (0: removed at once)
-    resume_keep_s: float = 0.0
-    sessions: set[SpoolSftpInterface] = field(default_factory=set)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
+class SpoolSftpInterface(AccountSession, SFTPServerInterface):  # type: ignore[misc]
     """One SFTP session of one authenticated account, confined to the account's root.
 
-    paramiko builds it with the ``ServerInterface`` of the connection, whose ``account`` attribute
-    is the authenticated ``SftpAccount`` (and whose optional ``session_closed()`` is called when the
-    session ends). Each method answers an SFTP status code instead of raising.
+    Built like an ``AccountSession`` (with the connection's policy object). The methods are those
+    of paramiko's ``SFTPServerInterface``: each answers an SFTP status code instead of raising.
     """
-
-    def __init__(self, server: Any, settings: SessionSettings) -> None:
-        super().__init__(server)
-        account = getattr(server, "account", None)
-        if not isinstance(account, SftpAccount):
-            raise RuntimeError("an SFTP session needs an authenticated account")
-        self.account: SftpAccount = account
-        self.settings = settings
-        self.root = os.path.realpath(account.root)
-        self._uploads: set[UploadHandle] = set()
-        self._lock = threading.Lock()
-        self.ended = threading.Event()
-        self._peer = str(getattr(server, "peer", "?"))
-        self._on_end: Callable[[], None] | None = getattr(server, "session_closed", None)
-        self._reason = ""
-        self._started = time.monotonic()
-        # what the session did, for its audit line when it ends
-        self.files_in = 0
-        self.bytes_in = 0
-        self.files_out = 0
-        self.refusals = 0
-
-    def _status(self, refused: Refused) -> int:
-        """The status code of a refusal; its reason is kept for the answer to the client."""
-        self._reason = str(refused)
-        return refused.code
-
-    def refused_quota(self) -> None:
-        self.refusals += 1
-        self._reason = f"quota exceeded: {self.account.quota_bytes} bytes in inbound/"
-
-    def take_reason(self) -> str:
-        """The reason of the last refusal (once), for the client's status message."""
-        reason, self._reason = self._reason, ""
-        return reason
-
-    # -- lifecycle
-
-    def session_started(self) -> None:
-        with self.settings.lock:
-            self.settings.sessions.add(self)
-        self._started = time.monotonic()
-        log.info("sftp session started login=%s peer=%s", self.account.login, self._peer)
-
-    def session_ended(self) -> None:
-        with self._lock:
-            pending = list(self._uploads)
-        kept = 0
-        for handle in pending:
-            if handle.state == "open":
-                kept += self._abandoned(handle)
-            handle.discard("aborted")
-        with self.settings.lock:
-            self.settings.sessions.discard(self)
-        # The audit line of the session: who, from where, how long, what went in and out.
-        log.info(
-            "sftp session ended login=%s peer=%s seconds=%.1f uploads=%d bytes_in=%d "
-            "downloads=%d refused=%d dropped=%d",
-            self.account.login,
-            self._peer,
-            time.monotonic() - self._started,
-            self.files_in,
-            self.bytes_in,
-            self.files_out,
-            self.refusals,
-            len(pending) - kept,
-        )
-        if self._on_end is not None:
-            self._on_end()
-        self.ended.set()
-
-    def _abandoned(self, handle: UploadHandle) -> int:
-        """An upload still open when its client went away: kept for a resume, or dropped."""
-        if self.settings.resume_keep_s > 0 and handle.keep_partial():
-            log.warning(
-                "sftp upload interrupted login=%s path=%s kept_for_resume_s=%.0f",
-                self.account.login,
-                self.shown(handle.final),
-                self.settings.resume_keep_s,
-            )
-            return 1
-        log.warning(
-            "sftp upload abandoned login=%s path=%s reason=session ended before close",
-            self.account.login,
-            self.shown(handle.final),
-        )
-        return 0
-
-    def abandon(self, handle: UploadHandle) -> None:
-        """An upload whose connection went away before the client closed it."""
-        if handle.state == "open":
-            self._abandoned(handle)
-        handle.discard("aborted")
 
     def is_folder(self, path: str) -> bool:
         """Whether ``path`` names a folder this account can see."""
@@ -242,98 +93,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         except Refused:
             return False
 
-    def inbound_bytes(self, but: str = "") -> int:
-        """What the account holds under ``inbound/`` (hidden files included), ``but`` one file."""
-        total = 0
-        for folder, dirs, files in os.walk(os.path.join(self.root, INBOUND), followlinks=False):
-            del dirs
-            for name in files:
-                path = os.path.join(folder, name)
-                if path == but:
-                    continue
-                with contextlib.suppress(OSError):
-                    total += os.lstat(path).st_size
-        return total
-
-    def space(self) -> SFTPVFSAttrs:
-        """``statvfs`` for ``df`` and rclone ``about``: the account's quota when it has one, else
-        the file system of its root."""
-        vfs = SFTPVFSAttrs.from_local(os.statvfs(self.root))
-        quota = self.account.quota_bytes
-        if quota is None:
-            return vfs
-        block = vfs.frsize or 4096
-        free = max(0, quota - self.inbound_bytes()) // block
-        vfs.blocks = quota // block
-        vfs.bfree = vfs.bavail = min(free, vfs.bavail)
-        return vfs
-
-    def upload_started(self, handle: UploadHandle) -> None:
-        with self._lock:
-            self._uploads.add(handle)
-
-    def upload_finished(self, handle: UploadHandle) -> None:
-        with self._lock:
-            self._uploads.discard(handle)
-
-    def upload_committed(self, handle: UploadHandle, received_at: dt.datetime) -> None:
-        """A closed upload is in place: fsync its folder, then tell the intake.
-
-        With ``settings.defer`` this runs after the client has its answer (the file's data is
-        fsynced before the rename), so that the next file of a client uploading many is written
-        while this folder's journal commit is under way. ``received_at`` is the close instant.
-        """
-        if self.settings.defer is not None:
-            self.settings.defer(lambda: self._hand_over(handle, received_at))
-        else:
-            self._hand_over(handle, received_at)
-
-    def _hand_over(self, handle: UploadHandle, received_at: dt.datetime) -> None:
-        final = Path(handle.final)
-        try:
-            fsync_folder(str(final.parent))
-        except OSError as exc:
-            log.error(
-                "sftp cannot fsync the folder of an upload login=%s path=%s error=%s",
-                self.account.login,
-                self.shown(handle.final),
-                exc.strerror or exc,
-            )
-        try:
-            size = final.stat().st_size
-        except OSError:
-            size = -1
-        log.info(
-            "sftp upload complete login=%s path=%s bytes=%d",
-            self.account.login,
-            self.shown(handle.final),
-            size,
-        )
-        self.files_in += 1
-        self.bytes_in += max(size, 0)
-        self._announce(final, received_at)
-
-    def _announce(self, final: Path, received_at: dt.datetime) -> None:
-        if self.settings.on_upload_done is not None:
-            self.settings.on_upload_done()
-        if self.settings.on_upload is None:
-            return
-        try:
-            self.settings.on_upload(self.account, final, received_at)
-        except Exception:  # the hint must never break the client's upload
-            log.exception(
-                "sftp upload hook failed login=%s path=%s",
-                self.account.login,
-                self.shown(str(final)),
-            )
-
     # -- resolution
-
-    def shown(self, real: str) -> str:
-        """The client's view of a real path (for logs; never reveals the spool location)."""
-        if not within(real, self.root):
-            return "?"
-        return virtual_path(self._rel(real))
 
     def _parts(self, path: str) -> list[str]:
         parts = split_virtual(path)
@@ -342,19 +102,32 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         return parts
 
     def _resolve(self, parts: list[str]) -> str:
-        """The real path of ``parts``, following symlinks only while they stay inside the root."""
-        real = os.path.realpath(os.path.join(self.root, *parts))
-        if not within(real, self.root):
-            raise Refused(SFTP_NO_SUCH_FILE, "outside the root")
-        rel = self._rel(real)
+        """The real path of ``parts``, following symlinks only while they stay inside the root.
+
+        The result is ``os.path.realpath``'s. The root is real already, so the parts are walked
+        from it with one ``lstat`` each (a missing part and the ones after it are taken as
+        written, as ``realpath`` does); only a symlink among them sends the whole path through
+        ``realpath`` (which would otherwise ``lstat`` every folder above the root too).
+        """
+        real = self.root
+        rel = parts
+        for count in range(1, len(parts) + 1):
+            candidate = self._prefix + "/".join(parts[:count])
+            try:
+                is_link = stat.S_ISLNK(os.lstat(candidate).st_mode)
+            except OSError:
+                real = self._prefix + "/".join(parts)
+                break
+            if is_link:
+                real = os.path.realpath(os.path.join(self.root, *parts))
+                if not within(real, self.root):
+                    raise Refused(SFTP_NO_SUCH_FILE, "outside the root")
+                rel = self._rel(real)
+                break
+            real = candidate
         if any(p.startswith(".") for p in rel):
             raise Refused(SFTP_NO_SUCH_FILE, "hidden name")
         return real
-
-    def _rel(self, real: str) -> list[str]:
-        if real == self.root:
-            return []
-        return os.path.relpath(real, self.root).split(os.sep)
 
     def _entry(self, parts: list[str]) -> tuple[str, str]:
         """(real parent folder, name) for an entry that is created, removed or renamed.
@@ -472,8 +245,7 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             return SFTP_PERMISSION_DENIED
-        self.files_out += 1
-        return ReadHandle(fd, flags)
+        return ReadHandle(self, fd, real, flags)
 
     # -- writing
 
@@ -515,7 +287,8 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         if self.account.quota_bytes is not None:
             handle.quota_room = self.account.quota_bytes - self.inbound_bytes(but=temp)
         self.upload_started(handle)
-        log.debug("sftp upload started login=%s path=%s", self.account.login, self.shown(final))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("sftp upload started login=%s path=%s", self.account.login, self.shown(final))
         return handle
 
     def _take_partial(self, final: str, temp: str, flags: int) -> bool:
@@ -672,22 +445,6 @@ class SpoolSftpInterface(SFTPServerInterface):  # type: ignore[misc]
         return self._denied("symlink", path)
 
     # -- refusals
-
-    def refusal(self, what: str, path: str, why: str) -> None:
-        """Log a request refused outside this view (by the protocol adapter)."""
-        with contextlib.suppress(Refused):
-            self._refuse(what, path, why)
-
-    def _refuse(self, what: str, path: str, why: str) -> None:
-        self.refusals += 1
-        log.info(
-            "sftp refused login=%s op=%s path=%r reason=%s",
-            self.account.login,
-            what,
-            path[:256],
-            why,
-        )
-        raise Refused(SFTP_PERMISSION_DENIED, why)
 
     def _denied(self, what: str, path: str) -> int:
         try:

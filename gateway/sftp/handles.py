@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ from gateway.sftp.paths import (
 )
 
 if TYPE_CHECKING:
-    from gateway.sftp.filesystem import SpoolSftpInterface
+    from gateway.sftp.account import AccountSession
 
 log = logging.getLogger(__name__)
 
@@ -97,18 +98,25 @@ def remove_stale_uploads(root: Path) -> int:
 
 
 class ReadHandle(SFTPHandle):  # type: ignore[misc]
-    """An open file for reading: positional reads on a file descriptor."""
+    """An open file for reading: positional reads on a file descriptor; its close writes the
+    session's audit line of the download (the bytes served)."""
 
-    def __init__(self, fd: int, flags: int) -> None:
+    def __init__(self, session: AccountSession, fd: int, real: str, flags: int) -> None:
         super().__init__(flags)
+        self._session = session
         self._fd = fd
+        self.real = real
         self._closed = False
+        self._opened = time.monotonic()
+        self.bytes = 0  # served so far
 
     def read(self, offset: int, length: int) -> bytes | int:
         try:
-            return os.pread(self._fd, length, offset)
+            data = os.pread(self._fd, length, offset)
         except OSError as exc:
             return errno_status(exc)
+        self.bytes += len(data)
+        return data
 
     def write(self, offset: int, data: bytes) -> int:
         return SFTP_PERMISSION_DENIED
@@ -126,11 +134,14 @@ class ReadHandle(SFTPHandle):  # type: ignore[misc]
     def chattr(self, attr: SFTPAttributes) -> int:
         return SFTP_PERMISSION_DENIED
 
-    def close(self) -> None:
+    def close(self, outcome: str = "complete") -> None:
+        """Closed by the client (``complete``), or after it went away (``interrupted``)."""
         if not self._closed:
             self._closed = True
             with contextlib.suppress(OSError):
                 os.close(self._fd)
+            seconds = time.monotonic() - self._opened
+            self._session.transfer_ended("download", self.real, self.bytes, seconds, outcome)
 
 
 class UploadHandle(SFTPHandle):  # type: ignore[misc]
@@ -143,7 +154,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
 
     def __init__(
         self,
-        session: SpoolSftpInterface,
+        session: AccountSession,
         fd: int,
         temp: str,
         final: str,
@@ -159,6 +170,13 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
         self.state = "open"
         self._dirty = True  # written since the last fsync
         self.quota_room: int | None = None  # bytes this upload may grow to (account quota)
+        self.size = 0  # the end of its furthest write (its size once committed)
+        self._opened = time.monotonic()
+        self.closed_after = 0.0  # seconds from the open to the client's close
+
+    def seconds(self) -> float:
+        """Seconds since the upload was opened."""
+        return time.monotonic() - self._opened
 
     # -- data
 
@@ -189,6 +207,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
                 self.discard("failed")
                 return SFTP_FAILURE
             self._dirty = True
+            self.size = max(self.size, offset + len(data))
             view = memoryview(data)
             while view:
                 written = os.pwrite(self._fd, view, offset)
@@ -254,7 +273,11 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
 
     def close(self) -> None:
         """A normal close by the client: commit. Raises ``UploadFailed`` to report a failure."""
+        self.closed_after = self.seconds()
         if self.state == "failed":
+            self._session.transfer_ended(
+                "upload", self.final, self.size, self.closed_after, "failed"
+            )
             self.discard("aborted")
             raise UploadFailed(f"upload of {self._session.shown(self.final)} failed")
         if self.state != "open":
@@ -270,9 +293,18 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
                 exc.strerror or exc,
             )
             self.discard("aborted")
+            self._session.transfer_ended(
+                "upload", self.final, self.size, self.closed_after, "failed"
+            )
             raise UploadFailed(exc.strerror or "upload failed") from exc
         self.state = "committed"
         self._session.upload_committed(self, received_at)
+
+    @property
+    def synced(self) -> bool:
+        """Whether all that was written is fsynced already (the client's ``fsync@openssh.com``
+        came after its last write), so that a close has only the rename left to do."""
+        return self.state == "open" and not self._dirty
 
     def sync(self) -> None:
         """fsync@openssh.com: make what was written so far durable."""
@@ -290,7 +322,8 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
         if self.state != "open":
             return False
         try:
-            if os.fstat(self._fd).st_size == 0:
+            self.size = os.fstat(self._fd).st_size
+            if self.size == 0:
                 return False
             os.fsync(self._fd)
             os.close(self._fd)
@@ -329,6 +362,7 @@ class UploadHandle(SFTPHandle):  # type: ignore[misc]
     def _commit(self) -> None:
         if self._dirty:  # a client's fsync@openssh.com right before the close already did it
             os.fsync(self._fd)
+        self.size = os.fstat(self._fd).st_size
         os.close(self._fd)
         self._fd = -1
         if self._exclusive:

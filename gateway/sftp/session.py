@@ -15,8 +15,11 @@ converts attributes both ways, and adds what the protocol extensions need:
   SFTP v5 or later, a failure with that text to v3 clients, as the protocol requires);
 * ``limits@openssh.com`` is answered by asyncssh itself (4 MiB reads and writes).
 
-A close is run in a worker thread (it fsyncs the file and its folder) so that one upload's
-fsync never stalls the other connections; writes go straight to the page cache.
+An fsync (the client's ``fsync@openssh.com``, or the close of an upload written since its last
+fsync) runs in a worker thread so that one upload's disk wait never stalls the other
+connections; writes go straight to the page cache, and a close after the client's fsync only
+renames (a metadata change like the open's create, done on the loop). The folder's fsync and the
+intake's hint follow in the server's hand-over thread, after the client has its answer.
 
 When the connection drops, asyncssh closes every handle still open before it ends the session;
 those closes are not the client's, so an upload still open then is dropped (or kept for a
@@ -24,7 +27,8 @@ resume), never committed.
 
 Like OpenSSH's ``sftp-server``, a write request with bytes after its data is served and the
 extra bytes ignored: Go's ``pkg/sftp`` (rclone and many Go tools) sends such a last write, which
-asyncssh on its own answers with "bad message".
+asyncssh on its own answers with "bad message". That is ``TolerantSftpHandler``'s, which only
+this server's sessions (``SftpOnlySession``) use.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import asyncio
 import errno
 import inspect
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncssh
@@ -51,6 +55,7 @@ from asyncssh.sftp import (
     SFTPServerHandler,
     SFTPVFSAttrs,
 )
+from asyncssh.stream import SSHServerStreamSession
 from paramiko import SFTPAttributes
 
 from gateway.sftp.filesystem import SpoolSftpInterface
@@ -72,20 +77,47 @@ _DEFAULT_REASON = {
 }
 
 
-async def _write_ignoring_trailing_bytes(handler: Any, packet: Any) -> int:
-    handle = packet.get_string()
-    offset = packet.get_uint64()
-    data = packet.get_string()  # whatever follows is ignored, as OpenSSH does
-    file_obj = handler._file_handles.get(handle)
-    if not file_obj:
-        raise SFTPInvalidHandle("Invalid file handle")
-    result = handler._server.write(file_obj, offset, data)
-    if inspect.isawaitable(result):
-        result = await result
-    return int(result)
+class TolerantSftpHandler(SFTPServerHandler):  # type: ignore[misc]
+    """asyncssh's SFTP protocol handler, except that a write request may carry bytes after its
+    data (they are ignored, as OpenSSH's ``sftp-server`` does).
+
+    asyncssh looks each request's handler up in ``self._packet_handlers``, so a subclass with its
+    own table changes the write of this server's sessions only (asyncssh's own server, and any
+    other in the process, keep the strict one).
+    """
+
+    async def _process_write(self, packet: Any) -> int:
+        handle = packet.get_string()
+        offset = packet.get_uint64()
+        data = packet.get_string()  # whatever follows is ignored
+        file_obj = self._file_handles.get(handle)
+        if not file_obj:
+            raise SFTPInvalidHandle("Invalid file handle")
+        result = self._server.write(file_obj, offset, data)
+        if inspect.isawaitable(result):
+            result = await result
+        return int(result)
+
+    _packet_handlers = {**SFTPServerHandler._packet_handlers, FXP_WRITE: _process_write}
 
 
-SFTPServerHandler._packet_handlers[FXP_WRITE] = _write_ignoring_trailing_bytes
+class SftpOnlySession(SSHServerStreamSession):  # type: ignore[misc]
+    """The SSH session channel of a login: the ``sftp`` subsystem and nothing else (no shell, no
+    command, no scp), served by ``TolerantSftpHandler`` over the session ``sftp_factory`` makes.
+    """
+
+    def __init__(self, sftp_factory: Callable[[Any], SpoolSftpSession]) -> None:
+        super().__init__(None, sftp_factory, 3, False)
+
+    def session_started(self) -> None:
+        chan = self._chan
+        if chan.get_subsystem() != "sftp":  # pragma: no cover - refused at the request
+            chan.close()
+            return
+        reader: asyncssh.SSHReader[bytes] = asyncssh.SSHReader(self, chan)
+        writer: asyncssh.SSHWriter[bytes] = asyncssh.SSHWriter(self, chan)
+        handler = TolerantSftpHandler(self._init_sftp_server(), reader, writer, self._sftp_version)
+        self._conn.create_task(handler.run(), reader.logger)
 
 
 def os_flags(pflags: int) -> int:
@@ -252,7 +284,7 @@ class SpoolSftpSession(asyncssh.SFTPServer):  # type: ignore[misc]
 
     async def close(self, file_obj: Any) -> None:
         if isinstance(file_obj, ReadHandle):
-            file_obj.close()
+            file_obj.close("interrupted" if self._dropped() else "complete")
             return
         if not isinstance(file_obj, UploadHandle):
             return
@@ -260,7 +292,10 @@ class SpoolSftpSession(asyncssh.SFTPServer):  # type: ignore[misc]
             self.view.abandon(file_obj)
             return
         try:
-            await asyncio.get_running_loop().run_in_executor(None, file_obj.close)
+            if file_obj.synced:
+                file_obj.close()  # a rename, like the open's create: no wait for the disk
+            else:
+                await asyncio.get_running_loop().run_in_executor(None, file_obj.close)
         except UploadFailed as exc:
             raise asyncssh.SFTPFailure(str(exc) or "upload failed") from None
         except OSError as exc:

@@ -100,6 +100,7 @@ class SpoolIntake:
         stable_interval_s: float,
         sweep_interval_s: float,
         workers: int,
+        retry_max_s: float = 300.0,
         alert: Alert = raise_alert,
         technical_contact: Callable[[str], str] = lambda firm: "",
         on_internal: Callable[[Path], None] | None = None,
@@ -110,6 +111,7 @@ class SpoolIntake:
         self.clock = clock
         self.stable_interval_s = stable_interval_s
         self.sweep_interval_s = sweep_interval_s
+        self.retry_max_s = retry_max_s
         self.alert = alert
         self.technical_contact = technical_contact
         self.on_internal = on_internal
@@ -264,7 +266,8 @@ class SpoolIntake:
                 self._failed(claimed, exc)
                 return
             metrics.FILES_FAILED.labels(flow=claimed.flow).inc()
-            delay = min(300.0, 5.0 * 2 ** min(6, len(self.ledger.file_events(claimed.file_id))))
+            attempts = len(self.ledger.file_events(claimed.file_id))
+            delay = min(self.retry_max_s, 5.0 * 2 ** min(6, attempts))
             self._retry_at[claimed.file_id] = time.monotonic() + delay
             self.alert(
                 "processing_retrying",
@@ -282,7 +285,7 @@ class SpoolIntake:
                 # claimed files (and at the next start by reconcile).
                 metrics.FILES_FAILED.labels(flow=claimed.flow).inc()
                 log.warning("cannot archive file %d yet: %s", claimed.file_id, exc)
-                self._retry_at[claimed.file_id] = time.monotonic() + 30.0
+                self._retry_at[claimed.file_id] = time.monotonic() + min(30.0, self.retry_max_s)
         finally:
             metrics.PROCESSING_SECONDS.labels(flow=claimed.flow).observe(time.monotonic() - started)
             with self._lock:
@@ -328,7 +331,7 @@ class SpoolIntake:
                         self._dispatch(ClaimedFile.from_row(row, Path(row.work_path)))
                 except (OSError, sqlite3.OperationalError) as exc:
                     log.warning("retry of file %d deferred: %s", file_id, exc)
-                    self._retry_at[file_id] = now + 30.0
+                    self._retry_at[file_id] = now + min(30.0, self.retry_max_s)
 
     def submit_bytes(
         self,

@@ -5,7 +5,8 @@ either a 346 position file (``text/csv`` or ``text/plain``, CSV or ASCII detecte
 ``posgate margin``) or ``application/json`` ``{"positions": [...]}`` and answer with the JSON
 document ``posgate margin --format json`` writes for the same input (the same keys, order and
 numbers; compact, without its indentation). The work runs in a worker
-thread under ``calc_timeout_s``; a calculation past it answers 503 ``TIME_LIMIT``.
+thread under ``calc_timeout_s``; a calculation past it answers 503 ``TIME_LIMIT``. Reading and
+writing the bodies is ``gateway.web.bodies``; the page is ``gateway.web.page``.
 
 Errors are ``{"error": {"status", "reason", "message", "line"?, "field"?, "value"?}}``:
 400 a bad query parameter, 404 an unknown route or P&L set, 405 a wrong method, 413 a body over
@@ -16,17 +17,14 @@ rate limit, 503 no P&L set loaded yet or the time limit.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
-from importlib import resources
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import anyio
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import InputRejected
@@ -39,18 +37,34 @@ from engine.pmc.contracts import (
     suggest_values,
 )
 from engine.pmc.positions.model import PositionFile
-from engine.pmc.positions.read import parse_position_file
-from engine.pmc.positions.write import render_position_file
-from engine.pmc.report import MarginReport, margin_for_file
+from engine.pmc.report import margin_for_file
 from engine.pmc.theo.model import TheoSet
-from gateway.web.guard import Guard, Limits, error_body
+from gateway.web.bodies import (
+    FILE_TYPES,
+    JSON_TYPE,
+    ApiError,
+    check_shape,
+    dump_json,
+    error_response,
+    error_responses,
+    export,
+    json_object,
+    json_rows,
+    margin_json,
+    media_type,
+    parse_file,
+    positions_body_doc,
+    read_body,
+    rejected,
+    write_346,
+)
+from gateway.web.guard import Guard, Limits
+from gateway.web.page import mount_page
 from gateway.web.positions import apply_edit, parsed_doc, parsed_file
 from gateway.web.schemas import (
-    ContractOut,
     ContractsDoc,
     EditDoc,
     EditIn,
-    ErrorDoc,
     HealthDoc,
     MarginDoc,
     ParsedDoc,
@@ -64,44 +78,8 @@ from gateway.web.sets import TheoSets
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-FILE_TYPES = ("text/csv", "text/plain")
-JSON_TYPE = "application/json"
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 INLINE_BYTES = 16 * 1024  # bodies up to this size (~80 JSON positions) skip the worker thread
-
-
-class ApiError(Exception):
-    """A refusal with its status, reason code and where the problem was."""
-
-    def __init__(
-        self,
-        status: int,
-        reason: str,
-        message: str,
-        *,
-        line: int | None = None,
-        field: str | None = None,
-        value: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.where = {"line": line, "field": field, "value": value}
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorDoc} for code in codes}
-
-
-def _body_doc(json_schema: bool = True) -> dict[str, Any]:
-    content: dict[str, Any] = {
-        "text/csv": {"schema": {"type": "string"}},
-        "text/plain": {"schema": {"type": "string"}},
-    }
-    if json_schema:
-        content[JSON_TYPE] = {"schema": {"$ref": "#/components/schemas/PositionsIn"}}
-    return {"requestBody": {"required": True, "content": content}}
 
 
 TheoDate = Annotated[
@@ -140,7 +118,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
 
     @app.exception_handler(ApiError)
     async def on_api_error(_request: Request, exc: ApiError) -> Response:
-        return _error_response(exc.status, exc.reason, exc.message, **exc.where)
+        return error_response(exc.status, exc.reason, exc.message, **exc.where)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_request: Request, exc: RequestValidationError) -> Response:
@@ -149,7 +127,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
         field = ".".join(loc) or None
         raw = first.get("input")
         value = None if raw is None or isinstance(raw, (dict, list)) else str(raw)[:200]
-        return _error_response(
+        return error_response(
             400,
             "BAD_PARAMETER",
             f"{field or 'request'}: {first.get('msg', 'invalid')}",
@@ -160,7 +138,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
     @app.exception_handler(StarletteHTTPException)
     async def on_http(_request: Request, exc: StarletteHTTPException) -> Response:
         reason = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-        response = _error_response(exc.status_code, reason, str(exc.detail))
+        response = error_response(exc.status_code, reason, str(exc.detail))
         response.headers.update(exc.headers or {})  # e.g. Allow on a 405
         return response
 
@@ -174,7 +152,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
             with anyio.fail_after(lim.calc_timeout_s):
                 return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True, limiter=limiter)
         except InputRejected as exc:  # the sender's fault, found in the worker thread
-            raise _rejected(422, exc) from None
+            raise rejected(422, exc) from None
         except TimeoutError:
             raise ApiError(
                 503,
@@ -201,7 +179,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
     ) -> tuple[Callable[[], PositionFile], int]:
         """The body read, and the reading of its positions to run in the worker thread together
         with what is done with them (one thread hop per request)."""
-        kind = _media_type(request)
+        kind = media_type(request)
         if kind not in FILE_TYPES and kind != JSON_TYPE:
             raise ApiError(
                 415,
@@ -212,22 +190,22 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
             )
         body = await read_body(request, lim.max_body_bytes)
         if kind in FILE_TYPES:
-            return (lambda: _parse_file(body, firm)), len(body)
+            return (lambda: parse_file(body, firm)), len(body)
 
         def from_json() -> PositionFile:
-            rows = _json_rows(body, lim.max_positions)
+            rows = json_rows(body, lim.max_positions)
             if firm:
                 rows = [{**r, "firm": r.get("firm") or firm} for r in rows]
             return parsed_file(rows, allow_zero=editing)
 
         return from_json, len(body)
 
-    @app.get("/healthz", response_model=HealthDoc, responses=_errors(503), tags=["service"])
+    @app.get("/healthz", response_model=HealthDoc, responses=error_responses(503), tags=["service"])
     def healthz() -> HealthDoc | Response:
         """Ready when a P&L set is loaded (a load balancer sends nothing to a process without)."""
         theo = sets.get(None)
         if theo is None:
-            return _error_response(503, "NO_THEO_SET", "no theoretical P&L set is loaded yet")
+            return error_response(503, "NO_THEO_SET", "no theoretical P&L set is loaded yet")
         return HealthDoc(status="ok", theo_date=theo.activity_date)
 
     @app.get("/api/v1/theo-sets", response_model=TheoSetsDoc, tags=["P&L sets"])
@@ -245,7 +223,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
     @app.get(
         "/api/v1/contracts",
         response_model=ContractsDoc,
-        responses=_errors(400, 404, 503),
+        responses=error_responses(400, 404, 503),
         tags=["P&L sets"],
     )
     def contracts(
@@ -280,7 +258,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
         ] = "",
         descending: bool = False,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    ) -> ContractsDoc:
+    ) -> Response:
         """Available contracts of a set for one account type, with the calculator's filters.
 
         Required: the account type and one of class group, underlying or symbol; a product group
@@ -301,18 +279,19 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
         try:
             found = sort_contracts(list_contracts(theo, flt), sort, descending=descending)
         except InputRejected as exc:
-            raise _rejected(400, exc) from None
-        return ContractsDoc(
-            theo_date=theo.activity_date,
-            columns=[[name, heading] for name, heading in CONTRACT_COLUMNS],
-            total=len(found),
-            contracts=[ContractOut.model_validate(c.as_dict()) for c in found[:limit]],
-        )
+            raise rejected(400, exc) from None
+        doc = {  # ContractsDoc, written directly (no model validation of up to 10,000 rows)
+            "theo_date": theo.activity_date,
+            "columns": [[name, heading] for name, heading in CONTRACT_COLUMNS],
+            "total": len(found),
+            "contracts": [c.as_dict() for c in found[:limit]],
+        }
+        return Response(dump_json(doc), media_type=JSON_TYPE)
 
     @app.get(
         "/api/v1/contracts/suggest",
         response_model=SuggestDoc,
-        responses=_errors(400, 404, 503),
+        responses=error_responses(400, 404, 503),
         tags=["P&L sets"],
     )
     def suggest(
@@ -329,15 +308,15 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
     @app.post(
         "/api/v1/margin",
         response_model=MarginDoc,
-        responses=_errors(400, 404, 413, 415, 422, 429, 503),
-        openapi_extra=_body_doc(),
+        responses=error_responses(400, 404, 413, 415, 422, 429, 503),
+        openapi_extra=positions_body_doc(),
         tags=["margin"],
     )
     async def margin(request: Request, theo_date: TheoDate = None, firm: Firm = None) -> Response:
         """Portfolio margin of a 346 file or JSON positions: the JSON of ``posgate margin``."""
         theo = theo_for(theo_date)
         read, size = await positions_in(request, firm)
-        body = await run(lambda: _report_json(margin_for_file(read(), theo)), size)
+        body = await run(lambda: margin_json(read(), theo), size)
         return Response(body, media_type=JSON_TYPE)
 
     @app.post(
@@ -351,12 +330,12 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
                 },
                 "description": "the Detail To or Summary To export",
             },
-            **_errors(400, 404, 413, 415, 422, 429, 503),
+            **error_responses(400, 404, 413, 415, 422, 429, 503),
         },
-        openapi_extra=_body_doc(),
+        openapi_extra=positions_body_doc(),
         tags=["margin"],
     )
-    async def margin_export(
+    async def marginexport(
         request: Request,
         part: Annotated[Literal["detail", "summary"], Query()] = "detail",
         format: Annotated[Literal["pdf", "csv"], Query()] = "csv",
@@ -366,7 +345,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
         """The results as the calculator's Detail To / Summary To export, PDF or CSV."""
         theo = theo_for(theo_date)
         read, _ = await positions_in(request, firm)
-        payload = await run(lambda: _export(margin_for_file(read(), theo), part, format))
+        payload = await run(lambda: export(margin_for_file(read(), theo), part, format))
         kind = "application/pdf" if format == "pdf" else "text/csv; charset=utf-8"
         name = f"margin-{part}-{theo.activity_date}.{format}"
         return Response(
@@ -387,9 +366,9 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
                 },
                 "description": "the positions as a 346 file (csv, ascii) or read for the editor",
             },
-            **_errors(400, 404, 413, 415, 422, 429, 503),
+            **error_responses(400, 404, 413, 415, 422, 429, 503),
         },
-        openapi_extra=_body_doc(),
+        openapi_extra=positions_body_doc(),
         tags=["positions"],
     )
     async def convert(
@@ -404,8 +383,8 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
         if to == "json":
             theo = theo_for(theo_date)
             doc = await run(lambda: parsed_doc(read(), theo), size)
-            return Response(json.dumps(doc).encode(), media_type=JSON_TYPE)
-        payload = await run(lambda: _write_346(read(), to), size)
+            return Response(dump_json(doc), media_type=JSON_TYPE)
+        payload = await run(lambda: write_346(read(), to), size)
         kind = "text/csv; charset=utf-8" if to == "csv" else "text/plain; charset=utf-8"
         name = "positions.csv" if to == "csv" else "positions.txt"
         disposition = f'attachment; filename="{name}"'
@@ -414,7 +393,7 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
     @app.post(
         "/api/v1/positions/edit",
         response_model=EditDoc,
-        responses=_errors(400, 404, 413, 415, 422, 429, 503),
+        responses=error_responses(400, 404, 413, 415, 422, 429, 503),
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -427,12 +406,12 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
         """One edit of the Selected Positions list (add contracts, set quantity, modify, add a
         stock not in the set, delete, select by the list's filter); the list comes and goes."""
         theo = theo_for(theo_date)
-        if _media_type(request) != JSON_TYPE:
+        if media_type(request) != JSON_TYPE:
             raise ApiError(
                 415, "UNSUPPORTED_MEDIA_TYPE", "an edit is application/json", field="content-type"
             )
         body = await read_body(request, lim.max_body_bytes)
-        doc = _json_object(body)
+        doc = json_object(body)
         rows = doc.get("positions")
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise ApiError(
@@ -440,19 +419,19 @@ def create_app(sets: TheoSets, limits: Limits | None = None) -> Guard:
             )
         if len(rows) > lim.max_positions:
             raise ApiError(413, "TOO_MANY_POSITIONS", f"at most {lim.max_positions} positions")
-        _check_shape(EditIn, doc)
+        check_shape(EditIn, doc)
 
         def work() -> bytes:
             try:
-                return json.dumps(apply_edit(theo, doc)).encode()
+                return dump_json(apply_edit(theo, doc))
             except InputRejected as exc:
-                raise _rejected(422, exc) from None
+                raise rejected(422, exc) from None
             except (TypeError, ValueError, OverflowError) as exc:
                 raise ApiError(422, "BAD_VALUE", f"the edit cannot be applied: {exc}") from None
 
         return Response(await run(work), media_type=JSON_TYPE)
 
-    _mount_page(app)
+    mount_page(app)
     _document_bodies(app)
     return Guard(app, lim)
 
@@ -465,151 +444,3 @@ def _document_bodies(app: FastAPI) -> None:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _error_response(status: int, reason: str, message: str, **where: object) -> Response:
-    headers = {"retry-after": "5"} if status == 503 else None
-    return Response(
-        error_body(status, reason, message, **where),
-        status_code=status,
-        media_type=JSON_TYPE,
-        headers=headers,
-    )
-
-
-def _rejected(status: int, exc: InputRejected) -> ApiError:
-    return ApiError(
-        status, exc.reason, exc.message, line=exc.location.line, field=exc.location.field
-    )
-
-
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "TOO_LARGE", f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(422, "BAD_JSON", f"the body is not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ApiError(422, "BAD_JSON", "the body must be a JSON object")
-    return doc
-
-
-def _check_shape(model: type[BaseModel], doc: dict[str, Any]) -> None:
-    """Types and sizes as the document declares them (422 naming the first wrong field); the
-    values themselves are the engine's to judge, record by record."""
-    try:
-        model.model_validate(doc)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = first.get("loc", ())
-        line = (
-            loc[1] + 1
-            if len(loc) > 1 and loc[0] == "positions" and isinstance(loc[1], int)
-            else None
-        )
-        raise ApiError(
-            422,
-            "BAD_JSON",
-            f"{'.'.join(str(p) for p in loc) or 'body'}: {first.get('msg', 'invalid')}",
-            line=line,
-            field=str(loc[-1]) if loc else None,
-        ) from None
-
-
-def _json_rows(body: bytes, max_positions: int) -> list[dict[str, object]]:
-    doc = _json_object(body)
-    if not isinstance(doc.get("positions"), list):
-        raise ApiError(422, "BAD_JSON", 'the body must be {"positions": [...]}', field="positions")
-    rows: list[dict[str, object]] = doc["positions"]
-    if len(rows) > max_positions:
-        raise ApiError(
-            413,
-            "TOO_MANY_POSITIONS",
-            f"{len(rows)} positions; at most {max_positions} in one request",
-            field="positions",
-        )
-    _check_shape(PositionsIn, doc)
-    return rows
-
-
-def _parse_file(body: bytes, firm: str | None) -> PositionFile:
-    try:
-        return parse_position_file(body, default_firm=firm)
-    except InputRejected as exc:
-        raise _rejected(422, exc) from None
-
-
-def _report_json(report: MarginReport) -> bytes:
-    """The document of ``posgate margin --format json``, compact: the same keys, order and
-    values without the indentation, because the indented form goes through the pure-Python
-    encoder and would cost most of a small portfolio's request."""
-    from gateway.outputs.margin.data import report_document
-
-    return json.dumps(report_document(report), separators=(",", ":")).encode("utf-8")
-
-
-def _export(report: MarginReport, part: str, fmt: str) -> bytes:
-    from gateway.outputs.margin.data import results_csv, summary_csv
-    from gateway.outputs.margin.pdf import report_pdf
-
-    if fmt == "csv":
-        return results_csv(report) if part == "detail" else summary_csv(report)
-    return report_pdf(report)
-
-
-def _write_346(parsed: PositionFile, to: str) -> bytes:
-    try:
-        return render_position_file(parsed.positions, fmt=to)
-    except InputRejected as exc:
-        raise _rejected(422, exc) from None
-
-
-_STATIC_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-}
-
-
-def _mount_page(app: FastAPI) -> None:
-    """The page and its assets, read once from the package (no file system walk per request)."""
-    root = resources.files("gateway.web") / "static"
-    assets: dict[str, tuple[bytes, str]] = {}
-    for entry in root.iterdir():
-        suffix = "." + entry.name.rsplit(".", 1)[-1]
-        if entry.is_file() and suffix in _STATIC_TYPES:
-            assets[entry.name] = (entry.read_bytes(), _STATIC_TYPES[suffix])
-
-    def asset(name: str) -> Response:
-        found = assets.get(name)
-        if found is None:
-            raise ApiError(404, "NOT_FOUND", f"no asset {name!r}")
-        return Response(found[0], media_type=found[1], headers={"cache-control": "no-cache"})
-
-    @app.get("/", include_in_schema=False)
-    def page() -> Response:
-        return asset("index.html")
-
-    @app.get("/static/{name}", include_in_schema=False)
-    def static(name: str) -> Response:
-        return asset(name)

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from engine.pmc.contracts import Contract
+
 # -- documented shapes ---------------------------------------------------------------------------
 
 
@@ -67,7 +69,7 @@ class Problem(BaseModel):
 
 
 class MarginDoc(BaseModel):
-    """The JSON of ``posgate margin --format json`` (SPEC §7.5)."""
+    """The JSON of ``posgate margin --format json``."""
 
     theo_date: str
     counts: Counts
@@ -88,28 +90,11 @@ class TheoSetsDoc(BaseModel):
     theo_sets: list[TheoSetInfo]
 
 
-class ContractOut(BaseModel):
-    row: int
-    account_type: str
-    product_group: str
-    class_group: str
-    underlying: str
-    security_type: str
-    symbol: str
-    exchange: str
-    exercise_style: str
-    settlement_style: str
-    series_date: str
-    expiration_date: str
-    strike: float
-    put_call: str
-
-
 class ContractsDoc(BaseModel):
     theo_date: str
     columns: list[list[str]] = Field(description="[field, heading] in display order")
     total: int
-    contracts: list[ContractOut]
+    contracts: list[Contract] = Field(description="the rows of the list, as the engine gives them")
 
 
 class SuggestDoc(BaseModel):

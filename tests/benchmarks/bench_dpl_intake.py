@@ -1,4 +1,4 @@
-"""Benchmark: DPL intake (SPEC §13: ≥ 100,000 records/s on one core, within 2.5× of a reused
+"""Benchmark: DPL intake (target: ≥ 100,000 records/s on one core, within 2.5× of a reused
 lxml parser, peak RSS flat from 100k to 2M records).
 
 Usage: ``python -m tests.benchmarks.bench_dpl_intake [--records N] [--rss N,N,...]``

@@ -1,4 +1,4 @@
-"""Benchmark: publication of a large DPL cycle (SPEC §13: 2,000,000 records < 10 s, RSS < 300 MB).
+"""Benchmark: publication of a large DPL cycle (target: 2,000,000 records < 10 s, RSS < 300 MB).
 
 Usage: ``python -m tests.benchmarks.bench_dpl_publish [--records N] [--small M]``
 (``scripts/bench dpl-publish``). It fills a throw-away ledger with N valid records spread over

@@ -1,7 +1,7 @@
 """Exercise-by-exception engine: one expiration day of N expiring positions and K instructions.
 
     python -m tests.benchmarks.bench_ebe [--positions N (1000000)] [--instructions K (100000)]
-        [--firms F (200)] [--json]
+        [--firms F (200)] [--json] [--cir-out FILE]
 
 The set is built in memory (arrays and the series index, as loading ``internal/ebe/`` yields),
 so the run times the engine alone: judging K instruction lines (every reason check, against the
@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -106,7 +107,7 @@ def make_instructions(
     return by_firm
 
 
-def run(n: int, k: int, firms: int) -> dict[str, float]:
+def run(n: int, k: int, firms: int, cir_out: Path | None = None) -> dict[str, float]:
     t0 = time.process_time()
     positions = build_set(n, firms)
     instructions = make_instructions(positions, k)
@@ -142,8 +143,10 @@ def run(n: int, k: int, firms: int) -> dict[str, float]:
     t_query = time.process_time() - t
 
     t = time.process_time()
-    _, reports = contrary_intention_file(positions, kept, THRESHOLDS)
+    cir, reports = contrary_intention_file(positions, kept, THRESHOLDS)
     t_cir = time.process_time() - t
+    if cir_out is not None:
+        cir_out.write_bytes(cir)
     engine = t_judge + t_outcomes + t_query
     return {
         "positions": n,
@@ -167,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instructions", type=int, default=100_000)
     parser.add_argument("--firms", type=int, default=200)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--cir-out", type=Path, help="write the contrary-intention file there")
     args = parser.parse_args(argv)
-    result = run(args.positions, args.instructions, args.firms)
+    result = run(args.positions, args.instructions, args.firms, args.cir_out)
     if args.json:
         print(json.dumps(result))
     else:

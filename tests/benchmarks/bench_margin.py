@@ -1,8 +1,8 @@
-"""Benchmarks of the margin flow (SPEC §13), run as ``python -m tests.benchmarks.bench_margin``.
+"""Benchmarks of the margin flow, run as ``python -m tests.benchmarks.bench_margin``.
 
 * margin: 100,000 positions over 5,000 class groups, the vectorised engine
   (``resolve_positions`` + ``compute_margin``) against ``reference_margin``, a straightforward
-  per-position Python loop written here from SPEC §7.4; both must give the same totals.
+  per-position Python loop written here from the calculation rules; both must give the same totals.
 * theo-generate: pricing 1,000,000 option series at the base and 10 moved prices
   (``engine.pmc.theo.generate.generate_instruments``).
 
@@ -181,6 +181,11 @@ def reference_margin(
 
 def synthetic_set(n_class_groups: int, per_group: int, seed: int = 7) -> TheoSet:
     """A type-C set: class groups in 50 product groups (10 portfolio groups, some alone)."""
+    return parse_theo_set(synthetic_set_files(n_class_groups, per_group, seed))
+
+
+def synthetic_set_files(n_class_groups: int, per_group: int, seed: int = 7) -> dict[str, bytes]:
+    """The CSV files of ``synthetic_set`` (name -> bytes)."""
     rng = np.random.default_rng(seed)
     n_pg = 50
     ports = [(f"P{j}", "C", 0.5 + 0.04 * j) for j in range(10)]
@@ -220,14 +225,13 @@ def synthetic_set(n_class_groups: int, per_group: int, seed: int = 7) -> TheoSet
         min_charge=np.full(n, 37.5),
         pnl=pnl,
     )
-    files = render_theo_set(
+    return render_theo_set(
         activity_date="2026-11-20",
         source="bench",
         equity_product_group="999",
         groups=TheoGroups(ports, pgs, cgs),
         instruments=rows,
     )
-    return parse_theo_set(files)
 
 
 def synthetic_positions(theo: TheoSet, n: int, n_accounts: int, seed: int = 11) -> PositionBatch:
@@ -427,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"\nSame totals: requirement and NAV of every account agree (total requirement "
             f"{m['total']:,.2f}, largest difference {m['max_diff']:.2e}). "
-            f"Target (SPEC §13): < {TARGET_MARGIN_S:g} s and ≥ "
+            f"Target: < {TARGET_MARGIN_S:g} s and ≥ "
             f"{TARGET_MARGIN_RATIO:g}× the loop — {verdict(ok)}.\n"
         )
     if args.only in (None, "theo"):
@@ -439,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{int(t['series']):,} option series (70 % American on grouped CRR lattices, 100 "
             f"steps; 30 % European Black-Scholes) x (base + 10 points): {t['pricing_s']:.2f} s "
             f"wall, {t['pricing_cpu']:.2f} s CPU ({t['per_series_us']:.1f} µs CPU per series). "
-            f"Target (SPEC §13): < {TARGET_THEO_S:g} s — {verdict(ok)}.\n"
+            f"Target: < {TARGET_THEO_S:g} s — {verdict(ok)}.\n"
         )
     return 0
 

@@ -1,4 +1,4 @@
-"""Upload-to-receipt latency (SPEC §13): a 10,000-record DPL file uploaded over SFTP to the real
+"""Upload-to-receipt latency: a 10,000-record DPL file uploaded over SFTP to the real
 ``posgate serve`` until its receipt can be read back, repeated; p50/p99/max.
 
     python -m tests.benchmarks.bench_upload_receipt [--uploads 30] [--records 10000]

@@ -96,7 +96,10 @@ class RabbitNode:
             if self._process.poll() is not None:
                 raise RuntimeError(f"the private RabbitMQ node exited: {self.console_tail()}")
             try:
-                self.ctl("await_startup", "--timeout", "5", timeout=15)
+                # rabbitmqctl boots an Erlang VM of its own: on a loaded machine that alone
+                # can take tens of seconds, so give each attempt what is left of the deadline.
+                left = max(deadline - time.monotonic(), 10.0)
+                self.ctl("await_startup", "--timeout", str(int(left)), timeout=left + 30)
                 return
             except RuntimeError:
                 time.sleep(0.5)
@@ -109,14 +112,18 @@ class RabbitNode:
         return ""
 
     def ctl(self, *args: str, timeout: float = 60.0) -> str:
-        result = subprocess.run(
-            [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.name, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        try:
+            result = subprocess.run(
+                [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.name, *args],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            command = " ".join(args)
+            raise RuntimeError(f"rabbitmqctl {command} timed out after {timeout:.0f} s") from exc
         if result.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout

@@ -244,7 +244,12 @@ def test_forced_early_publication_is_preliminary_and_replaced_after_the_cutoff(
         assert b'DlvDt="2026-11-21"' in final and b'RptID="20261120000000001"' in final
         # the firm's report of the cycle, in its outbound folder, is what was published
         report = outbound(cfg) / "reports" / "DPL_20261120.report.csv"
-        wait_for(report.exists, timeout=20, what="the firm's report")
+        # the early publication wrote a report too: wait for the final one
+        wait_for(
+            lambda: report.exists() and "LATE" in report.read_text(),
+            timeout=30,
+            what="the firm's report of the final publication",
+        )
         rows = list(csv.DictReader(io.StringIO(report.read_text())))
         assert [(r["status"], r["symbol"], r["rpt_id"], r["dlv_dt"]) for r in rows] == [
             ("valid", "LATE", "20261120000000001", "2026-11-21"),

@@ -3,14 +3,19 @@ every routed request type answered."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from gateway.config import load_config
+from gateway.publication.push import push_public_key
+from gateway.sftp import SftpAccount, SftpServer
 from tests.integration.amqp_fixtures import *  # noqa: F403
 from tests.integration.amqp_fixtures import (
     AmqpSandbox,
@@ -18,6 +23,7 @@ from tests.integration.amqp_fixtures import (
     daemon_config_for,
     get_messages,
 )
+from tests.support.cir import valid_reports
 from tests.support.daemon import DaemonProcess, TestConfig, make_test_config, wait_for
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ebe"
@@ -206,3 +212,154 @@ def test_instruction_and_query_over_amqp_with_events(
     finally:
         client.close()
         admin.close()
+
+
+CUTOFF_CLOCK_START = "2026-12-18T16:29:20-06:00"
+CT = dt.timezone(dt.timedelta(hours=-6))
+
+
+class SftpSession:
+    """One long-lived OpenSSH ``sftp`` client reading its commands from a pipe, so that a
+    ``put`` is written at a chosen instant on an already open connection."""
+
+    def __init__(self, cfg: TestConfig) -> None:
+        self.proc = subprocess.Popen(
+            [
+                SFTP or "sftp",
+                "-b",
+                "-",
+                "-i",
+                str(cfg.firm_key),
+                "-P",
+                str(cfg.sftp_port),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "00005@127.0.0.1",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=cfg.root,
+        )
+
+    def command(self, line: str) -> None:
+        assert self.proc.stdin is not None and self.proc.poll() is None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        _, err = self.proc.communicate(b"bye\n", timeout=30)
+        assert self.proc.returncode == 0, err.decode()
+
+
+def test_instruction_cutoff_on_the_live_daemon_one_second_either_side(tmp_path: Path) -> None:
+    """The daemon's clock starts at 16:29:20 CT on the expiration day (``POSGATE_CLOCK_START``)
+    and runs at real speed. On one open sftp connection, a probe upload tells the daemon's time
+    (the receipt instant is the server's close of the upload); the next two uploads are then
+    sent to close at 16:29:59.5 and 16:30:01.5: the first is accepted, the second rejected
+    AFTER_CUTOFF, and the exchanges' file published at the cutoff carries only the first, in
+    the spool for XCBO and pushed to the SFTP server of an ``sftp://`` exchange."""
+    if SFTP is None:
+        pytest.skip("OpenSSH sftp client not installed")
+    cfg = make_test_config(tmp_path)
+    install_set(cfg)
+    # The remote exchange: a second embedded server whose firm-kind account plays the drop
+    # folder (exchange accounts are read-only), with the daemon's push key authorized.
+    remote_root = tmp_path / "remote"
+    drop = remote_root / "inbound" / "dpl"
+    drop.mkdir(parents=True)
+    push_key = push_public_key(load_config(cfg.path))[1]
+    remote = SftpServer(
+        host="127.0.0.1",
+        port=0,
+        host_key_path=tmp_path / "remote-host-key",
+        accounts=lambda: {"xdrop": SftpAccount("xdrop", "firm", remote_root, (push_key,))},
+        max_file_bytes=1 << 20,
+        failed_login_delay_s=0.0,
+    )
+    remote.start()
+    exchanges = cfg.root / "config" / "reference" / "exchanges.csv"
+    exchanges.write_text(
+        exchanges.read_text()
+        + f"XREM,Remote Exchange,N,sftp://xdrop@127.0.0.1:{remote.port}/inbound/dpl,Y\n"
+    )
+    local = tmp_path / "up"
+    local.mkdir()
+    (local / "empty.csv").write_text(HEADER)
+    (local / "before.csv").write_text(HEADER + "ACC2,ABC,P,20,2026-12-18,EXERCISE,3\n")
+    (local / "after.csv").write_text(HEADER + "ACC1,XYZ,C,45.66,2026-12-18,DO_NOT_EXERCISE,4\n")
+    out = cfg.spool / "firms" / "00005" / "outbound" / "ebe"
+
+    def receipt(name: str) -> dict:
+        path = out / f"{name}.ebe-receipt.json"
+        wait_for(path.exists, timeout=30, what=f"receipt of {name}")
+        return json.loads(path.read_text())
+
+    def received(doc: dict) -> dt.datetime:
+        return dt.datetime.fromisoformat(doc["received_at"]).astimezone(CT)
+
+    proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": CUTOFF_CLOCK_START})
+    session: SftpSession | None = None
+    try:
+        proc.wait_ready()
+        wait_for(
+            lambda: proc.metric("posgate_ebe_positions_loaded") == 8.0,
+            timeout=30,
+            what="expiring set loaded",
+        )
+        session = SftpSession(cfg)
+        session.command(f"put {local}/empty.csv inbound/ebe/warmup.csv")
+        receipt("warmup.csv")  # connected and logged in: later puts pay no handshake
+        sent = time.monotonic()
+        session.command(f"put {local}/empty.csv inbound/ebe/probe.csv")
+        probe = received(receipt("probe.csv"))
+        assert probe < dt.datetime(2026, 12, 18, 16, 29, 55, tzinfo=CT), (
+            f"the daemon started too slowly to aim before the cutoff (probe at {probe})"
+        )
+
+        def put_at(target: dt.datetime, name: str) -> dict:
+            time.sleep(max(0.0, sent + (target - probe).total_seconds() - time.monotonic()))
+            session.command(f"put {local}/{name} inbound/ebe/{name}")
+            return receipt(name)
+
+        before = put_at(dt.datetime(2026, 12, 18, 16, 29, 59, 500000, tzinfo=CT), "before.csv")
+        after = put_at(dt.datetime(2026, 12, 18, 16, 30, 1, 500000, tzinfo=CT), "after.csv")
+        session.close()
+        session = None
+
+        assert received(before).strftime("%H:%M:%S") == "16:29:59", before["received_at"]
+        assert [(line["status"], line["reasons"]) for line in before["lines"]] == [("accepted", [])]
+        assert received(after).strftime("%H:%M:%S") == "16:30:01", after["received_at"]
+        assert [(line["status"], line["reasons"]) for line in after["lines"]] == [
+            ("rejected", ["AFTER_CUTOFF"])
+        ]
+        assert (
+            proc.metric("posgate_ebe_instruction_rejects_total", {"reason": "AFTER_CUTOFF"}) == 1.0
+        )
+
+        cir = cfg.spool / "exchanges" / "XCBO" / "outbound" / "ebe" / "CIR_20261218.fixml"
+        wait_for(lambda: cir.with_name(cir.name + ".sha256").exists(), timeout=30, what="CIR file")
+        [report] = valid_reports(cir.read_bytes())
+        instrument = report.find("{*}Instrmt")
+        assert (instrument.get("Sym"), instrument.get("PutCall"), instrument.get("StrkPx")) == (
+            "ABC",
+            "0",
+            "20.00",
+        )
+        assert report.get("TxnTm") == received(before).astimezone(dt.UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+        wait_for(lambda: (drop / f"{cir.name}.sha256").exists(), timeout=30, what="CIR push")
+        assert (drop / cir.name).read_bytes() == cir.read_bytes()
+        assert proc.metric("posgate_ebe_publication_late", {"exchange": "XREM"}) == 0.0
+    finally:
+        if session is not None:
+            session.proc.kill()
+        remote.stop(timeout=5)
+        assert proc.stop() == 0

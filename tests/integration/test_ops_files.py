@@ -522,7 +522,7 @@ def test_every_dashboard_query_names_exposed_metrics() -> None:
             if match.group(1) not in exposed:
                 unknown[f"variable {variable['name']}"] = [match.group(1)]
     assert not unknown, f"not exposed by the daemon: {unknown}"
-    # SPEC §10: intake, DPL, AMQP, scheduler, process and build info are all on the dashboard.
+    # Intake, DPL, AMQP, scheduler, process and build info are all on the dashboard.
     topics = {
         "posgate_files_received_total",
         "posgate_processing_seconds_bucket",
@@ -647,6 +647,42 @@ def test_install_is_idempotent_and_keeps_admin_edits(tmp_path: Path) -> None:
     assert "XTST" in reference.read_text()
     assert unit.read_text() == (SYSTEMD / "posgate.service").read_text()  # ours: replaced
     assert "keeping" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_staged_install_is_relocatable(tmp_path: Path) -> None:
+    """--prefix stages wheels instead of a virtualenv (whose scripts would name the staging
+    path); the tree is moved, and setup-venv builds the virtualenv where it now is, offline."""
+    staged = tmp_path / "staged"
+    result = install("--prefix", str(staged), "--no-systemctl")
+    assert result.returncode == 0, result.stdout + result.stderr
+    opt = staged / "opt" / "posgate"
+    assert not (opt / "venv").exists()
+    assert list((opt / "wheels").glob("posgate-*.whl"))
+    assert (opt / "requirements.lock").read_bytes() == (REPO / "requirements.lock").read_bytes()
+    named = [
+        str(p)
+        for p in staged.rglob("*")
+        if p.is_file() and p.suffix != ".whl" and str(staged).encode() in p.read_bytes()
+    ]
+    assert named == [], "files that name the staging folder"
+
+    moved = tmp_path / "moved"
+    staged.rename(moved)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["DPKG_ROOT"] = str(moved)
+    built = subprocess.run(
+        [str(moved / "opt/posgate/lib/setup-venv")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    posgate = moved / VENV_POSGATE.lstrip("/")
+    check = _run([str(posgate), "--config", str(moved / CONFIG.lstrip("/")), "check-config"])
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"spool: {SPOOL}" in check.stdout
 
 
 def test_install_dry_run_changes_nothing(tmp_path: Path) -> None:

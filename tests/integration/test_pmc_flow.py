@@ -180,6 +180,18 @@ def test_whatif_and_positions_over_amqp(
             props, payload = client.replies(1, timeout=30)[0]
             assert props.headers["posgate-outcome"] == "ok", (example, payload)
 
+        # the contracts list: the reply (and the request) checked against their schemas
+        client.send(
+            "pmc.contracts",
+            json.dumps({"account_type": "C", "underlying": "SPX", "put_call": "P"}).encode(),
+        )
+        listed = json.loads(client.replies(1, timeout=30)[0][1])
+        assert listed["theo_date"] == THEO_DAY and listed["count"] == len(listed["contracts"]) > 0
+        assert {(c["underlying"], c["put_call"]) for c in listed["contracts"]} == {("SPX", "P")}
+        client.send("pmc.contracts", json.dumps({"account_type": "C"}).encode())
+        refused = json.loads(client.replies(1, timeout=30)[0][1])
+        assert refused["error"]["reason"] == "MISSING_FILTER", refused
+
         body = (SAMPLES / "positions.csv").read_bytes()
         client.send("pmc.positions", body, content_type="text/csv")
         result = json.loads(client.replies(1, timeout=60)[0][1])

@@ -56,3 +56,8 @@ def test_the_schemas_refuse_what_the_contract_forbids() -> None:
     contract.validate(
         "error.reply", {"schema_version": 1, "error": {"reason": "X", "message": "m"}}
     )
+    contract.validate("pmc.contracts.request", {"account_type": "C", "symbol": "SPX"})
+    with pytest.raises(AssertionError):
+        contract.validate("pmc.contracts.request", {"symbol": "SPX"})  # account type required
+    with pytest.raises(AssertionError):
+        contract.validate("pmc.contracts.request", {"account_type": "C"})  # and a class group...

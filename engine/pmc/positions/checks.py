@@ -1,8 +1,8 @@
 """Field checks of one detail record, shared by the 346 reader and JSON what-if positions.
 
 ``check_detail`` turns the text fields of a record into the typed row of a ``PositionBatch`` or
-raises ``RecordRejected`` (reason, field, value); warnings are appended to a list. Decisions where
-the seed is silent (documented in docs/readme/margin.md):
+raises ``RecordRejected`` (reason, field, value); warnings are appended to a list. Decisions
+(documented in the README's 346 section):
 
 * dates are accepted as CCYYMMDD, CYYMMDD (C=0 for 19xx, 1 for 20xx) or YYMMDD (20xx), and in CSV
   also as YYYY-MM-DD or MM/DD/YYYY;
@@ -29,6 +29,7 @@ from engine.pmc.positions.model import (
     WARNING,
     ZERO_QUANTITY,
     PositionProblem,
+    firm_id,
 )
 
 MAX_QUANTITY = 999_999_999
@@ -155,7 +156,7 @@ def check_detail(
             firm,
             f"CLEARING FIRM NUMBER={firm!r} is not a number of up to 5 digits",
         )
-    firm_n = firm_t.lstrip("0") or "0"
+    firm_n = firm_id(firm_t)
     account_t = account.strip()
     if not _ACCOUNT_RE.match(account_t):
         raise RecordRejected(

@@ -16,6 +16,23 @@ from numpy.typing import NDArray
 from engine.errors import Location
 
 TRANS_ID = "346"
+FIRM_ID_DIGITS = 5
+
+
+def firm_id(digits: str) -> str:
+    """A clearing firm number as posgate writes it everywhere: five digits (``5`` -> ``00005``).
+
+    ``digits`` is a number already checked to be all digits; a longer one keeps its digits
+    without leading zeros beyond five.
+    """
+    return (digits.lstrip("0") or "0").zfill(FIRM_ID_DIGITS)
+
+
+def firm_number_346(firm: str) -> str:
+    """A firm id as a 346 file writes it: the number without leading zeros (``00005`` -> ``5``)."""
+    return (firm.lstrip("0") or "0") if firm.isdigit() else firm
+
+
 ACCOUNT_TYPES = frozenset("CFM")
 SECURITY_TYPES = frozenset("OIFSWX")
 OPTION_TYPES = frozenset("OIW")

@@ -1,4 +1,4 @@
-"""Reading 346 position files (seed 002, Appendix B): CSV and fixed-width ASCII into columns.
+"""Reading 346 position files: CSV and fixed-width ASCII into columns.
 
 ``parse_position_file(data)`` detects the format from the first record line (a comma right after
 ``346`` means CSV), reads the optional header and trailer, checks the trailer totals, and returns a
@@ -11,7 +11,7 @@ an instrument of the P&L set (invalid series) is decided later, against a theo s
 A file that cannot be read at all (empty, binary, not UTF-8/ASCII text, no 346 record in it)
 raises ``UnreadableInput``; any other defect is a problem of one line and never stops the rest.
 
-Decisions where the seed is silent (documented in docs/readme/margin.md), besides the field
+Decisions (documented in the README's 346 section), besides the field
 checks': a blank CSV firm takes the submitting firm when one is known; a trailer whose totals
 differ from the detail records is a warning (``TRAILER_TOTALS``).
 """
@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
 
 from engine.errors import UnreadableInput
 from engine.pmc.positions.checks import RecordRejected, check_detail, parse_date
+from engine.pmc.positions.fastread import PlainRecords, merge_by_line, plain_detail_lines
 from engine.pmc.positions.model import (
     BAD_VALUE,
     LAYOUT,
@@ -37,6 +40,7 @@ from engine.pmc.positions.model import (
     FileTrailer,
     PositionFile,
     PositionProblem,
+    firm_id,
 )
 
 
@@ -54,7 +58,7 @@ def _decode(data: bytes) -> str:
     return text
 
 
-def detect_format(lines: Sequence[str]) -> str | None:
+def detect_format(lines: Iterable[str]) -> str | None:
     """'csv' or 'ascii' from the first line that starts with 346; None when there is none."""
     for raw in lines:
         s = raw.lstrip().lstrip('"')
@@ -105,6 +109,77 @@ def _function_and_quantity(raw: str, fmt: str) -> tuple[str, int] | None:
     return func, int(qty)
 
 
+def _first_lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` one by one (as ``splitlines`` gives them), without splitting all."""
+    start = 0
+    while start < len(text):
+        cut = text.find("\n", start, start + 100_000)
+        chunk = text[start : cut + 1 if cut >= 0 else start + 100_000]
+        yield from chunk.splitlines()
+        start += len(chunk)
+
+
+_OTHER_LINE_BREAKS = (b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e")
+
+
+def _plain_csv(
+    data: bytes, allow_zero: bool
+) -> tuple[int, list[tuple[int, str]], PlainRecords] | None:
+    """The line count, the lines to check one by one and the records checked in bulk
+    (``fastread``) of a CSV file whose lines are what ``splitlines`` gives by splitting at
+    ``\\n`` (ASCII, ``\\r`` only before ``\\n``); None for any other file."""
+    raw = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    if not raw.isascii() or any(b in raw for b in _OTHER_LINE_BREAKS):
+        return None
+    if b"\r" in raw:
+        if raw.count(b"\r") != raw.count(b"\r\n"):
+            return None
+        raw = raw.replace(b"\r\n", b"\n")
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    breaks = np.flatnonzero(buf == 10)
+    starts = np.concatenate([[0], breaks + 1]).astype(np.int64)
+    ends = np.concatenate([breaks, [buf.shape[0]]]).astype(np.int64)
+    if starts[-1] == buf.shape[0]:  # a final line break ends the last line, as in splitlines
+        starts, ends = starts[:-1], ends[:-1]
+    n_lines = int(starts.shape[0])
+    lead = np.frombuffer(b"346,,", dtype=np.uint8)
+    candidate = ends - starts >= 5
+    for k in range(5):
+        candidate &= buf[np.minimum(starts + k, buf.shape[0] - 1)] == lead[k]
+    picked = np.flatnonzero(candidate)
+    plain = plain_detail_lines(buf, starts[picked], ends[picked], allow_zero=allow_zero)
+    fast_idx = picked[plain.line]
+    is_fast = np.zeros(n_lines, dtype=bool)
+    is_fast[fast_idx] = True
+    slow_idx = np.flatnonzero(~is_fast)
+    slow = [(int(i), raw[int(starts[i]) : int(ends[i])].decode("ascii")) for i in slow_idx]
+    # nothing may follow a trailer: records after the first trailer are checked one by one
+    first_trailer = next((i for i, line in slow if _csv_kind(line) == "trailer"), None)
+    if first_trailer is not None and fast_idx.size and fast_idx[-1] > first_trailer:
+        late = fast_idx > first_trailer
+        slow += [
+            (int(i), raw[int(starts[i]) : int(ends[i])].decode("ascii")) for i in fast_idx[late]
+        ]
+        slow.sort()
+        plain = plain.take(~late)
+        fast_idx = fast_idx[~late]
+    return n_lines, slow, plain.with_lines(fast_idx + 1)
+
+
+def _csv_kind(line_text: str) -> str:
+    """What the reader takes a CSV line for: 'header', 'trailer' or 'detail'."""
+    if not line_text.strip():
+        return "blank"
+    try:
+        fields = [f.strip() for f in _csv_fields(line_text)]
+    except RecordRejected:
+        return "detail"
+    if fields and fields[0] != TRANS_ID:
+        return "detail"
+    rtype = fields[1].upper() if len(fields) > 1 else ""
+    return {"H": "header", "T": "trailer"}.get(rtype, "detail")
+
+
 def parse_position_file(
     data: bytes,
     *,
@@ -117,10 +192,19 @@ def parse_position_file(
     ``allow_zero`` accepts zero net positions (a file being converted or edited, not computed).
     """
     text = _decode(data)
-    lines = text.splitlines()
-    fmt = detect_format(lines)
+    fmt = detect_format(_first_lines(text))
     if fmt is None:
         raise UnreadableInput("NOT_346", "no 346 record in the file (every record starts with 346)")
+    plain = _plain_csv(data, allow_zero) if fmt == "csv" else None
+    if plain is None:
+        lines = text.splitlines()
+        n_lines = len(lines)
+        slow_items: list[tuple[int, str]] | enumerate[str] = enumerate(lines)
+        fast: PlainRecords | None = None
+        fast_lines = np.zeros(0, dtype=np.int64)
+    else:
+        n_lines, slow_items, fast = plain
+        fast_lines = fast.line
     problems: list[PositionProblem] = []
     columns = BatchColumns()
     header: FileHeader | None = None
@@ -129,11 +213,14 @@ def parse_position_file(
     total_shorts = 0
     records = 0
     seen_detail = False
-    n_lines = len(lines)
     step = 20_000
-    for idx, raw in enumerate(lines):
-        if progress is not None and idx % step == 0:
+    next_progress = 0
+    if progress is not None:
+        progress(0, n_lines)
+    for idx, raw in slow_items:
+        if progress is not None and idx >= next_progress:
             progress(idx, n_lines)
+            next_progress = idx + step
         line_no = idx + 1
         if not raw.strip():
             continue
@@ -269,7 +356,8 @@ def parse_position_file(
                         allow_zero=allow_zero,
                     )
             if kind == "header":
-                if header is not None or seen_detail or records:
+                fast_before = bool(fast_lines.size) and bool(fast_lines[0] <= idx)
+                if header is not None or seen_detail or records or fast_before:
                     raise RecordRejected(
                         MISPLACED_RECORD, None, None, "a header is allowed only as the first record"
                     )
@@ -283,7 +371,7 @@ def parse_position_file(
                     )
                 header = FileHeader(
                     line_no,
-                    firm_t.lstrip("0") or "0",
+                    firm_id(firm_t),
                     parse_date(hdate, "DATE", iso_allowed=False),
                 )
                 continue
@@ -293,7 +381,7 @@ def parse_position_file(
                 firm_t = firm.strip()
                 trailer = FileTrailer(
                     line_no,
-                    firm_t.lstrip("0") or "0",
+                    firm_id(firm_t),
                     _ascii_int(longs_t, "TOTAL LONGS"),
                     _ascii_int(shorts_t, "TOTAL SHORTS"),
                 )
@@ -322,6 +410,12 @@ def parse_position_file(
             records += 1
     if progress is not None:
         progress(n_lines, n_lines)
+    positions = columns.batch()
+    if fast is not None and fast.line.size:
+        records += int(fast.line.size)
+        total_longs += int(fast.net[fast.function_long].sum())
+        total_shorts += int(fast.net[~fast.function_long].sum())
+        positions = merge_by_line(positions, fast)
     if trailer is not None and (
         trailer.total_longs != total_longs or trailer.total_shorts != total_shorts
     ):
@@ -337,4 +431,4 @@ def parse_position_file(
             )
         )
     problems.sort(key=lambda p: p.line)
-    return PositionFile(fmt, header, trailer, columns.batch(), problems, records)
+    return PositionFile(fmt, header, trailer, positions, problems, records)

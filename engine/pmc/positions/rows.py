@@ -7,11 +7,23 @@ Each row goes through the same field checks as a 346 detail record
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 
 from engine.pmc.positions.checks import RecordRejected, check_detail
 from engine.pmc.positions.model import REJECTED, BatchColumns, PositionBatch, PositionProblem
+
+
+def _text(row: dict[str, object], name: str) -> str:
+    """A field of a row as the text of a 346 field ('' when absent)."""
+    v = row.get(name)
+    if type(v) is str:
+        return v
+    if isinstance(v, float) and "e" in repr(v):
+        # 1e-06 is a number, but not in the form a 346 field takes
+        return f"{v:.12f}"
+    return "" if v is None else str(v)
 
 
 def positions_from_rows(
@@ -30,14 +42,7 @@ def positions_from_rows(
     for i, row in enumerate(rows):
         line = i + 1
         warnings: list[PositionProblem] = []
-
-        def text(name: str, row: dict[str, object] = row) -> str:
-            v = row.get(name)
-            if isinstance(v, float) and "e" in repr(v):
-                # 1e-06 is a number, but not in the form a 346 field takes
-                return f"{v:.12f}"
-            return "" if v is None else str(v)
-
+        text = partial(_text, row)
         try:
             qty_raw = row.get("quantity")
             if isinstance(qty_raw, bool) or not isinstance(qty_raw, (int, float, str)):

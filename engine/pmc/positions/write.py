@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 
 from engine.errors import InputRejected, Location
-from engine.pmc.positions.model import TRANS_ID, PositionBatch
+from engine.pmc.positions.model import TRANS_ID, PositionBatch, firm_number_346
 
 FORMATS = ("csv", "ascii")
 NOT_WRITABLE = "NOT_WRITABLE"
@@ -93,7 +93,7 @@ def render_position_file(
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not csv or ascii")
     n = len(positions)
-    member = firm or (str(positions.firm[0]) if n else "0")
+    member = firm_number_346(firm or (str(positions.firm[0]) if n else "0"))
     longs, shorts = _totals(positions.quantity)
     out: list[str] = []
     if fmt == "csv":
@@ -107,7 +107,7 @@ def render_position_file(
                 [
                     TRANS_ID,
                     "",
-                    str(positions.firm[i]),
+                    firm_number_346(str(positions.firm[i])),
                     str(positions.account[i]),
                     str(positions.put_call[i]),
                     str(positions.symbol[i]),
@@ -142,7 +142,7 @@ def render_position_file(
         out.append(
             TRANS_ID
             + " "
-            + _fit(str(p.firm[i]), 4, "CLEARING FIRM NUMBER", p, i).zfill(4)
+            + _fit(firm_number_346(str(p.firm[i])), 4, "CLEARING FIRM NUMBER", p, i).zfill(4)
             + _fit(str(p.account[i]), 10, "ACCOUNT ID", p, i).ljust(10)
             + (str(p.put_call[i]) or " ")
             + _fit(str(p.symbol[i]), 6, "SYMBOL", p, i).ljust(6)

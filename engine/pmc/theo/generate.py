@@ -11,6 +11,7 @@ priced once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 import numpy as np
@@ -95,8 +96,11 @@ def generate_instruments(
     activity_date: str,
     *,
     steps: int = DEFAULT_STEPS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> InstrumentRows:
     """Price every instrument of a snapshot for every account type with parameters.
+
+    ``progress(done, total)`` is called after each chunk of priced instruments.
 
     Instruments are the stock underlyings [Us] followed by the series [S]; the result has one
     row per (instrument, account type) whose product group has parameters for that type, in
@@ -201,6 +205,8 @@ def generate_instruments(
             vol=vol,
             steps=steps,
         )
+        if progress is not None:
+            progress(hi, n_key)
     pnl_k = (values[:, 1:] - values[:, :1]) * mult[k_inst][:, None]
     theo_k = values[:, 0]
     implied = np.where(is_option | is_future, vol, np.nan)

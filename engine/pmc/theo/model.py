@@ -1,6 +1,6 @@
 """The ``TheoSet`` model: the columnar arrays of a theo set, its layout and its match keys.
 
-A set is five UTF-8 CSV files (``FILES``, SPEC §7.1), read by ``engine.pmc.theo.read`` and
+A set is five UTF-8 CSV files (``FILES``), read by ``engine.pmc.theo.read`` and
 written by ``engine.pmc.theo.write``; the column names and the 10 P&L points they share are
 defined here.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -314,6 +315,69 @@ class TheoSet:
         code[unknown] = -1
         return code
 
+    #: records up to which ``lookup_columns`` encodes keys with dictionaries, not numpy
+    FEW_RECORDS = 64
+
+    @cached_property
+    def _vocab_maps(self) -> tuple[dict[str, int], dict[str, int], dict[int, int]]:
+        """Symbol, series date and strike code -> index in their vocabularies (built once)."""
+        return (
+            {v: i for i, v in enumerate(self.vocab_symbol.tolist())},
+            {v: i for i, v in enumerate(self.vocab_series.tolist())},
+            {v: i for i, v in enumerate(self.vocab_strike.tolist())},
+        )
+
+    def encode_few_keys(
+        self,
+        account_type: StrArray,
+        symbol: StrArray,
+        security_type: StrArray,
+        put_call: StrArray,
+        series_date: StrArray,
+        strike: FloatArray,
+    ) -> IntArray:
+        """``encode_keys`` for a few records: one dictionary look-up per part instead of a few
+        dozen numpy calls (whose fixed cost is most of a small portfolio's look-up)."""
+        symbols, series, strikes = self._vocab_maps
+        accounts = {c: i for i, c in enumerate(ACCOUNT_TYPES)}
+        types = {c: i for i, c in enumerate(SECURITY_TYPES)}
+        flags = {"": 0, "C": 1, "P": 2}
+        sizes = (
+            max(len(ACCOUNT_TYPES), 1),
+            max(len(symbols), 1),
+            max(len(SECURITY_TYPES), 1),
+            3,
+            max(len(series), 1),
+            max(len(strikes), 1),
+        )
+        codes = np.rint(np.asarray(strike, dtype=np.float64) * STRIKE_SCALE).astype(np.int64)
+        out: list[int] = []
+        for a, sym, t, pc, day, k in zip(
+            np.asarray(account_type).tolist(),
+            np.asarray(symbol).tolist(),
+            np.asarray(security_type).tolist(),
+            np.asarray(put_call).tolist(),
+            np.asarray(series_date).tolist(),
+            codes.tolist(),
+            strict=True,
+        ):
+            parts = (
+                accounts.get(a),
+                symbols.get(sym),
+                types.get(t),
+                flags.get(pc),
+                series.get(day),
+                strikes.get(k),
+            )
+            code = 0
+            for part, size in zip(parts, sizes, strict=True):
+                if part is None:
+                    code = -1
+                    break
+                code = code * size + part
+            out.append(code)
+        return np.asarray(out, dtype=np.int64)
+
     def lookup_columns(
         self,
         account_type: StrArray,
@@ -324,7 +388,8 @@ class TheoSet:
         strike: FloatArray,
     ) -> IntArray:
         """Instrument rows for whole columns [n]: row, -1 ambiguous, -2 not in the set."""
-        codes = self.encode_keys(account_type, symbol, security_type, put_call, series_date, strike)
+        encode = self.encode_few_keys if len(account_type) <= self.FEW_RECORDS else self.encode_keys
+        codes = encode(account_type, symbol, security_type, put_call, series_date, strike)
         out = np.full(codes.shape[0], -2, dtype=np.int64)
         if self.key_codes.size == 0 or codes.size == 0:
             return out

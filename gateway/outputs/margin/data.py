@@ -1,6 +1,7 @@
 """The machine-readable renderings of a margin report: ``<name>.results.csv`` (every level with
 its Gains/Losses/Total rows), ``<name>.summary.csv``, ``<name>.errors.csv`` and the JSON document
-of SPEC §7.5. Amounts are positive and rounded to cents; the parent -> children lists of a result
+of ``--format json``.
+Amounts are positive and rounded to cents; the parent -> children lists of a result
 (``ResultTree``) are shared with the table.
 """
 
@@ -9,7 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -282,6 +284,13 @@ def results_rows(report: MarginReport) -> Iterator[list[str]]:
             )
             for g in tree.pg_cgs[p]:
                 yield from cg_rows(a, g, "", pg, int(r.cg_unit[g]))
+    yield from firm_result_rows(report)
+
+
+def firm_result_rows(report: MarginReport) -> Iterator[list[str]]:
+    """The firm rows that end ``<name>.results.csv``."""
+    r = report.result
+    blank_vec = [""] * len(PNL_COLUMNS)
     for f in range(r.firm_ids.shape[0]):
         yield [
             report.theo_date,
@@ -297,19 +306,41 @@ def results_rows(report: MarginReport) -> Iterator[list[str]]:
         ]
 
 
+_FORMULA_START = re.compile(r"[=+@\t\r]|-(?![0-9.])")
+
+
+def inert_cell(cell: object) -> object:
+    """A text cell a spreadsheet would run as a formula (``=``, ``+``, ``@``, a tab or CR, or a
+    ``-`` not starting a number: text a sender chose, echoed in ``errors.csv``) gets a leading
+    ``'``, so opening the file never evaluates it; numbers and other text are unchanged."""
+    if isinstance(cell, str) and _FORMULA_START.match(cell):
+        return "'" + cell
+    return cell
+
+
 def _csv(
     header: Sequence[str], rows: Iterator[Sequence[object]] | Sequence[Sequence[object]]
 ) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows([inert_cell(cell) for cell in row] for row in rows)
     return buf.getvalue().encode("utf-8")
+
+
+def results_csv_chunks(
+    report: MarginReport, progress: Callable[[int, int], None] | None = None
+) -> Iterator[bytes]:
+    """``<name>.results.csv`` a block of rows at a time (``detail_csv``: the bytes of
+    ``results_rows`` through ``csv``, written in bulk); ``progress(rows done, rows)``."""
+    from gateway.outputs.margin.detail_csv import results_csv_blocks
+
+    return results_csv_blocks(report, _csv(RESULT_COLUMNS, []), progress)
 
 
 def results_csv(report: MarginReport) -> bytes:
     """``<name>.results.csv``: every level, Gains/Losses/Total rows, positive requirements."""
-    return _csv(RESULT_COLUMNS, results_rows(report))
+    return b"".join(results_csv_chunks(report))
 
 
 def summary_csv(report: MarginReport) -> bytes:
@@ -355,9 +386,11 @@ def errors_csv(problems: Sequence[PositionProblem]) -> bytes:
     )
 
 
-def report_document(report: MarginReport) -> dict[str, object]:
-    """The JSON document of SPEC §7.5 (the stable machine interface)."""
+def report_document(report: MarginReport, *, with_accounts: bool = True) -> dict[str, object]:
+    """The JSON document of the margin result (the stable machine interface); without the
+    accounts' entries when ``with_accounts`` is false."""
     r = report.result
+    n_accounts = r.account_firm.shape[0] if with_accounts else 0
     return {
         "theo_date": report.theo_date,
         "counts": report.counts.as_dict(),
@@ -372,7 +405,7 @@ def report_document(report: MarginReport) -> dict[str, object]:
                 "requirement": round(float(r.account_requirement[a]), 2),
                 "groups": r.account_groups(a),
             }
-            for a in range(r.account_firm.shape[0])
+            for a in range(n_accounts)
         ],
         "firms": [
             {
@@ -386,7 +419,19 @@ def report_document(report: MarginReport) -> dict[str, object]:
     }
 
 
+def report_document_head_tail(report: MarginReport) -> tuple[bytes, bytes]:
+    """The JSON text (no indentation) before and after the accounts' entries."""
+    doc = report_document(report, with_accounts=False)
+    text = json.dumps(doc)
+    cut = text.index('"accounts": []') + len('"accounts": [')
+    return text[:cut].encode("utf-8"), (text[cut:] + "\n").encode("utf-8")
+
+
 def report_json(report: MarginReport) -> bytes:
-    """``report_document`` as UTF-8 JSON with a trailing newline (indented for small files)."""
-    indent = 2 if len(report.result.resolved) <= JSON_INDENT_LIMIT else None
-    return (json.dumps(report_document(report), indent=indent) + "\n").encode("utf-8")
+    """``report_document`` as UTF-8 JSON with a trailing newline: indented for small files,
+    written in bulk (``detail_json``, the same bytes as ``json.dumps``) for large ones."""
+    if len(report.result.resolved) <= JSON_INDENT_LIMIT:
+        return (json.dumps(report_document(report), indent=2) + "\n").encode("utf-8")
+    from gateway.outputs.margin.detail_json import report_json_bytes
+
+    return report_json_bytes(report)

@@ -34,12 +34,12 @@ def format_whole(value: float) -> str:
 
 
 def format_requirement(value: float) -> str:
-    """A requirement as the seed shows it: negative, whole dollars."""
+    """A requirement as results screens show it: negative, whole dollars."""
     return format_whole(-value) if value else "0"
 
 
 def render_table(report: MarginReport, console: Console) -> None:
-    """Account summary, the Port/Prod Grp rows of each account (Figure 4 style), problems."""
+    """Account summary, the Port/Prod Grp rows of each account, problems."""
     r = report.result
     c = report.counts
     console.print(

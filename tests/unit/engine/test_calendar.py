@@ -1,4 +1,4 @@
-"""Business calendar: NYSE holidays, OCC overrides, cycles across DST and holidays (SPEC §6.1)."""
+"""Business calendar: NYSE holidays, OCC overrides, cycles across DST and holidays."""
 
 from __future__ import annotations
 

@@ -146,7 +146,7 @@ def test_an_unreadable_file_exits_65_with_a_json_error(config: Path) -> None:
 
 
 def test_received_at_defaults_to_now_and_must_carry_an_offset(config: Path) -> None:
-    path = str(CORPUS / "valid" / "001_seed_cm_sample.fixml")
+    path = str(CORPUS / "valid" / "001_cm_sample.fixml")
     now = posgate(config, "dpl", "validate", path, "--firm", "00005")
     assert now.returncode == 0
     summary = json_lines(now.stdout)[-1]["summary"]
@@ -166,7 +166,7 @@ def test_usage_and_config_errors(config: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[dpl]\npublish_time = 5\n")
     broken = posgate(
-        bad, "dpl", "validate", str(CORPUS / "valid" / "001_seed_cm_sample.fixml"), "--firm", "5"
+        bad, "dpl", "validate", str(CORPUS / "valid" / "001_cm_sample.fixml"), "--firm", "5"
     )
     assert broken.returncode == 78 and "publish_time" in broken.stderr
     group = posgate(config, "dpl")

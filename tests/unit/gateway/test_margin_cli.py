@@ -29,7 +29,7 @@ def run(capsysbinary: pytest.CaptureFixture[bytes], *args: str) -> tuple[int, by
     return code, out.out, out.err.decode()
 
 
-def test_json_is_the_spec_document(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+def test_json_is_the_stable_document(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     code, out, _ = run(
         capsysbinary,
         "margin",
@@ -64,7 +64,7 @@ def test_json_is_the_spec_document(capsysbinary: pytest.CaptureFixture[bytes]) -
         }
         assert acct["requirement"] >= 0 and acct["minimum"] >= 0 and acct["risk"] >= 0
         assert acct["requirement"] == pytest.approx(sum(g["requirement"] for g in acct["groups"]))
-    assert [f["firm"] for f in doc["firms"]] == ["5"]
+    assert [f["firm"] for f in doc["firms"]] == ["00005"]  # the file wrote 5
     assert doc["firms"][0]["requirement"] == pytest.approx(
         sum(a["requirement"] for a in doc["accounts"]), abs=0.02
     )
@@ -359,9 +359,9 @@ def test_theo_generate_bad_inputs(
 
 
 def test_progress_is_plain_log_lines_off_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
-    from gateway.commands.margin import _progress
+    from gateway.progress import progress_bar as _progress
 
-    caplog.set_level("INFO", logger="gateway.commands.margin")
+    caplog.set_level("INFO", logger="gateway.progress")
     with _progress("reading positions", True) as update:
         assert update is not None
         for done in range(0, 101, 5):
@@ -370,3 +370,48 @@ def test_progress_is_plain_log_lines_off_a_terminal(caplog: pytest.LogCaptureFix
     assert lines == [f"reading positions progress={d}/100" for d in (0, 25, 50, 75, 100)]
     with _progress("small file", False) as none:
         assert none is None
+
+
+def test_progress_bars_on_a_terminal_for_every_long_step(tmp_path: Path) -> None:
+    """A real pseudo-terminal as stderr: reading, computing and writing each show a bar; the
+    same run with stderr on a file shows none (and stdout carries only the output)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from engine.pmc.positions.write import render_position_file
+    from engine.pmc.theo.read import parse_theo_set
+    from tests.benchmarks.bench_margin import synthetic_positions, synthetic_set_files
+
+    files = synthetic_set_files(200, per_group=10)
+    (tmp_path / "theo").mkdir()
+    for name, payload in files.items():
+        (tmp_path / "theo" / name).write_bytes(payload)
+    theo = parse_theo_set(files)
+    batch = synthetic_positions(theo, 40_000, n_accounts=80)
+    positions = tmp_path / "positions.csv"
+    positions.write_bytes(render_position_file(batch, fmt="csv", firm="5", date="2026-11-20"))
+    assert positions.stat().st_size >= 2_000_000
+    cmd = [sys.executable, "-m", "gateway.cli", "margin", "--theo", str(tmp_path / "theo")]
+    cmd += ["--positions", str(positions), "--format", "csv", "--out", str(tmp_path / "r.csv")]
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "100", "TERM": "xterm"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=follower, stdout=subprocess.DEVNULL, env=env)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=120) == 0
+    os.close(leader)
+    for label in (b"reading positions", b"computing margin", b"writing csv"):
+        assert label in seen, (label, seen[-400:])
+    quiet = subprocess.run(cmd, cwd=ROOT, capture_output=True, env=env, timeout=120)
+    assert quiet.returncode == 0 and b"\x1b[" not in quiet.stderr
+    assert (tmp_path / "r.csv").stat().st_size > 1_000_000

@@ -17,8 +17,8 @@ REFERENCE = DplReference(
 CALENDAR = BusinessCalendar()
 CYCLE = dt.date(2026, 3, 9)  # Monday; the allowed BizDt are 2026-03-06 and 2026-03-09
 
-# The seed's Appendix A sample, exactly as written there (one line, clearing member 00005).
-SEED_CM = (
+# The clearing-member sample of the README's File format (one line, clearing member 00005).
+CM_LINE = (
     b'<FIXML><PosRpt BizDt="2007-07-19" DlvDt="2007-07-20" ReqTyp="6" ModelTyp="1">'
     b'<Pty ID="00005" R="4"/><Pty ID="123456789" R="38"/><Pty ID="123456" R="82">'
     b'<Sub ID="Goldman Sachs" Typ="5"/></Pty><Instrmt Sym="GOOG" SubTyp="ETO"/>'

@@ -1,4 +1,4 @@
-"""The canonical outbound line of a valid DPL record (SPEC §6.6, Appendix A)."""
+"""The canonical outbound line of a valid DPL record."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from engine.dpl.fixml import parse_bytes
 from engine.dpl.records import DplFields
 from engine.errors import EngineBug
 
-from .support import SEED_CM, validator
+from .support import CM_LINE, validator
 
 
-def test_canonical_line_of_the_seed_sample() -> None:
-    (record,) = parse_bytes(SEED_CM)
+def test_canonical_line_of_the_readme_sample() -> None:
+    (record,) = parse_bytes(CM_LINE)
     fields = validator(cycle=dt.date(2007, 7, 19)).validate(record).fields
     assert fields is not None
     assert canonical_line(fields, rpt_id="143771378", dlv_dt=dt.date(2007, 7, 20)) == (

@@ -18,7 +18,7 @@ from engine.dpl.records import DplFields, ValidationResult
 from engine.dpl.validate import DplValidator, iter_validate
 from engine.errors import UnreadableInput
 
-from .support import CALENDAR, CYCLE, REFERENCE, SEED_CM, line, validator
+from .support import CALENDAR, CM_LINE, CYCLE, REFERENCE, line, validator
 
 CORPUS = Path(__file__).resolve().parents[3] / "data" / "dpl"
 ENTITLED = ("00005", "00161", "IAN", "WLV")
@@ -73,23 +73,23 @@ def same_both_ways(data: bytes) -> int:
 
 
 def test_plain_records_take_the_fast_path_and_others_the_tree_walk() -> None:
-    assert read_fast(SEED_CM) is not None
-    assert read_fast(SEED_CM.replace(b"Goldman", b"&#71;oldman")) is None
-    assert read_fast(SEED_CM.replace(b'ReqTyp="6" ModelTyp', b'ModelTyp="1" ReqTyp="6" X')) is None
-    assert read_fast(SEED_CM.replace(b' Long="100"', b"")) is None
+    assert read_fast(CM_LINE) is not None
+    assert read_fast(CM_LINE.replace(b"Goldman", b"&#71;oldman")) is None
+    assert read_fast(CM_LINE.replace(b'ReqTyp="6" ModelTyp', b'ModelTyp="1" ReqTyp="6" X')) is None
+    assert read_fast(CM_LINE.replace(b' Long="100"', b"")) is None
 
 
 def test_a_line_needs_its_fixml_envelope() -> None:
-    assert read_line(SEED_CM) is not None
-    assert read_line(f'<FIXML xmlns="{FIXML_NS}">'.encode() + SEED_CM[7:]) is not None
-    bare = SEED_CM.removeprefix(b"<FIXML>").removesuffix(b"</FIXML>")
+    assert read_line(CM_LINE) is not None
+    assert read_line(f'<FIXML xmlns="{FIXML_NS}">'.encode() + CM_LINE[7:]) is not None
+    bare = CM_LINE.removeprefix(b"<FIXML>").removesuffix(b"</FIXML>")
     assert read_fast(bare) is not None  # a Batch child
-    assert read_line(bare) is None and read_line(SEED_CM[:-8]) is None
-    assert read_line(b'<FIXML xmlns="urn:other">' + SEED_CM[7:]) is None
+    assert read_line(bare) is None and read_line(CM_LINE[:-8]) is None
+    assert read_line(b'<FIXML xmlns="urn:other">' + CM_LINE[7:]) is None
 
 
 def test_over_long_lines_never_take_the_fast_path() -> None:
-    (record,) = iter_records((SEED_CM,), max_line_bytes=len(SEED_CM) - 1)
+    (record,) = iter_records((CM_LINE,), max_line_bytes=len(CM_LINE) - 1)
     assert not record.is_posrpt and record.problem is not None
 
 
@@ -264,7 +264,7 @@ def single_mutations(text: str) -> list[str]:
 
 @pytest.mark.parametrize("namespaced", [False, True])
 def test_every_single_hostile_piece_anywhere_gives_the_same_result(namespaced: bool) -> None:
-    text = SEED_CM.decode()
+    text = CM_LINE.decode()
     if namespaced:
         text = text.replace("<FIXML>", f'<FIXML xmlns="{FIXML_NS}">')
     lines = single_mutations(text)
@@ -284,7 +284,7 @@ def test_hostile_lines_give_the_same_result_with_and_without_the_fast_path(
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300) | st.text(max_size=200).map(lambda t: t.encode("utf-8", "replace")))
 def test_arbitrary_bytes_after_a_good_line_give_the_same_result(tail: bytes) -> None:
-    same_both_ways(SEED_CM + b"\n" + tail + b"\n" + SEED_CM.replace(b"GOOG", tail[:5]))
+    same_both_ways(CM_LINE + b"\n" + tail + b"\n" + CM_LINE.replace(b"GOOG", tail[:5]))
 
 
 @pytest.mark.parametrize(
@@ -292,5 +292,5 @@ def test_arbitrary_bytes_after_a_good_line_give_the_same_result(tail: bytes) -> 
     ["x>y", "\x7f", "\x85lead", "\xa0", " lead", "trail ", "€", "\U0001f600", "\ufdd0", "a'b"],
 )
 def test_unusual_but_legal_values(value: str) -> None:
-    data = SEED_CM.replace(b'Sym="GOOG"', f'Sym="{value}"'.encode())
+    data = CM_LINE.replace(b'Sym="GOOG"', f'Sym="{value}"'.encode())
     same_both_ways(data)

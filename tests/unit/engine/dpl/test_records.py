@@ -1,4 +1,4 @@
-"""The DPL record model: reference lookups, identifier comparison, aggregation order (SPEC §6.6)."""
+"""The DPL record model: reference lookups, identifier comparison, aggregation order."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DPL validation rules, problem details and file summaries (SPEC §6.3)."""
+"""DPL validation rules, problem details and file summaries."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from engine.dpl.records import REASON_CODES, DplFields
 from engine.dpl.validate import ValidationSummary, validate_file, validate_record
 from engine.errors import UnreadableInput
 
-from .support import CALENDAR, CYCLE, REFERENCE, SEED_CM, line, posrpt, validator
+from .support import CALENDAR, CM_LINE, CYCLE, REFERENCE, line, posrpt, validator
 
 
 def check(data: bytes, entitled: tuple[str, ...] = ("00005",)) -> list[tuple[str, ...]]:
@@ -20,11 +20,11 @@ def check(data: bytes, entitled: tuple[str, ...] = ("00005",)) -> list[tuple[str
 
 
 def test_a_valid_record_has_every_field() -> None:
-    (record,) = parse_bytes(SEED_CM)
+    (record,) = parse_bytes(CM_LINE)
     result = validate_record(record, REFERENCE, dt.date(2007, 7, 19), CALENDAR, ["00005"])
     assert result.status == "valid" and result.is_valid
     assert result.reasons == () and result.problems == ()
-    assert result.line == 1 and result.raw == SEED_CM
+    assert result.line == 1 and result.raw == CM_LINE
     assert result.fields == DplFields(
         rpt_id=None,
         biz_dt="2007-07-19",

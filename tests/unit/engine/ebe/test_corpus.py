@@ -1,4 +1,4 @@
-"""Every rule and reason code of SPEC §8.2-8.4 over the corpus in tests/data/ebe/."""
+"""Every rule and reason code of instructions, outcomes and queries, over tests/data/ebe/."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Available contracts (SPEC §7.3a): filters, required-field rules, columns, default sort."""
+"""Available contracts: filters, required-field rules, columns, default sort."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Editing the selected positions (SPEC §7.3a): add, quantity, modify, add stock, delete, filter."""
+"""Editing the selected positions: add, quantity, modify, add stock, delete, filter."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_added_contracts_start_at_zero_and_carry_the_contract() -> None:
     found = list_contracts(theo, ContractFilter("C", class_group="AAPL"))
     p = add_contracts(empty_positions(), found, firm="04444", account="CUST1")
     assert p.quantity.tolist() == [0.0, 0.0]
-    assert p.firm.tolist() == ["4444", "4444"]
+    assert p.firm.tolist() == ["04444", "04444"]
     assert p.put_call.tolist() == ["C", "P"] and p.strike.tolist() == [220.0, 220.0]
     assert p.series_date.tolist() == ["2026-12-18"] * 2 and p.account_type.tolist() == ["C", "C"]
     p = add_contracts(p, found[:1], firm="4444", quantity=-3)
@@ -90,10 +90,10 @@ def test_modify_firm_account_type_and_basket() -> None:
         quantity=100,
     )
     p2 = modify_positions(p, [0, 2], firm="5", account="B2", account_type="F")
-    assert p2.firm.tolist() == ["5", "4444", "5"]
+    assert p2.firm.tolist() == ["00005", "04444", "00005"]
     assert p2.account.tolist() == ["B2", "CUST1", "B2"]
     assert p2.account_type.tolist() == ["F", "C", "F"]
-    assert p.firm.tolist() == ["4444"] * 3  # the input is left as it was
+    assert p.firm.tolist() == ["04444"] * 3  # the input is left as it was
     p3 = modify_positions(p2, [2], basket_id="10101")
     assert p3.basket_id.tolist() == ["", "", "10101"]
     assert modify_positions(p3, [2], basket_id="").basket_id.tolist() == ["", "", ""]

@@ -1,4 +1,4 @@
-"""SPEC §7.4 step by step on hand-computed cases, and the seed's Figure 4."""
+"""The margin calculation step by step on hand-computed cases, and a results-screen example."""
 
 from __future__ import annotations
 
@@ -204,7 +204,7 @@ def test_nav_sums_signed_market_values(theo) -> None:  # type: ignore[no-untyped
 
 
 def test_figure_4_gains_losses_total() -> None:
-    """The seed's results screen: one product group in portfolio group USIDX."""
+    """A results screen: one product group in portfolio group USIDX."""
     vec = [-9241, -7722, -6056, -4164, -2173, 1614, 3287, 5030, 6807, 8588]
     s = SetSpec(
         ports=[("USIDX", "F", 1.0)],

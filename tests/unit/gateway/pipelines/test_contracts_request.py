@@ -59,3 +59,14 @@ def test_bad_requests_name_the_rule(handle, body: object, reason: str) -> None: 
     with pytest.raises(InputRejected) as info:
         ask(handle, body)
     assert info.value.reason == reason
+
+
+def test_replies_match_the_published_schema(handle) -> None:  # type: ignore[no-untyped-def]
+    from tests.support import contract
+
+    for body in (
+        {"account_type": "C", "underlying": "SPX"},
+        {"account_type": "C", "symbol": "SPX", "sort": "strike", "descending": True},
+    ):
+        contract.validate("pmc.contracts.request", body)
+        contract.validate("pmc.contracts.reply", {"schema_version": 1, **ask(handle, body)})

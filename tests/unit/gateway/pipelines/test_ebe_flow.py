@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from lxml import etree
 
 from engine.ebe.instructions import read_instruction_csv
 from engine.ebe.query import Filters
@@ -16,6 +15,7 @@ from gateway.config import load_config
 from gateway.ebe_store import ExpiringStore
 from gateway.ledger import Ledger
 from gateway.pipelines.ebe import EbeFlow
+from tests.support.cir import NS, valid_reports
 from tests.support.daemon import make_test_config
 
 DATA = Path(__file__).resolve().parents[3] / "data" / "ebe"
@@ -134,20 +134,21 @@ def test_contrary_intention_file_published_once_after_the_cutoff(flow):
     clock.at = dt.datetime(2026, 12, 18, 16, 30, 5, tzinfo=CT)
     assert sorted(f.publish_due()) == ["XCBO", "XISE"]  # receives_ebe=Y only
     target = cfg.spool / "exchanges" / "XCBO" / "outbound" / "ebe" / "CIR_20261218.fixml"
-    root = etree.fromstring(target.read_bytes())
-    ns = {"f": "http://www.fixprotocol.org/FIXML-5-0-SP2"}
-    reports = root.findall(".//f:ContIntRpt", ns)
+    reports = valid_reports(target.read_bytes())
     assert len(reports) == 1
     rpt = reports[0]
     assert rpt.get("BizDt") == "2026-12-18" and rpt.get("TxnTm") == "2026-12-18T22:00:00Z"
-    assert [p.get("ID") for p in rpt.findall("f:Pty", ns)] == ["00123", "ACC1"]
-    instrmt = rpt.find("f:Instrmt", ns)
+    assert [p.get("ID") for p in rpt.findall("f:Pty", NS)] == ["00123", "ACC1"]
+    instrmt = rpt.find("f:Instrmt", NS)
     assert (instrmt.get("Sym"), instrmt.get("PutCall"), instrmt.get("StrkPx")) == (
         "XYZ",
         "1",
         "45.66",
     )
-    assert {q.get("Typ"): q.get("Qty") for q in rpt.findall("f:ExpQty", ns)} == {"4": "4", "3": "6"}
+    assert {q.get("ExpTyp"): q.get("ExpQty") for q in rpt.findall("f:Qty", NS)} == {
+        "4": "4",
+        "3": "6",
+    }
     sidecar = target.with_name(target.name + ".sha256").read_text()
     assert sidecar.split()[1] == target.name
     assert f.publish_due() == []  # idempotent
@@ -219,3 +220,135 @@ def test_amqp_query_above_the_inline_limit_names_a_file(flow):
     instruction = Request("ebe.instruction", "00123", csv_body, "text/csv", "m-2", "c-2")
     receipt = ebe_instruction_handler(f)(instruction).body
     assert receipt["accepted"] == 1 and receipt["name"] == "amqp:m-2"
+
+
+def _gauges() -> tuple[float | None, float | None]:
+    from prometheus_client import REGISTRY
+
+    return (
+        REGISTRY.get_sample_value("posgate_ebe_expiration_day"),
+        REGISTRY.get_sample_value("posgate_ebe_positions_overdue"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("at", "ebe", "expected"),
+    [
+        # the day's set is loaded: never overdue
+        (dt.datetime(2026, 12, 18, 10, 0, tzinfo=CT), {}, (1.0, 0.0)),
+        # the next monthly expiration, January 15, 2027, with no set: overdue after 09:00 only
+        (dt.datetime(2027, 1, 15, 8, 59, tzinfo=CT), {}, (1.0, 0.0)),
+        (dt.datetime(2027, 1, 15, 9, 0, tzinfo=CT), {}, (1.0, 1.0)),
+        # a business day without an expiration (a Thursday) does not page
+        (dt.datetime(2027, 1, 14, 10, 0, tzinfo=CT), {}, (0.0, 0.0)),
+        # ... unless the operator lists it, or expects every business day or every Friday
+        (
+            dt.datetime(2027, 1, 14, 10, 0, tzinfo=CT),
+            {"expiration_dates": ["2027-01-14"]},
+            (1.0, 1.0),
+        ),
+        (
+            dt.datetime(2027, 1, 14, 10, 0, tzinfo=CT),
+            {"expiration_days": "business-days"},
+            (1.0, 1.0),
+        ),
+        (dt.datetime(2027, 1, 8, 10, 0, tzinfo=CT), {"expiration_days": "weekly"}, (1.0, 1.0)),
+        (dt.datetime(2027, 1, 8, 10, 0, tzinfo=CT), {}, (0.0, 0.0)),
+        # listed only: the third Friday is not assumed
+        (dt.datetime(2027, 1, 15, 10, 0, tzinfo=CT), {"expiration_days": "listed"}, (0.0, 0.0)),
+        # a weekend and a holiday
+        (
+            dt.datetime(2027, 1, 16, 10, 0, tzinfo=CT),
+            {"expiration_days": "business-days"},
+            (0.0, 0.0),
+        ),
+        (
+            dt.datetime(2027, 1, 18, 10, 0, tzinfo=CT),
+            {"expiration_days": "business-days"},
+            (0.0, 0.0),
+        ),
+    ],
+)
+def test_positions_are_overdue_only_on_expiration_days(flow, at, ebe, expected):
+    f, clock, events, cfg = flow
+    cfg.overrides["ebe"] = ebe
+    cfg.write()
+    config = load_config(cfg.path)
+    f.config = lambda: config
+    clock.at = at
+    f.update_overdue()
+    assert _gauges() == expected
+
+
+@pytest.mark.parametrize(
+    ("ebe", "problem"),
+    [
+        ({"expiration_days": "quarterly"}, "ebe.expiration_days"),
+        ({"expiration_dates": ["2026-13-01"]}, "not a calendar date: '2026-13-01'"),
+        ({"expiration_dates": ["18.12.2026"]}, "expected dates YYYY-MM-DD, got '18.12.2026'"),
+        ({"expiration_dates": "2026-12-18"}, "expected a list of dates"),
+    ],
+)
+def test_bad_expiration_settings_are_named(tmp_path, ebe, problem):
+    from gateway.config import ConfigError
+
+    cfg = make_test_config(tmp_path, ebe=ebe)
+    with pytest.raises(ConfigError) as caught:
+        load_config(cfg.path)
+    assert any(problem in p for p in caught.value.problems), caught.value.problems
+
+
+def test_toml_dates_are_accepted_as_expiration_dates(tmp_path):
+    cfg = make_test_config(tmp_path)
+    cfg.path.write_text(cfg.path.read_text() + "\n[ebe]\nexpiration_dates = [2027-01-14]\n")
+    assert load_config(cfg.path).ebe.expiration_dates == {dt.date(2027, 1, 14)}
+
+
+def test_the_contrary_file_is_rebuilt_only_when_its_inputs_change(flow, monkeypatch):
+    import dataclasses
+
+    import gateway.pipelines.ebe as pipeline
+
+    f, clock, events, cfg = flow
+    real = pipeline.contrary_intention_file
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "contrary_intention_file", counted)
+    _submit(f, dt.datetime(2026, 12, 18, 16, 0, tzinfo=CT), "ACC2,ABC,P,20,2026-12-18,EXERCISE,3\n")
+    clock.at = dt.datetime(2026, 12, 18, 16, 31, tzinfo=CT)
+    assert sorted(f.publish_due()) == ["XCBO", "XISE"] and len(calls) == 1
+    assert f.publish_due() == [] and len(calls) == 1  # every tick after: nothing recomputed
+    late = _submit(f, clock.at, "ACC1,XYZ,C,45.66,2026-12-18,DO_NOT_EXERCISE,4\n")
+    assert late["rejected"] == 1
+    assert f.publish_due() == [] and len(calls) == 1  # a rejected line changes nothing
+
+    config = f.config()
+    lower = dataclasses.replace(
+        config, ebe=dataclasses.replace(config.ebe, thresholds={"C": 100, "F": 100, "M": 0})
+    )
+    f.config = lambda: lower
+    f.publish_due()
+    assert len(calls) == 2  # a reload with other thresholds
+
+    folder = cfg.spool / "internal" / "ebe" / "2026-12-18"
+    text = (folder / "expiring_positions.csv").read_text()
+    (folder / "expiring_positions.csv").write_text(
+        text.replace(
+            "ACC2,M,ABC,ABC,P,20,2026-12-18,100,7,", "ACC2,M,ABC,ABC,P,20,2026-12-18,100,9,"
+        )
+    )
+    (folder / "meta.csv").touch()
+    assert f.store.refresh() == ["2026-12-18"]
+    # a newer set is recomputed; its file is the same (an EXERCISE 3 of an out-of-the-money
+    # put does not depend on the long), so nothing is delivered again
+    assert f.publish_due() == [] and len(calls) == 3
+    cir = cfg.spool / "exchanges" / "XCBO" / "outbound" / "ebe" / "CIR_20261218.fixml"
+    [report] = valid_reports(cir.read_bytes())
+    assert {q.get("ExpTyp"): q.get("ExpQty") for q in report.findall("f:Qty", NS)} == {
+        "4": "3",
+        "3": "3",
+    }

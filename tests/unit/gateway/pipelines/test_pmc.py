@@ -55,7 +55,7 @@ def test_outputs_are_written_with_counts_and_totals(tmp_path: Path, theo) -> Non
     assert sum(float(r["requirement"]) for r in accounts) == pytest.approx(
         outcome.requirement, abs=0.02
     )
-    assert outcome.firm_requirements == {"5": pytest.approx(outcome.requirement)}
+    assert outcome.firm_requirements == {"00005": pytest.approx(outcome.requirement)}
     errors = list(csv.DictReader(io.StringIO((tmp_path / "day1.csv.errors.csv").read_text())))
     assert [(e["line"], e["kind"], e["reason"]) for e in errors] == [
         ("13", "invalid_series", "INVALID_SERIES"),
@@ -94,7 +94,7 @@ def test_blank_firm_numbers_take_the_submitting_firm(tmp_path: Path, theo) -> No
     outcome = process_position_file(
         data, name="f.csv", firm="00161", theo=theo, outbound_dir=tmp_path, write_pdf=False
     )
-    assert list(outcome.firm_requirements) == ["161"]
+    assert list(outcome.firm_requirements) == ["00161"]
 
 
 def test_unreadable_file_raises_and_writes_nothing(tmp_path: Path, theo) -> None:  # type: ignore[no-untyped-def]
@@ -334,10 +334,21 @@ def test_a_dated_folder_uses_that_set_or_is_answered_with_the_reason(tmp_path: P
     )
     assert outcome is not None and outcome.theo_date == "2026-11-19"
     assert not outcome.theo_stale and outcome.theo_requested == "2026-11-19"
-    missing = arrival.process(
-        _claimed(tmp_path, ledger, "m.csv", str(inbound / "2026-10-01" / "m.csv"), data)
-    )
+    seen: list[tuple[str, bool]] = []
+    writer = ledger.event_writer
+    assert writer is not None
+
+    def in_transaction(conn, key, body, message_id):  # type: ignore[no-untyped-def]
+        seen.append((key, conn.in_transaction))
+        writer(conn, key, body, message_id)
+
+    ledger.event_writer = in_transaction
+    claimed = _claimed(tmp_path, ledger, "m.csv", str(inbound / "2026-10-01" / "m.csv"), data)
+    missing = arrival.process(claimed)
     assert missing is None
+    # the answer is written in the transaction that records the file processed
+    assert seen == [("firm.00005.pmc.result", True)]
+    assert ledger.file(claimed.file_id).state == "processed"
     errors = (spool / "firms" / "00005" / "outbound" / "pmc" / "m.csv.errors.csv").read_text()
     row = list(csv.DictReader(io.StringIO(errors)))[0]
     assert row["reason"] == "THEO_NOT_LOADED" and row["kind"] == "rejected"

@@ -82,3 +82,28 @@ def test_push_key_is_created_once_and_printed(
     assert first.startswith("ssh-ed25519 ") and first.endswith(" posgate-push")
     assert main(["--config", config_path, "dpl", "push-key"]) == 0
     assert capsys.readouterr().out.strip() == first
+
+
+def test_publish_writes_its_events_through_the_outbox_like_the_scheduler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With AMQP on, ``dpl publish`` queues ``exchange.<id>.dpl.published`` in the ledger's
+    outbox, in the transaction of each delivery row: the daemon's publisher sends it."""
+    import sqlite3
+
+    cfg = make_test_config(tmp_path, amqp={"enabled": True})
+    monkeypatch.setenv("POSGATE_CLOCK_START", "2026-03-10T00:05:00-05:00")
+    assert publish(str(cfg.path), "--date", "2026-03-09") == 0
+    with sqlite3.connect(cfg.spool / "state" / "ledger.sqlite3") as conn:
+        rows = conn.execute(
+            "SELECT routing_key, message_id FROM amqp_outbox ORDER BY id"
+        ).fetchall()
+        deliveries = conn.execute(
+            "SELECT exchange FROM dpl_deliveries ORDER BY exchange"
+        ).fetchall()
+    assert sorted(key for key, _ in rows) == [
+        "exchange.XCBO.dpl.published",
+        "exchange.XISE.dpl.published",
+    ]
+    assert all(mid.startswith("dpl.published.2026-03-09.") for _, mid in rows)
+    assert [e for (e,) in deliveries] == ["XCBO", "XISE"]

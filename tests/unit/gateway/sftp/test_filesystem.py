@@ -1,8 +1,9 @@
-"""The SFTP view of a spool folder, driven directly (no network): confinement, rights, uploads."""
+"""The file operations of an SFTP session, driven directly (no network): confinement, rights,
+uploads."""
 
 from __future__ import annotations
 
-import datetime as dt
+import itertools
 import os
 from pathlib import Path
 
@@ -15,7 +16,6 @@ from paramiko.sftp import (
     SFTP_PERMISSION_DENIED,
 )
 
-from gateway.sftp.filesystem import SessionSettings, SftpAccount, SpoolSftpInterface
 from gateway.sftp.handles import (
     STALE_UPLOAD_RE,
     UploadFailed,
@@ -23,66 +23,8 @@ from gateway.sftp.handles import (
     remove_stale_uploads,
     upload_temp_name,
 )
-from gateway.sftp.paths import split_virtual, upload_name_problem
-
-WRITE_NEW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-
-
-class Connection:
-    """What paramiko hands a session: the connection's policy object with its account."""
-
-    def __init__(self, account: SftpAccount) -> None:
-        self.account = account
-        self.peer = "192.0.2.1"
-
-
-@pytest.fixture
-def spool(tmp_path: Path) -> Path:
-    for firm in ("fa", "fb"):
-        for side in ("inbound", "outbound"):
-            for flow in ("dpl", "pmc"):
-                (tmp_path / "firms" / firm / side / flow).mkdir(parents=True)
-    (tmp_path / "exchanges" / "xch" / "outbound" / "dpl").mkdir(parents=True)
-    (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "ledger.sqlite3").write_bytes(b"ledger")
-    (tmp_path / "firms" / "fa" / "outbound" / "dpl" / "a.receipt.json").write_text("{}")
-    (tmp_path / "firms" / "fb" / "inbound" / "dpl" / "b.fixml").write_text("fb's file")
-    (tmp_path / "exchanges" / "xch" / "outbound" / "dpl" / "DPL_20260105.fixml").write_text("x")
-    return tmp_path
-
-
-Uploads = list[tuple[str, Path]]
-
-
-def session(
-    spool: Path, login: str = "fa", kind: str = "firm", max_bytes: int = 10_000
-) -> tuple[SpoolSftpInterface, Uploads]:
-    root = spool / ("firms" if kind == "firm" else "exchanges") / login
-    account = SftpAccount(login, kind, root, ())  # type: ignore[arg-type]
-    uploads: Uploads = []
-    settings = SessionSettings(
-        max_file_bytes=max_bytes, on_upload=lambda a, p, at: uploads.append((a.login, p))
-    )
-    iface = SpoolSftpInterface(Connection(account), settings)
-    iface.session_started()
-    return iface, uploads
-
-
-def upload(iface: SpoolSftpInterface, path: str, data: bytes, flags: int = WRITE_NEW) -> None:
-    handle = iface.open(path, flags, SFTPAttributes())
-    assert isinstance(handle, UploadHandle), handle
-    assert handle.write(0, data) == SFTP_OK
-    handle.close()
-
-
-def hidden(folder: Path) -> list[str]:
-    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
-
-
-def names(listing: object) -> list[str]:
-    assert isinstance(listing, list), listing
-    return sorted(a.filename for a in listing)
-
+from gateway.sftp.paths import Refused, split_virtual, upload_name_problem
+from tests.unit.gateway.sftp.views import WRITE_NEW, hidden, names, session, upload
 
 # -- names and paths
 
@@ -151,18 +93,6 @@ def test_upload_is_hidden_until_closed_then_renamed_into_place(spool: Path) -> N
     assert (folder / "pos 1.fixml").stat().st_mode & 0o777 == 0o640
 
 
-def test_session_end_with_an_open_upload_leaves_nothing(spool: Path) -> None:
-    iface, uploads = session(spool)
-    folder = spool / "firms" / "fa" / "inbound" / "dpl"
-    handle = iface.open("/inbound/dpl/cut.fixml", WRITE_NEW, SFTPAttributes())
-    assert isinstance(handle, UploadHandle)
-    assert handle.write(0, b"half a file") == SFTP_OK
-    iface.session_ended()
-    handle.close()  # paramiko closes leftover handles after session_ended: must not commit
-    assert list(folder.iterdir()) == []
-    assert uploads == []
-
-
 def test_uploading_an_existing_name_replaces_it(spool: Path) -> None:
     iface, _ = session(spool)
     upload(iface, "/inbound/dpl/a.fixml", b"first version, longer")
@@ -208,30 +138,6 @@ def test_a_sparse_write_far_past_the_limit_fails(spool: Path) -> None:
     handle = iface.open("/inbound/dpl/sparse.fixml", WRITE_NEW, SFTPAttributes())
     assert isinstance(handle, UploadHandle)
     assert handle.write(10**12, b"x") == SFTP_FAILURE
-
-
-def test_upload_times_set_on_the_handle_are_ignored_and_the_close_instant_is_passed(
-    spool: Path,
-) -> None:
-    closed_at = dt.datetime(2026, 11, 21, 5, 59, 59, 500_000, tzinfo=dt.UTC)  # 23:59:59.5 CT
-    received: list[dt.datetime] = []
-    settings = SessionSettings(
-        max_file_bytes=1000,
-        on_upload=lambda a, p, at: received.append(at),
-        clock=lambda: closed_at,
-    )
-    account = SftpAccount("fa", "firm", spool / "firms/fa", ())
-    iface = SpoolSftpInterface(Connection(account), settings)
-    handle = iface.open("/inbound/dpl/t.fixml", WRITE_NEW, SFTPAttributes())
-    assert isinstance(handle, UploadHandle)
-    attr = SFTPAttributes()
-    attr.st_atime, attr.st_mtime = 1_000_000_000, 1_000_000_000  # 2001: a long-closed cycle
-    attr._flags = SFTPAttributes.FLAG_AMTIME
-    assert handle.chattr(attr) == SFTP_OK
-    assert handle.write(0, b"data") == SFTP_OK
-    handle.close()
-    assert received == [closed_at]
-    assert (spool / "firms/fa/inbound/dpl/t.fixml").stat().st_mtime > 1_600_000_000
 
 
 # -- rights
@@ -406,3 +312,38 @@ def test_stale_uploads_of_a_killed_run_are_removed_and_nothing_else(spool: Path)
     (folder / "x.upload").write_bytes(b"a firm's file")
     assert remove_stale_uploads(spool / "firms" / "fa") == 1
     assert sorted(p.name for p in folder.iterdir()) == [".keep", "done.fixml", "x.upload"]
+
+
+def test_resolution_walks_from_the_root_and_agrees_with_realpath(spool: Path) -> None:
+    # Every path of up to three parts over folders, files, missing names and symlinks (inside,
+    # outside, to a file, dangling, chained) resolves as realpath does, or is refused as hidden
+    # or outside the root.
+    root = spool / "firms" / "fa"
+    (root / "inbound" / "dpl" / "f.fixml").write_bytes(b"f")
+    os.symlink(root / "outbound", root / "inbound" / "to_out")
+    os.symlink(spool / "state", root / "inbound" / "dpl" / "to_state")
+    os.symlink("f.fixml", root / "inbound" / "dpl" / "to_file")
+    os.symlink("nowhere", root / "inbound" / "dpl" / "dangling")
+    os.symlink("../inbound/to_out", root / "outbound" / "chain")
+    os.symlink(root, root / "inbound" / "pmc" / "to_root")
+    iface, _ = session(spool)
+    real_root = os.path.realpath(root)
+    names_ = ["inbound", "outbound", "dpl", "pmc", "f.fixml", "to_out", "to_state", "to_file",
+              "dangling", "chain", "to_root", "missing"]  # fmt: skip
+    checked = 0
+    for parts in itertools.chain(
+        ([a] for a in names_),
+        ([a, b] for a in names_ for b in names_),
+        ([a, b, c] for a in ("inbound", "outbound") for b in names_ for c in names_),
+    ):
+        expected = os.path.realpath(os.path.join(real_root, *parts))
+        rel = os.path.relpath(expected, real_root).split(os.sep)
+        outside = expected != real_root and not expected.startswith(real_root + os.sep)
+        try:
+            got = iface._resolve(parts)
+        except Refused:
+            assert outside or any(p.startswith(".") for p in rel), parts
+            continue
+        assert not outside and got == expected, parts
+        checked += 1
+    assert checked > 400  # of 444

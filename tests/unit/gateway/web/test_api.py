@@ -45,6 +45,9 @@ def test_margin_of_a_346_file_is_the_cli_json(client: TestClient, path: Path, ki
     assert r.json() == json.loads(_cli_json(path))
     # the same document, key order included, only without the indentation
     assert r.content == json.dumps(json.loads(_cli_json(path)), separators=(",", ":")).encode()
+    # the sample files write the firm as 5 (CSV) and 0005 (ASCII): the firm id is five digits
+    assert {f["firm"] for f in r.json()["firms"]} == {"00005"}
+    assert {a["firm"] for a in r.json()["accounts"]} == {"00005"}
 
 
 def _edited(client: TestClient) -> list[dict[str, object]]:
@@ -57,6 +60,7 @@ def _edited(client: TestClient) -> list[dict[str, object]]:
     assert r.status_code == 200, r.text
     positions = r.json()["positions"]
     assert [p["quantity"] for p in positions] == [0, 0]  # the list starts at quantity 0
+    assert [p["firm"] for p in positions] == ["00005", "00005"]  # typed as 5
     for i, qty in enumerate((10, -4)):
         r = client.post(
             "/api/v1/positions/edit",

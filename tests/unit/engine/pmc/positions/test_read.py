@@ -1,4 +1,4 @@
-"""346 position files (seed 002 Appendix B): CSV and ASCII, header/trailer, per-line problems."""
+"""346 position files: CSV and ASCII, header/trailer, per-line problems."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def ascii_detail(
     )
 
 
-CSV_SEED = (
+CSV_SAMPLE = (
     "346,H,4444,20231205\n"
     "346,,4444,1234567888,P,BP,,,,20120609,,1500,L,I,,1,F,\n"
     "346,,4444,saash,C,DJX,,A,C,20131221,20131221,110,L,O,,100,C,\n"
@@ -57,9 +57,9 @@ CSV_SEED = (
 
 
 def test_csv_with_header_and_trailer() -> None:
-    pf = parse_position_file(CSV_SEED.encode())
+    pf = parse_position_file(CSV_SAMPLE.encode())
     assert pf.format == "csv"
-    assert pf.header is not None and pf.header.firm == "4444" and pf.header.date == "2023-12-05"
+    assert pf.header is not None and pf.header.firm == "04444" and pf.header.date == "2023-12-05"
     assert pf.trailer is not None and (pf.trailer.total_longs, pf.trailer.total_shorts) == (102, 1)
     assert pf.records == 4 and pf.problems == []
     b = pf.positions
@@ -96,7 +96,7 @@ def test_ascii_layout_columns() -> None:
     pf = parse_position_file(("\r\n".join(lines) + "\r\n").encode())
     assert pf.format == "ascii" and pf.problems == []
     b = pf.positions
-    assert b.firm.tolist() == ["4444", "4444"]
+    assert b.firm.tolist() == ["04444", "04444"]
     assert b.account.tolist() == ["1234567888", "1234567888"]
     assert b.strike.tolist() == [110.0, 0.0]  # 9 (5.4)
     assert b.market_value.tolist() == [0.0, 999.0]  # 12 (6.6)
@@ -120,14 +120,14 @@ def test_format_detection() -> None:
 
 
 def test_trailer_totals_mismatch_is_a_warning() -> None:
-    data = CSV_SEED.replace("346,T,4444,102,1", "346,T,4444,103,1").encode()
+    data = CSV_SAMPLE.replace("346,T,4444,102,1", "346,T,4444,103,1").encode()
     pf = parse_position_file(data)
     assert [(p.line, p.kind, p.reason) for p in pf.problems] == [(6, WARNING, "TRAILER_TOTALS")]
     assert len(pf.positions) == 4  # the records are still used
 
 
 def test_trailer_totals_count_rejected_records_too() -> None:
-    data = CSV_SEED.replace(",100,C,\n", ",100,Z,\n").encode()  # line 3 rejected (type Z)
+    data = CSV_SAMPLE.replace(",100,C,\n", ",100,Z,\n").encode()  # line 3 rejected (type Z)
     pf = parse_position_file(data)
     assert [(p.line, p.reason) for p in pf.problems] == [(3, "BAD_VALUE")]
 
@@ -232,7 +232,7 @@ def test_blank_firm_takes_the_submitting_firm() -> None:
     data = b"346,,,A,C,DJX,,,,20131221,,110,L,O,,1,C,\n"
     assert parse_position_file(data).problems[0].reason == "MISSING_FIELD"
     pf = parse_position_file(data, default_firm="00005")
-    assert pf.positions.firm.tolist() == ["5"]
+    assert pf.positions.firm.tolist() == ["00005"]
 
 
 @pytest.mark.parametrize(
@@ -306,7 +306,7 @@ def test_corpus_is_complete() -> None:
 
 def test_progress_is_reported() -> None:
     seen: list[tuple[int, int]] = []
-    parse_position_file(CSV_SEED.encode(), progress=lambda d, t: seen.append((d, t)))
+    parse_position_file(CSV_SAMPLE.encode(), progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (6, 6)
 
 
@@ -346,9 +346,9 @@ def test_any_bytes_give_a_typed_outcome(data: bytes) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(0, 60), st.sampled_from(list(CSV_SEED)), st.data())
-def test_mutated_seed_file(pos: int, ch: str, data: st.DataObject) -> None:
-    text = CSV_SEED
+@given(st.integers(0, 60), st.sampled_from(list(CSV_SAMPLE)), st.data())
+def test_mutated_sample_file(pos: int, ch: str, data: st.DataObject) -> None:
+    text = CSV_SAMPLE
     i = data.draw(st.integers(0, len(text) - 1))
     mutated = text[:i] + ch + text[i + 1 + pos % 3 :]
     _check_parsed(mutated.encode())

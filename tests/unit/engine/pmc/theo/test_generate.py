@@ -1,4 +1,4 @@
-"""Theo set generation (SPEC §7.2): market snapshots in, priced P&L sets out."""
+"""Theo set generation: market snapshots in, priced P&L sets out."""
 
 from __future__ import annotations
 
@@ -203,3 +203,16 @@ def test_empty_groups_render() -> None:
     )
     theo = parse_theo_set(files)
     assert theo.size == 0
+
+
+def test_pricing_reports_progress_up_to_the_whole() -> None:
+    from engine.pmc.theo.generate import generate_instruments
+    from tests.benchmarks.bench_margin import synthetic_market
+
+    calls: list[tuple[int, int]] = []
+    rows = generate_instruments(
+        synthetic_market(3_000), "2026-11-20", progress=lambda d, t: calls.append((d, t))
+    )
+    assert calls and calls[-1][0] == calls[-1][1] > 0
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert rows.pnl.shape[0] >= calls[-1][1]

@@ -1,4 +1,4 @@
-"""Theo P&L sets (SPEC §7.1): loading, indexes, located errors, fuzzing of the CSV loader."""
+"""Theo P&L sets: loading, indexes, located errors, fuzzing of the CSV loader."""
 
 from __future__ import annotations
 

@@ -1,0 +1,191 @@
+"""Text of many numbers and strings at once: CSV and JSON fields as byte matrices.
+
+Theory of operation. A column of ``n`` values becomes a ``uint8`` matrix ``[n, width]`` holding
+each value's text right- or left-aligned and padded with NUL bytes (no value of a margin report
+contains a NUL: the 346 reader refuses such files). Columns and separators are stacked side by
+side into one matrix per block of rows, and dropping every NUL leaves the rows' bytes, so a
+whole file is written without a Python object per value.
+
+The texts are exactly Python's: ``fixed2`` gives ``f"{v:.2f}"`` and ``shortest2`` gives
+``repr(round(v, 2))`` (``numpy_round=False``) or ``repr(float(np.round(v, 2)))``. The digits come
+from the value in cents: ``rint(v * 100)`` is numpy's rounding; Python's rounds the exact binary
+value, which differs only when ``v * 100`` lies within a rounding error of a half cent, and those
+few values (and non-finite or huge ones, 1e13 and more) are formatted by Python itself.
+Strings are encoded once per distinct value (``distinct``), so quoting and escaping rules stay
+those of ``csv`` and ``json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+U8 = NDArray[np.uint8]
+FloatArray = NDArray[np.float64]
+LARGEST = 1e13  # beyond this, Python formats the value (shortest repr needs > 15 digits)
+
+_TWO = np.frombuffer(b"".join(b"%02d" % i for i in range(100)), dtype=np.uint8).reshape(100, 2)
+_TWO16 = _TWO.copy().view(np.uint16).reshape(100)
+# the cents of a shortest repr: .5 not .50, .0 for whole numbers
+_SHORT = [(b"%02d" % i).rstrip(b"0") or b"0" for i in range(100)]
+_SHORT_MAT = np.zeros((100, 2), dtype=np.uint8)
+for _i, _t in enumerate(_SHORT):
+    _SHORT_MAT[_i, : len(_t)] = np.frombuffer(_t, dtype=np.uint8)
+
+
+def _slow_mask(values: FloatArray, scaled: FloatArray, exact_python: bool) -> NDArray[np.bool_]:
+    with np.errstate(invalid="ignore"):
+        absolute = np.abs(scaled)
+        slow = ~(absolute < LARGEST * 100.0)  # NaN and infinities too
+        if exact_python:
+            frac = absolute - np.floor(absolute)
+            frac -= 0.5
+            np.abs(frac, out=frac)
+            slow |= frac <= 1e-9 * absolute + 1e-9
+    result: NDArray[np.bool_] = slow
+    return result
+
+
+def _from_python(texts: Sequence[str]) -> U8:
+    width = max((len(t) for t in texts), default=1)
+    out = np.zeros((len(texts), max(width, 1)), dtype=np.uint8)
+    for row, text in enumerate(texts):
+        raw = text.encode("ascii")
+        out[row, : len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    return out
+
+
+def _merge(fast: U8, slow_rows: NDArray[np.intp], slow: U8) -> U8:
+    if not slow_rows.size:
+        return fast
+    width = max(fast.shape[1], slow.shape[1])
+    out = np.zeros((fast.shape[0], width), dtype=np.uint8)
+    out[:, : fast.shape[1]] = fast
+    out[slow_rows] = 0
+    out[slow_rows, : slow.shape[1]] = slow
+    return out
+
+
+def _cents_text(values: FloatArray, cents: FloatArray, short: bool) -> U8:
+    """'-'? digits '.' two digits (or the shortest cents) for finite cents, right-aligned."""
+    n = values.shape[0]
+    a = np.abs(cents).astype(np.int64)
+    whole = a // 100
+    part = a - whole * 100
+    digits = max(len(str(int(whole.max(initial=0)))), 1)
+    pairs = (digits + 1) // 2
+    width = 1 + 2 * pairs
+    mat = np.empty((n, width + 3), dtype=np.uint8)
+    pair_area = np.empty((n, pairs), dtype=np.uint16)
+    rest = whole
+    for j in range(pairs):
+        rest, rem = np.divmod(rest, 100)
+        pair_area[:, pairs - 1 - j] = _TWO16[rem]
+    mat[:, 1:width] = pair_area.view(np.uint8).reshape(n, 2 * pairs)
+    powers = 10 ** np.arange(1, 2 * pairs, dtype=np.int64)
+    length = 1 + np.searchsorted(powers, whole, side="right")
+    first = width - length  # column of the first digit
+    cols = np.arange(width)
+    mat[:, :width] = np.where(cols[None, :] < first[:, None], np.uint8(0), mat[:, :width])
+    negative = np.flatnonzero(np.signbit(values))
+    mat[negative, first[negative] - 1] = ord("-")
+    mat[:, width] = ord(".")
+    mat[:, width + 1 :] = (_SHORT_MAT if short else _TWO)[part]
+    return mat
+
+
+def fixed2(values: FloatArray) -> U8:
+    """``f"{v:.2f}"`` of every value."""
+    v = np.asarray(values, dtype=np.float64)
+    scaled = v * 100.0
+    slow = _slow_mask(v, scaled, exact_python=True)
+    cents = np.rint(np.where(slow, 0.0, scaled))
+    fast = _cents_text(v, cents, short=False)
+    rows = np.flatnonzero(slow)
+    return _merge(fast, rows, _from_python([f"{x:.2f}" for x in v[rows].tolist()]))
+
+
+def shortest2(values: FloatArray, *, numpy_round: bool) -> U8:
+    """``repr`` of every value rounded to cents: ``round(v, 2)`` or ``np.round(v, 2)``
+    (``numpy_round``), as ``json.dumps`` writes it."""
+    v = np.asarray(values, dtype=np.float64)
+    scaled = v * 100.0
+    slow = _slow_mask(v, scaled, exact_python=not numpy_round)
+    cents = np.rint(np.where(slow, 0.0, scaled))
+    fast = _cents_text(v, cents, short=True)
+    rows = np.flatnonzero(slow)
+    if numpy_round:
+        texts = [_json_float(float(x)) for x in np.round(v[rows], 2).tolist()]
+    else:
+        texts = [_json_float(round(x, 2)) for x in v[rows].tolist()]
+    return _merge(fast, rows, _from_python(texts))
+
+
+def _json_float(x: float) -> str:
+    import json
+
+    return json.dumps(x)
+
+
+def distinct(values: NDArray[np.generic], render: Callable[[object], str]) -> U8:
+    """``render`` of each value, called once per distinct value."""
+    uniq, inverse = np.unique(np.asarray(values), return_inverse=True)
+    texts = _from_python([render(u.item() if hasattr(u, "item") else u) for u in uniq])
+    return texts[inverse.reshape(-1)]
+
+
+_SAFE_BYTES = np.zeros(256, dtype=bool)
+_SAFE_BYTES[0] = True  # padding
+for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 ._/#^+:-":
+    _SAFE_BYTES[_c] = True
+
+
+def plain(mat: U8) -> bool:
+    """Whether every byte is one that needs no quoting or escaping in CSV and JSON."""
+    return bool(_SAFE_BYTES[mat].all())
+
+
+def text(values: NDArray[np.generic]) -> U8:
+    """ASCII strings (``U`` or ``S`` arrays) as a matrix; raises ``UnicodeEncodeError`` for a
+    value that is not ASCII."""
+    arr = np.ascontiguousarray(values)
+    n = arr.shape[0]
+    if arr.dtype.itemsize == 0 or n == 0:
+        return np.zeros((n, 1), dtype=np.uint8)
+    if arr.dtype.kind == "U":
+        codes = arr.view(np.uint32).reshape(n, arr.dtype.itemsize // 4)
+        if codes.size and int(codes.max()) > 127:
+            raise UnicodeEncodeError("ascii", "", 0, 1, "not ASCII")
+        return codes.astype(np.uint8)
+    return arr.view(np.uint8).reshape(n, arr.dtype.itemsize)
+
+
+def constant(value: bytes, n: int) -> U8:
+    """The same bytes on every one of ``n`` rows."""
+    return np.broadcast_to(np.frombuffer(value, dtype=np.uint8), (n, len(value)))
+
+
+def blank_where(mat: U8, blank: NDArray[np.bool_]) -> U8:
+    """Empty text on the rows where ``blank`` is true."""
+    if not blank.any():
+        return mat
+    out = mat.copy()
+    out[blank] = 0
+    return out
+
+
+def join(pieces: Sequence[U8]) -> bytes:
+    """The rows of side-by-side pieces [n, w_k], NULs dropped, as one bytes object."""
+    mat = np.concatenate([np.asarray(p) for p in pieces], axis=1)
+    return mat[mat != 0].tobytes()
+
+
+def join_rows(pieces: Sequence[U8]) -> tuple[bytes, NDArray[np.int64]]:
+    """Like ``join``, with the start of every row in the bytes (and the end as a last entry)."""
+    mat = np.concatenate([np.asarray(p) for p in pieces], axis=1)
+    filled = mat != 0
+    bounds = np.zeros(mat.shape[0] + 1, dtype=np.int64)
+    np.cumsum(filled.sum(axis=1), out=bounds[1:])
+    return mat[filled].tobytes(), bounds
