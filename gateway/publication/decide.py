@@ -1,4 +1,5 @@
-"""The republish decision: what a cycle's publication run has to do, read from the ledger.
+"""The publication decisions: when a cycle is due, and what its run has to do (the republish
+decision, read from the ledger).
 
 The ledger's publication row (sha256, delivery date, preliminary flag), the files it was built
 from and the delivery rows say what each exchange already holds. Without ``force``, a cycle whose
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -125,3 +127,53 @@ def plan_publication(
         build=build,
         delivery_date=delivery_date,
     )
+
+
+CATCH_UP_DAYS = 7
+
+
+# -- when a cycle is due (pure) -----------------------------------------------------------------
+
+
+def due_cycles(
+    now: dt.datetime,
+    calendar: BusinessCalendar,
+    publish_time: dt.time,
+    published: Iterable[dt.date],
+    *,
+    lookback_days: int = CATCH_UP_DAYS,
+    earliest: dt.date | None = None,
+) -> list[dt.date]:
+    """Cycles to publish at ``now``, oldest first.
+
+    A cycle D is due when D is a business day, ``publish_time`` (Chicago wall clock) on the day
+    after D has passed (``<= now``), D lies within ``lookback_days`` calendar days before the
+    Chicago date of ``now``, D is not before ``earliest`` and D is not in ``published``. With
+    ``deadline_time`` in place of ``publish_time`` the same function answers which cycles have
+    reached their deadline.
+    """
+    done = set(published)
+    today = calendar.chicago_date(now)
+    out: list[dt.date] = []
+    for back in range(lookback_days, 0, -1):
+        day = today - dt.timedelta(days=back)
+        if earliest is not None and day < earliest:
+            continue
+        if day in done or not calendar.is_business_day(day):
+            continue
+        if calendar.publication_instant(day, publish_time) <= now:
+            out.append(day)
+    return out
+
+
+def last_due_cycle(
+    now: dt.datetime, calendar: BusinessCalendar, publish_time: dt.time
+) -> dt.date | None:
+    """The most recent cycle whose publication time has passed at ``now`` (None if none in a
+    fortnight, which only a broken calendar can cause)."""
+    today = calendar.chicago_date(now)
+    for back in range(0, 15):
+        day = today - dt.timedelta(days=back)
+        if calendar.is_business_day(day) and calendar.publication_instant(day, publish_time) <= now:
+            return day
+    return None

@@ -48,7 +48,7 @@ import datetime as dt
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -64,7 +64,13 @@ from gateway.alerts import raise_alert
 from gateway.config import Config, ReferenceData
 from gateway.daemon import Component
 from gateway.outputs.reports import missing_submitters
-from gateway.publication.decide import cycle_complete, missing_exchanges
+from gateway.publication.decide import (
+    CATCH_UP_DAYS,
+    cycle_complete,
+    due_cycles,
+    last_due_cycle,
+    missing_exchanges,
+)
 from gateway.publication.errors import IntakePending, PublicationCancelled
 from gateway.publication.firm_reports import REPORTS_JOB, reports_written, write_firm_reports
 from gateway.publication.publish import (
@@ -78,7 +84,6 @@ from gateway.reference import business_calendar
 log = logging.getLogger(__name__)
 
 CHICAGO = ZoneInfo("America/Chicago")
-CATCH_UP_DAYS = 7
 TICK_S = 60.0
 PUBLISH_JOB = "dpl-publish"
 DEADLINE_JOB = "dpl-deadline"
@@ -88,54 +93,6 @@ DEADLINE_GRACE_S = 900
 
 Publish = Callable[..., PublicationResult]
 """``publish(cycle, ignore_intake=False)``: ``publish_cycle`` bound to the runtime."""
-
-
-# ---------------------------------------------------------------------------------------------
-# pure decisions
-
-
-def due_cycles(
-    now: dt.datetime,
-    calendar: BusinessCalendar,
-    publish_time: dt.time,
-    published: Iterable[dt.date],
-    *,
-    lookback_days: int = CATCH_UP_DAYS,
-    earliest: dt.date | None = None,
-) -> list[dt.date]:
-    """Cycles to publish at ``now``, oldest first.
-
-    A cycle D is due when D is a business day, ``publish_time`` (Chicago wall clock) on the day
-    after D has passed (``<= now``), D lies within ``lookback_days`` calendar days before the
-    Chicago date of ``now``, D is not before ``earliest`` and D is not in ``published``. With
-    ``deadline_time`` in place of ``publish_time`` the same function answers which cycles have
-    reached their deadline.
-    """
-    done = set(published)
-    today = calendar.chicago_date(now)
-    out: list[dt.date] = []
-    for back in range(lookback_days, 0, -1):
-        day = today - dt.timedelta(days=back)
-        if earliest is not None and day < earliest:
-            continue
-        if day in done or not calendar.is_business_day(day):
-            continue
-        if calendar.publication_instant(day, publish_time) <= now:
-            out.append(day)
-    return out
-
-
-def last_due_cycle(
-    now: dt.datetime, calendar: BusinessCalendar, publish_time: dt.time
-) -> dt.date | None:
-    """The most recent cycle whose publication time has passed at ``now`` (None if none in a
-    fortnight, which only a broken calendar can cause)."""
-    today = calendar.chicago_date(now)
-    for back in range(0, 15):
-        day = today - dt.timedelta(days=back)
-        if calendar.is_business_day(day) and calendar.publication_instant(day, publish_time) <= now:
-            return day
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
