@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.pmc.positions.checks import MAX_QUANTITY
-from engine.pmc.positions.model import PositionBatch
+from engine.pmc.positions.model import FIRM_ID_DIGITS, PositionBatch
 
 U8 = NDArray[np.uint8]
 IntArray = NDArray[np.int64]
@@ -255,6 +255,8 @@ def plain_detail_lines(
     firm_text = col(fields[2])
     firm_text = np.char.lstrip(firm_text, "0")
     firm_text = np.where(firm_text == "", "0", firm_text).astype(np.str_)
+    if firm_text.size:  # as model.firm_id (numpy's zfill refuses an empty array)
+        firm_text = np.char.zfill(firm_text, FIRM_ID_DIGITS).astype(np.str_)
     longs = _equals(fields[12], b"L")[good]
     qty = net[good].astype(np.float64)
     basket_text = col(fields[17])

@@ -28,7 +28,11 @@ def assert_same(a: PositionFile, b: PositionFile) -> None:
     assert a.problems == b.problems
     for name in _BATCH_FIELDS:
         x, y = getattr(a.positions, name), getattr(b.positions, name)
-        assert x.tolist() == y.tolist(), name
+        # compare row by row: a failing assertion over 5,000 values makes pytest's diff quadratic
+        assert len(x) == len(y), name
+        pairs = enumerate(zip(x.tolist(), y.tolist(), strict=True))
+        bad = next((i for i, (u, v) in pairs if u != v), None)
+        assert bad is None, f"{name}[{bad}]: {x[bad]!r} != {y[bad]!r}"
 
 
 def test_sample_and_corpus_files(monkeypatch: pytest.MonkeyPatch) -> None:
