@@ -44,6 +44,29 @@ _FAST_SHAPE = re.compile(rf"{_BLANKS}(?:{_OPEN})?{_POSRPT}(?:</FIXML>)?{_BLANKS}
 _LINE_SHAPE = re.compile(rf"{_BLANKS}{_OPEN}{_POSRPT}</FIXML>{_BLANKS}\Z")
 
 
+# Many lines at a time (``LINES_OF_BLOCK``): every line of a block of complete lines is one match.
+# A line in the exact canonical shape with well-formed decimal quantities fills the groups 1-15:
+# the line without the CR of a CRLF ending, then the 14 fields of ``DplFields`` in their order
+# (ReqTyp captured as "6"; absent or empty optional values are None). Every other line fills only
+# group 16: the whole line, CR included. Used by :meth:`engine.dpl.validate.DplValidator.\
+# validate_block`, which sends every line it does not accept on the spot down the per-line path.
+_NONEMPTY = r'([^"&<\x00-\x1f\ufffe\uffff]+)?'
+_DECIMAL = r"([0-9]+(?:\.[0-9]+)?)"
+_POSRPT_OF_BLOCK = (
+    rf'<PosRpt(?: RptID="{_NONEMPTY}")? BizDt="{_VALUE}"(?: DlvDt="{_NONEMPTY}")?'
+    r' ReqTyp="(6)" ModelTyp="([01])">'
+    rf'<Pty ID="{_VALUE}" R="(4|7)"/>'
+    rf'<Pty ID="{_VALUE}" R="38"/>'
+    rf'<Pty ID="{_VALUE}" R="82"><Sub ID="{_VALUE}" Typ="5"/></Pty>'
+    rf'<Instrmt Sym="{_VALUE}" SubTyp="(ETO|OTC|CMB)"/>'
+    rf'<Qty Typ="DLT"(?: Long="{_DECIMAL}")?(?: Short="{_DECIMAL}")?/>'
+    r"</PosRpt>"
+)
+LINES_OF_BLOCK = re.compile(
+    rf"^(?:([ \t\r]*{_OPEN}{_POSRPT_OF_BLOCK}</FIXML>[ \t\r]*?)\r?|(.*))$", re.MULTILINE
+)
+
+
 def read_fast(raw: bytes) -> DplFields | None:
     """Fields of a parsed record in the exact canonical shape, or None to take the tree walk."""
     try:

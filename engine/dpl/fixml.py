@@ -13,6 +13,9 @@ by ``<Batch`` means Batch mode; anything else is line mode.
   around exactly one PosRpt becomes a record with a ``problem`` (the MALFORMED reason) rather than
   failing the file; so does a DOCTYPE and a line over ``max_line_bytes``. Blank lines are skipped.
   Every record keeps the exact bytes of its line (without the terminator) and its 1-based line.
+  For a reader that takes many lines at a time (:func:`iter_records_and_blocks`, used by the
+  validator), the complete lines after the first FIXML line come as :class:`LineBlock` (about
+  one per chunk) with the per-line reading to fall back on.
 * Batch mode streams too (:mod:`engine.dpl.batch`): the document goes through lxml's pull parser
   and expat side by side, expat giving each Batch child's exact bytes; a finished child leaves the
   tree, so memory does not grow with the document. A line still unfinished after ``PIECE_BYTES``
@@ -35,8 +38,8 @@ from __future__ import annotations
 import codecs
 import itertools
 import re
-from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple, cast
 
 from lxml import etree
 
@@ -78,6 +81,9 @@ _BATCH_TAG = re.compile(rb"\s*<(?:[A-Za-z_][\w.-]*:)?Batch[\s>/]")
 # A line still unfinished at this size is shown to the mode decision as it is (a Batch on one
 # line must not be held whole), and in Batch mode handed on in pieces of this size.
 PIECE_BYTES = 1 << 20
+# What the physical layer hands on: complete lines, the unterminated last line, a look at a
+# line not finished yet.
+_LINES, _FINAL, _PARTIAL = 0, 1, 2
 
 
 class FixmlRecord(NamedTuple):
@@ -148,7 +154,36 @@ def iter_records(
     proven against (it gives the same validation results, only slower).
     """
     reader = _FileReader(max_line_bytes, name, fast_path)
-    return reader.run(chunks)
+    # Without ``blocks`` the reader yields records only.
+    return cast(Iterator[FixmlRecord], reader.run(chunks))
+
+
+def iter_records_and_blocks(
+    chunks: Iterable[bytes],
+    *,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    name: str | None = None,
+) -> Iterator[FixmlRecord | LineBlock]:
+    """What :func:`iter_records` reads, except that once a line-mode file is under way, its
+    complete lines come as :class:`LineBlock` (about one per chunk), for a caller that reads many
+    lines at a time (the validator); the lines before, a Batch and the unterminated last line
+    come as records. Raises UnreadableInput as :func:`iter_records` does."""
+    return _FileReader(max_line_bytes, name, blocks=True).run(chunks)
+
+
+class LineBlock(NamedTuple):
+    """Complete lines of a line-mode file, to be read many at a time.
+
+    ``data`` holds the lines, each ending with LF (a CR before it belongs to the line ending);
+    ``first`` is the 1-based number of its first line. ``parse(number, content)`` reads one of its
+    non-blank lines (without the line ending) into the record :func:`iter_records` gives for it;
+    ``max_line_bytes`` is the limit ``parse`` applies.
+    """
+
+    first: int
+    data: bytes
+    parse: Callable[[int, bytes], FixmlRecord]
+    max_line_bytes: int
 
 
 class _Line(NamedTuple):
@@ -163,13 +198,18 @@ class _Line(NamedTuple):
 class _FileReader:
     """State of one pass over one file; not shared between threads."""
 
-    def __init__(self, max_line_bytes: int, name: str | None, fast_path: bool = True) -> None:
+    def __init__(
+        self, max_line_bytes: int, name: str | None, fast_path: bool = True, blocks: bool = False
+    ) -> None:
         if max_line_bytes <= 0:
             raise ValueError("max_line_bytes must be positive")
         self.max_line_bytes = max_line_bytes
         self.name = name
         self.fast_path = fast_path
+        self.blocks = blocks
         self.parser = make_parser()
+        self._source: Iterator[tuple[int, bytes, int]] = iter(())
+        self._rest: tuple[int, bytes, int] | None = None
         self._deciding = True  # the mode is not decided yet: one look at a long first line
         self._in_pieces = False  # Batch mode: long lines are handed on in pieces
 
@@ -178,7 +218,10 @@ class _FileReader:
 
     # -- physical layer: chunks -> checked, numbered lines --------------------------------------
 
-    def _lines(self, chunks: Iterable[bytes]) -> Iterator[_Line]:
+    def _blocks(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes, int]]:
+        """``(lines before, data, kind)``: ``data`` is a run of complete lines, each ending with
+        LF (``_LINES``), the unterminated rest of the input, one line (``_FINAL``), or the first
+        bytes of a line not finished yet (``_PARTIAL``, see ``_Line.partial``)."""
         decoder = codecs.getincrementaldecoder("utf-8")("strict")
         # The unfinished last line, as pieces: joined once its end arrives, so that a huge line
         # fed in many chunks costs linear, not quadratic, time. It never holds a newline.
@@ -212,23 +255,20 @@ class _FileReader:
                     else:
                         carry[:] = [joined]
                         self._deciding = False
-                    yield _Line(number + 1, joined, b"", partial=True)
+                    yield number, joined, _PARTIAL
                 continue
-            parts = chunk.split(b"\n")
+            cut = chunk.rfind(b"\n") + 1
             if carry:
-                carry.append(parts[0])
-                parts[0] = b"".join(carry)
+                carry.append(chunk[:cut])
+                block = b"".join(carry)
                 carry.clear()
-            last = parts.pop()
-            carried = len(last)
-            if last:
-                carry.append(last)
-            for part in parts:
-                number += 1
-                if part.endswith(b"\r"):
-                    yield _Line(number, part[:-1], b"\r\n")
-                else:
-                    yield _Line(number, part, b"\n")
+            else:
+                block = chunk if cut == len(chunk) else chunk[:cut]
+            carried = len(chunk) - cut
+            if carried:
+                carry.append(chunk[cut:])
+            yield number, block, _LINES
+            number += block.count(b"\n")
         if not started:
             chunk = self._strip_bom(head)
             offset = len(head) - len(chunk)
@@ -245,8 +285,28 @@ class _FileReader:
                 ENCODING, "not UTF-8: the file ends inside a multi-byte character", number + 1
             ) from None
         if carry:
-            number += 1
-            yield _Line(number, b"".join(carry), b"")
+            yield number, b"".join(carry), _FINAL
+
+    def _lines(self) -> Iterator[_Line]:
+        """The lines of ``self._source``; ``self._rest`` says where the rest of the current
+        block starts (line number, block, offset), for a switch to whole blocks."""
+        for number, block, kind in self._source:
+            if kind != _LINES:
+                self._rest = None
+                yield _Line(number + 1, block, b"", partial=kind == _PARTIAL)
+                continue
+            start, size = 0, len(block)
+            while start < size:
+                end = block.index(b"\n", start)
+                part = block[start:end]
+                start = end + 1
+                number += 1
+                self._rest = (number + 1, block, start)
+                if part.endswith(b"\r"):
+                    yield _Line(number, part[:-1], b"\r\n")
+                else:
+                    yield _Line(number, part, b"\n")
+            self._rest = None
 
     def _strip_bom(self, head: bytes) -> bytes:
         for bom, encoding in _WIDE_BOMS:
@@ -280,8 +340,9 @@ class _FileReader:
 
     # -- logical layer: lines -> records ----------------------------------------------------------
 
-    def run(self, chunks: Iterable[bytes]) -> Iterator[FixmlRecord]:
-        lines = self._lines(chunks)
+    def run(self, chunks: Iterable[bytes]) -> Iterator[FixmlRecord | LineBlock]:
+        self._source = self._blocks(chunks)
+        lines = self._lines()
         lookahead: list[_Line] = []
         significant = 0
         looked: _Line | None = None  # a look at a long line that decided the mode
@@ -335,7 +396,9 @@ class _FileReader:
                 ENCODING, f"the XML declaration says encoding {name!r}; expected UTF-8", line.number
             )
 
-    def _line_mode(self, lookahead: list[_Line], rest: Iterator[_Line]) -> Iterator[FixmlRecord]:
+    def _line_mode(
+        self, lookahead: list[_Line], rest: Iterator[_Line]
+    ) -> Iterator[FixmlRecord | LineBlock]:
         parse = self._parse_line
         # Lines before the first one holding "<FIXML" wait, unparsed: if none ever does, the file
         # is NO_FIXML and yields nothing. (They cost memory up to the file size limit.)
@@ -345,27 +408,44 @@ class _FileReader:
         pending: Iterable[_Line] = lookahead
         for source in (pending, rest):
             for number, content, _, _ in source:
-                if not content or content.isspace():
-                    continue
-                if first_significant:
-                    first_significant = False
-                    if _XML_DECL_LINE.match(content):
-                        continue
-                if seen_fixml:
-                    yield parse(number, content)
-                    continue
-                held.append((number, content))
-                if b"<FIXML" in content or b":FIXML" in content:
-                    seen_fixml = True
-                    for number_held, content_held in held:
-                        yield parse(number_held, content_held)
-                    held.clear()
+                if content and not content.isspace():
+                    if first_significant:
+                        first_significant = False
+                        if _XML_DECL_LINE.match(content):
+                            continue
+                    if seen_fixml:
+                        yield parse(number, content)
+                    else:
+                        held.append((number, content))
+                        if b"<FIXML" in content or b":FIXML" in content:
+                            seen_fixml = True
+                            for number_held, content_held in held:
+                                yield parse(number_held, content_held)
+                            held.clear()
+                if seen_fixml and self.blocks and source is rest:
+                    break  # the rest of the input goes by whole blocks
+            if seen_fixml and self.blocks:
+                yield from self._whole_blocks()
+                return
         if not seen_fixml:
             if held:
                 raise self._unreadable(
                     NO_FIXML, f"none of its {len(held)} non-blank line(s) holds a <FIXML> message"
                 )
             raise self._unreadable(EMPTY, "the file holds only an XML declaration")
+
+    def _whole_blocks(self) -> Iterator[FixmlRecord | LineBlock]:
+        """The rest of a line-mode input: what is left of the current block, then every block
+        (the unterminated last line, if any, as a record). Line mode sees no partial lines."""
+        rest, self._rest = self._rest, None
+        if rest is not None and rest[2] < len(rest[1]):
+            first, block, start = rest
+            yield LineBlock(first, block[start:], self._parse_line, self.max_line_bytes)
+        for number, block, kind in self._source:
+            if kind == _LINES:
+                yield LineBlock(number + 1, block, self._parse_line, self.max_line_bytes)
+            elif block and not block.isspace():
+                yield self._parse_line(number + 1, block)
 
     def _parse_line(self, number: int, content: bytes) -> FixmlRecord:
         if len(content) > self.max_line_bytes:

@@ -6,7 +6,9 @@ data, the cycle and the submitting account's entitlements (so the allowed BizDt 
 sets are computed once), then checks every record against all rules and collects *all* reasons, each
 with a :class:`~engine.dpl.records.Problem` naming the field and value for the on-demand report.
 A record is read by :mod:`engine.dpl.fastpath` when it has the exact canonical shape, otherwise by
-the tree walk of :mod:`engine.dpl.treewalk` (the structure: ``LAYOUT`` and ``MISSING_FIELD``); this
+the tree walk of :mod:`engine.dpl.treewalk` (the structure: ``LAYOUT`` and ``MISSING_FIELD``). In
+line mode, :meth:`DplValidator.validate_block` accepts the good lines of a whole block from one
+regular-expression pass and sends every other line down that per-line path; this
 module then checks the values against the cycle, the reference data and the entitlements, and
 summarises a file. The record model (reason codes, fields, results, reference data) is
 :mod:`engine.dpl.records`.
@@ -29,8 +31,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from engine.calendar import BusinessCalendar
-from engine.dpl.fastpath import read_fast
-from engine.dpl.fixml import DEFAULT_MAX_LINE_BYTES, FixmlRecord, iter_records
+from engine.dpl.fastpath import LINES_OF_BLOCK, read_fast
+from engine.dpl.fixml import (
+    DEFAULT_MAX_LINE_BYTES,
+    FixmlRecord,
+    LineBlock,
+    iter_records,
+    iter_records_and_blocks,
+)
 from engine.dpl.records import (
     BIZDT_OUT_OF_RANGE,
     LAYOUT,
@@ -136,6 +144,50 @@ class DplValidator:
         if not problems:
             return ValidationResult(record.line, record.raw, VALID, (), fields, ())
         return self._rejected(record, fields, problems)
+
+    def validate_block(self, block: LineBlock) -> Iterator[ValidationResult]:
+        """The results of every non-blank line of a block, in order: the same as
+        ``validate(block.parse(line, content))`` for each, but a line in the exact canonical shape
+        with good values is accepted straight from one regular-expression pass over the block
+        (the hot path of the intake); every other line takes the per-line path."""
+        text = block.data.decode("utf-8")  # checked as UTF-8 while the file was read
+        if text.endswith("\n"):
+            text = text[:-1]  # the block's last line ending, not an empty line after it
+        allowed = self._allowed_bizdts
+        firm_problems = self._firm_problems
+        limit = block.max_line_bytes
+        parse, validate = block.parse, self.validate
+        make = tuple.__new__
+        number = block.first - 1
+        for match in LINES_OF_BLOCK.finditer(text):
+            number += 1
+            groups = match.groups()
+            line = groups[0]
+            if line is None:  # not the exact shape: the per-line path says what it is
+                content = groups[15].encode("utf-8")
+                if content.endswith(b"\r"):
+                    content = content[:-1]
+                if content and not content.isspace():
+                    yield validate(parse(number, content))
+                continue
+            raw = line.encode("utf-8")
+            long, short = groups[13], groups[14]
+            if (
+                groups[2] in allowed
+                and (long is None or short is None or not (_nonzero(long) and _nonzero(short)))
+                and (long is not None or short is not None)
+                and (groups[3] is None or is_date(groups[3]))
+                and len(raw) <= limit
+            ):
+                key = (groups[7], groups[6])
+                found = firm_problems.get(key)
+                if found is None:
+                    found = firm_problems[key] = self._check_firm(*key)
+                if not found:
+                    fields = make(DplFields, groups[1:15])
+                    yield make(ValidationResult, (number, raw, VALID, (), fields, ()))
+                    continue
+            yield validate(parse(number, raw))
 
     @staticmethod
     def _rejected(
@@ -267,15 +319,29 @@ def iter_validate(
     entitled_firms: Iterable[str],
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     name: str | None = None,
+    fast_path: bool = True,
 ) -> Iterator[ValidationResult]:
     """Results of every record of a file given as byte chunks, in input order.
+
+    ``fast_path=False`` parses every record with lxml and walks its tree: the reference behaviour
+    the fast paths are proven against (the same results, only slower).
 
     Raises :class:`~engine.errors.UnreadableInput` when the file cannot be read at all;
     see :mod:`engine.dpl.fixml` for when that can happen after some results were produced.
     """
-    validate = DplValidator(reference, cycle, calendar, entitled_firms).validate
-    for record in iter_records(chunks, max_line_bytes=max_line_bytes, name=name):
-        yield validate(record)
+    validator = DplValidator(reference, cycle, calendar, entitled_firms)
+    validate = validator.validate
+    if not fast_path:
+        records = iter_records(chunks, max_line_bytes=max_line_bytes, name=name, fast_path=False)
+        for record in records:
+            yield validate(record)
+        return
+    validate_block = validator.validate_block
+    for item in iter_records_and_blocks(chunks, max_line_bytes=max_line_bytes, name=name):
+        if isinstance(item, LineBlock):
+            yield from validate_block(item)
+        else:
+            yield validate(item)
 
 
 def validate_file(

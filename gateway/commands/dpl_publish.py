@@ -22,6 +22,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.cli import EX_CONFIG, EX_DATAERR, EX_FAILURE, EX_OK, EX_UNAVAILABLE
 from gateway.commands.common import load_calendar_or_report, load_config_or_report
@@ -29,6 +30,9 @@ from gateway.commands.dpl_validate import SubParsers, dpl_group
 from gateway.config import Config
 from gateway.errors import TransientError
 from gateway.ledger import Ledger
+
+if TYPE_CHECKING:
+    from gateway.publication.publish import PublicationResult
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +139,13 @@ def run_publish(args: argparse.Namespace) -> int:
         ledger.close()
         print(f"posgate dpl publish: {refusal}; nothing delivered", file=sys.stderr)
         return EX_DATAERR
+    runtime = CliRuntime(config, ledger, clock)
     try:
         result = publish_cycle(
-            CliRuntime(config, ledger, clock),
-            cycle,
-            force=args.force,
-            progress=True,
-            lock_timeout_s=900.0,
+            runtime, cycle, force=args.force, progress=True, lock_timeout_s=900.0
         )
     except IntakePending as exc:
+        ledger.close()
         print(
             f"posgate dpl publish: cycle {cycle}: {exc}; retry in a moment "
             "(or --force to publish without them)",
@@ -151,10 +153,18 @@ def run_publish(args: argparse.Namespace) -> int:
         )
         return EX_FAILURE
     except (TransientError, PublicationError, PublicationCancelled, OSError) as exc:
+        ledger.close()
         print(f"posgate dpl publish: cycle {cycle}: {exc}", file=sys.stderr)
         return EX_FAILURE
+    try:
+        return _report(result, cycle, runtime)
     finally:
         ledger.close()
+
+
+def _report(result: PublicationResult, cycle: dt.date, runtime: CliRuntime) -> int:
+    """Print what the run did; then, the exchanges being served, write the firms' reports."""
+    from gateway.publication.firm_reports import write_firm_reports
 
     if result.skipped:
         print(
@@ -162,6 +172,8 @@ def run_publish(args: argparse.Namespace) -> int:
             f"({result.name}, {result.records} records, sha256 {result.sha256}); "
             "use --force to publish again"
         )
+        if result.reports_due:  # a preliminary publication became final: its reports
+            write_firm_reports(runtime, cycle)
         return EX_OK
     verb = "built" if result.built else "reused"
     kind = " (preliminary: the cycle is still open)" if result.preliminary else ""
@@ -177,7 +189,11 @@ def run_publish(args: argparse.Namespace) -> int:
         print(f"  {exchange}: already had it")
     for failure in result.failures:
         kind = "UNREACHABLE" if failure.unreachable else "FAILED"
-        print(f"  {kind} {failure.exchange} ({failure.target}): {failure.error}")
+        print(f"  {kind} {failure.exchange} ({failure.target}): {failure.error}", flush=True)
+    if result.reports_due:
+        sys.stdout.flush()  # the deliveries are shown before the reports are written
+        written = write_firm_reports(runtime, cycle)
+        print(f"  firm reports written: {len(written)} (outbound/dpl/reports/)")
     if result.complete:
         return EX_OK
     return EX_UNAVAILABLE if result.unreachable else EX_FAILURE

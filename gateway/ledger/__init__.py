@@ -8,7 +8,15 @@ scheduler runs; ``ebe`` exercise-by-exception sets, instructions and publication
 from __future__ import annotations
 
 from gateway.ledger.database import schema_version
-from gateway.ledger.dpl import DplLedger, dpl_sort_key, pack_fields, unpack_fields
+from gateway.ledger.dpl import (
+    DplLedger,
+    DplRows,
+    StoreRejected,
+    dpl_sort_key,
+    pack_fields,
+    unpack_fields,
+    valid_row,
+)
 from gateway.ledger.ebe import EbeLedger
 from gateway.ledger.files import TERMINAL_STATES, FileRow
 from gateway.ledger.runs import RunLedger
@@ -20,10 +28,13 @@ class Ledger(DplLedger, RunLedger, EbeLedger):
 
 __all__ = [
     "TERMINAL_STATES",
+    "DplRows",
     "FileRow",
     "Ledger",
     "dpl_sort_key",
     "pack_fields",
+    "StoreRejected",
     "schema_version",
     "unpack_fields",
+    "valid_row",
 ]

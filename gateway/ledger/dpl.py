@@ -70,10 +70,62 @@ def unpack_fields(text: str | None) -> tuple[str | None, ...] | None:
     return tuple(map(_UNPACK.get, parts, parts))  # STX -> None, every other value as it is
 
 
+def valid_row(
+    line: int, raw: bytes, fields: DplFields, firm_sort: str
+) -> tuple[int, bytes, str, str]:
+    """A valid record as ``DplRows`` yields it: (line, raw, packed fields, sort key), the same
+    as ``pack_fields`` and ``dpl_sort_key`` give, in one step (the intake's hot path). A valid
+    record has every required field, so only the optional ones can be None."""
+    rpt_id, biz, dlv_dt, req, model, firm, role, agg, crd, name, sym, sub, long, short = fields
+    packed = _FIELD_SEP.join(
+        (
+            _NONE if rpt_id is None else rpt_id,
+            biz,
+            _NONE if dlv_dt is None else dlv_dt,
+            req,
+            model,
+            firm,
+            role,
+            agg,
+            crd,
+            name,
+            sym,
+            sub,
+            _NONE if long is None else long,
+            _NONE if short is None else short,
+        )  # type: ignore[arg-type]
+    )
+    return line, raw, packed, f"{firm_sort}{_SORT_SEP}{agg}{_SORT_SEP}{sym}{_SORT_SEP}{sub}"
+
+
 def dpl_sort_key(firm_sort: str, agg_unit: str, symbol: str, sub_typ: str) -> str:
     """One text whose order is the publication order: the parts joined by SOH,
     which sorts before every character an attribute value can hold."""
     return _SORT_SEP.join((firm_sort, agg_unit, symbol, sub_typ))
+
+
+# Stores one rejected record inside the transaction of ``DplLedger.replace_dpl_records``:
+# (line, raw, reasons joined by spaces, details JSON or None, packed fields or None).
+StoreRejected = Callable[[int, bytes, str, "str | None", "str | None"], None]
+# What the intake gives ``replace_dpl_records``: called with ``StoreRejected``, it yields the
+# file's valid records as (line, raw, packed fields, sort key) and stores each rejected one
+# through the callable, all in line order.
+DplRows = Callable[[StoreRejected], Iterable[Sequence[Any]]]
+
+
+def _split_rows(rows: Iterable[Sequence[Any]]) -> DplRows:
+    """Rows ``(line, raw, status, reasons, details, fields, sort_key)`` as ``DplRows``."""
+
+    def produce(store_rejected: StoreRejected) -> Iterator[Sequence[Any]]:
+        for line, raw, status, reasons, details, fields, sort_key in rows:
+            if status == "valid":
+                yield line, raw, fields, sort_key
+            elif status == "rejected":
+                store_rejected(line, raw, reasons, details, fields)
+            else:
+                raise ValueError(f"not a record status: {status!r}")
+
+    return produce
 
 
 class DplLedger(FileLedger):
@@ -82,7 +134,7 @@ class DplLedger(FileLedger):
     def replace_dpl_records(
         self,
         file_id: int,
-        rows: Iterable[Sequence[Any]],
+        rows: Iterable[Sequence[Any]] | DplRows,
         *,
         cycle: str,
         submitter: str,
@@ -92,25 +144,40 @@ class DplLedger(FileLedger):
         """Store a file's records, mark it processed and supersede the submitter's older files.
 
         ``rows`` are ``(line, raw, status, reasons, details_json, packed_fields, sort_key)``
-        (see ``pack_fields`` and ``dpl_sort_key``) and may be a generator (consumed inside the
-        transaction); ``totals`` (total, valid, rejected) may be a callable read after the rows
-        are consumed. ``before_commit(superseded_id)`` runs inside the transaction, so outputs
-        it writes exist whenever the ledger says ``processed``. All in one transaction: a crash
-        leaves either nothing or everything. Returns the id of the file this one superseded, if
-        any. Idempotent: a rerun first deletes what an earlier attempt may have stored.
+        (see ``pack_fields`` and ``dpl_sort_key``), or, on the hot path of the intake, a
+        ``DplRows`` callable (valid rows yielded, rejected ones stored through the callable it
+        is given); either may be lazy, consumed inside the transaction. ``totals`` (total,
+        valid, rejected) may be a callable read after the rows are consumed.
+        ``before_commit(superseded_id)`` runs inside the transaction, so outputs it writes exist
+        whenever the ledger says ``processed``. All in one transaction: a crash leaves either
+        nothing or everything. Returns the id of the file this one superseded, if any.
+        Idempotent: a rerun first deletes what an earlier attempt may have stored.
         """
+        produce = rows if callable(rows) else _split_rows(rows)
         with self.transaction() as conn:
             base = file_id << _LINE_BITS
             conn.execute(
                 f"DELETE FROM {DPL_RECORDS} WHERE id BETWEEN ? AND ?", (base, base | _LINE_MASK)
             )
             conn.execute(f"UPDATE {FILES} SET cycle = ? WHERE id = ?", (cycle, file_id))
-            # The file's base rowid is an integer of ours, written into the statement so that
-            # rows go to SQLite as they are, without a Python step per row.
+            # The file's base rowid is an integer of ours, written into the statements, and a
+            # valid record's constant columns too: valid rows go to SQLite as they are, with
+            # four values each. A rejected row is stored between them, while the valid rows
+            # are being consumed, so rowids arrive in ascending order (appends to the b-tree).
+            insert_rejected = (
+                f"INSERT INTO {DPL_RECORDS} (id, raw, status, reasons, details, fields)"
+                f" VALUES ({int(base)} | ?, ?, 'rejected', ?, ?, ?)"
+            )
+
+            def store_rejected(
+                line: int, raw: bytes, reasons: str, details: str | None, fields: str | None
+            ) -> None:
+                conn.execute(insert_rejected, (line, raw, reasons, details, fields))
+
             conn.executemany(
-                f"INSERT INTO {DPL_RECORDS} (id, raw, status, reasons, details, fields, sort_key)"
-                f" VALUES ({int(base)} | ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+                f"INSERT INTO {DPL_RECORDS} (id, raw, status, reasons, fields, sort_key)"
+                f" VALUES ({int(base)} | ?, ?, 'valid', '', ?, ?)",
+                produce(store_rejected),
             )
             total, valid, rejected = totals() if callable(totals) else totals
             older = conn.execute(
@@ -382,6 +449,25 @@ class DplLedger(FileLedger):
             for (text,) in rows:
                 values = unpack_fields(text) or ()
                 yield values if everything else tuple(values[i] for i in picks)
+
+    def iter_publishable_dpl_batches(
+        self, cycle: str, batch: int = 5000, files: Sequence[int] | None = None
+    ) -> Iterator[list[tuple[str | None, ...]]]:
+        """``iter_publishable_dpl_values`` with every field, a list of up to ``batch`` records
+        at a time (the publication's hot path: no step per record between SQLite and it)."""
+        cursor = self.connect().cursor()
+        cursor.row_factory = None
+        if files is None:
+            cursor.execute("SELECT r.fields" + _PUBLISHABLE_DPL + _PUBLICATION_ORDER, (cycle,))
+        else:
+            cursor.execute(
+                "SELECT r.fields" + _PUBLISHABLE_OF_FILES + _PUBLICATION_ORDER,
+                (json.dumps(list(files)),),
+            )
+        get, sep = _UNPACK.get, _FIELD_SEP
+        while rows := cursor.fetchmany(batch):
+            split = [text.split(sep) for (text,) in rows]
+            yield [tuple(map(get, parts, parts)) for parts in split]
 
     def count_publishable_dpl(self, cycle: str, files: Sequence[int] | None = None) -> int:
         """How many records ``iter_publishable_dpl_values(cycle, ...)`` yields (for progress)."""

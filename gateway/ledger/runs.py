@@ -72,3 +72,16 @@ class RunLedger(FileLedger):
             .fetchall()
         )
         return [r["outcome"] for r in rows]
+
+    def last_scheduler_detail(self, job: str, cycle: str) -> str | None:
+        """The detail of the last recorded run of ``job`` for ``cycle`` (None: never run)."""
+        row = (
+            self.connect()
+            .execute(
+                f"SELECT detail FROM {SCHEDULER_RUNS} WHERE job = ? AND cycle = ?"
+                " ORDER BY id DESC LIMIT 1",
+                (job, cycle),
+            )
+            .fetchone()
+        )
+        return None if row is None else str(row["detail"] or "")

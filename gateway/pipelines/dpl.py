@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
-import functools
 import io
 import json
 import logging
@@ -37,7 +36,7 @@ from engine.dpl.validate import iter_validate
 from engine.errors import UnreadableInput
 from gateway import metrics
 from gateway.config import Config, ReferenceData
-from gateway.ledger import Ledger, dpl_sort_key, pack_fields
+from gateway.ledger import Ledger, StoreRejected, pack_fields, valid_row
 from gateway.reference import business_calendar, dpl_reference, firm_entitlements
 from gateway.spool.claims import ClaimedFile
 from gateway.spool.fsio import atomic_writer, write_atomic
@@ -218,39 +217,42 @@ class DplArrival:
 
         max_records = config.dpl.max_records
 
-        def rows() -> Iterator[tuple[Any, ...]]:
-            # The hot loop of the intake: valid records take the short path.
-            valid = rejected = 0
-            firm_sort = _firm_sort
+        def rows(store_rejected: StoreRejected) -> Iterator[tuple[int, bytes, str, str]]:
+            # The hot loop of the intake: a valid record is one tuple of four values.
+            total = valid = 0
+            pack = pack_fields
+            sort_texts: dict[str, str] = {}  # firm id -> its part of the sort key
             for result in results:
-                if valid + rejected >= max_records:
+                total += 1
+                if total > max_records:
                     # Raised inside the ledger transaction: nothing of the file is kept.
                     raise UnreadableInput(
                         TOO_MANY_RECORDS,
                         f"more than {max_records} records ([dpl] max_records); record"
                         f" {max_records + 1} is on line {result.line}",
                     )
-                if result.status == VALID:
+                line, raw, status, reasons_of, fields, problems = result
+                if status == VALID:
                     valid += 1
-                    f = result.fields
-                    assert f is not None  # a valid record has every field
-                    yield (
-                        result.line,
-                        result.raw,
-                        VALID,
-                        "",
-                        None,
-                        pack_fields(f),
-                        dpl_sort_key(firm_sort(f.firm_id), f.agg_unit, f.symbol, f.sub_typ),  # type: ignore[arg-type]
-                    )
+                    assert fields is not None  # a valid record has every field
+                    firm = fields.firm_id or ""
+                    sort_text = sort_texts.get(firm)
+                    if sort_text is None:
+                        sort_text = sort_texts[firm] = firm_sort_text(firm)
+                    yield valid_row(line, raw, fields, sort_text)
                     continue
-                rejected += 1
-                rejects.add(result.raw)
+                rejects.add(raw)
                 reasons.add(result)
-                for reason in result.reasons:
+                for reason in reasons_of:
                     by_reason[reason] = by_reason.get(reason, 0) + 1
-                yield _ledger_row(result)
-            counts.update(total=valid + rejected, valid=valid, rejected=rejected)
+                store_rejected(
+                    line,
+                    raw,
+                    " ".join(reasons_of),
+                    json.dumps([p._asdict() for p in problems]) if problems else None,
+                    pack(fields) if fields is not None else None,
+                )
+            counts.update(total=total, valid=valid, rejected=total - valid)
 
         receipt_holder: list[Receipt] = []
 
@@ -320,7 +322,7 @@ class DplArrival:
         try:
             self.ledger.replace_dpl_records(
                 claimed.file_id,
-                rows(),
+                rows,
                 cycle=cycle.isoformat(),
                 submitter=claimed.firm,
                 totals=lambda: (counts["total"], counts["valid"], counts["rejected"]),
@@ -360,26 +362,6 @@ def _newline_of(path: Path) -> bytes:
         head = fh.read(CHUNK_BYTES)
     end = head.find(b"\n")
     return b"\r\n" if end > 0 and head[end - 1 : end] == b"\r" else b"\n"
-
-
-_firm_sort = functools.lru_cache(maxsize=4096)(firm_sort_text)
-
-
-def _ledger_row(result: ValidationResult) -> tuple[Any, ...]:
-    """The ledger row of a rejected record (see ``Ledger.replace_dpl_records``)."""
-    fields = result.fields
-    packed = pack_fields(fields) if fields is not None else None
-    sort_key = None  # only valid records are published, so only they need one
-    details = json.dumps([p._asdict() for p in result.problems]) if result.problems else None
-    return (
-        result.line,
-        result.raw,
-        result.status,
-        " ".join(result.reasons),
-        details,
-        packed,
-        sort_key,
-    )
 
 
 def _wants_notification(config: Config, firm: str) -> bool:

@@ -2,7 +2,7 @@
 
 Owns the file's names (``DPL_<YYYYMMDD>.fixml``, the ``sha256sum`` line of its sidecar, the
 ``RptID`` of each record), the streaming build from the ledger through
-``engine.dpl.canonical.canonical_line_of_values`` into an atomically renamed file hashed while
+``engine.dpl.canonical.canonical_lines_of_values`` into an atomically renamed file hashed while
 written, the progress shown during a long build, the check that a built file still matches the
 ledger, and the pruning of older built files. Nothing here delivers.
 """
@@ -17,10 +17,8 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
 
-from engine.dpl.canonical import canonical_line_of_values
-from engine.dpl.records import DplFields
+from engine.dpl.canonical import canonical_lines_of_values
 from engine.errors import EngineBug
 from gateway.config import Config
 from gateway.ledger import Ledger
@@ -72,38 +70,24 @@ def build_file(
     digest = hashlib.sha256()
     count = 0
     total = ledger.count_publishable_dpl(key, files) if progress else None
-    values = ledger.iter_publishable_dpl_values(
-        key, DplFields._fields, batch=WRITE_BATCH, files=files
-    )
+    batches = ledger.iter_publishable_dpl_batches(key, batch=WRITE_BATCH, files=files)
     with _progress(total, f"DPL {key}", enabled=progress) as advance, atomic_writer(target) as fh:
-        batch: list[bytes] = []
-        append = batch.append
-        for row in values:
-            count += 1
+        for rows in batches:
+            ids = [f"{prefix}{n:09d}" for n in range(count + 1, count + len(rows) + 1)]
             try:
-                append(canonical_line_of_values(row, rpt_id=f"{prefix}{count:09d}", dlv_dt=dlv_dt))
+                data = canonical_lines_of_values(rows, ids, dlv_dt=dlv_dt)
             except EngineBug as exc:
                 raise PublicationError(
-                    f"cycle {key}: stored record #{count} cannot be published: {exc}"
+                    f"cycle {key}: a stored record among #{count + 1}-#{count + len(rows)}"
+                    f" cannot be published: {exc}"
                 ) from exc
-            if len(batch) >= WRITE_BATCH:
-                _write_lines(fh, digest, batch)
-                advance(len(batch))
-                batch.clear()
-                if cancel is not None and cancel.is_set():
-                    raise PublicationCancelled(f"cycle {key}: stopped while building")
-        if batch:
-            _write_lines(fh, digest, batch)
-            advance(len(batch))
+            count += len(rows)
+            digest.update(data)
+            fh.write(data)
+            advance(len(rows))
+            if cancel is not None and cancel.is_set():
+                raise PublicationCancelled(f"cycle {key}: stopped while building")
     return digest.hexdigest(), count
-
-
-def _write_lines(fh: BinaryIO, digest: Any, lines: list[bytes]) -> None:
-    lines.append(b"")
-    data = b"\n".join(lines)  # every line LF-terminated
-    digest.update(data)
-    fh.write(data)
-    lines.pop()
 
 
 @contextlib.contextmanager

@@ -6,16 +6,11 @@ Theory of operation
 run, so the daemon's scheduler and ``posgate dpl publish`` never publish at the same time: the
 second one waits, then finds the cycle done.
 
-1. **Decide.** The ledger's publication row (sha256, delivery date, preliminary flag), the files it
-   was built from and the delivery rows say what each exchange already holds. Without ``force``,
-   a cycle whose every receiving exchange (``receives_dpl=Y`` in ``reference/exchanges.csv``)
-   holds the recorded sha256 is left alone, unless the cycle *changed*: its current files (latest
-   per firm, processed) are not the files the publication was built from. A preliminary
-   publication (made before the cutoff) that is unchanged after the cutoff simply becomes final.
-2. **Build** (when there is no publication yet, with ``force``, when the cycle changed, when a
-   preliminary publication meets its cutoff, or when the built file is gone or no longer matches
-   the ledger). Not while DPL files received before the cycle's cutoff are still in the intake
-   (``IntakePending``, unless ``force``): their records belong in the file. The current file ids
+1. **Decide** (``decide``: the republish decision): leave the cycle alone, make a preliminary
+   publication final, or build, and with which ``DlvDt``.
+2. **Build** when decided. Not while DPL files received before the cycle's cutoff are still in
+   the intake (``IntakePending``, unless ``force``): their records belong in the file. The current
+   file ids
    are taken first and the build reads exactly those files' valid records from
    ``Ledger.iter_publishable_dpl_values`` (firm, aggregation unit, symbol, SubTyp)
    through ``engine.dpl.canonical.canonical_line`` into a hidden temporary file in
@@ -37,17 +32,18 @@ second one waits, then finds the cycle done.
    ``exchange.<id>.dpl.published`` (written in the transaction of the delivery row; with
    ``preliminary`` and, for a replacement, ``replaces``: the earlier sha256). A replacement
    reaches exchanges under the same name with a new sidecar.
-4. **Report.** Once every exchange holds the publication, each firm of the cycle finds its
-   on-demand report in ``outbound/dpl/reports/DPL_<YYYYMMDD>.report.csv``.
+4. **Report**, after the run: once every exchange holds the publication
+   (``PublicationResult.reports_due``), the caller has each firm's report of the cycle written
+   (``firm_reports``): the exchange file never waits for them.
 
 A crash (``kill -9``) at any point leaves under the visible names either the previous complete file
 or nothing new: temporaries are hidden (``.DPL_*.tmp``) locally and ``DPL_*.part`` remotely (the
 conventional in-progress suffix; the embedded SFTP server refuses names starting with a dot). The
 next run removes them and redoes whatever the ledger does not show as done.
 
-This module owns the decision and the run: the lock, the ledger facts (which exchanges lack the
-recorded publication), the recording of each delivery, its metric and event, and the result.
-``build`` makes the file, ``deliver`` and ``push`` carry it, ``errors`` names what can go wrong.
+This module owns the run: the lock, the recording of each delivery, its metric and event, and the
+result. ``decide`` says what to do, ``build`` makes the file, ``deliver`` and ``push`` carry it,
+``firm_reports`` writes the firms' reports afterwards, ``errors`` names what can go wrong.
 """
 
 from __future__ import annotations
@@ -56,8 +52,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
-import io
-import itertools
 import logging
 import os
 import threading
@@ -73,14 +67,18 @@ from gateway import metrics
 from gateway.config import Config, Exchange
 from gateway.errors import TransientError
 from gateway.ledger import Ledger
-from gateway.outputs.reports import dpl_report_rows, render_csv
 from gateway.publication.build import (
     KEEP_BUILT,
     build_file,
-    file_has_sha256,
     prune_built,
     publication_name,
     publications_dir,
+)
+from gateway.publication.decide import (
+    cycle_complete,
+    missing_exchanges,
+    plan_publication,
+    receiving_exchanges,
 )
 from gateway.publication.deliver import deliver, remove_local_temporaries
 from gateway.publication.errors import (
@@ -90,7 +88,6 @@ from gateway.publication.errors import (
     PublicationBusy,
     PublicationCancelled,
 )
-from gateway.spool.fsio import atomic_writer
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +160,12 @@ class PublicationResult:
         return not self.built and not self.delivered and not self.failures
 
     @property
+    def reports_due(self) -> bool:
+        """Every exchange holds a publication this run built, sent or made final: the firms'
+        reports of the cycle are to be written (``firm_reports``)."""
+        return self.complete and (self.built or bool(self.delivered) or self.finalized)
+
+    @property
     def unreachable(self) -> bool:
         return any(f.unreachable for f in self.failures)
 
@@ -181,41 +184,6 @@ class PublicationResult:
             "preliminary": self.preliminary,
             "replaces": self.replaces,
         }
-
-
-# ---------------------------------------------------------------------------------------------
-# ledger facts
-
-
-def receiving_exchanges(config: Config) -> list[Exchange]:
-    return [e for e in config.reference.exchanges if e.receives_dpl]
-
-
-def missing_exchanges(ledger: Ledger, config: Config, cycle: dt.date) -> list[str]:
-    """Receiving exchanges that do not hold the recorded publication of ``cycle`` (all, if none)."""
-    receivers = [e.exchange_id for e in receiving_exchanges(config)]
-    publication = ledger.publication(cycle.isoformat())
-    if publication is None:
-        return receivers
-    delivered = ledger.deliveries(cycle.isoformat())
-    return [e for e in receivers if delivered.get(e) != publication["sha256"]]
-
-
-def cycle_complete(
-    ledger: Ledger, config: Config, cycle: dt.date, now: dt.datetime | None = None
-) -> bool:
-    """The cycle is published, every receiving exchange holds that publication, and it is what
-    the cycle holds now: no file changed it since, and it is not a preliminary publication
-    whose cutoff has passed (at ``now``; without ``now`` preliminary counts as done)."""
-    key = cycle.isoformat()
-    publication = ledger.publication(key)
-    if publication is None:
-        return False
-    if now is not None and publication["preliminary"] and now >= _CALENDAR.cutoff(cycle):
-        return False
-    if ledger.published_dpl_files(key) != ledger.current_dpl_files(key):
-        return False
-    return not missing_exchanges(ledger, config, cycle)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,11 +212,10 @@ def publish_cycle(
     Delivery problems are reported in the result (``failures``), never raised. Raises
     ``IntakePending`` (files of the cycle still being processed), other ``TransientError`` (disk
     full, lock busy), ``PublicationError`` (a stored record that cannot be serialised) and
-    ``PublicationCancelled`` when ``cancel`` is set. The firms' reports are written once the
-    publication is at every exchange, after the lock is released (they are read from the
-    ledger, not from the file, and take no part in the publication's own time).
+    ``PublicationCancelled`` when ``cancel`` is set. The firms' reports are not written here:
+    when ``reports_due``, the caller has them written (``firm_reports.write_firm_reports``).
     """
-    result = _publish_locked(
+    return _publish_locked(
         runtime,
         cycle,
         force=force,
@@ -260,9 +227,6 @@ def publish_cycle(
         lock_timeout_s=lock_timeout_s,
         ignore_intake=ignore_intake,
     )
-    if result.complete and (result.built or result.delivered or result.finalized):
-        write_firm_reports(runtime, cycle)
-    return result
 
 
 def _publish_locked(
@@ -287,18 +251,12 @@ def _publish_locked(
     built_path = publications_dir(config) / name
     with publication_lock(config.spool.state_dir, lock_timeout_s, cancel):
         now = runtime.clock()
-        after_cutoff = now >= _CALENDAR.cutoff(cycle)
-        publication = ledger.publication(key)
-        delivered = ledger.deliveries(key)
-        current = ledger.current_dpl_files(key)
-        changed = publication is not None and ledger.published_dpl_files(key) != current
-        was_preliminary = publication is not None and bool(publication["preliminary"])
-        everyone = publication is not None and all(
-            delivered.get(e.exchange_id) == publication["sha256"] for e in receivers
-        )
-        if publication is not None and not force and everyone and not changed:
-            finalized = was_preliminary and after_cutoff
-            if finalized:
+        plan = plan_publication(ledger, receivers, cycle, now, built_path, force=force)
+        publication, delivered, current = plan.publication, plan.delivered, plan.current
+        after_cutoff, was_preliminary = plan.after_cutoff, plan.was_preliminary
+        if plan.leave_alone:
+            assert publication is not None
+            if plan.finalize:
                 # nothing arrived since the preliminary file: it is the final one, as delivered
                 ledger.mark_publication_final(key)
                 log.info("dpl cycle %s: the preliminary publication is final (unchanged)", key)
@@ -310,28 +268,18 @@ def _publish_locked(
                 path=built_path,
                 sha256=publication["sha256"],
                 records=int(publication["records"]),
-                delivery_date=dt.date.fromisoformat(publication["delivery_date"]),
+                delivery_date=plan.delivery_date,
                 built=False,
                 delivered=(),
                 already=tuple(e.exchange_id for e in receivers),
                 failures=(),
                 seconds=time.monotonic() - started,
                 preliminary=was_preliminary and not after_cutoff,
-                finalized=finalized,
+                finalized=plan.finalize,
             )
         built_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         remove_local_temporaries(built_path.parent)
-        if publication is not None and not changed:
-            delivery_date = dt.date.fromisoformat(publication["delivery_date"])
-        else:  # a first publication, or a replacement with other records: dated today
-            delivery_date = now.astimezone(CHICAGO).date()
-        built = (
-            force
-            or publication is None
-            or changed
-            or (was_preliminary and after_cutoff)
-            or not file_has_sha256(built_path, publication["sha256"])
-        )
+        delivery_date, built = plan.delivery_date, plan.build
         if built and not force and not ignore_intake:
             pending = ledger.unfinished_dpl_files(_CALENDAR.cutoff(cycle))
             if pending:
@@ -490,37 +438,6 @@ def _deliver_one(
     log.info("dpl cycle %s delivered to %s at %s", key, exchange.exchange_id, target)
     _emit(emit, exchange.exchange_id, body)
     return Delivery(exchange.exchange_id, target, sha256)
-
-
-REPORTS_DIR = "reports"
-
-
-def report_name(cycle: dt.date) -> str:
-    return f"DPL_{cycle:%Y%m%d}.report.csv"
-
-
-def write_firm_reports(runtime: PublicationRuntime, cycle: dt.date) -> list[Path]:
-    """Each firm's on-demand report of the published cycle (its valid records with the published
-    ``RptID`` and ``DlvDt``, and its rejected records with reasons) into the firm's
-    ``outbound/dpl/reports/``; a republication replaces it. One pass over the cycle's report
-    (ordered by submitting firm), one file open at a time. A firm whose report cannot be written
-    is logged and skipped: the publication itself is done."""
-    root = runtime.config.spool.root
-    written: list[Path] = []
-    rows = dpl_report_rows(runtime.ledger, cycle)
-    for firm, firm_rows in itertools.groupby(rows, key=lambda row: str(row["submitter"])):
-        target = root / "firms" / firm / "outbound" / "dpl" / REPORTS_DIR / report_name(cycle)
-        try:
-            with atomic_writer(target) as fh:
-                text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
-                render_csv(firm_rows, text)
-                text.flush()
-                text.detach()
-        except (OSError, TransientError) as exc:
-            log.error("dpl cycle %s: report for firm %s not written: %s", cycle, firm, exc)
-            continue  # groupby moves on to the next firm
-        written.append(target)
-    return written
 
 
 def _emit(emit: Emit | None, exchange_id: str, body: dict[str, Any]) -> None:

@@ -7,7 +7,10 @@ worker thread so that jobs never overlap, ``coalesce=True``, ``max_instances=1``
 
 * ``dpl-publish``: cron, daily at ``dpl.publish_time`` (00:05 CT): publish every due cycle;
 * ``dpl-deadline``: cron, daily at ``dpl.deadline_time`` (05:00 CT): alert on a late cycle;
-* ``dpl-catchup``: once at start, then every ``tick_s`` seconds: both of the above.
+* ``dpl-catchup``: once at start, then every ``tick_s`` seconds: both of the above;
+* ``dpl-reports``: once after a publication reached every exchange, and at a tick that finds a
+  complete cycle whose reports were not written for its publication (a stop in between): the
+  firms' reports of the cycle (``firm_reports``), so the exchange file never waits for them.
 
 Every job decides from the ledger and from ``runtime.clock()`` alone, never from when it fired, so
 firing twice, late, or not at all changes nothing but timing. A cycle D is *due* once
@@ -45,7 +48,7 @@ import datetime as dt
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -61,13 +64,19 @@ from gateway.alerts import raise_alert
 from gateway.config import Config, ReferenceData
 from gateway.daemon import Component
 from gateway.outputs.reports import missing_submitters
+from gateway.publication.decide import (
+    CATCH_UP_DAYS,
+    cycle_complete,
+    due_cycles,
+    last_due_cycle,
+    missing_exchanges,
+)
 from gateway.publication.errors import IntakePending, PublicationCancelled
+from gateway.publication.firm_reports import REPORTS_JOB, reports_written, write_firm_reports
 from gateway.publication.publish import (
     Emit,
     PublicationResult,
     PublicationRuntime,
-    cycle_complete,
-    missing_exchanges,
     publish_cycle,
 )
 from gateway.reference import business_calendar
@@ -75,7 +84,6 @@ from gateway.reference import business_calendar
 log = logging.getLogger(__name__)
 
 CHICAGO = ZoneInfo("America/Chicago")
-CATCH_UP_DAYS = 7
 TICK_S = 60.0
 PUBLISH_JOB = "dpl-publish"
 DEADLINE_JOB = "dpl-deadline"
@@ -85,54 +93,6 @@ DEADLINE_GRACE_S = 900
 
 Publish = Callable[..., PublicationResult]
 """``publish(cycle, ignore_intake=False)``: ``publish_cycle`` bound to the runtime."""
-
-
-# ---------------------------------------------------------------------------------------------
-# pure decisions
-
-
-def due_cycles(
-    now: dt.datetime,
-    calendar: BusinessCalendar,
-    publish_time: dt.time,
-    published: Iterable[dt.date],
-    *,
-    lookback_days: int = CATCH_UP_DAYS,
-    earliest: dt.date | None = None,
-) -> list[dt.date]:
-    """Cycles to publish at ``now``, oldest first.
-
-    A cycle D is due when D is a business day, ``publish_time`` (Chicago wall clock) on the day
-    after D has passed (``<= now``), D lies within ``lookback_days`` calendar days before the
-    Chicago date of ``now``, D is not before ``earliest`` and D is not in ``published``. With
-    ``deadline_time`` in place of ``publish_time`` the same function answers which cycles have
-    reached their deadline.
-    """
-    done = set(published)
-    today = calendar.chicago_date(now)
-    out: list[dt.date] = []
-    for back in range(lookback_days, 0, -1):
-        day = today - dt.timedelta(days=back)
-        if earliest is not None and day < earliest:
-            continue
-        if day in done or not calendar.is_business_day(day):
-            continue
-        if calendar.publication_instant(day, publish_time) <= now:
-            out.append(day)
-    return out
-
-
-def last_due_cycle(
-    now: dt.datetime, calendar: BusinessCalendar, publish_time: dt.time
-) -> dt.date | None:
-    """The most recent cycle whose publication time has passed at ``now`` (None if none in a
-    fortnight, which only a broken calendar can cause)."""
-    today = calendar.chicago_date(now)
-    for back in range(0, 15):
-        day = today - dt.timedelta(days=back)
-        if calendar.is_business_day(day) and calendar.publication_instant(day, publish_time) <= now:
-            return day
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,6 +124,7 @@ class DplScheduler:
         self._failure_alerted: set[dt.date] = set()
         self._times: tuple[dt.time, dt.time] | None = None
         self._missing_refreshed = False
+        self._reports_due: set[dt.date] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -272,6 +233,45 @@ class DplScheduler:
         with self._lock:
             return self._check_deadlines(trigger, record_idle=True)
 
+    def run_reports(self) -> list[dt.date]:
+        """Write the firms' reports of the cycles waiting for them; returns those cycles."""
+        with self._lock:
+            return self._write_reports()
+
+    def _write_reports(self) -> list[dt.date]:
+        done: list[dt.date] = []
+        for cycle in sorted(self._reports_due):
+            if self.cancel.is_set():
+                break
+            try:
+                write_firm_reports(self.runtime, cycle)
+            except Exception:
+                log.exception("dpl scheduler: the reports of cycle %s failed", cycle)
+                metrics.SCHEDULER_RUNS.labels(task=REPORTS_JOB, outcome="failed").inc()
+                continue
+            finally:
+                self._reports_due.discard(cycle)
+            metrics.SCHEDULER_RUNS.labels(task=REPORTS_JOB, outcome="written").inc()
+            done.append(cycle)
+        return done
+
+    def _queue_reports(self) -> None:
+        """Reports run as their own job, after the job that published (one worker thread);
+        a scheduler that is not running (jobs driven by hand) writes them at once."""
+        if not self._reports_due:
+            return
+        scheduler = self._scheduler
+        if scheduler is None or not scheduler.running:
+            self._write_reports()
+            return
+        scheduler.add_job(
+            self.run_reports,
+            id=REPORTS_JOB,
+            name=REPORTS_JOB,
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
     def run_catchup(self) -> None:
         """Deadline checks first (a cycle published late after downtime was late), then publish."""
         with self._lock:
@@ -312,6 +312,7 @@ class DplScheduler:
         calendar = self.calendar()
         published = {d for d in self._window(now) if cycle_complete(ledger, config, d, now)}
         self._refresh_publication_gauges(published, now, calendar)
+        self._reports_due.update(d for d in published if not reports_written(ledger, d))
         due = due_cycles(
             now,
             calendar,
@@ -330,6 +331,7 @@ class DplScheduler:
                     f"trigger={trigger}",
                 )
                 metrics.SCHEDULER_RUNS.labels(task=PUBLISH_JOB, outcome="already_published").inc()
+            self._queue_reports()
             return []
         done: list[dt.date] = []
         for cycle in due:
@@ -337,6 +339,7 @@ class DplScheduler:
                 break
             if self._publish_one(cycle, trigger):
                 done.append(cycle)
+        self._queue_reports()
         return done
 
     def _publish_one(self, cycle: dt.date, trigger: str) -> bool:
@@ -376,6 +379,8 @@ class DplScheduler:
             metrics.SCHEDULER_RUNS.labels(task=PUBLISH_JOB, outcome="failed").inc()
             self._alert_failure(cycle, str(exc), [])
             return False
+        if result.reports_due:
+            self._reports_due.add(cycle)
         if result.complete:
             if result.finalized:
                 outcome = "finalized"  # a preliminary publication, unchanged, is the final one

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from engine.dpl.canonical import canonical_line
+from engine.dpl.canonical import canonical_line, canonical_line_of_values, canonical_lines_of_values
 from engine.dpl.fixml import parse_bytes
 from engine.dpl.records import DplFields
 from engine.errors import EngineBug
@@ -55,3 +57,43 @@ def test_canonical_line_escapes_and_keeps_quantities_as_given() -> None:
 def test_canonical_line_refuses_incomplete_fields() -> None:
     with pytest.raises(EngineBug):
         canonical_line(DplFields(biz_dt="2026-03-09"), rpt_id="1", dlv_dt="2026-03-10")
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8)
+_some = (
+    st.sampled_from(["Goldman Sachs", "Müller & Co <Ltd>", 'a"b', "tab\there", "x\r\ny"]) | _text
+)
+_valid_fields = st.builds(
+    DplFields,
+    rpt_id=st.none() | _some,
+    biz_dt=st.just("2026-03-09"),
+    dlv_dt=st.none() | _some,
+    req_typ=st.just("6"),
+    model_typ=st.sampled_from(["0", "1"]),
+    firm_id=_some,
+    firm_role=st.sampled_from(["4", "7"]),
+    agg_unit=_some,
+    crd=_some,
+    firm_name=_some,
+    symbol=_some,
+    sub_typ=st.sampled_from(["ETO", "OTC", "CMB"]),
+    long=st.none() | st.sampled_from(["100", "0", "1.5"]),
+    short=st.none() | st.sampled_from(["7", "0"]),
+).filter(lambda f: f.long is not None or f.short is not None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_valid_fields, max_size=20))
+def test_many_lines_at_once_are_the_lines_one_by_one(records: list[DplFields]) -> None:
+    ids = [f"20260309{n:09d}" for n in range(1, len(records) + 1)]
+    one_by_one = b"".join(
+        canonical_line_of_values(f, rpt_id=i, dlv_dt="2026-03-10") + b"\n"
+        for f, i in zip(records, ids, strict=True)
+    )
+    assert canonical_lines_of_values(records, ids, dlv_dt=dt.date(2026, 3, 10)) == one_by_one
+
+
+def test_many_lines_at_once_refuse_incomplete_fields() -> None:
+    good = DplFields(None, "2026-03-09", None, "6", "1", "5", "4", "A", "1", "N", "S", "ETO", "1")
+    with pytest.raises(EngineBug):
+        canonical_lines_of_values([good, good._replace(symbol=None)], ["1", "2"], dlv_dt="x")

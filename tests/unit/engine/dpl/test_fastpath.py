@@ -15,9 +15,10 @@ from engine.dpl.canonical import canonical_line
 from engine.dpl.fastpath import read_fast, read_line
 from engine.dpl.fixml import FIXML_NS, FixmlRecord, iter_records
 from engine.dpl.records import DplFields, ValidationResult
+from engine.dpl.validate import DplValidator, iter_validate
 from engine.errors import UnreadableInput
 
-from .support import CM_LINE, line, validator
+from .support import CALENDAR, CM_LINE, CYCLE, REFERENCE, line, validator
 
 CORPUS = Path(__file__).resolve().parents[3] / "data" / "dpl"
 ENTITLED = ("00005", "00161", "IAN", "WLV")
@@ -29,18 +30,45 @@ def results(data: bytes, *, fast_path: bool) -> list[tuple[FixmlRecord, Validati
     return [(record, check(record)) for record in records]
 
 
+def validated(data: bytes, *, fast_path: bool, chunk: int | None = None) -> list[ValidationResult]:
+    """``iter_validate`` over the file, whole or in chunks of ``chunk`` bytes."""
+    chunks = [data] if chunk is None else [data[i : i + chunk] for i in range(0, len(data), chunk)]
+    return list(
+        iter_validate(
+            chunks,
+            reference=REFERENCE,
+            cycle=CYCLE,
+            calendar=CALENDAR,
+            entitled_firms=ENTITLED,
+            max_line_bytes=4096,
+            fast_path=fast_path,
+        )
+    )
+
+
 def same_both_ways(data: bytes) -> int:
-    """Validation results with and without the fast path are equal; how many took it."""
+    """Validation results with and without the fast paths are equal: record by record, and many
+    lines at a time (whole and in small chunks, as the intake reads); how many took the
+    per-record fast path."""
     try:
         fast = results(data, fast_path=True)
     except UnreadableInput as exc:
         with pytest.raises(UnreadableInput) as caught:
             results(data, fast_path=False)
         assert (caught.value.reason, caught.value.message) == (exc.reason, exc.message)
+        with pytest.raises(UnreadableInput) as caught:
+            validated(data, fast_path=True)
+        assert (caught.value.reason, caught.value.message) == (exc.reason, exc.message)
+        with pytest.raises(UnreadableInput) as caught:  # the bytes quoted depend on the chunks
+            validated(data, fast_path=True, chunk=61)
+        assert caught.value.reason == exc.reason
         return 0
     slow = results(data, fast_path=False)
     assert [r for _, r in fast] == [r for _, r in slow]
     assert all(record.fields is None for record, _ in slow)
+    assert validated(data, fast_path=False) == [r for _, r in slow]
+    for chunk in (None, 61):
+        assert validated(data, fast_path=True, chunk=chunk) == [r for _, r in slow]
     return sum(record.fields is not None for record, _ in fast)
 
 
@@ -63,6 +91,25 @@ def test_a_line_needs_its_fixml_envelope() -> None:
 def test_over_long_lines_never_take_the_fast_path() -> None:
     (record,) = iter_records((CM_LINE,), max_line_bytes=len(CM_LINE) - 1)
     assert not record.is_posrpt and record.problem is not None
+
+
+def test_good_lines_are_accepted_many_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the first line, plain valid lines never take the per-line path; the others do."""
+    seen: list[int] = []
+    per_line = DplValidator.validate
+
+    def counting(self: DplValidator, record: FixmlRecord) -> ValidationResult:
+        seen.append(record.line)
+        return per_line(self, record)
+
+    monkeypatch.setattr(DplValidator, "validate", counting)
+    lines = [line(agg=f"AU{i}", long=str(i)) for i in range(40)]
+    lines[20] = line(biz="2026-01-02")  # BIZDT_OUT_OF_RANGE
+    lines[30] = lines[30] + b"\r"  # CRLF ending
+    got = validated(b"\n".join(lines) + b"\n", fast_path=True)
+    assert seen == [1, 21]
+    assert [r.status for r in got] == ["valid"] * 20 + ["rejected"] + ["valid"] * 19
+    assert got[30].raw == lines[30][:-1]
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from gateway.commands.dpl_publish import CliRuntime
 from gateway.config import load_config
 from gateway.ledger import Ledger
 from gateway.publication.errors import IntakePending, PublicationBusy, PublicationCancelled
+from gateway.publication.firm_reports import reports_written, write_firm_reports
 from gateway.publication.publish import (
     cycle_complete,
     missing_exchanges,
@@ -354,8 +355,13 @@ def test_a_preliminary_publication_unchanged_after_the_cutoff_becomes_final_as_d
     assert runtime.ledger.publication(CYCLE.isoformat())["preliminary"] == 0
     assert cycle_complete(runtime.ledger, runtime.config, CYCLE, AFTER_CUTOFF)
     assert (exchange_dir(runtime, "XCBO") / NAME).read_bytes() == early.path.read_bytes()
+    # The run only publishes; the firms' reports are the caller's next job.
     report = runtime.config.spool.root / "firms/00005/outbound/dpl/reports/DPL_20260309.report.csv"
+    assert final.reports_due and not report.exists()
+    assert not reports_written(runtime.ledger, CYCLE)
+    assert report in write_firm_reports(runtime, CYCLE)
     assert report.read_text().count("\n") == 1 + 6  # header + the six records of second.fixml
+    assert reports_written(runtime.ledger, CYCLE)
 
 
 def test_a_file_processed_after_the_publication_makes_the_cycle_publish_again(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from prometheus_client import REGISTRY
 from gateway.commands.dpl_publish import CliRuntime
 from gateway.config import load_config
 from gateway.ledger import Ledger
+from gateway.publication.firm_reports import REPORTS_JOB
 from gateway.publication.publish import publish_cycle
 from gateway.publication.scheduler import (
     DEADLINE_JOB,
@@ -265,3 +267,53 @@ def test_a_failing_file_holds_the_publication_until_the_deadline_then_is_named_a
     again = runtime.ledger.publication("2026-03-09")
     assert again["records"] == 2 and again["sha256"] != first["sha256"]
     assert runtime.ledger.scheduler_outcomes(PUBLISH_JOB, "2026-03-09")[-1] == "republished"
+
+
+def _report_of(runtime: Runtime, firm: str, cycle: str) -> Path:
+    day = cycle.replace("-", "")
+    return runtime.config.spool.root / f"firms/{firm}/outbound/dpl/reports/DPL_{day}.report.csv"
+
+
+def test_the_firm_reports_are_a_job_after_the_publication(runtime: Runtime) -> None:
+    submit(runtime, "00005", "2026-03-09")
+    report = _report_of(runtime, "00005", "2026-03-09")
+    seen: list[bool] = []
+
+    def publish(cycle: dt.date, **kw: Any):  # type: ignore[no-untyped-def]
+        result = publish_cycle(runtime, cycle, **kw)
+        seen.append(report.exists())  # the exchanges are served before any report is written
+        return result
+
+    scheduler = DplScheduler(runtime, publish)
+    scheduler.run_catchup()
+    assert seen == [False] and published(runtime) == ["2026-03-09"]
+    assert "IBM" in report.read_text()  # written next: by hand-driven jobs at once
+    assert runtime.ledger.scheduler_outcomes(REPORTS_JOB, "2026-03-09") == ["written"]
+    scheduler.run_catchup()  # done: not written again
+    assert runtime.ledger.scheduler_outcomes(REPORTS_JOB, "2026-03-09") == ["written"]
+
+
+def test_reports_a_stop_left_unwritten_are_written_at_the_next_tick(runtime: Runtime) -> None:
+    submit(runtime, "00005", "2026-03-09")
+    publish_cycle(runtime, dt.date(2026, 3, 9))  # published, then stopped before the reports
+    report = _report_of(runtime, "00005", "2026-03-09")
+    assert not report.exists()
+    scheduler_for(runtime).run_catchup()
+    assert "IBM" in report.read_text()
+    assert runtime.ledger.scheduler_outcomes(PUBLISH_JOB, "2026-03-09") == []  # nothing resent
+
+
+def test_a_running_scheduler_writes_the_reports_as_their_own_job(runtime: Runtime) -> None:
+    submit(runtime, "00005", "2026-03-09")
+    scheduler = DplScheduler(runtime, functools.partial(publish_cycle, runtime), tick_s=3600)
+    scheduler.start()
+    try:
+        report = _report_of(runtime, "00005", "2026-03-09")
+        deadline = time.monotonic() + 30
+        while not report.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "IBM" in report.read_text()
+    finally:
+        scheduler.stop(10)
+    assert runtime.ledger.scheduler_outcomes(PUBLISH_JOB, "2026-03-09") == ["published"]
+    assert runtime.ledger.scheduler_outcomes(REPORTS_JOB, "2026-03-09") == ["written"]
