@@ -101,6 +101,9 @@ class DplSettings:
     DPL history that old (a fresh install); older and future cycles are refused."""
     max_records: int = 5_000_000
     """Records one DPL file may hold; a file with more is quarantined (``TOO_MANY_RECORDS``)."""
+    catchup_interval_s: float = 60.0
+    """How often the scheduler's catch-up tick runs: a missed or waiting publication, a delivery
+    that failed or a late-processed file that changed a published cycle is acted on within it."""
 
 
 @dataclass(frozen=True)
@@ -309,6 +312,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "max_line_bytes": (POS_INT, 64 * 1024),
         "publish_window_days": (POS_INT, 10),
         "max_records": (POS_INT, 5_000_000),
+        "catchup_interval_s": (POS_NUM, 60.0),
     },
     "pmc": {"write_pdf": (BOOL, False), "theo_keep": (POS_INT, 3)},
     "ebe": {

@@ -511,4 +511,5 @@ def build_publication_components(runtime: Any, emit: Emit | None = None) -> list
     publish = functools.partial(
         publish_cycle, runtime, force=False, progress=False, emit=emit, cancel=cancel
     )
-    return [DplScheduler(runtime, publish, cancel=cancel)]
+    tick_s = runtime.config.dpl.catchup_interval_s
+    return [DplScheduler(runtime, publish, cancel=cancel, tick_s=tick_s)]

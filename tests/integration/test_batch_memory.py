@@ -4,12 +4,14 @@ about 20 times its size)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,13 +57,13 @@ def test_the_daemon_takes_a_200_mb_batch_under_a_fixed_rss(
         receipt = json.loads(receipt_path.read_text())
         counts = receipt["counts"]
         assert (counts["total"], counts["valid"], counts["rejected"]) == (count, count, 0)
+        peak_mb = peak_rss_mb(daemon.proc.pid)
         daemon.signal(signal.SIGTERM)
-        _, status, usage = os.wait4(daemon.proc.pid, 0)
+        _, status, _ = os.wait4(daemon.proc.pid, 0)
         daemon.proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
         daemon.stop()
     assert daemon.proc.returncode == 0, daemon.log()[-2000:]
-    peak_mb = usage.ru_maxrss / 1024
     print(f"daemon peak RSS over a {DOCUMENT_BYTES // 10**6} MB Batch: {peak_mb:.0f} MB")
     assert peak_mb < PEAK_RSS_BOUND_MB
 
@@ -73,16 +75,30 @@ def test_dpl_validate_reads_a_200_mb_batch_under_a_fixed_rss(big_batch: tuple[Pa
     out = source.parent / "validate.out"
     with open(out, "wb") as stdout:
         child = subprocess.Popen(command, cwd=REPO, stdout=stdout, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(child.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, child.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+        peak_mb = 0.0
+        while child.poll() is None:  # the high-water mark only grows: the last reading holds
+            with contextlib.suppress(OSError):
+                peak_mb = peak_rss_mb(child.pid)
+            time.sleep(0.05)
+        status = child.returncode
+    assert status == 0, child.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
     with open(out, "rb") as fh:
         lines = sum(1 for _ in fh)
         fh.seek(max(out.stat().st_size - 4096, 0))
         summary = json.loads(fh.read().splitlines()[-1])["summary"]
     assert (summary["total"], summary["valid"], lines) == (count, count, count + 1)
-    peak_mb = usage.ru_maxrss / 1024
     print(f"dpl validate peak RSS over a {DOCUMENT_BYTES // 10**6} MB Batch: {peak_mb:.0f} MB")
     assert peak_mb < PEAK_RSS_BOUND_MB
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak RSS since it started its program (``VmHWM``). Not ``ru_maxrss``: on
+    Linux that carries over the RSS of the forked parent (here the test runner, hundreds of MB
+    late in a full run) across ``exec``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
 
 
 def _archived(spool: Path) -> bool:

@@ -75,7 +75,7 @@ def visible_outputs(outbound: Path) -> list[str]:
 def test_a_full_disk_is_survived_without_a_restart(tmp_path: Path, small_disk: Path) -> None:
     cfg = make_test_config(
         tmp_path / "config-root",
-        dpl={"publish_time": "00:00", "deadline_time": "00:00"},
+        dpl={"publish_time": "00:00", "deadline_time": "00:00", "catchup_interval_s": 5.0},
         intake={"stable_interval_s": 0.2, "sweep_interval_s": 1.0, "retry_max_s": 2.0},
         daemon={"shutdown_grace_s": GRACE_S},
     )
