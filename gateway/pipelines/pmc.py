@@ -4,7 +4,8 @@
 writes, each atomically (temp name, fsync, rename, fsync folder), into the firm's
 ``outbound/pmc/``: ``<name>.results.csv``, ``<name>.summary.csv``, ``<name>.errors.csv`` (always,
 header only when clean) and, when configured, ``<name>.pdf`` (Detail) and ``<name>.summary.pdf``
-(Summary), ``<name>`` being the upload's output base (``gateway.spool.naming``: its full name,
+(Summary), ``<name>.summary.csv`` last of all, so a firm that sees it can fetch the rest;
+``<name>`` being the upload's output base (``gateway.spool.naming``: its full name,
 never shared with another upload, never overwriting outputs the firm has not fetched; ``all.csv``
 and ``all.txt`` never share outputs). A file that cannot be read at all
 raises ``UnreadableInput`` and writes nothing: the caller quarantines it. Per-line problems never
@@ -169,7 +170,6 @@ def process_position_file(
     with atomic_writer(outputs["results"]) as fh:  # written a block at a time
         for chunk in results_csv_chunks(report):
             fh.write(chunk)
-    write_atomic(outputs["summary"], summary_csv(report))
     write_atomic(outputs["errors"], errors_csv(report.problems))
     if write_pdf:
         outputs["pdf"] = outbound_dir / f"{stem}.pdf"
@@ -179,6 +179,8 @@ def process_position_file(
             outputs["summary_pdf"],
             report_pdf(report, part="summary", generated_at=generated_at),
         )
+    # Written last: once ``<name>.summary.csv`` is there, every other output is complete.
+    write_atomic(outputs["summary"], summary_csv(report))
     r = report.result
     outcome = PmcOutcome(
         name=name,
