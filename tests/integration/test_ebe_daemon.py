@@ -214,7 +214,7 @@ def test_instruction_and_query_over_amqp_with_events(
         admin.close()
 
 
-CUTOFF_CLOCK_START = "2026-12-18T16:29:20-06:00"
+CUTOFF_CLOCK_START = "2026-12-18T16:29:35-06:00"
 CT = dt.timezone(dt.timedelta(hours=-6))
 
 
@@ -259,7 +259,7 @@ class SftpSession:
 
 
 def test_instruction_cutoff_on_the_live_daemon_one_second_either_side(tmp_path: Path) -> None:
-    """The daemon's clock starts at 16:29:20 CT on the expiration day (``POSGATE_CLOCK_START``)
+    """The daemon's clock starts at 16:29:35 CT on the expiration day (``POSGATE_CLOCK_START``)
     and runs at real speed. On one open sftp connection, a probe upload tells the daemon's time
     (the receipt instant is the server's close of the upload); the next two uploads are then
     sent to close at 16:29:59.5 and 16:30:01.5: the first is accepted, the second rejected
