@@ -408,6 +408,7 @@ def _flow_components(runtime: Runtime) -> list[Component]:
         retry_max_s=config.intake.retry_max_s,
         technical_contact=lambda firm: runtime.config.technical_contact(firm),
     )
+    dpl_arrival.stopping = intake.stopping  # a long file in hand does not outlive the grace
 
     def on_theo_loaded() -> None:
         make_dated_pmc_folders(runtime.config, theo_store.dates())

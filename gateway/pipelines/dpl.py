@@ -36,6 +36,7 @@ from engine.dpl.validate import iter_validate
 from engine.errors import UnreadableInput
 from gateway import metrics
 from gateway.config import Config, ReferenceData
+from gateway.errors import Interrupted
 from gateway.ledger import Ledger, StoreRejected, pack_fields, valid_row
 from gateway.reference import business_calendar, dpl_reference, firm_entitlements
 from gateway.spool.claims import ClaimedFile
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 Emit = Callable[[str, Mapping[str, Any]], None]
 CHUNK_BYTES = 1 << 20
 TOO_MANY_RECORDS = "TOO_MANY_RECORDS"
+STOP_CHECK_RECORDS = 4096
+"""How often (in records) a file in hand asks whether the daemon is stopping."""
 
 
 def no_events(routing_key: str, payload: Mapping[str, Any]) -> None:
@@ -176,25 +179,36 @@ class DplArrival:
         spool_root: Path,
         ledger: Ledger,
         config: Callable[[], Config],
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.spool_root = spool_root
         self.ledger = ledger
         self.config = config
+        # Asked every STOP_CHECK_RECORDS records: a stopping daemon rolls a long file back
+        # (``Interrupted``) instead of outliving its grace; the next start does it again.
+        self.stopping = stopping
         self._cache = _ReferenceCache()
 
     def __call__(self, claimed: ClaimedFile) -> None:
-        self.process(claimed)
+        """A file the intake claimed: rolled back (``Interrupted``) when the daemon stops."""
+        self.process(claimed, stoppable=True)
 
     def outbound_dir(self, firm: str) -> Path:
         return self.spool_root / "firms" / firm / "outbound" / "dpl"
 
-    def process(self, claimed: ClaimedFile) -> Receipt:
+    def process(self, claimed: ClaimedFile, *, stoppable: bool = False) -> Receipt:
+        """Process one submission (see the module doc). ``stoppable``: give up with
+        ``Interrupted`` when the daemon stops (files in ``work/``; an AMQP submission in hand
+        is always finished and answered)."""
         outbound = self.outbound_dir(claimed.firm)
         outbound.mkdir(parents=True, exist_ok=True)
+        stopping = self.stopping if stoppable else _never
         with upload_output_base(self.ledger, claimed.file_id, claimed.name, outbound) as base:
-            return self._process(claimed, outbound, base)
+            return self._process(claimed, outbound, base, stopping)
 
-    def _process(self, claimed: ClaimedFile, outbound: Path, base: str) -> Receipt:
+    def _process(
+        self, claimed: ClaimedFile, outbound: Path, base: str, stopping: Callable[[], bool]
+    ) -> Receipt:
         config = self.config()
         calendar, reference = self._cache.get(config.reference)
         cycle = calendar.cycle_of(claimed.received_at)
@@ -224,6 +238,8 @@ class DplArrival:
             sort_texts: dict[str, str] = {}  # firm id -> its part of the sort key
             for result in results:
                 total += 1
+                if not total % STOP_CHECK_RECORDS and stopping():
+                    raise Interrupted(f"stopped at record {total} of {claimed.name}")
                 if total > max_records:
                     # Raised inside the ledger transaction: nothing of the file is kept.
                     raise UnreadableInput(
@@ -311,7 +327,9 @@ class DplArrival:
                     receipt.as_json(),
                     f"dpl.receipt.{file_id}.{claimed.sha256[:16]}",
                 )
-                for line, raw in self.ledger.rejected_dpl_lines(file_id):
+                for n, (line, raw) in enumerate(self.ledger.rejected_dpl_lines(file_id), 1):
+                    if not n % STOP_CHECK_RECORDS and stopping():
+                        raise Interrupted(f"stopped at rejected event {n} of {claimed.name}")
                     self.ledger.write_event(
                         conn,
                         f"firm.{claimed.firm}.dpl.rejected",
@@ -348,6 +366,10 @@ class DplArrival:
             f", supersedes {receipt.superseded['file']}" if receipt.superseded else "",
         )
         return receipt
+
+
+def _never() -> bool:
+    return False
 
 
 def _chunks(path: Path) -> Iterator[bytes]:

@@ -41,7 +41,7 @@ from watchdog.observers import Observer
 from engine.errors import UnreadableInput
 from gateway import metrics
 from gateway.alerts import raise_alert
-from gateway.errors import TransientError
+from gateway.errors import Interrupted, TransientError
 from gateway.ledger import Ledger
 from gateway.spool.claims import Alert, ClaimedFile, SpoolFiles
 from gateway.spool.fsio import remove_stale_temporaries, write_atomic
@@ -161,6 +161,11 @@ class SpoolIntake:
         if self._observer is not None:
             self._observer.join(timeout)
 
+    def stopping(self) -> bool:
+        """True once ``stop`` has begun: a flow handler in the middle of a long file may roll it
+        back and raise ``Interrupted`` (the file stays claimed for the next start)."""
+        return self._stop.is_set()
+
     def healthy(self) -> bool:
         return (
             self._thread is not None
@@ -261,6 +266,14 @@ class SpoolIntake:
             self.handlers[claimed.flow](claimed)
         except UnreadableInput as exc:
             self.files.quarantine(claimed, exc)
+        except Interrupted as exc:
+            log.info(
+                "%s file %s of firm %s: %s; rolled back, it stays claimed for the next start",
+                claimed.flow,
+                claimed.name,
+                claimed.firm,
+                exc,
+            )
         except (TransientError, OSError, sqlite3.OperationalError) as exc:
             if not is_transient(exc):
                 self._failed(claimed, exc)
