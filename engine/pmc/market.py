@@ -39,8 +39,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.errors import Location
+from engine.pmc.theo.columns import parse_iso_date
 from engine.pmc.theo.model import ACCOUNT_TYPES
-from engine.pmc.theo.read import TheoSetInvalid, parse_iso_date
+from engine.pmc.theo.read import TheoSetInvalid
 from engine.pmc.theo.write import TheoGroups
 
 FloatArray = NDArray[np.float64]
