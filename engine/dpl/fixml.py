@@ -47,15 +47,14 @@ from lxml import etree
 from engine.dpl.fastpath import read_line
 from engine.dpl.lines import EMPTY, ENCODING, LINES, Line, LineBlockReader
 from engine.dpl.records import DplFields
+from engine.dpl.safe_xml import has_text, local_name, make_parser
 from engine.errors import Location, UnreadableInput
 
 FIXML_NS = "http://www.fixprotocol.org/FIXML-5-0-SP2"
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
 
-# Reasons of UnreadableInput raised here.
+# Reasons of UnreadableInput raised here (the Batch reader has its own).
 NO_FIXML = "NO_FIXML"
-TRUNCATED_BATCH = "TRUNCATED_BATCH"
-MALFORMED_BATCH = "MALFORMED_BATCH"
 
 FIXML_TAGS = frozenset({"FIXML", f"{{{FIXML_NS}}}FIXML"})
 POSRPT_TAGS = frozenset({"PosRpt", f"{{{FIXML_NS}}}PosRpt"})
@@ -90,27 +89,6 @@ class FixmlRecord(NamedTuple):
     def is_posrpt(self) -> bool:
         """Whether the record is a well-formed FIXML PosRpt (parsed or read by the fast path)."""
         return self.posrpt is not None or self.fields is not None
-
-
-def make_parser() -> Any:
-    """A new lxml parser for untrusted XML: no entities, no network, no DTD, no huge trees."""
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-        recover=False,
-    )
-
-
-def local_name(tag: object) -> str:
-    """``{ns}Name`` -> ``Name``; non-string tags (never produced by our parser) -> ''."""
-    if not isinstance(tag, str):
-        return ""
-    return tag.rpartition("}")[2]
 
 
 def parse_bytes(
@@ -381,14 +359,10 @@ def _envelope_problem(root: Any) -> str | None:
     posrpt = root[0]
     if posrpt.tag not in POSRPT_TAGS:
         return f"FIXML holds <{local_name(posrpt.tag)}>, not a PosRpt"
-    if _has_text(root.text) or _has_text(posrpt.tail):
+    if has_text(root.text) or has_text(posrpt.tail):
         return "text outside the PosRpt element"
     return None
 
 
 def _is_blank(content: bytes) -> bool:
     return not content or content.isspace()
-
-
-def _has_text(text: str | None) -> bool:
-    return text is not None and text != "" and not text.isspace()
