@@ -9,6 +9,7 @@ and the caller raises once, naming them all.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 from collections.abc import Callable, Collection, Sequence
@@ -45,6 +46,10 @@ class Problems:
             if column:
                 where += f" column {column}"
             self.items.append(f"{where}: {message}")
+
+    def for_file(self, file: str) -> Callable[[int | None, str | None, str], None]:
+        """``add`` for the problems of one file: ``(line, column, message)``."""
+        return functools.partial(self.add, file)
 
     def raise_if_any(self) -> None:
         if self.items:
