@@ -1,4 +1,4 @@
-"""lxml set up for untrusted input, and the element helpers every DPL reader shares.
+"""lxml set up for untrusted input, and the small element functions every DPL reader shares.
 
 Every parser of a DPL file, whether it parses one line (:mod:`engine.dpl.fixml`) or pulls a Batch
 document (:mod:`engine.dpl.batch`), is made with ``PARSER_OPTIONS``: no entity resolution, no

@@ -3,7 +3,7 @@
 ``read_table`` turns one file's bytes into columns of stripped strings found by header name (order
 free, extra columns ignored); the ``parse_*`` functions turn a column into typed values. Nothing
 raises on a bad cell: each problem goes to a ``Problems`` with its file, line, column and value,
-and the caller raises once, naming them all.
+and the caller raises once, naming them all (``engine.pmc.market`` collects its problems so too).
 """
 
 from __future__ import annotations
