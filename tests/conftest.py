@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import DaemonProcess, TestConfig, make_test_config
+from tests.support.daemon import DaemonProcess, TestConfig, make_test_config, running
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -20,9 +20,5 @@ def test_config(tmp_path: Path) -> TestConfig:
 
 @pytest.fixture
 def daemon(test_config: TestConfig) -> Iterator[DaemonProcess]:
-    proc = DaemonProcess(test_config)
-    try:
-        proc.wait_ready()
+    with running(test_config, clean_exit=False) as proc:
         yield proc
-    finally:
-        proc.stop()

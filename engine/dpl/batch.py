@@ -27,6 +27,7 @@ from typing import Any
 
 from lxml import etree
 
+from engine.dpl.safe_xml import PARSER_OPTIONS, has_text, local_name
 from engine.errors import EngineBug, UnreadableInput
 
 SLICE_BYTES = 1 << 20
@@ -71,14 +72,6 @@ def read_batch(
     return reader.run(pieces)
 
 
-def _has_text(text: str | None) -> bool:
-    return text is not None and text != "" and not text.isspace()
-
-
-def _local_name(tag: object) -> str:
-    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
-
-
 class _BatchReader:
     """State of one pass over one Batch document; not shared between threads."""
 
@@ -93,17 +86,7 @@ class _BatchReader:
         self.unreadable = unreadable
         self.fixml_tags = fixml_tags
         self.batch_tags = batch_tags
-        self.tree = etree.XMLPullParser(
-            events=("start", "end"),
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            dtd_validation=False,
-            huge_tree=False,
-            remove_comments=True,
-            remove_pis=True,
-            recover=False,
-        )
+        self.tree = etree.XMLPullParser(events=("start", "end"), **PARSER_OPTIONS)
         self.expat = xml.parsers.expat.ParserCreate()
         self.expat.StartElementHandler = self._expat_start
         self.expat.EndElementHandler = self._expat_end
@@ -250,17 +233,17 @@ class _BatchReader:
         if depth == 1:
             self.root = element
             if element.tag not in self.fixml_tags:
-                self._problem(_ROOT, f"root element <{_local_name(element.tag)}> is not FIXML")
+                self._problem(_ROOT, f"root element <{local_name(element.tag)}> is not FIXML")
         elif depth == 2:
             self.root_children += 1
             if self.root_children > 1 or element.tag not in self.batch_tags:
                 self._problem(_ONE_BATCH, "the FIXML document must hold exactly one Batch")
                 return
             self.batch = element
-            if _has_text(self.root.text):
+            if has_text(self.root.text):
                 self._problem(_TEXT, "text outside any element")
         elif element.getparent() is self.batch:
-            if self.children == 0 and _has_text(self.batch.text):
+            if self.children == 0 and has_text(self.batch.text):
                 self._problem(_TEXT, "text outside any element")
             self._settle_last_child()
 
@@ -269,14 +252,14 @@ class _BatchReader:
             self.children += 1
             self.last_child = element
         elif depth == 2 and element is self.batch:
-            if self.children == 0 and _has_text(self.batch.text):
+            if self.children == 0 and has_text(self.batch.text):
                 self._problem(_TEXT, "text outside any element")
             self._settle_last_child()
         elif depth == 1:
             if self.root_children == 0:
                 self._problem(_ONE_BATCH, "the FIXML document must hold exactly one Batch")
             elif self.batch is not None:
-                if _has_text(self.batch.tail):
+                if has_text(self.batch.tail):
                     self._problem(_TEXT, "text outside any element")
                 if self.children == 0:
                     self._problem(_NO_CHILD, "the Batch holds no PosRpt")
@@ -287,10 +270,10 @@ class _BatchReader:
         if child is None:
             return
         self.last_child = None
-        if _has_text(child.tail):
+        if has_text(child.tail):
             line = self.first_line + (child.sourceline or 1) - 1
             self._problem(
-                _CHILD_TAIL, f"text after <{_local_name(child.tag)}> inside the Batch", line
+                _CHILD_TAIL, f"text after <{local_name(child.tag)}> inside the Batch", line
             )
         if self.failed:
             self.batch.remove(child)

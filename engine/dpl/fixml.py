@@ -19,23 +19,24 @@ by ``<Batch`` means Batch mode; anything else is line mode.
 * Batch mode streams too (:mod:`engine.dpl.batch`): the document goes through lxml's pull parser
   and expat side by side, expat giving each Batch child's exact bytes; a finished child leaves the
   tree, so memory does not grow with the document. A line still unfinished after ``PIECE_BYTES``
-  is looked at to decide the mode, so a Batch on one line is never held whole. A Batch that is cut
-  short is ``TRUNCATED_BATCH``; one that is otherwise not well-formed is ``MALFORMED_BATCH``.
+  (:mod:`engine.dpl.lines`) is looked at to decide the mode, so a Batch on one line is never held
+  whole. A Batch that is cut short is ``TRUNCATED_BATCH``; one that is otherwise not well-formed is
+  ``MALFORMED_BATCH``.
 
 Whole-input failures raise :class:`~engine.errors.UnreadableInput` with one of ``EMPTY``,
 ``BINARY``, ``ENCODING``, ``NO_FIXML``, ``TRUNCATED_BATCH``, ``MALFORMED_BATCH``. They are checked
-chunk by chunk, so a caller that feeds a file in several chunks may receive records before a later
-chunk turns out to be binary or not UTF-8: such a caller must treat records as provisional until
-the iterator is exhausted. Fed as one chunk, every whole-input failure is raised before the first
-record. Lines before the first line that contains ``<FIXML`` are held back until one does, so a
-file without any FIXML line yields nothing and raises ``NO_FIXML``.
+chunk by chunk (the first three by :mod:`engine.dpl.lines`, which cuts the chunks into lines), so
+a caller that feeds a file in several chunks may receive records before a later chunk turns out to
+be binary or not UTF-8: such a caller must treat records as provisional until the iterator is
+exhausted. Fed as one chunk, every whole-input failure is raised before the first record. Lines
+before the first line that contains ``<FIXML`` are held back until one does, so a file without any
+FIXML line yields nothing and raises ``NO_FIXML``.
 
 The UTF-8 byte order mark is tolerated at the start of the input and is not part of any record.
 """
 
 from __future__ import annotations
 
-import codecs
 import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -44,27 +45,16 @@ from typing import Any, NamedTuple, cast
 from lxml import etree
 
 from engine.dpl.fastpath import read_line
+from engine.dpl.lines import EMPTY, ENCODING, LINES, Line, LineBlockReader
 from engine.dpl.records import DplFields
+from engine.dpl.safe_xml import has_text, local_name, make_parser
 from engine.errors import Location, UnreadableInput
 
 FIXML_NS = "http://www.fixprotocol.org/FIXML-5-0-SP2"
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
 
-# Reasons of UnreadableInput raised here.
-EMPTY = "EMPTY"
-BINARY = "BINARY"
-ENCODING = "ENCODING"
+# Reasons of UnreadableInput raised here (the Batch reader has its own).
 NO_FIXML = "NO_FIXML"
-TRUNCATED_BATCH = "TRUNCATED_BATCH"
-MALFORMED_BATCH = "MALFORMED_BATCH"
-
-_BOM_UTF8 = codecs.BOM_UTF8
-_WIDE_BOMS = (
-    (codecs.BOM_UTF32_LE, "UTF-32"),
-    (codecs.BOM_UTF32_BE, "UTF-32"),
-    (codecs.BOM_UTF16_LE, "UTF-16"),
-    (codecs.BOM_UTF16_BE, "UTF-16"),
-)
 
 FIXML_TAGS = frozenset({"FIXML", f"{{{FIXML_NS}}}FIXML"})
 POSRPT_TAGS = frozenset({"PosRpt", f"{{{FIXML_NS}}}PosRpt"})
@@ -78,12 +68,6 @@ _BATCH_OPEN = re.compile(
 _DECL_ENCODING = re.compile(rb"encoding\s*=\s*[\"']([A-Za-z0-9._-]+)")
 _UTF8_NAMES = frozenset({b"utf-8", b"utf8", b"us-ascii", b"ascii"})
 _BATCH_TAG = re.compile(rb"\s*<(?:[A-Za-z_][\w.-]*:)?Batch[\s>/]")
-# A line still unfinished at this size is shown to the mode decision as it is (a Batch on one
-# line must not be held whole), and in Batch mode handed on in pieces of this size.
-PIECE_BYTES = 1 << 20
-# What the physical layer hands on: complete lines, the unterminated last line, a look at a
-# line not finished yet.
-_LINES, _FINAL, _PARTIAL = 0, 1, 2
 
 
 class FixmlRecord(NamedTuple):
@@ -105,27 +89,6 @@ class FixmlRecord(NamedTuple):
     def is_posrpt(self) -> bool:
         """Whether the record is a well-formed FIXML PosRpt (parsed or read by the fast path)."""
         return self.posrpt is not None or self.fields is not None
-
-
-def make_parser() -> Any:
-    """A new lxml parser for untrusted XML: no entities, no network, no DTD, no huge trees."""
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-        recover=False,
-    )
-
-
-def local_name(tag: object) -> str:
-    """``{ns}Name`` -> ``Name``; non-string tags (never produced by our parser) -> ''."""
-    if not isinstance(tag, str):
-        return ""
-    return tag.rpartition("}")[2]
 
 
 def parse_bytes(
@@ -186,15 +149,6 @@ class LineBlock(NamedTuple):
     max_line_bytes: int
 
 
-class _Line(NamedTuple):
-    number: int
-    content: bytes
-    terminator: bytes
-    # The first bytes of a line not finished yet: while the mode is being decided, a look at
-    # them (the line comes again whole, or in pieces in Batch mode); in Batch mode, a piece.
-    partial: bool = False
-
-
 class _FileReader:
     """State of one pass over one file; not shared between threads."""
 
@@ -208,144 +162,18 @@ class _FileReader:
         self.fast_path = fast_path
         self.blocks = blocks
         self.parser = make_parser()
-        self._source: Iterator[tuple[int, bytes, int]] = iter(())
-        self._rest: tuple[int, bytes, int] | None = None
-        self._deciding = True  # the mode is not decided yet: one look at a long first line
-        self._in_pieces = False  # Batch mode: long lines are handed on in pieces
 
     def _unreadable(self, reason: str, message: str, line: int | None = None) -> UnreadableInput:
         return UnreadableInput(reason, message, Location(self.name, line, None))
 
-    # -- physical layer: chunks -> checked, numbered lines --------------------------------------
-
-    def _blocks(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes, int]]:
-        """``(lines before, data, kind)``: ``data`` is a run of complete lines, each ending with
-        LF (``_LINES``), the unterminated rest of the input, one line (``_FINAL``), or the first
-        bytes of a line not finished yet (``_PARTIAL``, see ``_Line.partial``)."""
-        decoder = codecs.getincrementaldecoder("utf-8")("strict")
-        # The unfinished last line, as pieces: joined once its end arrives, so that a huge line
-        # fed in many chunks costs linear, not quadratic, time. It never holds a newline.
-        carry: list[bytes] = []
-        carried = 0  # bytes in carry
-        number = 0
-        offset = 0  # bytes of the input consumed before the current chunk
-        started = False
-        head = b""
-        for raw_chunk in chunks:
-            chunk = bytes(raw_chunk)
-            if not started:
-                # Hold the first bytes until a BOM can be recognised whole.
-                head += chunk
-                if len(head) < 4:
-                    continue
-                chunk, started = self._strip_bom(head), True
-                offset = len(head) - len(chunk)
-            if not chunk:
-                continue
-            self._check_text(decoder, chunk, offset, number)
-            offset += len(chunk)
-            if b"\n" not in chunk:
-                carry.append(chunk)
-                carried += len(chunk)
-                if carried >= PIECE_BYTES and (self._deciding or self._in_pieces):
-                    joined = b"".join(carry)
-                    if self._in_pieces:
-                        carry.clear()
-                        carried = 0
-                    else:
-                        carry[:] = [joined]
-                        self._deciding = False
-                    yield number, joined, _PARTIAL
-                continue
-            cut = chunk.rfind(b"\n") + 1
-            if carry:
-                carry.append(chunk[:cut])
-                block = b"".join(carry)
-                carry.clear()
-            else:
-                block = chunk if cut == len(chunk) else chunk[:cut]
-            carried = len(chunk) - cut
-            if carried:
-                carry.append(chunk[cut:])
-            yield number, block, _LINES
-            number += block.count(b"\n")
-        if not started:
-            chunk = self._strip_bom(head)
-            offset = len(head) - len(chunk)
-            if head and not chunk:
-                raise self._unreadable(EMPTY, "the file holds only a byte order mark")
-            if not head:
-                raise self._unreadable(EMPTY, "the file is empty (0 bytes)")
-            self._check_text(decoder, chunk, offset, number)
-            carry = [chunk]
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            raise self._unreadable(
-                ENCODING, "not UTF-8: the file ends inside a multi-byte character", number + 1
-            ) from None
-        if carry:
-            yield number, b"".join(carry), _FINAL
-
-    def _lines(self) -> Iterator[_Line]:
-        """The lines of ``self._source``; ``self._rest`` says where the rest of the current
-        block starts (line number, block, offset), for a switch to whole blocks."""
-        for number, block, kind in self._source:
-            if kind != _LINES:
-                self._rest = None
-                yield _Line(number + 1, block, b"", partial=kind == _PARTIAL)
-                continue
-            start, size = 0, len(block)
-            while start < size:
-                end = block.index(b"\n", start)
-                part = block[start:end]
-                start = end + 1
-                number += 1
-                self._rest = (number + 1, block, start)
-                if part.endswith(b"\r"):
-                    yield _Line(number, part[:-1], b"\r\n")
-                else:
-                    yield _Line(number, part, b"\n")
-            self._rest = None
-
-    def _strip_bom(self, head: bytes) -> bytes:
-        for bom, encoding in _WIDE_BOMS:
-            if head.startswith(bom):
-                raise self._unreadable(
-                    ENCODING, f"the file is {encoding} (byte order mark); expected UTF-8", 1
-                )
-        return head[len(_BOM_UTF8) :] if head.startswith(_BOM_UTF8) else head
-
-    def _check_text(self, decoder: Any, chunk: bytes, offset: int, lines_before: int) -> None:
-        """BINARY or ENCODING for a chunk; ``lines_before`` complete lines precede it."""
-        nul = chunk.find(b"\x00")
-        if nul >= 0:
-            line = lines_before + chunk[:nul].count(b"\n") + 1
-            raise self._unreadable(
-                BINARY, f"NUL byte at byte offset {offset + nul}: a binary file, not text", line
-            )
-        try:
-            decoder.decode(chunk)
-        except UnicodeDecodeError as exc:
-            # exc.start indexes the decoder's pending bytes followed by this chunk.
-            pending = len(exc.object) - len(chunk)
-            at = max(exc.start - pending, 0)
-            line = lines_before + chunk[:at].count(b"\n") + 1
-            bad = bytes(exc.object[exc.start : exc.start + 4])
-            raise self._unreadable(
-                ENCODING,
-                f"not UTF-8: invalid byte(s) {bad!r} at byte offset {offset + at}",
-                line,
-            ) from None
-
     # -- logical layer: lines -> records ----------------------------------------------------------
 
     def run(self, chunks: Iterable[bytes]) -> Iterator[FixmlRecord | LineBlock]:
-        self._source = self._blocks(chunks)
-        lines = self._lines()
-        lookahead: list[_Line] = []
+        physical = LineBlockReader(chunks, self._unreadable)
+        lines = physical.lines()
+        lookahead: list[Line] = []
         significant = 0
-        looked: _Line | None = None  # a look at a long line that decided the mode
+        looked: Line | None = None  # a look at a long line that decided the mode
         for line in lines:
             if line.partial:
                 if _is_blank(line.content):
@@ -365,7 +193,7 @@ class _FileReader:
             rest = opening.group("rest")
             if rest and not rest.isspace():
                 if _BATCH_TAG.match(rest):
-                    yield from self._batch(lookahead, lines, looked)
+                    yield from self._batch(physical, lookahead, lines, looked)
                     return
                 break
             # "<FIXML …>" alone on its line: Batch mode if the next significant line opens a Batch.
@@ -379,16 +207,16 @@ class _FileReader:
                     if _is_blank(following.content):
                         continue
                 if _BATCH_TAG.match(following.content):
-                    yield from self._batch(lookahead, lines, looked)
+                    yield from self._batch(physical, lookahead, lines, looked)
                     return
                 break
             break
-        self._deciding = False
+        physical.deciding = False
         if looked is None and all(_is_blank(x.content) for x in lookahead):
             raise self._unreadable(EMPTY, "the file holds only blank lines")
-        yield from self._line_mode(lookahead, lines)
+        yield from self._line_mode(physical, lookahead, lines)
 
-    def _check_declared_encoding(self, line: _Line) -> None:
+    def _check_declared_encoding(self, line: Line) -> None:
         declared = _DECL_ENCODING.search(line.content)
         if declared and declared.group(1).lower() not in _UTF8_NAMES:
             name = declared.group(1).decode("ascii")
@@ -397,7 +225,7 @@ class _FileReader:
             )
 
     def _line_mode(
-        self, lookahead: list[_Line], rest: Iterator[_Line]
+        self, physical: LineBlockReader, lookahead: list[Line], rest: Iterator[Line]
     ) -> Iterator[FixmlRecord | LineBlock]:
         parse = self._parse_line
         # Lines before the first one holding "<FIXML" wait, unparsed: if none ever does, the file
@@ -405,7 +233,7 @@ class _FileReader:
         held: list[tuple[int, bytes]] = []
         seen_fixml = False
         first_significant = True
-        pending: Iterable[_Line] = lookahead
+        pending: Iterable[Line] = lookahead
         for source in (pending, rest):
             for number, content, _, _ in source:
                 if content and not content.isspace():
@@ -425,7 +253,7 @@ class _FileReader:
                 if seen_fixml and self.blocks and source is rest:
                     break  # the rest of the input goes by whole blocks
             if seen_fixml and self.blocks:
-                yield from self._whole_blocks()
+                yield from self._whole_blocks(physical)
                 return
         if not seen_fixml:
             if held:
@@ -434,15 +262,15 @@ class _FileReader:
                 )
             raise self._unreadable(EMPTY, "the file holds only an XML declaration")
 
-    def _whole_blocks(self) -> Iterator[FixmlRecord | LineBlock]:
+    def _whole_blocks(self, physical: LineBlockReader) -> Iterator[FixmlRecord | LineBlock]:
         """The rest of a line-mode input: what is left of the current block, then every block
         (the unterminated last line, if any, as a record). Line mode sees no partial lines."""
-        rest, self._rest = self._rest, None
+        rest, physical.rest = physical.rest, None
         if rest is not None and rest[2] < len(rest[1]):
             first, block, start = rest
             yield LineBlock(first, block[start:], self._parse_line, self.max_line_bytes)
-        for number, block, kind in self._source:
-            if kind == _LINES:
+        for number, block, kind in physical.blocks:
+            if kind == LINES:
                 yield LineBlock(number + 1, block, self._parse_line, self.max_line_bytes)
             elif block and not block.isspace():
                 yield self._parse_line(number + 1, block)
@@ -480,13 +308,17 @@ class _FileReader:
     # -- Batch mode -------------------------------------------------------------------------------
 
     def _batch(
-        self, lookahead: list[_Line], rest: Iterator[_Line], looked: _Line | None
+        self,
+        physical: LineBlockReader,
+        lookahead: list[Line],
+        rest: Iterator[Line],
+        looked: Line | None,
     ) -> Iterator[FixmlRecord]:
         """Batch mode: the document from its first significant line, read as a stream."""
         from engine.dpl.batch import read_batch  # it imports this module's record type
 
-        self._deciding = False
-        self._in_pieces = True
+        physical.deciding = False
+        physical.in_pieces = True
         start = next((i for i, x in enumerate(lookahead) if not _is_blank(x.content)), None)
         if start is not None:
             first_line = lookahead[start].number
@@ -527,14 +359,10 @@ def _envelope_problem(root: Any) -> str | None:
     posrpt = root[0]
     if posrpt.tag not in POSRPT_TAGS:
         return f"FIXML holds <{local_name(posrpt.tag)}>, not a PosRpt"
-    if _has_text(root.text) or _has_text(posrpt.tail):
+    if has_text(root.text) or has_text(posrpt.tail):
         return "text outside the PosRpt element"
     return None
 
 
 def _is_blank(content: bytes) -> bool:
     return not content or content.isspace()
-
-
-def _has_text(text: str | None) -> bool:
-    return text is not None and text != "" and not text.isspace()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.dpl.fixml import FIXML_NS, local_name
+from engine.dpl.fixml import FIXML_NS
 from engine.dpl.records import (
     LAYOUT,
     MISSING_FIELD,
@@ -37,6 +37,7 @@ from engine.dpl.records import (
     Problem,
     is_date,
 )
+from engine.dpl.safe_xml import has_text, local_name
 
 
 def _tags(name: str) -> frozenset[str]:
@@ -284,18 +285,14 @@ def may_hold_text(raw: bytes) -> bool:
 
 def check_text(posrpt: Any, problems: list[Problem]) -> None:
     """LAYOUT for any non-blank text inside the PosRpt (the envelope is fixml's business)."""
-    if _has_text(posrpt.text):
+    if has_text(posrpt.text):
         problems.append(_text_problem("PosRpt", posrpt.text))
     for element in posrpt.iterdescendants():
         name = local_name(element.tag)
-        if _has_text(element.text):
+        if has_text(element.text):
             problems.append(_text_problem(name, element.text))
-        if _has_text(element.tail):
+        if has_text(element.tail):
             problems.append(_text_problem(f"after {name}", element.tail))
-
-
-def _has_text(text: str | None) -> bool:
-    return text is not None and text != "" and not text.isspace()
 
 
 def _missing(field: str, message: str | None = None) -> Problem:

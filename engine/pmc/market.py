@@ -39,8 +39,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.errors import Location
+from engine.pmc.theo.columns import Problems, parse_iso_date
 from engine.pmc.theo.model import ACCOUNT_TYPES
-from engine.pmc.theo.read import TheoSetInvalid, parse_iso_date
+from engine.pmc.theo.read import TheoSetInvalid
 from engine.pmc.theo.write import TheoGroups
 
 FloatArray = NDArray[np.float64]
@@ -75,7 +76,6 @@ MARKET_COLUMNS = (
 )
 RECORD_KINDS = ("portfolio_group", "product_group", "class_group", "underlying", "series")
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-/#^")
-MAX_PROBLEMS = 50
 
 
 class MarketSnapshotInvalid(TheoSetInvalid):
@@ -114,27 +114,10 @@ class MarketSnapshot:
     ser_volatility: FloatArray
 
 
-class _Problems:
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.items: list[str] = []
-        self.first: Location | None = None
-
-    def add(self, line: int, column: str | None, message: str) -> None:
-        if self.first is None:
-            self.first = Location(file=self.file, line=line, field=column)
-        if len(self.items) < MAX_PROBLEMS:
-            where = f"{self.file} line {line}" + (f" column {column}" if column else "")
-            self.items.append(f"{where}: {message}")
-
-    def check(self) -> None:
-        if self.items:
-            raise MarketSnapshotInvalid(self.items, self.first)
-
-
 def parse_market_snapshot(data: bytes, *, file: str = "market.csv") -> MarketSnapshot:
     """Parse a snapshot (see the module docstring); raises ``MarketSnapshotInvalid``."""
-    problems = _Problems(file)
+    problems = Problems(MarketSnapshotInvalid)
+    add = problems.for_file(file)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -158,8 +141,8 @@ def parse_market_snapshot(data: bytes, *, file: str = "market.csv") -> MarketSna
         )
     unknown = [c for c in header if c and c not in MARKET_COLUMNS]
     if unknown:
-        problems.add(header_line, None, f"unknown column(s) {', '.join(unknown)}")
-        problems.check()
+        add(header_line, None, f"unknown column(s) {', '.join(unknown)}")
+        problems.raise_if_any()
     col = {name: header.index(name) for name in MARKET_COLUMNS if name in header}
 
     ports: list[tuple[str, str, float]] = []
@@ -182,7 +165,7 @@ def parse_market_snapshot(data: bytes, *, file: str = "market.csv") -> MarketSna
 
     for line, row in numbered[1:]:
         if len(row) != len(header):
-            problems.add(line, None, f"{len(row)} fields, the header has {len(header)}")
+            add(line, None, f"{len(row)} fields, the header has {len(header)}")
             continue
 
         def get(name: str, row: list[str] = row) -> str:
@@ -192,9 +175,9 @@ def parse_market_snapshot(data: bytes, *, file: str = "market.csv") -> MarketSna
         def ident(name: str, line: int = line) -> str:
             v = get(name)
             if not v:
-                problems.add(line, name, f"{name} is empty")
+                add(line, name, f"{name} is empty")
             elif not set(v) <= _ID_CHARS:
-                problems.add(line, name, f"{name}={v!r} has characters outside A-Z 0-9 . _ - / # ^")
+                add(line, name, f"{name}={v!r} has characters outside A-Z 0-9 . _ - / # ^")
             return v
 
         def num(
@@ -209,7 +192,7 @@ def parse_market_snapshot(data: bytes, *, file: str = "market.csv") -> MarketSna
             v = get(name)
             if not v:
                 if default is None:
-                    problems.add(line, name, f"{name} is empty")
+                    add(line, name, f"{name} is empty")
                     return math.nan
                 return default
             try:
@@ -217,18 +200,18 @@ def parse_market_snapshot(data: bytes, *, file: str = "market.csv") -> MarketSna
             except ValueError:
                 x = math.nan
             if not math.isfinite(x):
-                problems.add(line, name, f"{name}={v!r} is not a number")
+                add(line, name, f"{name}={v!r} is not a number")
                 return math.nan
             if (low is not None and x < low) or (high is not None and x > high):
-                problems.add(line, name, f"{name}={v!r} is out of range")
+                add(line, name, f"{name}={v!r} is out of range")
             if positive and x <= 0:
-                problems.add(line, name, f"{name}={v!r} must be positive")
+                add(line, name, f"{name}={v!r} must be positive")
             return x
 
         def acct_type(line: int = line) -> str:
             v = get("account_type").upper()
             if v not in ACCOUNT_TYPES:
-                problems.add(line, "account_type", f"account_type={v!r} is not C, F or M")
+                add(line, "account_type", f"account_type={v!r} is not C, F or M")
             return v
 
         kind = get("record").lower()
@@ -236,7 +219,7 @@ def parse_market_snapshot(data: bytes, *, file: str = "market.csv") -> MarketSna
             pid, acct = ident("portfolio_group_id"), acct_type()
             off = num("offset_pct", low=0.0, high=1.0)
             if (acct, pid) in port_keys:
-                problems.add(line, "portfolio_group_id", f"portfolio group {pid!r} twice")
+                add(line, "portfolio_group_id", f"portfolio group {pid!r} twice")
             port_keys.add((acct, pid))
             ports.append((pid, acct, off))
         elif kind == "product_group":
@@ -246,17 +229,15 @@ def parse_market_snapshot(data: bytes, *, file: str = "market.csv") -> MarketSna
             down = num("move_down_pct", low=0.0, high=1.0)
             up = num("move_up_pct", low=0.0)
             if port and (acct, port) not in port_keys:
-                problems.add(
+                add(
                     line,
                     "portfolio_group_id",
                     f"portfolio group {port!r} ({acct}) is not defined above this line",
                 )
             if port and math.isnan(off):
-                problems.add(
-                    line, "offset_pct", "a product group in a portfolio group needs offset_pct"
-                )
+                add(line, "offset_pct", "a product group in a portfolio group needs offset_pct")
             if (acct, pg) in pg_keys:
-                problems.add(line, "product_group_id", f"product group {pg!r} ({acct}) twice")
+                add(line, "product_group_id", f"product group {pg!r} ({acct}) twice")
             pg_keys[(acct, pg)] = off
             pg_ids.add(pg)
             prods.append((pg, port, acct, off, down, up))
@@ -264,12 +245,12 @@ def parse_market_snapshot(data: bytes, *, file: str = "market.csv") -> MarketSna
             cg, pg = ident("class_group_id"), ident("product_group_id")
             basket = get("basket_id")
             if pg and pg not in pg_ids:
-                problems.add(line, "product_group_id", f"product group {pg!r} is not defined above")
+                add(line, "product_group_id", f"product group {pg!r} is not defined above")
             if cg in cg_ids:
-                problems.add(line, "class_group_id", f"class group {cg!r} twice")
+                add(line, "class_group_id", f"class group {cg!r} twice")
             if basket:
                 if basket in baskets:
-                    problems.add(line, "basket_id", f"basket {basket!r} twice")
+                    add(line, "basket_id", f"basket {basket!r} twice")
                 baskets.add(basket)
             cg_ids[cg] = len(classes)
             classes.append((cg, pg, basket))
@@ -277,11 +258,11 @@ def parse_market_snapshot(data: bytes, *, file: str = "market.csv") -> MarketSna
             sym, cg = ident("symbol").upper(), ident("class_group_id")
             stype = get("security_type").upper()
             if stype not in ("", "S"):
-                problems.add(line, "security_type", "an underlying is S (stock) or empty (index)")
+                add(line, "security_type", "an underlying is S (stock) or empty (index)")
             if cg and cg not in cg_ids:
-                problems.add(line, "class_group_id", f"class group {cg!r} is not defined above")
+                add(line, "class_group_id", f"class group {cg!r} is not defined above")
             if sym in und_index:
-                problems.add(line, "symbol", f"underlying {sym!r} twice")
+                add(line, "symbol", f"underlying {sym!r} twice")
             und_index[sym] = len(und["sym"])
             und["sym"].append(sym)
             und["cg"].append(cg)
@@ -296,28 +277,26 @@ def parse_market_snapshot(data: bytes, *, file: str = "market.csv") -> MarketSna
             sym, base = ident("symbol").upper(), ident("underlying").upper()
             stype = get("security_type").upper()
             if stype not in ("O", "I", "F", "W"):
-                problems.add(line, "security_type", f"security_type={stype!r} is not O, I, F, W")
+                add(line, "security_type", f"security_type={stype!r} is not O, I, F, W")
             if base and base not in und_index:
-                problems.add(line, "underlying", f"underlying {base!r} is not defined above")
+                add(line, "underlying", f"underlying {base!r} is not defined above")
             pc = get("put_call").upper()
             if stype in ("O", "I", "W"):
                 if pc not in ("C", "P") or (stype == "W" and pc != "C"):
-                    problems.add(line, "put_call", f"put_call={pc!r} is not valid for {stype}")
+                    add(line, "put_call", f"put_call={pc!r} is not valid for {stype}")
                 strike = num("strike", positive=True)
             else:
                 pc = ""
                 strike = 0.0
             series = get("series_date")
             if parse_iso_date(series) is None:
-                problems.add(line, "series_date", f"series_date={series!r} is not YYYY-MM-DD")
+                add(line, "series_date", f"series_date={series!r} is not YYYY-MM-DD")
             expiry = get("expiration_date") or series
             if parse_iso_date(expiry) is None:
-                problems.add(
-                    line, "expiration_date", f"expiration_date={expiry!r} is not YYYY-MM-DD"
-                )
+                add(line, "expiration_date", f"expiration_date={expiry!r} is not YYYY-MM-DD")
             ex = get("exercise_style").upper() or ("A" if stype != "F" else "")
             if ex not in ("A", "E", ""):
-                problems.add(line, "exercise_style", f"exercise_style={ex!r} is not A or E")
+                add(line, "exercise_style", f"exercise_style={ex!r} is not A or E")
             ser["und"].append(und_index.get(base, -1))
             ser["sym"].append(sym)
             ser["type"].append(stype)
@@ -332,10 +311,8 @@ def parse_market_snapshot(data: bytes, *, file: str = "market.csv") -> MarketSna
             ser["v"].append(num("volatility", default=math.nan, low=0.0))
             ser_lines.append(line)
         else:
-            problems.add(
-                line, "record", f"record={get('record')!r} is not one of {', '.join(RECORD_KINDS)}"
-            )
-    problems.check()
+            add(line, "record", f"record={get('record')!r} is not one of {', '.join(RECORD_KINDS)}")
+    problems.raise_if_any()
 
     def floats(values: list[object]) -> FloatArray:
         return np.asarray(values, dtype=np.float64)

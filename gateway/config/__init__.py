@@ -1,13 +1,15 @@
 """Configuration: one TOML file plus the account files and reference CSVs beside it.
 
 The public face of the package: ``load_config`` builds a frozen ``Config`` or raises one
-``ConfigError`` listing every problem. The TOML tables live in ``settings``, accounts in
-``accounts``, the reference CSVs in ``reference_data``, the shared parsing machinery in ``schema``.
+``ConfigError`` listing every problem. The TOML tables live in ``settings``, reading the file into
+them in ``load``, accounts in ``accounts``, the reference CSVs in ``reference_data``, the shared
+parsing machinery in ``schema``.
 """
 
 from __future__ import annotations
 
 from gateway.config.accounts import Account
+from gateway.config.load import DEFAULT_CONFIG, load_config
 from gateway.config.reference_data import (
     ClearingMember,
     Exchange,
@@ -18,7 +20,6 @@ from gateway.config.reference_data import (
 )
 from gateway.config.schema import ConfigError
 from gateway.config.settings import (
-    DEFAULT_CONFIG,
     AmqpSettings,
     Config,
     DaemonSettings,
@@ -30,7 +31,6 @@ from gateway.config.settings import (
     SftpSettings,
     SpoolSettings,
     WebSettings,
-    load_config,
 )
 
 __all__ = [

@@ -35,8 +35,8 @@ from pathlib import Path
 from lxml import etree
 
 from engine.calendar import BusinessCalendar
-from engine.dpl.fixml import make_parser
 from engine.dpl.records import DplReference
+from engine.dpl.safe_xml import make_parser
 from engine.dpl.validate import ValidationSummary, iter_validate
 
 RECEIVED = dt.datetime(2026, 3, 9, 21, 15, tzinfo=dt.timezone(dt.timedelta(hours=-5)))

@@ -18,8 +18,9 @@ from tests.integration.amqp_fixtures import (
     get_messages,
 )
 from tests.support import contract
-from tests.support.daemon import DaemonProcess, free_port, make_test_config, wait_for
+from tests.support.daemon import DaemonProcess, free_port, make_test_config, running, wait_for
 from tests.support.dpl_records import posrpt
+from tests.support.firm import drop_file, firm_folder
 
 FRIDAY_AFTERNOON = "2026-11-20T15:00:00-06:00"
 
@@ -27,19 +28,9 @@ FRIDAY_AFTERNOON = "2026-11-20T15:00:00-06:00"
 @pytest.fixture
 def amqp_daemon(tmp_path: Path, amqp_sandbox: AmqpSandbox) -> Iterator[DaemonProcess]:
     cfg = daemon_config_for(tmp_path, amqp_sandbox)
-    proc = DaemonProcess(
-        cfg,
-        env={
-            "POSGATE_CLOCK_START": FRIDAY_AFTERNOON,
-            "POSGATE_AMQP_PASSWORD": amqp_sandbox.broker.password,
-        },
-    )
-    try:
-        proc.wait_ready()
-        wait_for(lambda: proc.metric("posgate_amqp_up") == 1.0, timeout=30, what="AMQP up")
+    password = amqp_sandbox.broker.password
+    with running(cfg, clock_start=FRIDAY_AFTERNOON, amqp_password=password) as proc:
         yield proc
-    finally:
-        assert proc.stop() == 0
 
 
 @pytest.mark.broker
@@ -71,7 +62,7 @@ def test_dpl_submission_over_amqp_gives_receipt_outputs_and_events(
         assert reply["status"] == "processed", reply
         assert reply["receipt"]["counts"] == {"total": 2, "valid": 1, "rejected": 1}
         assert reply["receipt"]["cycle"] == "2026-11-20"
-        outbound = amqp_daemon.cfg.spool / "firms" / "00005" / "outbound" / "dpl"
+        outbound = firm_folder(amqp_daemon.cfg, "outbound", "dpl")
         rejects = next(outbound.glob("*.rejects.fixml")).read_bytes()
         assert rejects == body.split(b"\n")[1] + b"\n"
         # notify=Y for 00005: one receipt event and one event per rejected record, via the outbox
@@ -117,10 +108,8 @@ def test_file_flows_run_while_the_broker_is_unreachable(tmp_path: Path) -> None:
     try:
         proc.wait_ready()
         assert proc.metric("posgate_amqp_up") == 0.0
-        inbound = cfg.spool / "firms" / "00005" / "inbound" / "dpl"
-        (inbound / ".x.tmp").write_bytes(posrpt("2026-11-20") + b"\n")
-        (inbound / ".x.tmp").rename(inbound / "x.fixml")
-        receipt = cfg.spool / "firms" / "00005" / "outbound" / "dpl" / "x.fixml.receipt.json"
+        drop_file(cfg, "x.fixml", posrpt("2026-11-20") + b"\n")
+        receipt = firm_folder(cfg, "outbound", "dpl") / "x.fixml.receipt.json"
         wait_for(receipt.exists, timeout=20, what="receipt without broker")
         # the receipt event waits in the outbox
         wait_for(lambda: (proc.metric("posgate_outbox_depth") or 0) >= 1, what="outbox depth")
@@ -139,9 +128,7 @@ def test_operator_alerts_are_published_as_events(
         channel = admin.channel()
         channel.queue_declare("test.ops.alerts")
         channel.queue_bind("test.ops.alerts", "posgate.events", "ops.alert.#")
-        inbound = amqp_daemon.cfg.spool / "firms" / "00005" / "inbound" / "dpl"
-        (inbound / ".junk.tmp").write_bytes(b"\x00\x01binary")
-        (inbound / ".junk.tmp").rename(inbound / "junk.fixml")
+        drop_file(amqp_daemon.cfg, "junk.fixml", b"\x00\x01binary")
         got = get_messages(amqp_sandbox, "test.ops.alerts", 1, timeout=20)
         assert [m.routing_key for m, _, _ in got] == ["ops.alert.file_quarantined"]
         event = json.loads(got[0][2])

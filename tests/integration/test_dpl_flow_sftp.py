@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.ledger import Ledger
-from tests.support.daemon import DaemonProcess, TestConfig, make_test_config, wait_for
+from tests.support.daemon import DaemonProcess, TestConfig, make_test_config, running, wait_for
 from tests.support.dpl_records import posrpt
+from tests.support.firm import SFTP, drop_file, firm_folder, quoted, run_sftp
 
-SFTP = shutil.which("sftp")
 FRIDAY_AFTERNOON = "2026-11-20T15:00:00-06:00"  # cycle 2026-11-20, BizDt 2026-11-19 or -20
 
 
@@ -28,37 +26,9 @@ def sftp_put(
     remote_name: str | None = None,
 ) -> None:
     """Upload with the OpenSSH client; ``preserve`` is ``put -p`` (the local times are sent)."""
-    batch = cfg.root / "batch.txt"
-
-    def quoted(path: str) -> str:  # sftp's batch syntax: double quotes, backslash escapes
-        return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
     flag = "-p " if preserve else ""
     target = f"{remote_dir}/{remote_name or local.name}"
-    batch.write_text(f"put {flag}{quoted(str(local))} {quoted(target)}\n")
-    result = subprocess.run(
-        [
-            SFTP or "sftp",
-            "-b",
-            str(batch),
-            "-i",
-            str(cfg.firm_key),
-            "-P",
-            str(cfg.sftp_port),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "00005@127.0.0.1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_sftp(cfg, f"put {flag}{quoted(str(local))} {quoted(target)}\n")
     assert result.returncode == 0, result.stderr
 
 
@@ -67,12 +37,8 @@ def clocked_daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
     if SFTP is None:
         pytest.skip("OpenSSH sftp client not installed")
     cfg = make_test_config(tmp_path)
-    proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": FRIDAY_AFTERNOON})
-    try:
-        proc.wait_ready()
+    with running(cfg, clock_start=FRIDAY_AFTERNOON, clean_exit=False) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_mixed_file_gives_byte_identical_rejects_and_receipt(
@@ -90,7 +56,7 @@ def test_mixed_file_gives_byte_identical_rejects_and_receipt(
     upload = tmp_path / "positions-2026-11-20.fixml"
     upload.write_bytes(b"\r\n".join(lines) + b"\r\n")
     sftp_put(cfg, upload)
-    outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
+    outbound = firm_folder(cfg, "outbound", "dpl")
     receipt_path = outbound / "positions-2026-11-20.fixml.receipt.json"
     wait_for(receipt_path.exists, timeout=20, what="receipt")
     receipt = json.loads(receipt_path.read_text())
@@ -155,7 +121,7 @@ def test_unreadable_upload_is_quarantined_and_alerted(
     assert reason["firm"] == "00005" and reason["file"] == "garbage.fixml"
     assert "clearing-ops@gs.example" in reason["technical_contact"]
     # no records come back (none could be read), only the notice of the unreadable file
-    outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
+    outbound = firm_folder(cfg, "outbound", "dpl")
     assert [p.name for p in outbound.iterdir()] == ["garbage.fixml.unreadable.json"]
     wait_for(lambda: "file_quarantined" in clocked_daemon.log(), what="alert logged")
     assert "clearing-ops@gs.example" in clocked_daemon.log()
@@ -198,26 +164,19 @@ def test_a_hostile_file_name_cannot_forge_log_fields(
 )
 def test_cycle_assignment_with_an_injected_clock(tmp_path: Path, clock: str, cycle: str) -> None:
     cfg = make_test_config(tmp_path)
-    proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": clock})
-    try:
-        proc.wait_ready()
-        inbound = cfg.spool / "firms" / "00005" / "inbound" / "dpl"
-        tmp = inbound / ".drop.tmp"
-        tmp.write_bytes(posrpt(cycle) + b"\n")
-        tmp.rename(inbound / "drop.fixml")
-        receipt = cfg.spool / "firms" / "00005" / "outbound" / "dpl" / "drop.fixml.receipt.json"
+    with running(cfg, clock_start=clock):
+        drop_file(cfg, "drop.fixml", posrpt(cycle) + b"\n")
+        receipt = firm_folder(cfg, "outbound", "dpl") / "drop.fixml.receipt.json"
         wait_for(receipt.exists, timeout=20, what="receipt")
         data = json.loads(receipt.read_text())
         assert data["cycle"] == cycle
         assert data["counts"]["valid"] == 1
-    finally:
-        assert proc.stop() == 0
 
 
 def test_kill9_between_claim_and_archive_then_restart_processes_once(tmp_path: Path) -> None:
     cfg = make_test_config(tmp_path)
     env = {"POSGATE_CLOCK_START": FRIDAY_AFTERNOON}
-    inbound = cfg.spool / "firms" / "00005" / "inbound" / "dpl"
+    inbound = firm_folder(cfg, "inbound", "dpl")
     inbound.mkdir(parents=True)
     big = b"\n".join(posrpt("2026-11-20", unit=f"AU{i}") for i in range(60000)) + b"\n"
     for i in range(3):
@@ -239,7 +198,7 @@ def test_kill9_between_claim_and_archive_then_restart_processes_once(tmp_path: P
             assert len(records) == 60000 and len({r["line"] for r in records}) == 60000
         assert not list(inbound.iterdir())
         assert not list((cfg.spool / "work").rglob("*.fixml"))
-        outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
+        outbound = firm_folder(cfg, "outbound", "dpl")
         assert sorted(p.name for p in outbound.iterdir()) == [
             f"batch{i}.fixml.receipt.json" for i in range(3)
         ]
@@ -265,10 +224,10 @@ def test_upload_killed_halfway_is_never_processed(clocked_daemon: DaemonProcess)
     time.sleep(0.5)
     transport.close()  # the connection drops before the client closes the file
     time.sleep(3.0)  # longer than the stable interval and a sweep
-    inbound = cfg.spool / "firms" / "00005" / "inbound" / "dpl"
+    inbound = firm_folder(cfg, "inbound", "dpl")
     # only the hidden partial kept for a resume, which the intake never takes
     assert [p.name for p in inbound.iterdir()] == [".half.fixml.partial"]
-    assert not list((cfg.spool / "firms" / "00005" / "outbound" / "dpl").iterdir())
+    assert not list(firm_folder(cfg, "outbound", "dpl").iterdir())
     ledger = Ledger(cfg.spool / "state" / "ledger.sqlite3")
     try:
         assert ledger.files() == []
@@ -278,23 +237,16 @@ def test_upload_killed_halfway_is_never_processed(clocked_daemon: DaemonProcess)
 
 def test_a_file_over_the_record_limit_is_quarantined_whole(tmp_path: Path) -> None:
     cfg = make_test_config(tmp_path, dpl={"max_records": 3})
-    proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": FRIDAY_AFTERNOON})
-    try:
-        proc.wait_ready()
-        inbound = cfg.spool / "firms" / "00005" / "inbound" / "dpl"
-        outbound = cfg.spool / "firms" / "00005" / "outbound" / "dpl"
+    with running(cfg, clock_start=FRIDAY_AFTERNOON):
+        outbound = firm_folder(cfg, "outbound", "dpl")
         for name, count in (("three.fixml", 3), ("four.fixml", 4)):
             body = b"\n".join(posrpt("2026-11-20", sym=f"S{n}") for n in range(count)) + b"\n"
-            (inbound / f".{name}.tmp").write_bytes(body)
-            (inbound / f".{name}.tmp").rename(inbound / name)
+            drop_file(cfg, name, body)
         # the same limit for a Batch document, read as a stream
         children = b"\n".join(
             posrpt("2026-11-20", sym=f"B{n}")[len(b"<FIXML>") : -len(b"</FIXML>")] for n in range(4)
         )
-        (inbound / ".batch.fixml.tmp").write_bytes(
-            b"<FIXML>\n<Batch>\n" + children + b"\n</Batch>\n</FIXML>\n"
-        )
-        (inbound / ".batch.fixml.tmp").rename(inbound / "batch.fixml")
+        drop_file(cfg, "batch.fixml", b"<FIXML>\n<Batch>\n" + children + b"\n</Batch>\n</FIXML>\n")
         wait_for(lambda: (outbound / "three.fixml.receipt.json").exists(), what="receipt")
         wait_for(
             lambda: (outbound / "four.fixml.unreadable.json").exists(), what="unreadable notice"
@@ -307,8 +259,6 @@ def test_a_file_over_the_record_limit_is_quarantined_whole(tmp_path: Path) -> No
         wait_for(lambda: (outbound / "batch.fixml.unreadable.json").exists(), what="Batch notice")
         notice = json.loads((outbound / "batch.fixml.unreadable.json").read_text())
         assert notice["reason"] == "TOO_MANY_RECORDS" and "line 6" in notice["message"]
-    finally:
-        assert proc.stop() == 0
     ledger = Ledger(cfg.spool / "state" / "ledger.sqlite3")
     try:
         by_name = {row.name: row for row in ledger.files()}

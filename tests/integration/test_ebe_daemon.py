@@ -3,10 +3,9 @@ every routed request type answered."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,6 @@ import pytest
 
 from gateway.config import load_config
 from gateway.publication.push import push_public_key
-from gateway.sftp import SftpAccount, SftpServer
 from tests.integration.amqp_fixtures import *  # noqa: F403
 from tests.integration.amqp_fixtures import (
     AmqpSandbox,
@@ -24,10 +22,10 @@ from tests.integration.amqp_fixtures import (
     get_messages,
 )
 from tests.support.cir import valid_reports
-from tests.support.daemon import DaemonProcess, TestConfig, make_test_config, wait_for
+from tests.support.daemon import DaemonProcess, TestConfig, make_test_config, running, wait_for
+from tests.support.firm import SFTP, SftpSession, firm_folder, remote_exchange, run_sftp
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ebe"
-SFTP = shutil.which("sftp")
 EXPIRY_AFTERNOON = "2026-12-18T15:00:00-06:00"
 HEADER = "account,symbol,put_call,strike,expiration_date,action,quantity\n"
 ROUTED_TYPES = (
@@ -52,32 +50,7 @@ def install_set(cfg: TestConfig) -> None:
 
 
 def sftp_batch(cfg: TestConfig, commands: str) -> None:
-    batch = cfg.root / "batch.txt"
-    batch.write_text(commands)
-    result = subprocess.run(
-        [
-            SFTP or "sftp",
-            "-b",
-            str(batch),
-            "-i",
-            str(cfg.firm_key),
-            "-P",
-            str(cfg.sftp_port),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "00005@127.0.0.1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cfg.root,
-    )
+    result = run_sftp(cfg, commands)
     assert result.returncode == 0, result.stderr
 
 
@@ -86,9 +59,7 @@ def test_firm_sends_instructions_and_a_query_over_sftp(tmp_path: Path) -> None:
         pytest.skip("OpenSSH sftp client not installed")
     cfg = make_test_config(tmp_path)
     install_set(cfg)
-    proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": EXPIRY_AFTERNOON})
-    try:
-        proc.wait_ready()
+    with running(cfg, clock_start=EXPIRY_AFTERNOON) as proc:
         wait_for(
             lambda: proc.metric("posgate_ebe_positions_loaded") == 8.0,
             timeout=30,
@@ -105,7 +76,7 @@ def test_firm_sends_instructions_and_a_query_over_sftp(tmp_path: Path) -> None:
             json.dumps({"expiration_date": "2026-12-18", "contrary_only": True})
         )
         sftp_batch(cfg, f"put {local}/dec18.csv inbound/ebe/dec18.csv\n")
-        out = cfg.spool / "firms" / "00005" / "outbound" / "ebe"
+        out = firm_folder(cfg, "outbound", "ebe")
         wait_for(lambda: (out / "dec18.csv.ebe-receipt.json").exists(), timeout=30, what="receipt")
         sftp_batch(cfg, f"put {local}/contrary.query.json inbound/ebe/contrary.query.json\n")
         wait_for(
@@ -126,26 +97,14 @@ def test_firm_sends_instructions_and_a_query_over_sftp(tmp_path: Path) -> None:
         assert answer[1].startswith("00005,ACC1,C,XYZ,XYZ,C,45.66,")
         assert ",DO_NOT_EXERCISE,4,6,6.00" in answer[1]
         assert proc.metric("posgate_ebe_instructions_total", {"outcome": "accepted"}) == 1.0
-    finally:
-        assert proc.stop() == 0
 
 
 @pytest.fixture
 def ebe_daemon(tmp_path: Path, amqp_sandbox: AmqpSandbox) -> Iterator[DaemonProcess]:
     cfg = daemon_config_for(tmp_path, amqp_sandbox)
-    proc = DaemonProcess(
-        cfg,
-        env={
-            "POSGATE_CLOCK_START": EXPIRY_AFTERNOON,
-            "POSGATE_AMQP_PASSWORD": amqp_sandbox.broker.password,
-        },
-    )
-    try:
-        proc.wait_ready()
-        wait_for(lambda: proc.metric("posgate_amqp_up") == 1.0, timeout=30, what="AMQP up")
+    password = amqp_sandbox.broker.password
+    with running(cfg, clock_start=EXPIRY_AFTERNOON, amqp_password=password) as proc:
         yield proc
-    finally:
-        assert proc.stop() == 0
 
 
 @pytest.mark.broker
@@ -218,46 +177,6 @@ CUTOFF_CLOCK_START = "2026-12-18T16:29:35-06:00"
 CT = dt.timezone(dt.timedelta(hours=-6))
 
 
-class SftpSession:
-    """One long-lived OpenSSH ``sftp`` client reading its commands from a pipe, so that a
-    ``put`` is written at a chosen instant on an already open connection."""
-
-    def __init__(self, cfg: TestConfig) -> None:
-        self.proc = subprocess.Popen(
-            [
-                SFTP or "sftp",
-                "-b",
-                "-",
-                "-i",
-                str(cfg.firm_key),
-                "-P",
-                str(cfg.sftp_port),
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "00005@127.0.0.1",
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            cwd=cfg.root,
-        )
-
-    def command(self, line: str) -> None:
-        assert self.proc.stdin is not None and self.proc.poll() is None
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def close(self) -> None:
-        _, err = self.proc.communicate(b"bye\n", timeout=30)
-        assert self.proc.returncode == 0, err.decode()
-
-
 def test_instruction_cutoff_on_the_live_daemon_one_second_either_side(tmp_path: Path) -> None:
     """The daemon's clock starts at 16:29:35 CT on the expiration day (``POSGATE_CLOCK_START``)
     and runs at real speed. On one open sftp connection, a probe upload tells the daemon's time
@@ -269,32 +188,12 @@ def test_instruction_cutoff_on_the_live_daemon_one_second_either_side(tmp_path: 
         pytest.skip("OpenSSH sftp client not installed")
     cfg = make_test_config(tmp_path)
     install_set(cfg)
-    # The remote exchange: a second embedded server whose firm-kind account plays the drop
-    # folder (exchange accounts are read-only), with the daemon's push key authorized.
-    remote_root = tmp_path / "remote"
-    drop = remote_root / "inbound" / "dpl"
-    drop.mkdir(parents=True)
-    push_key = push_public_key(load_config(cfg.path))[1]
-    remote = SftpServer(
-        host="127.0.0.1",
-        port=0,
-        host_key_path=tmp_path / "remote-host-key",
-        accounts=lambda: {"xdrop": SftpAccount("xdrop", "firm", remote_root, (push_key,))},
-        max_file_bytes=1 << 20,
-        failed_login_delay_s=0.0,
-    )
-    remote.start()
-    exchanges = cfg.root / "config" / "reference" / "exchanges.csv"
-    exchanges.write_text(
-        exchanges.read_text()
-        + f"XREM,Remote Exchange,N,sftp://xdrop@127.0.0.1:{remote.port}/inbound/dpl,Y\n"
-    )
     local = tmp_path / "up"
     local.mkdir()
     (local / "empty.csv").write_text(HEADER)
     (local / "before.csv").write_text(HEADER + "ACC2,ABC,P,20,2026-12-18,EXERCISE,3\n")
     (local / "after.csv").write_text(HEADER + "ACC1,XYZ,C,45.66,2026-12-18,DO_NOT_EXERCISE,4\n")
-    out = cfg.spool / "firms" / "00005" / "outbound" / "ebe"
+    out = firm_folder(cfg, "outbound", "ebe")
 
     def receipt(name: str) -> dict:
         path = out / f"{name}.ebe-receipt.json"
@@ -304,34 +203,36 @@ def test_instruction_cutoff_on_the_live_daemon_one_second_either_side(tmp_path: 
     def received(doc: dict) -> dt.datetime:
         return dt.datetime.fromisoformat(doc["received_at"]).astimezone(CT)
 
-    proc = DaemonProcess(cfg, env={"POSGATE_CLOCK_START": CUTOFF_CLOCK_START})
-    session: SftpSession | None = None
-    try:
-        proc.wait_ready()
+    with contextlib.ExitStack() as stack:
+        # The remote exchange: a second embedded server whose firm-kind account plays the drop
+        # folder (exchange accounts are read-only), with the daemon's push key authorized.
+        remote = stack.enter_context(remote_exchange(tmp_path))
+        remote.keys.append(push_public_key(load_config(cfg.path))[1])
+        exchanges = cfg.root / "config" / "reference" / "exchanges.csv"
+        exchanges.write_text(exchanges.read_text() + f"XREM,Remote Exchange,N,{remote.url},Y\n")
+        proc = stack.enter_context(running(cfg, clock_start=CUTOFF_CLOCK_START))
         wait_for(
             lambda: proc.metric("posgate_ebe_positions_loaded") == 8.0,
             timeout=30,
             what="expiring set loaded",
         )
-        session = SftpSession(cfg)
-        session.command(f"put {local}/empty.csv inbound/ebe/warmup.csv")
-        receipt("warmup.csv")  # connected and logged in: later puts pay no handshake
-        sent = time.monotonic()
-        session.command(f"put {local}/empty.csv inbound/ebe/probe.csv")
-        probe = received(receipt("probe.csv"))
-        assert probe < dt.datetime(2026, 12, 18, 16, 29, 55, tzinfo=CT), (
-            f"the daemon started too slowly to aim before the cutoff (probe at {probe})"
-        )
+        with SftpSession(cfg) as session:
+            session.command(f"put {local}/empty.csv inbound/ebe/warmup.csv")
+            receipt("warmup.csv")  # connected and logged in: later puts pay no handshake
+            sent = time.monotonic()
+            session.command(f"put {local}/empty.csv inbound/ebe/probe.csv")
+            probe = received(receipt("probe.csv"))
+            assert probe < dt.datetime(2026, 12, 18, 16, 29, 55, tzinfo=CT), (
+                f"the daemon started too slowly to aim before the cutoff (probe at {probe})"
+            )
 
-        def put_at(target: dt.datetime, name: str) -> dict:
-            time.sleep(max(0.0, sent + (target - probe).total_seconds() - time.monotonic()))
-            session.command(f"put {local}/{name} inbound/ebe/{name}")
-            return receipt(name)
+            def put_at(target: dt.datetime, name: str) -> dict:
+                time.sleep(max(0.0, sent + (target - probe).total_seconds() - time.monotonic()))
+                session.command(f"put {local}/{name} inbound/ebe/{name}")
+                return receipt(name)
 
-        before = put_at(dt.datetime(2026, 12, 18, 16, 29, 59, 500000, tzinfo=CT), "before.csv")
-        after = put_at(dt.datetime(2026, 12, 18, 16, 30, 1, 500000, tzinfo=CT), "after.csv")
-        session.close()
-        session = None
+            before = put_at(dt.datetime(2026, 12, 18, 16, 29, 59, 500000, tzinfo=CT), "before.csv")
+            after = put_at(dt.datetime(2026, 12, 18, 16, 30, 1, 500000, tzinfo=CT), "after.csv")
 
         assert received(before).strftime("%H:%M:%S") == "16:29:59", before["received_at"]
         assert [(line["status"], line["reasons"]) for line in before["lines"]] == [("accepted", [])]
@@ -355,6 +256,7 @@ def test_instruction_cutoff_on_the_live_daemon_one_second_either_side(tmp_path: 
         assert report.get("TxnTm") == received(before).astimezone(dt.UTC).strftime(
             "%Y-%m-%dT%H:%M:%SZ"
         )
+        drop = remote.drop
         wait_for(lambda: (drop / f"{cir.name}.sha256").exists(), timeout=30, what="CIR push")
         assert (drop / cir.name).read_bytes() == cir.read_bytes()
         wait_for(  # the gauge drops right after the push, once the delivery is recorded
@@ -362,8 +264,3 @@ def test_instruction_cutoff_on_the_live_daemon_one_second_either_side(tmp_path: 
             timeout=10,
             what="XREM no longer late",
         )
-    finally:
-        if session is not None:
-            session.proc.kill()
-        remote.stop(timeout=5)
-        assert proc.stop() == 0

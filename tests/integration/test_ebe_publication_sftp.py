@@ -23,9 +23,9 @@ from gateway.ebe_store import ExpiringStore
 from gateway.ledger import Ledger
 from gateway.pipelines.ebe import EbeFlow
 from gateway.publication.push import push_public_key
-from gateway.sftp import SftpAccount, SftpServer
 from tests.support.cir import valid_reports
 from tests.support.daemon import TestConfig, free_port, make_test_config
+from tests.support.firm import RemoteExchange, remote_exchange
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ebe"
 CT = dt.timezone(dt.timedelta(hours=-6))
@@ -44,9 +44,7 @@ class Clock:
 @dataclass
 class Setup:
     cfg: TestConfig
-    server: SftpServer
-    drop: Path
-    keys: list[str]
+    remote: RemoteExchange
     ledger: Ledger
     clock: Clock
     events: list[tuple[str, dict[str, object]]]
@@ -71,27 +69,12 @@ class Setup:
 def setup(tmp_path: Path) -> Iterator[Setup]:
     cfg = make_test_config(tmp_path / "local")
     shutil.copytree(DATA / "sets" / "base", cfg.spool / "internal" / "ebe" / "2026-12-18")
-    remote_root = tmp_path / "remote"
-    drop = remote_root / "inbound" / "dpl"
-    drop.mkdir(parents=True)
-    keys: list[str] = []
-    server = SftpServer(
-        host="127.0.0.1",
-        port=0,
-        host_key_path=tmp_path / "remote-host-key",
-        accounts=lambda: {"xdrop": SftpAccount("xdrop", "firm", remote_root, tuple(keys))},
-        max_file_bytes=1 << 20,
-        failed_login_delay_s=0.0,
-    )
-    server.start()
-    ledger = Ledger(cfg.spool / "state" / "ledger.sqlite3")
-    try:
-        yield Setup(
-            cfg, server, drop, keys, ledger, Clock(dt.datetime(2026, 12, 18, 15, 0, tzinfo=CT)), []
-        )
-    finally:
-        ledger.close()
-        server.stop(timeout=5)
+    with remote_exchange(tmp_path) as remote:
+        ledger = Ledger(cfg.spool / "state" / "ledger.sqlite3")
+        try:
+            yield Setup(cfg, remote, ledger, Clock(dt.datetime(2026, 12, 18, 15, 0, tzinfo=CT)), [])
+        finally:
+            ledger.close()
 
 
 def late(exchange: str) -> float | None:
@@ -100,7 +83,7 @@ def late(exchange: str) -> float | None:
 
 def test_the_contrary_file_is_pushed_to_sftp_exchanges_like_the_dpl_file(setup: Setup) -> None:
     cfg = setup.cfg
-    url = f"sftp://xdrop@127.0.0.1:{setup.server.port}/inbound/dpl"
+    url, drop = setup.remote.url, setup.remote.drop
     (cfg.root / "config" / "reference" / "exchanges.csv").write_text(
         "exchange_id,name,receives_dpl,delivery,receives_ebe\n"
         "XCBO,Cboe Options Exchange,Y,spool,Y\n"
@@ -108,7 +91,7 @@ def test_the_contrary_file_is_pushed_to_sftp_exchanges_like_the_dpl_file(setup: 
         f"XDED,Dead Exchange,N,sftp://xdrop@127.0.0.1:{free_port()}/in,Y\n"
         f"XOFF,Not Receiving,Y,{url},N\n"
     )
-    setup.keys.append(push_public_key(load_config(cfg.path))[1])
+    setup.remote.keys.append(push_public_key(load_config(cfg.path))[1])
     flow = setup.flow()
     lines = read_instruction_csv(
         (HEADER + "ACC1,XYZ,C,45.66,2026-12-18,DO_NOT_EXERCISE,4\n").encode(), "i.csv"
@@ -121,20 +104,20 @@ def test_the_contrary_file_is_pushed_to_sftp_exchanges_like_the_dpl_file(setup: 
     )
     assert receipt["accepted"] == 1
     assert flow.publish_due() == []  # before the cutoff nothing goes out
-    assert not list(setup.drop.iterdir())
+    assert not list(drop.iterdir())
 
     # A temporary left by a push killed halfway is removed by the next push.
-    (setup.drop / f"{NAME}.0123abcd.part").write_bytes(b"half")
+    (drop / f"{NAME}.0123abcd.part").write_bytes(b"half")
     setup.clock.at = dt.datetime(2026, 12, 18, 16, 30, 1, tzinfo=CT)
     assert sorted(flow.publish_due()) == ["XCBO", "XREM"]
     local = cfg.spool / "exchanges" / "XCBO" / "outbound" / "ebe" / NAME
-    pushed = (setup.drop / NAME).read_bytes()
+    pushed = (drop / NAME).read_bytes()
     assert pushed == local.read_bytes()
     [report] = valid_reports(pushed)
     assert report.get("TxnTm") == "2026-12-18T22:00:00Z"
     sha = hashlib.sha256(pushed).hexdigest()
-    assert (setup.drop / f"{NAME}.sha256").read_text() == f"{sha}  {NAME}\n"
-    assert sorted(p.name for p in setup.drop.iterdir()) == [NAME, f"{NAME}.sha256"]
+    assert (drop / f"{NAME}.sha256").read_text() == f"{sha}  {NAME}\n"
+    assert sorted(p.name for p in drop.iterdir()) == [NAME, f"{NAME}.sha256"]
     row = setup.ledger.ebe_publication("2026-12-18", "XREM")
     assert row is not None and row["sha256"] == sha and row["path"] == url
     published = [b for k, b in setup.events if k == "exchange.XREM.ebe.published"]
@@ -143,9 +126,9 @@ def test_the_contrary_file_is_pushed_to_sftp_exchanges_like_the_dpl_file(setup: 
     assert late("XOFF") is None
 
     # Idempotent: nothing is written again; the dead exchange waits for its retry delay.
-    inode = (setup.drop / NAME).stat().st_ino
+    inode = (drop / NAME).stat().st_ino
     assert flow.publish_due() == []
-    assert (setup.drop / NAME).stat().st_ino == inode
+    assert (drop / NAME).stat().st_ino == inode
     assert late("XDED") == 1.0
 
     # A newer set after the cutoff changes the decisions: delivered again, new sidecar.
@@ -158,16 +141,14 @@ def test_the_contrary_file_is_pushed_to_sftp_exchanges_like_the_dpl_file(setup: 
     (folder / "meta.csv").touch()
     assert flow.store.refresh() == ["2026-12-18"]
     assert sorted(flow.publish_due()) == ["XCBO", "XREM"]
-    again = (setup.drop / NAME).read_bytes()
+    again = (drop / NAME).read_bytes()
     assert again != pushed and again == local.read_bytes()
     [report] = valid_reports(again)
     assert {q.get("ExpTyp"): q.get("ExpQty") for q in report.iter("{*}Qty")} == {"4": "4", "3": "8"}
-    assert (setup.drop / f"{NAME}.sha256").read_text().split()[0] == hashlib.sha256(
-        again
-    ).hexdigest()
+    assert (drop / f"{NAME}.sha256").read_text().split()[0] == hashlib.sha256(again).hexdigest()
 
     # After a restart (a new flow over the same ledger) nothing delivered is redone, and the
     # dead exchange is tried at once (and fails again, still late).
     assert setup.flow().publish_due() == []
-    assert (setup.drop / NAME).read_bytes() == again
+    assert (drop / NAME).read_bytes() == again
     assert late("XDED") == 1.0

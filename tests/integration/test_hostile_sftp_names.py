@@ -6,34 +6,21 @@ the daemon keeps running."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import DaemonProcess, make_test_config, wait_for
+from tests.support.daemon import DaemonProcess, TestConfig, make_test_config, wait_for
 from tests.support.dpl_records import posrpt
+from tests.support.firm import SFTP, quoted, run_sftp
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "hostile" / "sftp" / "names.json"
-SFTP = shutil.which("sftp")
 pytestmark = pytest.mark.skipif(SFTP is None, reason="OpenSSH sftp client not installed")
 
 
-def put(cfg, local: Path, remote: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    def quoted(path: str) -> str:  # sftp's batch syntax: double quotes, backslash escapes
-        return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    batch = cfg.root / "batch.txt"
-    batch.write_text(f"put {quoted(str(local))} {quoted('inbound/dpl/' + remote)}\n")
-    return subprocess.run(
-        [SFTP or "sftp", "-b", str(batch), "-i", str(cfg.firm_key), "-P", str(cfg.sftp_port)]
-        + ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
-        + ["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "00005@127.0.0.1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def put(cfg: TestConfig, local: Path, remote: str) -> subprocess.CompletedProcess[str]:
+    return run_sftp(cfg, f"put {quoted(str(local))} {quoted('inbound/dpl/' + remote)}\n")
 
 
 def test_hostile_upload_names_are_refused_or_processed_as_expected(tmp_path: Path) -> None:

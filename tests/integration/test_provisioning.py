@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
@@ -11,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import REPO, DaemonProcess, TestConfig, make_keypair, wait_for
+from tests.support.firm import SFTP, run_sftp
 
-pytestmark = pytest.mark.skipif(shutil.which("sftp") is None, reason="OpenSSH sftp missing")
+pytestmark = pytest.mark.skipif(SFTP is None, reason="OpenSSH sftp missing")
 
 
 def posgate(cfg: TestConfig, *args: str) -> subprocess.CompletedProcess[str]:
@@ -28,31 +28,7 @@ def posgate(cfg: TestConfig, *args: str) -> subprocess.CompletedProcess[str]:
 def sftp_ls(
     cfg: TestConfig, login: str, key: Path, folder: str
 ) -> subprocess.CompletedProcess[str]:
-    batch = cfg.root / f"ls-{login}.txt"
-    batch.write_text(f"ls {folder}\n")
-    return subprocess.run(
-        [
-            "sftp",
-            "-b",
-            str(batch),
-            "-i",
-            str(key),
-            "-P",
-            str(cfg.sftp_port),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            f"{login}@127.0.0.1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_sftp(cfg, f"ls {folder}\n", login=login, key=key, batch_name=f"ls-{login}.txt")
 
 
 def test_firm_add_list_remove_with_reload(daemon: DaemonProcess) -> None:

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
@@ -24,9 +24,9 @@ from gateway.config import Config, load_config
 from gateway.ledger import Ledger
 from gateway.publication.publish import publish_cycle
 from gateway.publication.push import push_public_key
-from gateway.sftp import SftpAccount, SftpServer
 from tests.benchmarks.bench_dpl_publish import add_dpl_file, ledger_row, valid_fields
 from tests.support.daemon import REPO, TestConfig, free_port, make_test_config
+from tests.support.firm import RemoteExchange, remote_exchange
 
 CYCLE = dt.date(2026, 3, 9)
 NAME = "DPL_20260309.fixml"
@@ -35,24 +35,9 @@ REFERENCE_EXCHANGES = "exchange_id,name,receives_dpl,delivery\nXCBO,Cboe Options
 
 
 @dataclass
-class Remote:
-    server: SftpServer
-    root: Path
-    keys: list[str] = field(default_factory=list)
-
-    @property
-    def drop(self) -> Path:
-        return self.root / "inbound" / "dpl"
-
-    @property
-    def url(self) -> str:
-        return f"sftp://xdrop@127.0.0.1:{self.server.port}/inbound/dpl"
-
-
-@dataclass
 class Setup:
     cfg: TestConfig
-    remote: Remote
+    remote: RemoteExchange
 
     def config(self) -> Config:
         return load_config(self.cfg.path)
@@ -65,23 +50,8 @@ class Setup:
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[Setup]:
     cfg = make_test_config(tmp_path / "local")
-    remote_root = tmp_path / "remote"
-    (remote_root / "inbound" / "dpl").mkdir(parents=True)
-    keys: list[str] = []
-    server = SftpServer(
-        host="127.0.0.1",
-        port=0,
-        host_key_path=tmp_path / "remote-host-key",
-        accounts=lambda: {"xdrop": SftpAccount("xdrop", "firm", remote_root, tuple(keys))},
-        max_file_bytes=1 << 30,
-        failed_login_delay_s=0.0,
-    )
-    server.start()
-    remote = Remote(server, remote_root, keys)
-    try:
+    with remote_exchange(tmp_path, max_file_bytes=1 << 30) as remote:
         yield Setup(cfg, remote)
-    finally:
-        server.stop(timeout=5)
 
 
 def seed(ledger: Ledger, count: int = 3000) -> None:

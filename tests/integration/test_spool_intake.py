@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,30 +50,38 @@ def ledger(spool: Path) -> Iterator[Ledger]:
     led.close()
 
 
-def make_intake(
+@contextmanager
+def running_intake(
     spool: Path,
     ledger: Ledger,
-    handler: RecordingHandler,
+    handler: Callable[[ClaimedFile], None],
     stable: float = 0.6,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-) -> SpoolIntake:
-    return SpoolIntake(
+    *,
+    sweep: float = 1.0,
+    workers: int = 2,
+) -> Iterator[SpoolIntake]:
+    """A started intake of the ``dpl`` folders handing files to ``handler``; stopped on exit."""
+    intake = SpoolIntake(
         spool_root=spool,
         ledger=ledger,
         handlers={"dpl": handler},
         clock=clock,
         stable_interval_s=stable,
-        sweep_interval_s=1.0,
-        workers=2,
+        sweep_interval_s=sweep,
+        workers=workers,
         technical_contact=lambda firm: "Ops <ops@example.com>",
     )
+    intake.start()
+    try:
+        yield intake
+    finally:
+        intake.stop(5)
 
 
 def test_temp_name_then_rename_is_taken_once_complete(spool: Path, ledger: Ledger) -> None:
     handler = RecordingHandler(ledger)
-    intake = make_intake(spool, ledger, handler)
-    intake.start()
-    try:
+    with running_intake(spool, ledger, handler):
         inbound = spool / "firms" / "00005" / "inbound" / "dpl"
         tmp = inbound / "upload.fixml.part"
         payload = b"<FIXML/>\n" * 5000
@@ -92,8 +101,6 @@ def test_temp_name_then_rename_is_taken_once_complete(spool: Path, ledger: Ledge
         states = [s for s, _ in ledger.file_events(row.id)]
         assert states == ["received", "claimed", "processed", "archived"]
         assert not list(inbound.iterdir())
-    finally:
-        intake.stop(5)
 
 
 @pytest.mark.parametrize("mtime", [1_000_000_000, 4_000_000_000], ids=["past", "future"])
@@ -105,9 +112,7 @@ def test_a_file_of_another_writer_is_received_when_first_seen_whatever_its_mtime
     began = time.monotonic()
     clock = lambda: start + dt.timedelta(seconds=time.monotonic() - began)  # noqa: E731
     handler = RecordingHandler(ledger)
-    intake = make_intake(spool, ledger, handler, stable=0.6, clock=clock)
-    intake.start()
-    try:
+    with running_intake(spool, ledger, handler, stable=0.6, clock=clock):
         target = spool / "firms" / "00005" / "inbound" / "dpl" / "dated.fixml"
         target.write_bytes(b"<FIXML/>\n")
         os.utime(target, (mtime, mtime))
@@ -115,15 +120,11 @@ def test_a_file_of_another_writer_is_received_when_first_seen_whatever_its_mtime
         row = ledger.files()[0]
         # seen within a fraction of a second, processed after the stable wait: still Friday
         assert start <= row.received_at < start + dt.timedelta(seconds=0.9)
-    finally:
-        intake.stop(5)
 
 
 def test_slow_writer_in_place_is_taken_only_when_stable(spool: Path, ledger: Ledger) -> None:
     handler = RecordingHandler(ledger)
-    intake = make_intake(spool, ledger, handler, stable=1.0)
-    intake.start()
-    try:
+    with running_intake(spool, ledger, handler, stable=1.0):
         target = spool / "firms" / "00005" / "inbound" / "dpl" / "slow.fixml"
         chunks = [b"x" * 4096 for _ in range(6)]
         with open(target, "wb") as fh:
@@ -133,17 +134,13 @@ def test_slow_writer_in_place_is_taken_only_when_stable(spool: Path, ledger: Led
                 time.sleep(0.4)  # shorter than the stable interval
         wait_for(lambda: handler.seen, what="slow file processed")
         assert handler.seen == [("slow.fixml", b"".join(chunks))]
-    finally:
-        intake.stop(5)
 
 
 def test_bytes_sent_again_are_a_new_submission_that_names_the_earlier_file(
     spool: Path, ledger: Ledger
 ) -> None:
     handler = RecordingHandler(ledger)
-    intake = make_intake(spool, ledger, handler)
-    intake.start()
-    try:
+    with running_intake(spool, ledger, handler) as intake:
         inbound = spool / "firms" / "00005" / "inbound" / "dpl"
         for name in ("a.fixml", "b.fixml", "a.fixml"):
             count = len(handler.seen) + 1
@@ -154,15 +151,11 @@ def test_bytes_sent_again_are_a_new_submission_that_names_the_earlier_file(
         first, second, third = sorted(ledger.files(state="archived"), key=lambda r: r.id)
         assert (second.duplicate_of, third.duplicate_of) == (first.id, first.id)
         assert all(Path(r.archive_path or "").exists() for r in (first, second, third))
-    finally:
-        intake.stop(5)
 
 
 def test_unreadable_file_is_quarantined_with_reason(spool: Path, ledger: Ledger) -> None:
     handler = RecordingHandler(ledger)
-    intake = make_intake(spool, ledger, handler)
-    intake.start()
-    try:
+    with running_intake(spool, ledger, handler) as intake:
         inbound = spool / "firms" / "00005" / "inbound" / "dpl"
         (inbound / "junk.fixml").write_bytes(b"\x00\x01\x02")
         intake.nominate(inbound / "junk.fixml", complete=True)
@@ -174,21 +167,15 @@ def test_unreadable_file_is_quarantined_with_reason(spool: Path, ledger: Ledger)
         assert reason["reason"] == "BINARY" and reason["firm"] == "00005"
         assert reason["technical_contact"] == "Ops <ops@example.com>"
         assert (spool / "quarantine" / f"{row.id}__junk.fixml").read_bytes() == b"\x00\x01\x02"
-    finally:
-        intake.stop(5)
 
 
 def test_folder_without_a_flow_handler_is_left_alone(spool: Path, ledger: Ledger) -> None:
     handler = RecordingHandler(ledger)
-    intake = make_intake(spool, ledger, handler)
-    intake.start()
-    try:
+    with running_intake(spool, ledger, handler):
         waiting = spool / "firms" / "00005" / "inbound" / "ebe" / "instructions.csv"
         waiting.write_bytes(b"account,series\n")
         time.sleep(2.5)
         assert waiting.exists() and ledger.files() == []
-    finally:
-        intake.stop(5)
 
 
 def test_restart_after_crash_between_claim_and_archive(spool: Path, ledger: Ledger) -> None:
@@ -242,14 +229,10 @@ def test_restart_after_crash_between_claim_and_archive(spool: Path, ledger: Ledg
     )
     ledger.set_file_state(c, "processed", "")
     handler = RecordingHandler(ledger)
-    intake = make_intake(spool, ledger, handler)
-    intake.start()
-    try:
+    with running_intake(spool, ledger, handler):
         wait_for(lambda: len(ledger.files(state="archived")) == 3, what="all archived")
         assert sorted(name for name, _ in handler.seen) == ["one.fixml", "two.fixml"]
         assert not list(work.iterdir())
-    finally:
-        intake.stop(5)
 
 
 def test_disk_full_while_writing_outputs_keeps_the_input_for_retry(
@@ -285,17 +268,7 @@ def test_disk_full_while_writing_outputs_keeps_the_input_for_retry(
         write_atomic(outbound / "out.receipt.json", b"complete")
         ledger.set_file_state(claimed.file_id, "processed", "test")
 
-    intake = SpoolIntake(
-        spool_root=spool,
-        ledger=ledger,
-        handlers={"dpl": handler},
-        clock=lambda: dt.datetime.now(dt.UTC),
-        stable_interval_s=0.2,
-        sweep_interval_s=0.5,
-        workers=1,
-    )
-    intake.start()
-    try:
+    with running_intake(spool, ledger, handler, stable=0.2, sweep=0.5, workers=1) as intake:
         inbound = spool / "firms" / "00005" / "inbound" / "dpl"
         (inbound / "in.fixml").write_bytes(b"payload")
         intake.nominate(inbound / "in.fixml", complete=True)
@@ -309,23 +282,11 @@ def test_disk_full_while_writing_outputs_keeps_the_input_for_retry(
         assert attempts == ["disk full", "ok"]
         assert (outbound / "out.receipt.json").read_bytes() == b"complete"
         assert [p.name for p in outbound.iterdir()] == ["out.receipt.json"]
-    finally:
-        intake.stop(5)
 
 
 def test_a_flood_of_tiny_files_is_taken_once_each(spool: Path, ledger: Ledger) -> None:
     handler = RecordingHandler(ledger)
-    intake = SpoolIntake(
-        spool_root=spool,
-        ledger=ledger,
-        handlers={"dpl": handler},
-        clock=lambda: dt.datetime.now(dt.UTC),
-        stable_interval_s=0.3,
-        sweep_interval_s=1.0,
-        workers=2,
-    )
-    intake.start()
-    try:
+    with running_intake(spool, ledger, handler, stable=0.3):
         inbound = spool / "firms" / "00005" / "inbound" / "dpl"
         names = [f"tiny {i:04d} ü.fixml" for i in range(400)]
         for i, name in enumerate(names):
@@ -338,8 +299,6 @@ def test_a_flood_of_tiny_files_is_taken_once_each(spool: Path, ledger: Ledger) -
         )
         assert sorted(n for n, _ in handler.seen) == sorted(names)
         assert not list(inbound.iterdir())
-    finally:
-        intake.stop(5)
 
 
 def test_half_written_hidden_outputs_of_a_killed_run_are_removed_at_start(
@@ -359,13 +318,9 @@ def test_half_written_hidden_outputs_of_a_killed_run_are_removed_at_start(
     ]
     for path in stale + kept:
         path.write_bytes(b"half")
-    intake = make_intake(spool, ledger, RecordingHandler(ledger))
-    intake.start()
-    try:
+    with running_intake(spool, ledger, RecordingHandler(ledger)):
         assert [p for p in stale if p.exists()] == []
         assert all(p.exists() for p in kept)
-    finally:
-        intake.stop(5)
 
 
 @pytest.mark.parametrize("length", [201, 238, 255])
@@ -376,9 +331,7 @@ def test_a_name_too_long_to_claim_is_quarantined_once_with_its_reason(
     name = "p" * (length - len(".fixml")) + ".fixml"
     (inbound / name).write_bytes(b"<FIXML/>\n")
     handler = RecordingHandler(ledger)
-    intake = make_intake(spool, ledger, handler, stable=0.2)
-    intake.start()
-    try:
+    with running_intake(spool, ledger, handler, stable=0.2):
         wait_for(lambda: ledger.files(state="quarantined"), timeout=15, what="quarantined")
         time.sleep(2.5)  # two more sweeps: no new row, nothing left waiting
         rows = ledger.files()
@@ -395,8 +348,6 @@ def test_a_name_too_long_to_claim_is_quarantined_once_with_its_reason(
         outbound = spool / "firms" / "00005" / "outbound" / "dpl"
         notice = json.loads((outbound / f"NAME_TOO_LONG.{rows[0].id}.unreadable.json").read_text())
         assert notice["file"] == name and notice["processed"] is False
-    finally:
-        intake.stop(5)
 
 
 @pytest.mark.parametrize(
@@ -426,17 +377,7 @@ def test_a_full_disk_or_io_error_is_retried_without_a_restart_and_counted(
 
     failed = metrics.FILES_FAILED.labels(flow="dpl")
     before = failed._value.get()  # type: ignore[attr-defined]
-    intake = SpoolIntake(
-        spool_root=spool,
-        ledger=ledger,
-        handlers={"dpl": handler},
-        clock=lambda: dt.datetime.now(dt.UTC),
-        stable_interval_s=0.2,
-        sweep_interval_s=0.5,
-        workers=1,
-    )
-    intake.start()
-    try:
+    with running_intake(spool, ledger, handler, stable=0.2, sweep=0.5, workers=1) as intake:
         inbound = spool / "firms" / "00005" / "inbound" / "dpl"
         (inbound / "in.fixml").write_bytes(b"payload")
         intake.nominate(inbound / "in.fixml", complete=True)
@@ -448,5 +389,3 @@ def test_a_full_disk_or_io_error_is_retried_without_a_restart_and_counted(
         wait_for(lambda: ledger.files(state="archived"), timeout=30, what="processed at last")
         assert attempts == ["fault", "fault", "ok"]
         assert failed._value.get() - before == 2  # type: ignore[attr-defined]
-    finally:
-        intake.stop(5)

@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,6 +178,34 @@ class DaemonProcess:
         self.proc.kill()
         self.proc.wait()
         self._log.close()
+
+
+@contextmanager
+def running(
+    cfg: TestConfig,
+    *,
+    clock_start: str | None = None,
+    amqp_password: str | None = None,
+    clean_exit: bool = True,
+) -> Iterator[DaemonProcess]:
+    """``posgate serve`` on ``cfg``, ready (and, given the broker password, connected to it),
+    stopped on exit; ``clean_exit`` asserts it then exits 0. ``clock_start`` is the instant its
+    clock starts at (``POSGATE_CLOCK_START``)."""
+    env: dict[str, str] = {}
+    if clock_start is not None:
+        env["POSGATE_CLOCK_START"] = clock_start
+    if amqp_password is not None:
+        env["POSGATE_AMQP_PASSWORD"] = amqp_password
+    proc = DaemonProcess(cfg, env=env)
+    try:
+        proc.wait_ready()
+        if amqp_password is not None:
+            wait_for(lambda: proc.metric("posgate_amqp_up") == 1.0, timeout=30, what="AMQP up")
+        yield proc
+    finally:
+        code = proc.stop()
+        if clean_exit:
+            assert code == 0
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):  # type: ignore[no-untyped-def]

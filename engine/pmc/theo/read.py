@@ -1,22 +1,29 @@
 """Reading a theo set: the bytes of its five CSV files -> a ``TheoSet`` or ``TheoSetInvalid``.
 
-Columns are found by header name, order is free and extra columns are ignored. ``parse_theo_set``
-takes the files' bytes (nothing here opens a file) and returns a ``TheoSet`` or raises
-``TheoSetInvalid`` naming every problem with file, line, column and value.
+Columns are found by header name, order is free and extra columns are ignored
+(``engine.pmc.theo.columns`` reads the cells). ``parse_theo_set`` takes the files' bytes (nothing
+here opens a file), checks each file's rows and how the files refer to each other, and returns a
+``TheoSet`` or raises ``TheoSetInvalid`` naming every problem with file, line, column and value.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import date
+from dataclasses import replace
 
 import numpy as np
 
 from engine.errors import Location, UnreadableInput
+from engine.pmc.theo.columns import (
+    Problems,
+    parse_choices,
+    parse_dates,
+    parse_floats,
+    parse_iso_date,
+    parse_required,
+    read_table,
+)
 from engine.pmc.theo.model import (
     ACCOUNT_TYPES,
     CLASS_COLUMNS,
@@ -31,7 +38,6 @@ from engine.pmc.theo.model import (
     PRODUCT_COLUMNS,
     SECURITY_TYPES,
     STRIKE_SCALE,
-    FloatArray,
     FullKey,
     InstrumentKey,
     StrArray,
@@ -44,7 +50,6 @@ _OPTIONAL_COLUMNS = {
     "class_groups.csv": {"basket_id"},
     "pnl.csv": {"implied_vol", *PNL_OPTIONAL_COLUMNS},
 }
-MAX_REPORTED_PROBLEMS = 50
 REASON = "THEO_INVALID"
 
 
@@ -60,214 +65,34 @@ class TheoSetInvalid(UnreadableInput):
         super().__init__(REASON, message, location)
 
 
-class _Problems:
-    def __init__(self) -> None:
-        self.items: list[str] = []
-        self.first: Location | None = None
-
-    def add(self, file: str, line: int | None, column: str | None, message: str) -> None:
-        if self.first is None:
-            self.first = Location(file=file, line=line, field=column)
-        if len(self.items) < MAX_REPORTED_PROBLEMS:
-            where = file
-            if line is not None:
-                where += f" line {line}"
-            if column:
-                where += f" column {column}"
-            self.items.append(f"{where}: {message}")
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise TheoSetInvalid(self.items, self.first)
-
-
-@dataclass
-class _Table:
-    """A CSV file as columns of stripped strings; ``lines[i]`` is the file line of data row i."""
-
-    file: str
-    columns: dict[str, list[str]]
-    lines: list[int]
-
-    def __len__(self) -> int:
-        return len(self.lines)
-
-
-def _read_table(
-    file: str, data: bytes, required: Sequence[str], problems: _Problems
-) -> _Table | None:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        problems.add(file, None, None, f"not UTF-8 text (byte {exc.start})")
-        return None
-    if "\x00" in text:
-        problems.add(file, None, None, "binary content (NUL byte)")
-        return None
-    try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error as exc:
-        problems.add(file, None, None, f"not CSV: {exc}")
-        return None
-    lines = [i + 1 for i, row in enumerate(rows) if any(cell.strip() for cell in row)]
-    if not lines:
-        problems.add(file, None, None, "empty file (a header line is required)")
-        return None
-    header = [cell.strip().lower() for cell in rows[lines[0] - 1]]
-    optional = _OPTIONAL_COLUMNS.get(file, set())
-    missing = [c for c in required if c not in header and c not in optional]
-    if missing:
-        problems.add(file, lines[0], None, f"missing column(s) {', '.join(missing)}")
-        return None
-    dupes = sorted({c for c in header if c and header.count(c) > 1})
-    if dupes:
-        problems.add(file, lines[0], None, f"duplicated column(s) {', '.join(dupes)}")
-        return None
-    data_lines = lines[1:]
-    width = len(header)
-    columns: dict[str, list[str]] = {}
-    good_lines: list[int] = []
-    good_rows: list[list[str]] = []
-    for line in data_lines:
-        row = rows[line - 1]
-        if len(row) != width:
-            problems.add(file, line, None, f"{len(row)} fields, the header has {width}")
-            continue
-        good_lines.append(line)
-        good_rows.append(row)
-    for name in required:
-        if name in header:
-            idx = header.index(name)
-            columns[name] = [r[idx].strip() for r in good_rows]
-        else:
-            columns[name] = [""] * len(good_rows)
-    return _Table(file, columns, good_lines)
-
-
-def _floats(
-    table: _Table,
-    column: str,
-    problems: _Problems,
-    *,
-    allow_empty: bool = False,
-    low: float | None = None,
-    high: float | None = None,
-) -> FloatArray:
-    """Column as float64 [n]; empty cells become NaN when allowed. Bad cells are reported."""
-    values = table.columns[column]
-    out = np.full(len(values), np.nan, dtype=np.float64)
-    try:
-        # fast path: numpy parses the whole column in C
-        arr = np.array([v if v else "nan" for v in values], dtype=np.float64)
-        ok = bool(np.all(np.isfinite(arr) | np.array([not v for v in values], dtype=bool)))
-    except ValueError:
-        arr = out
-        ok = False
-    if ok:
-        out = arr
-    else:
-        for i, v in enumerate(values):
-            if not v:
-                continue
-            try:
-                x = float(v)
-            except ValueError:
-                x = math.nan
-            if not math.isfinite(x):
-                problems.add(table.file, table.lines[i], column, f"{column}={v!r} is not a number")
-                continue
-            out[i] = x
-    empty = np.array([not v for v in values], dtype=bool)
-    if not allow_empty and empty.any():
-        for i in np.flatnonzero(empty)[:MAX_REPORTED_PROBLEMS].tolist():
-            problems.add(table.file, table.lines[i], column, f"{column} is empty")
-    finite = np.isfinite(out)
-    if low is not None:
-        bad = finite & (out < low)
-        for i in np.flatnonzero(bad)[:MAX_REPORTED_PROBLEMS].tolist():
-            problems.add(
-                table.file, table.lines[i], column, f"{column}={values[i]!r} is below {low:g}"
-            )
-    if high is not None:
-        bad = finite & (out > high)
-        for i in np.flatnonzero(bad)[:MAX_REPORTED_PROBLEMS].tolist():
-            problems.add(
-                table.file, table.lines[i], column, f"{column}={values[i]!r} is above {high:g}"
-            )
-    return out
-
-
-def _choices(
-    table: _Table,
-    column: str,
-    allowed: Sequence[str],
-    problems: _Problems,
-    *,
-    upper: bool = True,
-) -> list[str]:
-    values = [v.upper() for v in table.columns[column]] if upper else table.columns[column]
-    allowed_set = set(allowed)
-    for i, v in enumerate(values):
-        if v not in allowed_set:
-            shown = "|".join(a if a else "empty" for a in allowed)
-            problems.add(
-                table.file,
-                table.lines[i],
-                column,
-                f"{column}={table.columns[column][i]!r} is not one of {shown}",
-            )
-    return values
-
-
-def _required(table: _Table, column: str, problems: _Problems) -> list[str]:
-    values = table.columns[column]
-    for i, v in enumerate(values):
-        if not v:
-            problems.add(table.file, table.lines[i], column, f"{column} is empty")
-    return values
-
-
-def parse_iso_date(text: str) -> str | None:
-    """'YYYY-MM-DD' -> the same string when it is a real date, else None."""
-    if len(text) != 10 or text[4] != "-" or text[7] != "-":
-        return None
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return None
-    return text
-
-
-def _dates(table: _Table, column: str, problems: _Problems) -> list[str]:
-    values = table.columns[column]
-    for i, v in enumerate(values):
-        if v and parse_iso_date(v) is None:
-            problems.add(
-                table.file, table.lines[i], column, f"{column}={v!r} is not a YYYY-MM-DD date"
-            )
-    return values
-
-
 def parse_theo_set(files: Mapping[str, bytes], *, name: str = "") -> TheoSet:
     """Build a ``TheoSet`` from the bytes of its five CSV files (keys: file names).
 
     Raises ``TheoSetInvalid`` (an ``UnreadableInput``) listing every problem with its location.
     """
-    problems = _Problems()
+    problems = Problems(TheoSetInvalid)
     for file in FILES:
         if file not in files:
             problems.add(file, None, None, "file is missing")
     problems.raise_if_any()
-    meta = _read_table("meta.csv", files["meta.csv"], META_COLUMNS, problems)
-    ports = _read_table(
+    meta = read_table("meta.csv", files["meta.csv"], META_COLUMNS, problems)
+    ports = read_table(
         "portfolio_groups.csv", files["portfolio_groups.csv"], PORTFOLIO_COLUMNS, problems
     )
-    prods = _read_table(
-        "product_groups.csv", files["product_groups.csv"], PRODUCT_COLUMNS, problems
+    prods = read_table("product_groups.csv", files["product_groups.csv"], PRODUCT_COLUMNS, problems)
+    classes = read_table(
+        "class_groups.csv",
+        files["class_groups.csv"],
+        CLASS_COLUMNS,
+        problems,
+        optional=_OPTIONAL_COLUMNS["class_groups.csv"],
     )
-    classes = _read_table("class_groups.csv", files["class_groups.csv"], CLASS_COLUMNS, problems)
-    pnl = _read_table(
-        "pnl.csv", files["pnl.csv"], (*PNL_FILE_COLUMNS, *PNL_OPTIONAL_COLUMNS), problems
+    pnl = read_table(
+        "pnl.csv",
+        files["pnl.csv"],
+        (*PNL_FILE_COLUMNS, *PNL_OPTIONAL_COLUMNS),
+        problems,
+        optional=_OPTIONAL_COLUMNS["pnl.csv"],
     )
     problems.raise_if_any()
     assert meta is not None and ports is not None and prods is not None
@@ -289,9 +114,9 @@ def parse_theo_set(files: Mapping[str, bytes], *, name: str = "") -> TheoSet:
     equity_pg = meta.columns["equity_product_group"][0] or "999"
 
     # portfolio groups
-    port_ids = _required(ports, "portfolio_group_id", problems)
-    port_types = _choices(ports, "account_type", ACCOUNT_TYPES, problems)
-    port_offsets = _floats(ports, "offset_pct", problems, low=0.0, high=1.0)
+    port_ids = parse_required(ports, "portfolio_group_id", problems)
+    port_types = parse_choices(ports, "account_type", ACCOUNT_TYPES, problems)
+    port_offsets = parse_floats(ports, "offset_pct", problems, low=0.0, high=1.0)
     port_index: dict[tuple[str, str], int] = {}
     for i, key in enumerate(zip(port_types, port_ids, strict=True)):
         if key in port_index:
@@ -304,12 +129,12 @@ def parse_theo_set(files: Mapping[str, bytes], *, name: str = "") -> TheoSet:
         port_index.setdefault(key, i)
 
     # product groups
-    pg_ids = _required(prods, "product_group_id", problems)
+    pg_ids = parse_required(prods, "product_group_id", problems)
     pg_ports_raw = prods.columns["portfolio_group_id"]
-    pg_types = _choices(prods, "account_type", ACCOUNT_TYPES, problems)
-    pg_offsets = _floats(prods, "offset_pct", problems, allow_empty=True, low=0.0, high=1.0)
-    pg_down = _floats(prods, "move_down_pct", problems, low=0.0, high=1.0)
-    pg_up = _floats(prods, "move_up_pct", problems, low=0.0)
+    pg_types = parse_choices(prods, "account_type", ACCOUNT_TYPES, problems)
+    pg_offsets = parse_floats(prods, "offset_pct", problems, allow_empty=True, low=0.0, high=1.0)
+    pg_down = parse_floats(prods, "move_down_pct", problems, low=0.0, high=1.0)
+    pg_up = parse_floats(prods, "move_up_pct", problems, low=0.0)
     pg_index: dict[tuple[str, str], int] = {}
     pg_port = np.full(len(prods), -1, dtype=np.int64)
     for i, (pg_acct, pg, port) in enumerate(zip(pg_types, pg_ids, pg_ports_raw, strict=True)):
@@ -344,8 +169,8 @@ def parse_theo_set(files: Mapping[str, bytes], *, name: str = "") -> TheoSet:
     known_pgs = {pg for _, pg in pg_index}
 
     # class groups
-    cg_ids = _required(classes, "class_group_id", problems)
-    cg_pgs = _required(classes, "product_group_id", problems)
+    cg_ids = parse_required(classes, "class_group_id", problems)
+    cg_pgs = parse_required(classes, "product_group_id", problems)
     cg_baskets = classes.columns["basket_id"]
     cg_index: dict[str, int] = {}
     basket_index: dict[str, int] = {}
@@ -371,25 +196,25 @@ def parse_theo_set(files: Mapping[str, bytes], *, name: str = "") -> TheoSet:
 
     # instruments
     n = len(pnl)
-    acct = _choices(pnl, "account_type", ACCOUNT_TYPES, problems)
-    prod = _required(pnl, "product_group_id", problems)
-    classes_of_rows = _required(pnl, "class_group_id", problems)
-    sym = [s.upper() for s in _required(pnl, "symbol", problems)]
-    sectype = _choices(pnl, "security_type", SECURITY_TYPES, problems)
-    exstyle = _choices(pnl, "exercise_style", ("A", "E", ""), problems)
+    acct = parse_choices(pnl, "account_type", ACCOUNT_TYPES, problems)
+    prod = parse_required(pnl, "product_group_id", problems)
+    classes_of_rows = parse_required(pnl, "class_group_id", problems)
+    sym = [s.upper() for s in parse_required(pnl, "symbol", problems)]
+    sectype = parse_choices(pnl, "security_type", SECURITY_TYPES, problems)
+    exstyle = parse_choices(pnl, "exercise_style", ("A", "E", ""), problems)
     setstyle = [s.upper() for s in pnl.columns["settlement_style"]]
-    series = _dates(pnl, "series_date", problems)
-    expiry = _dates(pnl, "expiration_date", problems)
-    pc = _choices(pnl, "put_call", ("C", "P", ""), problems)
+    series = parse_dates(pnl, "series_date", problems)
+    expiry = parse_dates(pnl, "expiration_date", problems)
+    pc = parse_choices(pnl, "put_call", ("C", "P", ""), problems)
     # blank (or zero) for stocks and futures; options are checked below
-    strike = _floats(pnl, "strike", problems, allow_empty=True, low=0.0)
-    multiplier = _floats(pnl, "multiplier", problems, low=0.0)
-    theo_price = _floats(pnl, "theo_price", problems)
-    implied_vol = _floats(pnl, "implied_vol", problems, allow_empty=True, low=0.0)
-    min_charge = _floats(pnl, "min_charge", problems, low=0.0)
+    strike = parse_floats(pnl, "strike", problems, allow_empty=True, low=0.0)
+    multiplier = parse_floats(pnl, "multiplier", problems, low=0.0)
+    theo_price = parse_floats(pnl, "theo_price", problems)
+    implied_vol = parse_floats(pnl, "implied_vol", problems, allow_empty=True, low=0.0)
+    min_charge = parse_floats(pnl, "min_charge", problems, low=0.0)
     pnl_vec = np.empty((n, POINTS), dtype=np.float64)
     for j, col in enumerate(PNL_COLUMNS):
-        pnl_vec[:, j] = _floats(pnl, col, problems)
+        pnl_vec[:, j] = parse_floats(pnl, col, problems)
     underlying = [u.upper() for u in pnl.columns["underlying"]]
     exchange = [x.upper() for x in pnl.columns["exchange"]]
 

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.dpl.fixml import FIXML_NS, PIECE_BYTES, FixmlRecord, iter_records, parse_bytes
+from engine.dpl.fixml import FIXML_NS, FixmlRecord, iter_records, parse_bytes
+from engine.dpl.lines import PIECE_BYTES
 from engine.errors import UnreadableInput
 
 POSRPT = (

@@ -10,14 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from engine.dpl.fixml import (
-    FIXML_NS,
-    FixmlRecord,
-    iter_records,
-    local_name,
-    make_parser,
-    parse_bytes,
-)
+from engine.dpl.fixml import FIXML_NS, FixmlRecord, iter_records, parse_bytes
+from engine.dpl.safe_xml import local_name, make_parser
 from engine.errors import UnreadableInput
 
 CORPUS = Path(__file__).resolve().parents[3] / "data" / "dpl"
