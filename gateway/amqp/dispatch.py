@@ -41,6 +41,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -143,14 +144,25 @@ def reply_queue_owner(reply_to: str, users: Iterable[str]) -> str | None:
     ``a.b``, never to ``a``. Ownership is decided by the longest matching name, so no user name
     can be chosen to reach into another user's queues.
     """
-    owner: str | None = None
-    for user in users:
-        own = f"{REPLY_QUEUE_PREFIX}{user}"
-        if (reply_to == own or reply_to.startswith(own + ".")) and (
-            owner is None or len(user) > len(owner)
-        ):
-            owner = user
-    return owner
+    known = users if isinstance(users, AbstractSet | Mapping) else set(users)
+    return _longest_owner(reply_to, known.__contains__)
+
+
+def _longest_owner(reply_to: str, is_user: Callable[[str], bool]) -> str | None:
+    """The longest user name ``U`` with ``reply_to`` = ``reply.U`` or ``reply.U.<anything>``:
+    the names to try are what follows ``reply.``, cut at each of its dots, longest first (a few
+    set look-ups per message instead of a pass over every user)."""
+    if not reply_to.startswith(REPLY_QUEUE_PREFIX):
+        return None
+    rest = reply_to[len(REPLY_QUEUE_PREFIX) :]
+    if is_user(rest):
+        return rest
+    cut = rest.rfind(".")
+    while cut >= 0:
+        if is_user(rest[:cut]):
+            return rest[:cut]
+        cut = rest.rfind(".", 0, cut)
+    return None
 
 
 def reply_to_allowed(user: str, reply_to: str, users: Iterable[str] = ()) -> bool:
@@ -160,7 +172,8 @@ def reply_to_allowed(user: str, reply_to: str, users: Iterable[str] = ()) -> boo
     """
     if is_direct_reply_to(reply_to):
         return True
-    return reply_queue_owner(reply_to, {user, *users}) == user
+    known = users if isinstance(users, AbstractSet | Mapping) else set(users)
+    return _longest_owner(reply_to, lambda name: name == user or name in known) == user
 
 
 def is_json_content_type(content_type: str | None) -> bool:
