@@ -234,16 +234,14 @@ def positions_from_rows(
     quantity (positions being edited, not computed). ``fast=False`` sends every row through
     the general checks (the peer of the fast path in tests).
     """
-    cols = BatchColumns()
-    columns = [cols.values[name] for name in _BATCH_FIELDS]
+    accepted: list[tuple[object, ...]] = []  # checked rows in ``_BATCH_FIELDS`` order
     problems: list[PositionProblem] = []
     for i, row in enumerate(rows):
         line = i + 1
         if fast:
             plain = _fast_row(row, line, allow_zero)
             if plain is not None:
-                for column, value in zip(columns, plain, strict=True):
-                    column.append(value)
+                accepted.append(plain)
                 continue
         warnings: list[PositionProblem] = []
         try:
@@ -302,6 +300,10 @@ def positions_from_rows(
                     PositionProblem(line, REJECTED, "BAD_VALUE", "quantity", None, str(exc))
                 )
             continue
-        cols.add(checked)
+        accepted.append(tuple(checked[name] for name in _BATCH_FIELDS))
         problems.extend(warnings)
+    cols = BatchColumns()
+    if accepted:
+        for name, column in zip(_BATCH_FIELDS, zip(*accepted, strict=True), strict=True):
+            cols.values[name] = list(column)
     return cols.batch(), problems
