@@ -354,7 +354,7 @@ class TheoSet:
         dozen numpy calls (whose fixed cost is most of a small portfolio's look-up)."""
         symbols, series, strikes = self._vocab_maps
         accounts, types, flags = _ACCOUNT_CODES, _TYPE_CODES, _FLAG_CODES
-        sizes = self._key_sizes
+        _, n_symbol, n_type, n_flag, n_series, n_strike = self._key_sizes
         codes = _strike_codes(strike)
         out: list[int] = []
         for a, sym, t, pc, day, k in zip(
@@ -366,7 +366,7 @@ class TheoSet:
             codes.tolist(),
             strict=True,
         ):
-            parts = (
+            p0, p1, p2, p3, p4, p5 = (
                 accounts.get(a),
                 symbols.get(sym),
                 types.get(t),
@@ -374,13 +374,12 @@ class TheoSet:
                 series.get(day),
                 strikes.get(k),
             )
-            code = 0
-            for part, size in zip(parts, sizes, strict=True):
-                if part is None:
-                    code = -1
-                    break
-                code = code * size + part
-            out.append(code)
+            if p0 is None or p1 is None or p2 is None or p3 is None or p4 is None or p5 is None:
+                out.append(-1)  # a part unknown to the set
+                continue
+            # the mixed-radix code of ``encode_keys``, part by part
+            code = ((((p0 * n_symbol + p1) * n_type + p2) * n_flag + p3) * n_series + p4) * n_strike
+            out.append(code + p5)
         return np.asarray(out, dtype=np.int64)
 
     def lookup_columns(
