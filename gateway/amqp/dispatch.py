@@ -40,7 +40,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import Enum
@@ -144,8 +144,15 @@ def reply_queue_owner(reply_to: str, users: Iterable[str]) -> str | None:
     ``a.b``, never to ``a``. Ownership is decided by the longest matching name, so no user name
     can be chosen to reach into another user's queues.
     """
-    known = users if isinstance(users, AbstractSet | Mapping) else set(users)
+    known = _container(users)
     return _longest_owner(reply_to, known.__contains__)
+
+
+def _container(users: Iterable[str]) -> Container[str]:
+    """``users`` as something with a fast ``in`` (a dict or set as it is)."""
+    if type(users) in (dict, set, frozenset) or isinstance(users, AbstractSet | Mapping):
+        return users  # type: ignore[return-value]
+    return set(users)
 
 
 def _longest_owner(reply_to: str, is_user: Callable[[str], bool]) -> str | None:
@@ -172,7 +179,7 @@ def reply_to_allowed(user: str, reply_to: str, users: Iterable[str] = ()) -> boo
     """
     if is_direct_reply_to(reply_to):
         return True
-    known = users if isinstance(users, AbstractSet | Mapping) else set(users)
+    known = _container(users)
     return _longest_owner(reply_to, lambda name: name == user or name in known) == user
 
 
