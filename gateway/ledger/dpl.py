@@ -55,6 +55,7 @@ _CURRENT_FILES = (
 # character can occur in an XML attribute value, and this is several times cheaper than JSON.
 _FIELD_SEP = "\x1f"
 _NONE = "\x02"
+FIELD_SEP, ABSENT = _FIELD_SEP, _NONE
 _SORT_SEP = "\x01"
 _UNPACK: dict[str, str | None] = {_NONE: None}
 
@@ -450,11 +451,13 @@ class DplLedger(FileLedger):
                 values = unpack_fields(text) or ()
                 yield values if everything else tuple(values[i] for i in picks)
 
-    def iter_publishable_dpl_batches(
+    def iter_publishable_dpl_packed(
         self, cycle: str, batch: int = 5000, files: Sequence[int] | None = None
-    ) -> Iterator[list[tuple[str | None, ...]]]:
-        """``iter_publishable_dpl_values`` with every field, a list of up to ``batch`` records
-        at a time (the publication's hot path: no step per record between SQLite and it)."""
+    ) -> Iterator[tuple[int, str]]:
+        """The records of ``iter_publishable_dpl_values`` with every field, up to ``batch`` at a
+        time, as they are stored: (how many, their packed fields joined by ``FIELD_SEP``, so
+        every value of the batch in field order, ``ABSENT`` for None). The publication's hot
+        path: no step per record between SQLite and the serialiser."""
         cursor = self.connect().cursor()
         cursor.row_factory = None
         if files is None:
@@ -464,10 +467,9 @@ class DplLedger(FileLedger):
                 "SELECT r.fields" + _PUBLISHABLE_OF_FILES + _PUBLICATION_ORDER,
                 (json.dumps(list(files)),),
             )
-        get, sep = _UNPACK.get, _FIELD_SEP
+        join = _FIELD_SEP.join
         while rows := cursor.fetchmany(batch):
-            split = [text.split(sep) for (text,) in rows]
-            yield [tuple(map(get, parts, parts)) for parts in split]
+            yield len(rows), join([text for (text,) in rows])
 
     def count_publishable_dpl(self, cycle: str, files: Sequence[int] | None = None) -> int:
         """How many records ``iter_publishable_dpl_values(cycle, ...)`` yields (for progress)."""
