@@ -123,49 +123,73 @@ _REQUIRED = tuple(
     )
 )
 _ROLE, _LONG, _SHORT = (DplFields._fields.index(n) for n in ("firm_role", "long", "short"))
-_UNUSABLE_MARKS = frozenset('&<>"\t\n\r')
+_UNUSABLE_MARKS = frozenset(b'&<>"\t\n\r')
+_FIRM_ROLE_BYTES = frozenset(role.encode() for role in _FIRM_ROLES)
+
+
+def _escape_utf8(data: bytes) -> bytes:
+    """:func:`_escape` of UTF-8 text, in its bytes: the same, since no byte of a multi-byte
+    UTF-8 sequence is ASCII."""
+    return (
+        data.replace(b"&", b"&amp;")
+        .replace(b"<", b"&lt;")
+        .replace(b">", b"&gt;")
+        .replace(b'"', b"&quot;")
+        .replace(b"\t", b"&#9;")
+        .replace(b"\n", b"&#10;")
+        .replace(b"\r", b"&#13;")
+    )
 
 
 def canonical_lines_of_joined(
-    text: str,
+    data: bytes,
     *,
     records: int,
-    sep: str,
-    absent: str,
+    sep: bytes,
+    absent: bytes,
     rpt_id_prefix: str,
     first_sequence: int,
     dlv_dt: dt.date | str,
 ) -> bytes:
-    """The canonical lines of ``records`` records given as one text: the values of each
+    """The canonical lines of ``records`` records given as one UTF-8 text: the values of each
     record's :class:`DplFields` in field order, every value of every record joined by ``sep``
-    (one character no value holds), ``absent`` (likewise) standing for None. The ``RptID`` of
-    the n-th record is ``rpt_id_prefix`` followed by ``first_sequence + n`` in at least nine
-    digits. The same bytes as :func:`canonical_lines_of_values` for those records and RptIDs
-    (the publication's hot path: one escape pass and one formatting for the whole text).
-    Raises EngineBug when a record's fields are incomplete."""
-    if sep in _UNUSABLE_MARKS or absent in _UNUSABLE_MARKS or len(sep) != 1 or sep == absent:
+    (one ASCII character no value holds), ``absent`` (likewise) standing for None. The
+    ``RptID`` of the n-th record (from 0) is ``rpt_id_prefix`` followed by
+    ``first_sequence + n`` in at least nine digits. The same bytes as
+    :func:`canonical_lines_of_values` for those records and RptIDs (the publication's hot path:
+    no decoding, one escape pass and one formatting for the whole text). Raises EngineBug when
+    a record's fields are incomplete."""
+    if (
+        len(sep) != 1
+        or len(absent) != 1
+        or sep == absent
+        or sep[0] in _UNUSABLE_MARKS
+        or absent[0] in _UNUSABLE_MARKS
+        or sep[0] > 0x7F
+        or absent[0] > 0x7F
+    ):
         raise ValueError(f"unusable separator {sep!r} or absent mark {absent!r}")
-    if records == 0 and not text:
+    if records == 0 and not data:
         return b""
-    values: list[Any] = _escape(text).split(sep)
+    values: list[Any] = _escape_utf8(data).split(sep)
     if len(values) != records * _FIELDS:
         raise EngineBug(f"{records} records need {records * _FIELDS} values, got {len(values)}")
     longs, shorts = values[_LONG::_FIELDS], values[_SHORT::_FIELDS]
     if (
         any(absent in values[i::_FIELDS] for i in _REQUIRED)
-        or not _FIRM_ROLES.issuperset(values[_ROLE::_FIELDS])
+        or not _FIRM_ROLE_BYTES.issuperset(values[_ROLE::_FIELDS])
         or (absent in longs and any(a == b == absent for a, b in zip(longs, shorts, strict=True)))
     ):
-        _raise_for_first_incomplete(text.split(sep), absent)
+        _raise_for_first_incomplete(data.decode("utf-8").split(sep.decode()), absent.decode())
     values[0::_FIELDS] = range(first_sequence, first_sequence + records)
-    values[_LONG::_FIELDS] = ["" if v == absent else ' Long="' + v + '"' for v in longs]
-    values[_SHORT::_FIELDS] = ["" if v == absent else ' Short="' + v + '"' for v in shorts]
+    values[_LONG::_FIELDS] = [b"" if v == absent else b' Long="' + v + b'"' for v in longs]
+    values[_SHORT::_FIELDS] = [b"" if v == absent else b' Short="' + v + b'"' for v in shorts]
     delivery = dlv_dt.isoformat() if isinstance(dlv_dt, dt.date) else dlv_dt
-    return (_joined_template(rpt_id_prefix, delivery, records) % tuple(values)).encode("utf-8")
+    return _joined_template(rpt_id_prefix, delivery, records) % tuple(values)
 
 
 @functools.lru_cache(maxsize=4)
-def _joined_template(rpt_id_prefix: str, delivery: str, records: int) -> str:
+def _joined_template(rpt_id_prefix: str, delivery: str, records: int) -> bytes:
     """``records`` lines, each taking every value of one record: the RptID as a number, the
     sent RptID, DlvDt and ReqTyp consumed without output (``%.0s``), the quantities ready-made."""
 
@@ -178,7 +202,7 @@ def _joined_template(rpt_id_prefix: str, delivery: str, records: int) -> str:
         '<Pty ID="%s" R="%s"/><Pty ID="%s" R="38"/><Pty ID="%s" R="82"><Sub ID="%s" Typ="5"/></Pty>'
         '<Instrmt Sym="%s" SubTyp="%s"/><Qty Typ="DLT"%s%s' + _TAIL + "\n"
     )
-    return line * records
+    return (line * records).encode("utf-8")
 
 
 def _raise_for_first_incomplete(values: list[str], absent: str) -> None:

@@ -77,8 +77,8 @@ def build_file(
                 data = canonical_lines_of_joined(
                     text,
                     records=records,
-                    sep=FIELD_SEP,
-                    absent=ABSENT,
+                    sep=FIELD_SEP.encode(),
+                    absent=ABSENT.encode(),
                     rpt_id_prefix=prefix,
                     first_sequence=count + 1,
                     dlv_dt=dlv_dt,

@@ -66,7 +66,8 @@ def test_canonical_line_refuses_incomplete_fields() -> None:
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8)
 _some = (
-    st.sampled_from(["Goldman Sachs", "Müller & Co <Ltd>", 'a"b', "tab\there", "x\r\ny"]) | _text
+    st.sampled_from(["Goldman Sachs", "Müller & Co <Ltd>", 'a"b', "tab\there", "x\r\ny", "5%s %d"])
+    | _text
 )
 _valid_fields = st.builds(
     DplFields,
@@ -104,8 +105,8 @@ def test_many_lines_at_once_refuse_incomplete_fields() -> None:
         canonical_lines_of_values([good, good._replace(symbol=None)], ["1", "2"], dlv_dt="x")
 
 
-def _joined(records: list[DplFields]) -> str:
-    return "\x1f".join("\x02" if v is None else v for f in records for v in f)
+def _joined(records: list[DplFields]) -> bytes:
+    return "\x1f".join("\x02" if v is None else v for f in records for v in f).encode()
 
 
 def _no_marks(f: DplFields) -> bool:
@@ -122,8 +123,8 @@ def test_lines_of_a_joined_text_are_the_lines_of_the_records(
     assert expected == canonical_lines_of_joined(
         _joined(records),
         records=len(records),
-        sep="\x1f",
-        absent="\x02",
+        sep=b"\x1f",
+        absent=b"\x02",
         rpt_id_prefix="20260309",
         first_sequence=first,
         dlv_dt=dt.date(2026, 3, 10),
@@ -137,7 +138,7 @@ def test_a_joined_text_with_an_incomplete_record_or_a_wrong_count_is_refused() -
         good._replace(firm_role="9"),
         good._replace(long=None),
     ]
-    options = dict(sep="\x1f", absent="\x02", rpt_id_prefix="P", first_sequence=1, dlv_dt="x")
+    options = dict(sep=b"\x1f", absent=b"\x02", rpt_id_prefix="P", first_sequence=1, dlv_dt="x")
     for bad in bad_ones:
         with pytest.raises(EngineBug) as joined:
             canonical_lines_of_joined(_joined([good, bad]), records=2, **options)  # type: ignore[arg-type]
@@ -147,4 +148,4 @@ def test_a_joined_text_with_an_incomplete_record_or_a_wrong_count_is_refused() -
     with pytest.raises(EngineBug):
         canonical_lines_of_joined(_joined([good, good]), records=3, **options)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        canonical_lines_of_joined(_joined([good]), records=1, **{**options, "sep": "&"})  # type: ignore[arg-type]
+        canonical_lines_of_joined(_joined([good]), records=1, **{**options, "sep": b"&"})  # type: ignore[arg-type]
