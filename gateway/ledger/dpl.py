@@ -455,19 +455,17 @@ class DplLedger(FileLedger):
     def iter_publishable_dpl_packed(
         self, cycle: str, batch: int = 5000, files: Sequence[int] | None = None
     ) -> Iterator[tuple[int, bytes]]:
-        """The records of ``iter_publishable_dpl_values`` with every field, up to ``batch`` at a
-        time, as they are stored: (how many, their packed fields in UTF-8 joined by
-        ``FIELD_SEP``, so every value of the batch in field order, ``ABSENT`` for None). The
-        publication's hot path: no decoding and no step per record between SQLite and the
-        serialiser."""
+        """``iter_publishable_dpl_values``, every field, ``batch`` records at a time as stored:
+        (how many, their packed fields in UTF-8 joined by ``FIELD_SEP``; ``ABSENT`` for None).
+        The publication's hot path: nothing decoded, no step per record."""
         cursor = self.connect().cursor()
         cursor.row_factory = None
-        if files is None:
-            cursor.execute(_AS_UTF8 + _PUBLISHABLE_DPL + _PUBLICATION_ORDER, (cycle,))
-        else:
-            cursor.execute(
-                _AS_UTF8 + _PUBLISHABLE_OF_FILES + _PUBLICATION_ORDER, (json.dumps(list(files)),)
-            )
+        where, param = (
+            (_PUBLISHABLE_DPL, cycle)
+            if files is None
+            else (_PUBLISHABLE_OF_FILES, json.dumps(list(files)))
+        )
+        cursor.execute(_AS_UTF8 + where + _PUBLICATION_ORDER, (param,))
         join = _FIELD_SEP.encode().join
         while rows := cursor.fetchmany(batch):
             yield len(rows), join([text for (text,) in rows])
