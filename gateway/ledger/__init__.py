@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from gateway.ledger.database import schema_version
 from gateway.ledger.dpl import (
+    ABSENT,
+    FIELD_SEP,
     DplLedger,
     DplRows,
     StoreRejected,
@@ -27,6 +29,8 @@ class Ledger(DplLedger, RunLedger, EbeLedger):
 
 
 __all__ = [
+    "ABSENT",
+    "FIELD_SEP",
     "TERMINAL_STATES",
     "DplRows",
     "FileRow",
