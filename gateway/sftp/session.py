@@ -21,7 +21,8 @@ only a small one (``inline_sync_bytes``) while no other upload is open on the se
 loop, saving the two thread hand-offs that cost a small file more than the fsync itself. Writes
 go straight to the page cache, and a close after the client's fsync only renames (a metadata
 change like the open's create, done on the loop). The folder's fsync and the intake's hint
-follow in the server's hand-over thread, after the client has its answer.
+follow in the server's hand-over thread, after the client has its answer: one folder fsync for
+the uploads closed within its linger time (``HandOverThread``).
 
 When the connection drops, asyncssh closes every handle still open before it ends the session;
 those closes are not the client's, so an upload still open then is dropped (or kept for a
