@@ -118,6 +118,28 @@ class LoginThrottle:
                 del self._peers[peer]
 
 
+_EMPTY_STRING = (b"\x00\x00\x00\x00",)  # the one argument of asyncssh's padding packet
+
+
+def skip_ignore_packets(conn: Any) -> None:
+    """Send no ``SSH_MSG_IGNORE`` before every packet, as asyncssh does once the keys are set.
+
+    That empty packet protects CBC ciphers (their next IV is the last cipher block the peer saw);
+    this server offers no CBC cipher (``server.ENCRYPTION_ALGS``), and with CTR or GCM the packet
+    only doubles the work of every answer: a second packet to encrypt and sign, and a second
+    write to the socket (the costliest step of a small upload's round trips). OpenSSH sends none.
+    The connection's ``send_packet`` is wrapped for this connection only; asyncssh inserts the
+    packet by calling it, so the wrapper sees and drops exactly those.
+    """
+    send = conn.send_packet
+
+    def send_packet(pkttype: int, *args: bytes, handler: Any = None) -> None:
+        if pkttype != asyncssh.constants.MSG_IGNORE or args != _EMPTY_STRING:
+            send(pkttype, *args, handler=handler)
+
+    conn.send_packet = send_packet
+
+
 def _safe_login(username: Any) -> str:
     """A login name fit for a log line (clients choose it: no control characters, bounded)."""
     text = str(username)[:_LOGIN_MAX]
@@ -142,6 +164,7 @@ class SshConnection(asyncssh.SSHServer):  # type: ignore[misc]
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
+        skip_ignore_packets(conn)
         address = conn.get_extra_info("peername") or ("?", 0)
         self.host = str(address[0])
         self.peer = f"{self.host}:{address[1]}"

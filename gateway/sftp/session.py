@@ -21,7 +21,8 @@ only a small one (``inline_sync_bytes``) while no other upload is open on the se
 loop, saving the two thread hand-offs that cost a small file more than the fsync itself. Writes
 go straight to the page cache, and a close after the client's fsync only renames (a metadata
 change like the open's create, done on the loop). The folder's fsync and the intake's hint
-follow in the server's hand-over thread, after the client has its answer.
+follow in the server's hand-over thread, after the client has its answer: one folder fsync for
+the uploads closed within its linger time (``HandOverThread``).
 
 When the connection drops, asyncssh closes every handle still open before it ends the session;
 those closes are not the client's, so an upload still open then is dropped (or kept for a
@@ -38,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import inspect
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -79,14 +81,55 @@ _DEFAULT_REASON = {
 }
 
 
+class LevelCheckedLogger:
+    """An asyncssh logger that checks the level before it formats anything.
+
+    asyncssh's ``SSHLogger.debug1`` converts its arguments (and its callers format packet
+    summaries) even when nothing logs at DEBUG: a few microseconds at each of the several debug
+    lines of every SFTP request. Everything else is the wrapped logger's.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def debug1(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        if self._inner.isEnabledFor(logging.DEBUG):
+            self._inner.debug1(msg, *args, **kwargs)
+
+    def debug2(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        if self._inner.isEnabledFor(logging.DEBUG):
+            self._inner.debug2(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 class TolerantSftpHandler(SFTPServerHandler):  # type: ignore[misc]
     """asyncssh's SFTP protocol handler, except that a write request may carry bytes after its
-    data (they are ignored, as OpenSSH's ``sftp-server`` does).
+    data (they are ignored, as OpenSSH's ``sftp-server`` does), and that its debug lines and
+    packet dumps cost nothing while asyncssh's logger does not log at DEBUG.
 
     asyncssh looks each request's handler up in ``self._packet_handlers``, so a subclass with its
     own table changes the write of this server's sessions only (asyncssh's own server, and any
     other in the process, keep the strict one).
     """
+
+    def __init__(self, server: Any, reader: Any, writer: Any, version: int) -> None:
+        self._checked_logger: LevelCheckedLogger | None = None
+        super().__init__(server, reader, writer, version)
+        self._checked_logger = LevelCheckedLogger(super().logger)
+
+    @property
+    def logger(self) -> Any:
+        return self._checked_logger or super().logger
+
+    def log_sent_packet(self, pkttype: int, pktid: Any, packet: Any, note: str = "") -> None:
+        if self.logger.isEnabledFor(logging.DEBUG):
+            super().log_sent_packet(pkttype, pktid, packet, note)
+
+    def log_received_packet(self, pkttype: int, pktid: Any, packet: Any, note: str = "") -> None:
+        if self.logger.isEnabledFor(logging.DEBUG):
+            super().log_received_packet(pkttype, pktid, packet, note)
 
     async def _process_write(self, packet: Any) -> int:
         handle = packet.get_string()

@@ -6,7 +6,9 @@
 Both servers get the same uploads from the same OpenSSH ``sftp`` client (``put -f``: the client
 asks for an fsync of every file before closing it; the embedded server fsyncs every upload before
 it renames it into place, with or without that request, so durability is equal): one large file
-per size given, then ``--small`` files of ``--small-kb`` KiB in one session. The peer is a private
+per size given, then ``--small`` files of ``--small-kb`` KiB in one session. Rounds alternate
+between the servers (and which goes first); each starts after an ``os.sync()``, so that none pays
+for the writeback of the one before. The peer is a private
 ``sshd -D -f CONF`` on its own port with its own host key and ``Subsystem sftp internal-sftp``
 (Debian's ``openssh-server``; ``scripts/test`` installs it). The embedded server runs in a child
 process of its own, so the CPU it uses (user + system, all threads) is read from ``/proc``; the
@@ -177,6 +179,7 @@ def measure(
 ) -> tuple[float, float]:
     """(seconds, daemon CPU seconds) of one batch."""
     clear(peer, work)
+    os.sync()  # the previous round's data is on disk: no round pays for another's writeback
     before = peer.cpu()
     seconds = upload(peer, key, commands)
     time.sleep(0.3)  # let sshd reap the session process, whose CPU counts from then on
@@ -225,10 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[tuple[str, str], tuple[float, float]] = {}
         try:
             # Rounds alternate between the two servers, so that a busy moment of the machine
-            # does not land on one of them only; the best round of each is kept.
+            # does not land on one of them only, and which goes first alternates too; the best
+            # round of each is kept.
             for label, batch, mb, _files in cases:
-                for _ in range(args.rounds):
-                    for peer in peers:
+                for round_ in range(args.rounds):
+                    for peer in peers if round_ % 2 == 0 else peers[::-1]:
                         commands = [c.replace("{target}", peer.target) for c in batch]
                         seconds, cpu = measure(peer, key, work, commands, mb)
                         best = results.get((label, peer.name))

@@ -6,14 +6,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import Callable
+import threading
 from pathlib import Path
 
 import pytest
 from paramiko import SFTPAttributes
 from paramiko.sftp import SFTP_FAILURE, SFTP_OK
 
-from gateway.sftp.account import SessionSettings, SftpAccount
+from gateway.sftp import account as account_module
+from gateway.sftp.account import FolderSynced, HandOverThread, SessionSettings, SftpAccount
 from gateway.sftp.filesystem import SpoolSftpInterface
 from gateway.sftp.handles import UploadFailed, UploadHandle
 from tests.unit.gateway.sftp.views import WRITE_NEW, Connection, session, upload
@@ -120,14 +121,56 @@ def test_upload_times_set_on_the_handle_are_ignored_and_the_close_instant_is_pas
 
 def test_a_deferred_hand_over_tells_the_intake_after_the_file_is_in_place(spool: Path) -> None:
     iface, uploads = session(spool)
-    deferred: list[Callable[[], None]] = []
-    iface.settings.defer = deferred.append
+    deferred: list[tuple[str, FolderSynced]] = []
+    iface.settings.after_folder_sync = lambda folder, work: deferred.append((folder, work))
     upload(iface, "/inbound/dpl/a.fixml", b"A")
     final = spool / "firms/fa/inbound/dpl/a.fixml"
     assert final.read_bytes() == b"A" and uploads == [] and len(deferred) == 1
-    deferred.pop()()
+    folder, work = deferred.pop()
+    assert folder == str(final.parent)
+    work(None)
     assert uploads == [("fa", final)]
     assert iface.files_in == 1 and iface.bytes_in == 1
+
+
+def test_the_hand_over_thread_fsyncs_each_folder_of_a_batch_once_and_keeps_the_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+
+    def fsync_folder(folder: str) -> None:
+        synced.append(folder)
+        if folder.endswith("broken"):
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(account_module, "fsync_folder", fsync_folder)
+    ran: list[tuple[str, object]] = []
+    busy, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        release.wait(5)
+
+    worker = HandOverThread("test-hand-over")
+    try:
+        worker.submit(hold)
+        assert busy.wait(5)  # the thread is held while the rest queues up: one batch
+        for name in ("a", "b", "c"):
+            worker.after_folder_sync("/in/dpl", lambda error, n=name: ran.append((n, error)))
+        worker.submit(lambda: ran.append(("audit", None)))
+        worker.after_folder_sync("/in/broken", lambda error: ran.append(("d", error)))
+        worker.after_folder_sync("/in/pmc", lambda error: ran.append(("e", error)))
+        release.set()
+    finally:
+        worker.shutdown()  # runs what is queued
+    assert sorted(synced) == ["/in/broken", "/in/dpl", "/in/pmc"]  # one fsync per folder
+    assert [name for name, _ in ran] == ["a", "b", "c", "audit", "d", "e"]
+    errors = dict(ran)
+    assert errors["a"] is None and errors["e"] is None
+    assert isinstance(errors["d"], OSError) and errors["d"].errno == 5
+    late: list[object] = []
+    worker.after_folder_sync("/in/dpl", late.append)  # shut down: at once, in the caller
+    assert late == [None] and synced[-1] == "/in/dpl"
 
 
 def test_a_failing_intake_hook_never_fails_the_upload(
