@@ -96,92 +96,37 @@ class _Plan:
         cg_p = r.cg_pg.astype(np.int64)
         b_g = r.basket_cg.astype(np.int64)
         pos_g = r.pos_cg.astype(np.int64)
-        minus = np.int64(-1)
-
-        parts: list[tuple[int, IntArray, IntArray, IntArray, IntArray, IntArray, IntArray]] = []
-
-        def add(
-            kind: int,
-            idx: IntArray,
-            acct: IntArray,
-            slot: IntArray,
-            p: IntArray,
-            g: IntArray,
-            sub: IntArray,
-        ) -> None:
-            parts.append((kind, idx, acct, slot, p, g, sub))
-
-        def full(n_rows: int, value: np.int64) -> IntArray:
-            return np.full(n_rows, value, dtype=np.int64)
 
         a_idx = np.arange(n_a, dtype=np.int64)
-        add(
-            ACCOUNT,
-            a_idx,
-            a_idx,
-            full(n_a, minus),
-            full(n_a, minus),
-            full(n_a, minus),
-            full(n_a, minus),
-        )
-        n_port_rows = port_rows.shape[0]
-        port_acct = r.port_account[port_rows].astype(np.int64) if n_port_rows else port_units
-        for kind, order in ((PORT_G, 0), (PORT_L, 1), (PORT_T, 2)):
-            add(
-                kind,
-                port_rows.astype(np.int64),
-                port_acct,
-                port_units,
-                full(n_port_rows, minus),
-                full(n_port_rows, minus),
-                full(n_port_rows, np.int64(order)),
-            )
-        n_pgs = pgs.shape[0]
-        for kind, order in ((PG_G, 0), (PG_L, 1), (PG_T, 2)):
-            add(
-                kind,
-                pgs,
-                r.pg_account[pgs].astype(np.int64),
-                pg_slot[pgs],
-                pgs,
-                full(n_pgs, minus),
-                full(n_pgs, np.int64(order)),
-            )
         g_idx = np.arange(n_g, dtype=np.int64)
-        add(
-            CG,
-            g_idx,
-            r.cg_account.astype(np.int64),
-            pg_slot[cg_p],
-            cg_p,
-            g_idx,
-            full(n_g, np.int64(0)),
-        )
         k_idx = np.arange(n_b, dtype=np.int64)
-        add(
-            BASKET,
-            k_idx,
-            r.basket_account.astype(np.int64),
-            pg_slot[cg_p[b_g]] if n_b else k_idx,
-            cg_p[b_g] if n_b else k_idx,
-            b_g,
-            full(n_b, np.int64(1)),
-        )
         i_idx = np.arange(n, dtype=np.int64)
-        add(
-            CONTRACT,
-            i_idx,
-            r.pos_account.astype(np.int64),
-            pg_slot[cg_p[pos_g]] if n else i_idx,
-            cg_p[pos_g] if n else i_idx,
-            pos_g,
-            full(n, np.int64(2)),
+        port_acct = r.port_account[port_rows].astype(np.int64) if port_rows.size else port_units
+        # per kind: its rows (index into the level), then the sort keys: account, unit slot,
+        # product group, class group, place within the class group (an int: on every row)
+        Key = IntArray | int
+        table: list[tuple[int, IntArray, Key, Key, Key, Key, Key]] = [
+            (ACCOUNT, a_idx, a_idx, -1, -1, -1, -1),
+            *(
+                (kind, port_rows, port_acct, port_units, -1, -1, order)
+                for order, kind in enumerate((PORT_G, PORT_L, PORT_T))
+            ),
+            *(
+                (kind, pgs, r.pg_account, pg_slot, pgs, -1, order)
+                for order, kind in enumerate((PG_G, PG_L, PG_T))
+            ),
+            (CG, g_idx, r.cg_account, pg_slot[cg_p], cg_p, g_idx, 0),
+            (BASKET, k_idx, r.basket_account, pg_slot[cg_p[b_g]], cg_p[b_g], b_g, 1),
+            (CONTRACT, i_idx, r.pos_account, pg_slot[cg_p[pos_g]], cg_p[pos_g], pos_g, 2),
+        ]
+        kind = np.concatenate([np.full(t[1].shape[0], t[0], dtype=np.int8) for t in table])
+        idx = np.concatenate([t[1] for t in table]).astype(np.int64)
+        acct, slot, pg, cg, sub = (
+            np.concatenate(
+                [np.broadcast_to(np.asarray(t[j], dtype=np.int64), t[1].shape) for t in table]
+            )
+            for j in range(2, 7)
         )
-
-        kind = np.concatenate([np.full(p[1].shape[0], p[0], dtype=np.int8) for p in parts])
-        idx = np.concatenate([p[1] for p in parts])
-        keys = [np.concatenate([p[j] for p in parts]) for j in range(2, 7)]
-        acct, slot, pg, cg, sub = keys
         # within a class group: its row, then baskets, then contracts, each in index order
         order = np.lexsort((idx, sub, cg, pg, slot, acct))
         self.kind = kind[order]
@@ -364,72 +309,36 @@ def _block(report: MarginReport, plan: _Plan, rows: slice) -> bytes:
     else:
         contract_cols = [np.zeros((0, 1), dtype=np.uint8)] * 11
 
-    offset_src = {
-        PORT_G: r.port_offset,
-        PORT_L: r.port_offset,
-        PORT_T: r.port_offset,
-        PG_G: r.pg_offset,
-        PG_L: r.pg_offset,
-        PG_T: r.pg_offset,
+    # per kind, the arrays its rows show (None: empty): offset, the stand-alone unit whose risk
+    # and requirement a Total row shows, NAV, minimum, the ten moves
+    Source = np.ndarray | None
+    sources: dict[int, tuple[Source, Source, Source, Source, Source]] = {
+        ACCOUNT: (None, None, r.account_nav, r.account_minimum, None),
+        PORT_G: (r.port_offset, None, None, None, r.port_gains),
+        PORT_L: (r.port_offset, None, None, None, r.port_losses),
+        PORT_T: (r.port_offset, r.port_unit, r.port_nav, r.port_minimum, r.port_total),
+        PG_G: (r.pg_offset, None, None, None, r.pg_gains),
+        PG_L: (r.pg_offset, None, None, None, r.pg_losses),
+        PG_T: (r.pg_offset, r.pg_unit, r.pg_nav, r.pg_minimum, r.pg_total),
+        CG: (None, r.cg_unit, r.cg_nav, r.cg_minimum, r.cg_total),
+        BASKET: (None, None, r.basket_nav, r.basket_minimum, r.basket_pnl),
+        CONTRACT: (None, None, r.pos_nav, r.pos_minimum, r.pos_pnl),
     }
-    offsets = _gather(kind, idx, offset_src, ())
-    offset_col = bulk.distinct(offsets, lambda v: "" if v != v else f"{v:g}")
 
-    # the stand-alone unit whose risk and requirement a Total row shows (-1: none)
-    unit = np.full(n, -1, dtype=np.int64)
-    for k, units in ((PORT_T, r.port_unit), (PG_T, r.pg_unit), (CG, r.cg_unit)):
-        rows_k = np.flatnonzero(kind == k)
-        if rows_k.size:
-            unit[rows_k] = units[idx[rows_k]]
+    def column(j: int, shape: tuple[int, ...] = ()) -> np.ndarray:
+        return _gather(
+            kind, idx, {k: src for k, v in sources.items() if (src := v[j]) is not None}, shape
+        )
 
-    nav = _gather(
-        kind,
-        idx,
-        {
-            ACCOUNT: r.account_nav,
-            PORT_T: r.port_nav,
-            PG_T: r.pg_nav,
-            CG: r.cg_nav,
-            BASKET: r.basket_nav,
-            CONTRACT: r.pos_nav,
-        },
-        (),
-    )
-    minimum = _gather(
-        kind,
-        idx,
-        {
-            ACCOUNT: r.account_minimum,
-            PORT_T: r.port_minimum,
-            PG_T: r.pg_minimum,
-            CG: r.cg_minimum,
-            BASKET: r.basket_minimum,
-            CONTRACT: r.pos_minimum,
-        },
-        (),
-    )
+    offset_col = bulk.distinct(column(0), lambda v: "" if v != v else f"{v:g}")
+    unit = np.nan_to_num(column(1), nan=-1.0).astype(np.int64)  # -1: none
+    nav, minimum, vec = column(2), column(3), column(4, (10,))
     risk = _gather(kind, idx, {ACCOUNT: r.account_risk}, ())
     requirement = _gather(kind, idx, {ACCOUNT: r.account_requirement}, ())
     with_unit = np.flatnonzero(unit >= 0)
     if with_unit.size:
         risk[with_unit] = r.unit_risk[unit[with_unit]]
         requirement[with_unit] = r.unit_requirement[unit[with_unit]]
-    vec = _gather(
-        kind,
-        idx,
-        {
-            PORT_G: r.port_gains,
-            PORT_L: r.port_losses,
-            PORT_T: r.port_total,
-            PG_G: r.pg_gains,
-            PG_L: r.pg_losses,
-            PG_T: r.pg_total,
-            CG: r.cg_total,
-            BASKET: r.basket_pnl,
-            CONTRACT: r.pos_pnl,
-        },
-        (10,),
-    )
 
     pieces: list[bulk.U8] = [
         bulk.constant(report.theo_date.encode("ascii"), n),
