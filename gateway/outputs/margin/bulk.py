@@ -65,28 +65,23 @@ def _merge(fast: U8, slow_rows: NDArray[np.intp], slow: U8, skip: int = 0) -> U8
     return out
 
 
-def _group_tables() -> tuple[NDArray[np.uint32], dict[bool, NDArray[np.uint64]]]:
-    """Digit groups as machine words: ``GROUPS[i]`` is ``"%04d" % i``, ``GROUPS[LEAD + i]`` the
+def _group_tables() -> tuple[NDArray[np.uint32], dict[bool, NDArray[np.uint32]]]:
+    """Digit groups as 32-bit words: ``GROUPS[i]`` is ``"%04d" % i``, ``GROUPS[LEAD + i]`` the
     same without leading zeros (NUL-padded on the left), ``GROUPS[BLANK]`` four NULs;
-    ``LOWS[short][i]`` is the last two whole digits and the cents of ``i`` (``"dd.cc"``, or
-    ``"d.cc"`` at ``LEAD + i`` for the leading group), the cents as the shortest repr has them
-    when ``short``."""
+    ``LOWS[short][i]`` (``i`` < ``LOW``) is the last whole digit and the cents of ``i``
+    (``"d.cc"``), the cents as the shortest repr has them when ``short`` (``"d.c"``)."""
     four = b"".join(b"%04d" % i for i in range(LEAD))
     lead = b"".join((b"%d" % i).rjust(4, b"\0") for i in range(LEAD))
     groups = np.frombuffer(four + lead + b"\0" * 4, dtype=np.uint32)
     lows = {}
     for short in (False, True):
         cents = [_SHORT[c] if short else b"%02d" % c for c in range(100)]
-        texts = [
-            (whole % w + b"." + c).ljust(8, b"\0")
-            for whole in (b"%02d", b"%d")
-            for w in range(100)
-            for c in cents
-        ]
-        lows[short] = np.frombuffer(b"".join(texts), dtype=np.uint64)
+        texts = [(b"%d." % w + c).ljust(4, b"\0") for w in range(LOW // 100) for c in cents]
+        lows[short] = np.frombuffer(b"".join(texts), dtype=np.uint32)
     return groups, lows
 
 
+LOW = 1_000  # the last whole digit and the cents: one word
 LEAD = 10_000  # four digits a group; the index of the leading-group tables
 BLANK = 2 * LEAD
 GROUPS, LOWS = _group_tables()
@@ -95,24 +90,23 @@ GROUPS, LOWS = _group_tables()
 def _cents_text(values: FloatArray, cents: FloatArray, short: bool, prefix: bytes) -> U8:
     """``prefix``, then '-'? digits '.' two digits (or the shortest cents) for finite cents.
 
-    Row layout: the prefix, the sign byte, then four digits a 32-bit word from the left (blank words
-    before the leading one), then the last two whole digits and the cents in a 64-bit word,
-    each group looked up in a table (``_group_tables``)."""
+    Row layout: the prefix, the sign byte, then four whole digits a 32-bit word from the left
+    (blank words before the leading one), then the last whole digit and the cents in a word,
+    each word looked up in a table (``_group_tables``)."""
     n = values.shape[0]
     a = np.abs(cents).astype(np.int64)
-    top, n_groups = int(a.max(initial=0)) // LEAD, 0
+    top, n_groups = int(a.max(initial=0)) // LOW, 0
     while top:
         top //= LEAD
         n_groups += 1
     skip = len(prefix)
-    mat = np.empty((n, skip + 1 + 4 * n_groups + 8), dtype=np.uint8)
+    mat = np.empty((n, skip + 1 + 4 * n_groups + 4), dtype=np.uint8)
     if skip:
         mat[:, :skip] = np.frombuffer(prefix, dtype=np.uint8)
     mat[:, skip] = np.where(np.signbit(values), np.uint8(ord("-")), np.uint8(0))
     words = mat[:, skip + 1 :].view(np.uint32)
-    rest, low = np.divmod(a, LEAD)
-    low += (rest == 0) * LEAD
-    words[:, n_groups:].view(np.uint64)[:, 0] = LOWS[short][low]
+    rest, low = np.divmod(a, LOW)
+    words[:, n_groups] = LOWS[short][low]
     for j in range(n_groups):
         above, group = np.divmod(rest, LEAD)
         group += (above == 0) * LEAD

@@ -78,3 +78,22 @@ def test_result_rows_a_block_at_a_time_are_the_rows() -> None:
     batch = synthetic_positions(theo, 2_500, n_accounts=5, seed=5)
     report = margin_for_file(PositionFile("csv", None, None, batch, [], len(batch)), theo)
     assert list(iter_result_rows(report, first_block=100)) == list(results_rows(report))
+
+
+def test_amounts_are_pythons_texts() -> None:
+    from gateway.outputs.margin import bulk
+
+    rng = np.random.default_rng(3)
+    edges = [0.0, -0.0, 0.005, -0.005, 9.995, 99.995, 999.99, 1000.0, -1000.0, 12345678.9]
+    edges += [-1e12, 9.99e12, 1e13, -1e13, float("nan"), float("inf"), 0.125, 1.005, 2.675]
+    v = np.concatenate([rng.normal(0, 10.0 ** rng.integers(-3, 13, 20_000)), edges])
+
+    def lines(mat: np.ndarray) -> list[str]:
+        return bulk.join([mat, bulk.constant(b"\n", mat.shape[0])]).decode().split("\n")[:-1]
+
+    assert lines(bulk.fixed2(v)) == [f"{x:.2f}" for x in v.tolist()]
+    assert lines(bulk.fixed2(v, b", ")) == [f", {x:.2f}" for x in v.tolist()]
+    exact = [json.dumps(round(x, 2)) for x in v.tolist()]
+    assert lines(bulk.shortest2(v, numpy_round=False)) == exact
+    rounded = [json.dumps(float(x)) for x in np.round(v, 2).tolist()]
+    assert lines(bulk.shortest2(v, numpy_round=True, prefix=b":")) == [":" + t for t in rounded]
