@@ -33,14 +33,14 @@ LEVEL_NAMES = ("class_group", "product_group", "portfolio_group")
 def members(parent: IntArray, count: int) -> list[list[int]]:
     """Children of each parent row [count]: ``parent`` [m] gives each child's parent (-1: none).
 
-    One stable sort and one split, children in their own order.
+    One stable sort and one list sliced at the parents' bounds, children in their own order.
     """
     parent = np.asarray(parent, dtype=np.int64)
     valid = np.flatnonzero(parent >= 0)
     order = valid[np.argsort(parent[valid], kind="stable")]
-    counts = np.bincount(parent[valid], minlength=count)
-    bounds = np.cumsum(counts)[:-1] if count else np.zeros(0, dtype=np.int64)
-    return [chunk.tolist() for chunk in np.split(order, bounds)] if count else []
+    ends = np.cumsum(np.bincount(parent[valid], minlength=count)).tolist()
+    rows: list[int] = order.tolist()  # one list, sliced: no array per parent
+    return [rows[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)] if count else []
 
 
 @dataclass(frozen=True)
