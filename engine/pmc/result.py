@@ -43,16 +43,36 @@ def members(parent: IntArray, count: int) -> list[list[int]]:
     return [rows[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)] if count else []
 
 
-@dataclass(frozen=True)
 class Children:
-    """Member lists of every level of a result (indexes into the member level's arrays)."""
+    """Member lists of every level of a result (indexes into the member level's arrays), each
+    made when first asked for: a renderer that needs one level pays for that one only."""
 
-    account_units: list[list[int]]
-    account_product_groups: list[list[int]]
-    port_product_groups: list[list[int]]
-    pg_class_groups: list[list[int]]
-    cg_contracts: list[list[int]]
-    cg_baskets: list[list[int]]
+    def __init__(self, result: MarginResult) -> None:
+        self._r = result
+
+    @cached_property
+    def account_units(self) -> list[list[int]]:
+        return members(self._r.unit_account, self._r.account_firm.shape[0])
+
+    @cached_property
+    def account_product_groups(self) -> list[list[int]]:
+        return members(self._r.pg_account, self._r.account_firm.shape[0])
+
+    @cached_property
+    def port_product_groups(self) -> list[list[int]]:
+        return members(self._r.pg_port, self._r.port_id.shape[0])
+
+    @cached_property
+    def pg_class_groups(self) -> list[list[int]]:
+        return members(self._r.cg_pg, self._r.pg_id.shape[0])
+
+    @cached_property
+    def cg_contracts(self) -> list[list[int]]:
+        return members(self._r.pos_cg, self._r.cg_id.shape[0])
+
+    @cached_property
+    def cg_baskets(self) -> list[list[int]]:
+        return members(self._r.basket_cg, self._r.cg_id.shape[0])
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,14 +154,7 @@ class MarginResult:
     @cached_property
     def children(self) -> Children:
         """Row lists of each level's members (built once, for rendering)."""
-        return Children(
-            account_units=members(self.unit_account, self.account_firm.shape[0]),
-            account_product_groups=members(self.pg_account, self.account_firm.shape[0]),
-            port_product_groups=members(self.pg_port, self.port_id.shape[0]),
-            pg_class_groups=members(self.cg_pg, self.pg_id.shape[0]),
-            cg_contracts=members(self.pos_cg, self.cg_id.shape[0]),
-            cg_baskets=members(self.basket_cg, self.cg_id.shape[0]),
-        )
+        return Children(self)
 
     @property
     def requirement(self) -> float:

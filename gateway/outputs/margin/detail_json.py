@@ -185,13 +185,52 @@ def report_json_chunks(report: MarginReport) -> Iterator[bytes]:
     n_a = r.account_firm.shape[0]
     per_account = np.bincount(r.pos_account, minlength=n_a) if n_a else np.zeros(0, np.int64)
     ends = np.cumsum(per_account)
+    index = _Index(report)
     lo = 0
     while lo < n_a:
         hi = int(np.searchsorted(ends, ends[lo] - per_account[lo] + CHUNK_POSITIONS, "right"))
         hi = min(max(hi, lo + 1), n_a)
-        yield _accounts_json(report, lo, hi, leading_comma=lo > 0)
+        yield _accounts_json(report, index, lo, hi, leading_comma=lo > 0)
         lo = hi
     yield tail
+
+
+class _Index:
+    """What every chunk needs, made once per report: the unit each product group and class
+    group sits in, and each level's rows ordered by account (a chunk's rows are one slice)."""
+
+    def __init__(self, report: MarginReport) -> None:
+        r = report.result
+        self.pg_in_port = r.pg_port >= 0
+        self.pg_unit = np.where(
+            self.pg_in_port,
+            r.port_unit[np.maximum(r.pg_port, 0)] if r.port_id.shape[0] else -1,
+            r.pg_unit,
+        )
+        self.cg_pg = r.cg_pg.astype(np.int64)
+        self.cg_unit = np.where(
+            r.cg_unit >= 0, r.cg_unit, self.pg_unit[self.cg_pg] if r.pg_id.shape[0] else -1
+        )
+        self._levels = {
+            name: self._by_account(accounts)
+            for name, accounts in (
+                ("unit", r.unit_account),
+                ("pg", r.pg_account),
+                ("cg", r.cg_account),
+                ("pos", r.pos_account),
+            )
+        }
+
+    @staticmethod
+    def _by_account(accounts: NDArray[np.int64]) -> tuple[IntArray, IntArray]:
+        order = np.argsort(accounts, kind="stable").astype(np.int64)
+        return order, np.asarray(accounts, dtype=np.int64)[order]
+
+    def rows(self, level: str, lo: int, hi: int) -> IntArray:
+        """The rows of ``level`` whose account is in ``lo`` to ``hi`` (exclusive)."""
+        order, accounts = self._levels[level]
+        start, stop = np.searchsorted(accounts, [lo, hi])
+        return order[int(start) : int(stop)]
 
 
 def _unit_fields(report: MarginReport, lvl: int, sel: IntArray) -> tuple[list[Field], bytes]:
@@ -240,19 +279,15 @@ def _unit_fields(report: MarginReport, lvl: int, sel: IntArray) -> tuple[list[Fi
     return head + own, b', "contracts": ['
 
 
-def _accounts_json(report: MarginReport, lo: int, hi: int, *, leading_comma: bool) -> bytes:
+def _accounts_json(
+    report: MarginReport, index: _Index, lo: int, hi: int, *, leading_comma: bool
+) -> bytes:
     """The entries of accounts ``lo`` to ``hi`` (exclusive), comma-separated."""
     r = report.result
     tokens = _Tokens()
-    n_u, n_p = r.unit_level.shape[0], r.pg_id.shape[0]
-    n = r.pos_cg.shape[0]
 
     def full(count: int, value: np.int64) -> IntArray:
         return np.full(count, value, dtype=np.int64)
-
-    def within(accounts: NDArray[np.int64]) -> NDArray[np.bool_]:
-        result: NDArray[np.bool_] = (accounts >= lo) & (accounts < hi)
-        return result
 
     # accounts
     a = np.arange(lo, hi, dtype=np.int64)
@@ -274,28 +309,21 @@ def _accounts_json(report: MarginReport, lo: int, hi: int, *, leading_comma: boo
     tokens.close([a, full(n_a, BIG), full(n_a, 0), full(n_a, 0), full(n_a, 0)])
 
     # units: their heads, then the level's own members
-    u = np.arange(n_u, dtype=np.int64)
-    unit_in = within(r.unit_account)
+    units = index.rows("unit", lo, hi)
     for lvl in (LEVEL_PORTFOLIO_GROUP, LEVEL_PRODUCT_GROUP, LEVEL_CLASS_GROUP):
-        sel = np.flatnonzero((r.unit_level == lvl) & unit_in)
+        sel = units[r.unit_level[units] == lvl]
         m = sel.shape[0]
         if m:
             fields, end = _unit_fields(report, lvl, sel)
-            keys = [r.unit_account[sel], u[sel], full(m, NONE), full(m, NONE), full(m, NONE)]
+            keys = [r.unit_account[sel], sel, full(m, NONE), full(m, NONE), full(m, NONE)]
             tokens.node(_row(fields, end), keys, opening=True)
-    n_in = int(unit_in.sum())
-    tokens.close([r.unit_account[unit_in], u[unit_in], *(full(n_in, v) for v in (BIG, 0, 0))])
-
-    # the unit each product group and class group sits in
-    pg_in_port = r.pg_port >= 0
-    pg_unit = np.where(
-        pg_in_port, r.port_unit[np.maximum(r.pg_port, 0)] if r.port_id.shape[0] else -1, r.pg_unit
-    )
-    cg_pg = r.cg_pg.astype(np.int64)
-    cg_unit = np.where(r.cg_unit >= 0, r.cg_unit, pg_unit[cg_pg] if n_p else -1)
+    n_in = units.shape[0]
+    tokens.close([r.unit_account[units], units, *(full(n_in, v) for v in (BIG, 0, 0))])
+    pg_unit, cg_unit, cg_pg = index.pg_unit, index.cg_unit, index.cg_pg
 
     # product groups of portfolio groups
-    sel = np.flatnonzero(pg_in_port & within(r.pg_account))
+    pgs = index.rows("pg", lo, hi)
+    sel = pgs[index.pg_in_port[pgs]]
     m = sel.shape[0]
     if m:
         pg_fields: list[Field] = [
@@ -316,7 +344,8 @@ def _accounts_json(report: MarginReport, lo: int, hi: int, *, leading_comma: boo
         tokens.close([*keys, full(m, BIG), full(m, 0)])
 
     # class groups that are not units themselves
-    sel = np.flatnonzero((r.cg_unit < 0) & within(r.cg_account))
+    cgs = index.rows("cg", lo, hi)
+    sel = cgs[r.cg_unit[cgs] < 0]
     m = sel.shape[0]
     if m:
         cg_fields: list[Field] = [
@@ -331,7 +360,7 @@ def _accounts_json(report: MarginReport, lo: int, hi: int, *, leading_comma: boo
         tokens.close([*keys, full(m, BIG)])
 
     # contracts
-    i = np.flatnonzero(within(r.pos_account)) if n else np.zeros(0, dtype=np.int64)
+    i = index.rows("pos", lo, hi)
     m = i.shape[0]
     if m:
         b = r.resolved.batch
