@@ -24,7 +24,7 @@ from engine.pmc.report import MarginReport
 from gateway.outputs.margin import bulk
 
 IntArray = NDArray[np.int64]
-BLOCK_ROWS = 50_000
+BLOCK_ROWS = 8_192  # small blocks: a block's matrices stay in the cache
 
 # row kinds
 ACCOUNT, PORT_G, PORT_L, PORT_T, PG_G, PG_L, PG_T, CG, BASKET, CONTRACT = range(10)

@@ -166,7 +166,7 @@ class _Tokens:
         return out[out != 0].tobytes()
 
 
-CHUNK_POSITIONS = 20_000  # positions whose accounts are written together
+CHUNK_POSITIONS = 10_000  # positions whose accounts are written together (cache-sized)
 
 
 def report_json_bytes(report: MarginReport) -> bytes:
