@@ -45,34 +45,48 @@ def members(parent: IntArray, count: int) -> list[list[int]]:
 
 class Children:
     """Member lists of every level of a result (indexes into the member level's arrays), each
-    made when first asked for: a renderer that needs one level pays for that one only."""
+    made when first asked for: a renderer that needs one level pays for that one only. It
+    holds the parent arrays, not the result (no reference cycle: the result is freed as soon
+    as it is dropped)."""
 
-    def __init__(self, result: MarginResult) -> None:
-        self._r = result
+    def __init__(self, r: MarginResult) -> None:
+        n_a = r.account_firm.shape[0]
+        self._parents = {
+            "account_units": (r.unit_account, n_a),
+            "account_product_groups": (r.pg_account, n_a),
+            "port_product_groups": (r.pg_port, r.port_id.shape[0]),
+            "pg_class_groups": (r.cg_pg, r.pg_id.shape[0]),
+            "cg_contracts": (r.pos_cg, r.cg_id.shape[0]),
+            "cg_baskets": (r.basket_cg, r.cg_id.shape[0]),
+        }
+
+    def _members(self, name: str) -> list[list[int]]:
+        parent, count = self._parents[name]
+        return members(parent, count)
 
     @cached_property
     def account_units(self) -> list[list[int]]:
-        return members(self._r.unit_account, self._r.account_firm.shape[0])
+        return self._members("account_units")
 
     @cached_property
     def account_product_groups(self) -> list[list[int]]:
-        return members(self._r.pg_account, self._r.account_firm.shape[0])
+        return self._members("account_product_groups")
 
     @cached_property
     def port_product_groups(self) -> list[list[int]]:
-        return members(self._r.pg_port, self._r.port_id.shape[0])
+        return self._members("port_product_groups")
 
     @cached_property
     def pg_class_groups(self) -> list[list[int]]:
-        return members(self._r.cg_pg, self._r.pg_id.shape[0])
+        return self._members("pg_class_groups")
 
     @cached_property
     def cg_contracts(self) -> list[list[int]]:
-        return members(self._r.pos_cg, self._r.cg_id.shape[0])
+        return self._members("cg_contracts")
 
     @cached_property
     def cg_baskets(self) -> list[list[int]]:
-        return members(self._r.basket_cg, self._r.cg_id.shape[0])
+        return self._members("cg_baskets")
 
 
 @dataclass(frozen=True, eq=False)
