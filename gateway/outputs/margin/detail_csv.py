@@ -70,14 +70,15 @@ def _strings(values: NDArray[np.generic]) -> bulk.U8:
 
 
 class _Plan:
-    """Every row of the file: kind, the index into its level's arrays, and its context."""
+    """Every row of the accounts ``lo`` to ``hi`` (exclusive): kind, the index into its level's
+    arrays, and its context; ``texts`` caches the strings' fields over the report's plans."""
 
-    def __init__(self, report: MarginReport) -> None:
+    def __init__(self, report: MarginReport, lo: int, hi: int, texts: dict[str, bulk.U8]) -> None:
         r = report.result
         self.r = r
         n_a, n_p, n_g = r.account_firm.shape[0], r.pg_id.shape[0], r.cg_id.shape[0]
         n_r, n_b, n = r.port_id.shape[0], r.basket_id.shape[0], r.pos_cg.shape[0]
-        big = np.int64(1 << 40)
+        big = np.int64(r.unit_level.shape[0] + 1)  # after every unit
         # the unit slot of each product group: its portfolio group's unit, its own, or after
         # every unit (class groups standing alone, in product group order)
         pg_slot = np.where(
@@ -119,11 +120,13 @@ class _Plan:
             (BASKET, k_idx, r.basket_account, pg_slot[cg_p[b_g]], cg_p[b_g], b_g, 1),
             (CONTRACT, i_idx, r.pos_account, pg_slot[cg_p[pos_g]], cg_p[pos_g], pos_g, 2),
         ]
+        table = [_accounts_in(t, lo, hi) for t in table]
         kind = np.concatenate([np.full(t[1].shape[0], t[0], dtype=np.int8) for t in table])
-        idx = np.concatenate([t[1] for t in table]).astype(np.int64)
+        # int32 keys (every count is far below 2**31): half the memory of the sort
+        idx = np.concatenate([t[1] for t in table]).astype(np.int32)
         acct, slot, pg, cg, sub = (
             np.concatenate(
-                [np.broadcast_to(np.asarray(t[j], dtype=np.int64), t[1].shape) for t in table]
+                [np.broadcast_to(np.asarray(t[j]).astype(np.int32), t[1].shape) for t in table]
             )
             for j in range(2, 7)
         )
@@ -134,7 +137,7 @@ class _Plan:
         self.acct = acct[order]
         self.pg = pg[order]
         self.cg = cg[order]
-        self._texts: dict[str, bulk.U8] = {}
+        self._texts = texts
 
     def __len__(self) -> int:
         return int(self.kind.shape[0])
@@ -146,6 +149,66 @@ class _Plan:
         return self._texts[name]
 
 
+def _accounts_in(
+    entry: tuple[
+        int,
+        IntArray,
+        IntArray | int,
+        IntArray | int,
+        IntArray | int,
+        IntArray | int,
+        IntArray | int,
+    ],
+    lo: int,
+    hi: int,
+) -> tuple[
+    int, IntArray, IntArray | int, IntArray | int, IntArray | int, IntArray | int, IntArray | int
+]:
+    """A table entry cut to the rows whose account is in ``lo`` to ``hi``."""
+    kind, idx, *keys = entry
+    acct = np.asarray(keys[0])
+    if idx.shape[0] and acct.ndim:
+        sel = np.flatnonzero((acct >= lo) & (acct < hi))
+    else:
+        sel = np.zeros(0, dtype=np.int64) if acct.ndim else np.arange(idx.shape[0])
+    cut = [np.asarray(k)[sel] if np.ndim(k) else k for k in keys]
+    return (kind, idx[sel], cut[0], cut[1], cut[2], cut[3], cut[4])
+
+
+PLAN_ROWS = 262_144  # rows whose order is made together (the accounts' rows are contiguous)
+
+
+def _row_counts(report: MarginReport) -> IntArray:
+    """The number of results.csv rows of each account."""
+    r = report.result
+    n_a = r.account_firm.shape[0]
+    ports = r.unit_account[r.unit_level == LEVEL_PORTFOLIO_GROUP]
+    counts = np.ones(n_a, dtype=np.int64)
+    for accounts, rows in (
+        (ports, 3),
+        (r.pg_account, 3),
+        (r.cg_account, 1),
+        (r.basket_account, 1),
+        (r.pos_account, 1),
+    ):
+        counts += rows * np.bincount(np.asarray(accounts, dtype=np.int64), minlength=n_a)
+    return counts
+
+
+def _plans(report: MarginReport) -> Iterator[_Plan]:
+    """The plans of the report's accounts, a group of about ``PLAN_ROWS`` rows at a time (the
+    file's rows go account by account, so their concatenation is the file's order)."""
+    counts = _row_counts(report)
+    ends = np.cumsum(counts)
+    texts: dict[str, bulk.U8] = {}
+    lo, n_a = 0, counts.shape[0]
+    while lo < n_a:
+        hi = int(np.searchsorted(ends, ends[lo] - counts[lo] + PLAN_ROWS, "right"))
+        hi = min(max(hi, lo + 1), n_a)
+        yield _Plan(report, lo, hi, texts)
+        lo = hi
+
+
 def results_csv_blocks(
     report: MarginReport,
     header: bytes,
@@ -154,24 +217,28 @@ def results_csv_blocks(
     """The header, then the rows of ``<name>.results.csv`` a block at a time;
     ``progress(rows done, rows)`` after each block."""
     yield header
-    plan = _Plan(report)
-    for start in range(0, len(plan), BLOCK_ROWS):
-        yield _block(report, plan, slice(start, start + BLOCK_ROWS))
-        if progress is not None:
-            progress(min(start + BLOCK_ROWS, len(plan)), len(plan))
+    total, done = int(_row_counts(report).sum()), 0
+    for plan in _plans(report):
+        for start in range(0, len(plan), BLOCK_ROWS):
+            rows = slice(start, start + BLOCK_ROWS)
+            yield _block(report, plan, rows)
+            done += len(range(len(plan))[rows])
+            if progress is not None:
+                progress(done, total)
     yield _firm_rows(report)
 
 
 def iter_result_rows(report: MarginReport, first_block: int = 2_000) -> Iterator[list[str]]:
     """The rows of ``results.csv`` as lists of fields (as ``data.results_rows`` yields them),
     made a block at a time: a reader that stops early pays only for what it read."""
-    plan = _Plan(report)
-    start, size = 0, first_block
-    while start < len(plan):
-        text = _block(report, plan, slice(start, start + size)).decode("utf-8")
-        yield from csv.reader(io.StringIO(text))
-        start += size
-        size = BLOCK_ROWS
+    size = first_block
+    for plan in _plans(report):
+        start = 0
+        while start < len(plan):
+            text = _block(report, plan, slice(start, start + size)).decode("utf-8")
+            yield from csv.reader(io.StringIO(text))
+            start += size
+            size = BLOCK_ROWS
     yield from csv.reader(io.StringIO(_firm_rows(report).decode("utf-8")))
 
 

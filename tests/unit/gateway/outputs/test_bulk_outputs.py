@@ -61,13 +61,16 @@ def test_synthetic_files_with_odd_values(seed: int) -> None:
     assert b'"A,""Q"""' in fast
     document = report_json_bytes(report)
     assert document == (json.dumps(report_document(report)) + "\n").encode()
-    from gateway.outputs.margin import detail_json
+    from gateway.outputs.margin import detail_csv, detail_json
 
     detail_json.CHUNK_POSITIONS, saved = 200, detail_json.CHUNK_POSITIONS
+    detail_csv.PLAN_ROWS, saved_rows = 300, detail_csv.PLAN_ROWS
     try:  # accounts written a few at a time: the same bytes
         assert report_json_bytes(report) == document
+        assert results_csv(report) == fast
     finally:
         detail_json.CHUNK_POSITIONS = saved
+        detail_csv.PLAN_ROWS = saved_rows
     assert b'"A,\\"Q\\""' in document
 
 
@@ -78,6 +81,13 @@ def test_result_rows_a_block_at_a_time_are_the_rows() -> None:
     batch = synthetic_positions(theo, 2_500, n_accounts=5, seed=5)
     report = margin_for_file(PositionFile("csv", None, None, batch, [], len(batch)), theo)
     assert list(iter_result_rows(report, first_block=100)) == list(results_rows(report))
+    from gateway.outputs.margin import detail_csv
+
+    detail_csv.PLAN_ROWS, saved = 700, detail_csv.PLAN_ROWS
+    try:  # the accounts' rows ordered a group of accounts at a time
+        assert list(iter_result_rows(report, first_block=100)) == list(results_rows(report))
+    finally:
+        detail_csv.PLAN_ROWS = saved
 
 
 def test_amounts_are_pythons_texts() -> None:
