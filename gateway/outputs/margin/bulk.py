@@ -201,12 +201,3 @@ def join(pieces: Sequence[U8]) -> bytes:
     """The rows of side-by-side pieces [n, w_k], NULs dropped, as one bytes object."""
     mat = np.concatenate([np.asarray(p) for p in pieces], axis=1)
     return mat[mat != 0].tobytes()
-
-
-def join_rows(pieces: Sequence[U8]) -> tuple[bytes, NDArray[np.int64]]:
-    """Like ``join``, with the start of every row in the bytes (and the end as a last entry)."""
-    mat = np.concatenate([np.asarray(p) for p in pieces], axis=1)
-    filled = mat != 0
-    bounds = np.zeros(mat.shape[0] + 1, dtype=np.int64)
-    np.cumsum(filled.sum(axis=1), out=bounds[1:])
-    return mat[filled].tobytes(), bounds
