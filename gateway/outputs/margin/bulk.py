@@ -26,13 +26,8 @@ U8 = NDArray[np.uint8]
 FloatArray = NDArray[np.float64]
 LARGEST = 1e13  # beyond this, Python formats the value (shortest repr needs > 15 digits)
 
-_TWO = np.frombuffer(b"".join(b"%02d" % i for i in range(100)), dtype=np.uint8).reshape(100, 2)
-_TWO16 = _TWO.copy().view(np.uint16).reshape(100)
 # the cents of a shortest repr: .5 not .50, .0 for whole numbers
 _SHORT = [(b"%02d" % i).rstrip(b"0") or b"0" for i in range(100)]
-_SHORT_MAT = np.zeros((100, 2), dtype=np.uint8)
-for _i, _t in enumerate(_SHORT):
-    _SHORT_MAT[_i, : len(_t)] = np.frombuffer(_t, dtype=np.uint8)
 
 
 def _slow_mask(values: FloatArray, scaled: FloatArray, exact_python: bool) -> NDArray[np.bool_]:
@@ -57,70 +52,96 @@ def _from_python(texts: Sequence[str]) -> U8:
     return out
 
 
-def _merge(fast: U8, slow_rows: NDArray[np.intp], slow: U8) -> U8:
+def _merge(fast: U8, slow_rows: NDArray[np.intp], slow: U8, skip: int = 0) -> U8:
+    """``fast`` with the rows ``slow_rows`` replaced by ``slow``, after the first ``skip``
+    bytes of every row (the prefix)."""
     if not slow_rows.size:
         return fast
-    width = max(fast.shape[1], slow.shape[1])
+    width = max(fast.shape[1], skip + slow.shape[1])
     out = np.zeros((fast.shape[0], width), dtype=np.uint8)
     out[:, : fast.shape[1]] = fast
-    out[slow_rows] = 0
-    out[slow_rows, : slow.shape[1]] = slow
+    out[slow_rows, skip:] = 0
+    out[slow_rows, skip : skip + slow.shape[1]] = slow
     return out
 
 
-def _cents_text(values: FloatArray, cents: FloatArray, short: bool) -> U8:
-    """'-'? digits '.' two digits (or the shortest cents) for finite cents, right-aligned."""
+def _group_tables() -> tuple[NDArray[np.uint32], dict[bool, NDArray[np.uint32]]]:
+    """Digit groups as 32-bit words: ``GROUPS[i]`` is ``"%04d" % i``, ``GROUPS[LEAD + i]`` the
+    same without leading zeros (NUL-padded on the left), ``GROUPS[BLANK]`` four NULs;
+    ``LOWS[short][i]`` (``i`` < ``LOW``) is the last whole digit and the cents of ``i``
+    (``"d.cc"``), the cents as the shortest repr has them when ``short`` (``"d.c"``)."""
+    four = b"".join(b"%04d" % i for i in range(LEAD))
+    lead = b"".join((b"%d" % i).rjust(4, b"\0") for i in range(LEAD))
+    groups = np.frombuffer(four + lead + b"\0" * 4, dtype=np.uint32)
+    lows = {}
+    for short in (False, True):
+        cents = [_SHORT[c] if short else b"%02d" % c for c in range(100)]
+        texts = [(b"%d." % w + c).ljust(4, b"\0") for w in range(LOW // 100) for c in cents]
+        lows[short] = np.frombuffer(b"".join(texts), dtype=np.uint32)
+    return groups, lows
+
+
+LOW = 1_000  # the last whole digit and the cents: one word
+LEAD = 10_000  # four digits a group; the index of the leading-group tables
+BLANK = 2 * LEAD
+GROUPS, LOWS = _group_tables()
+
+
+def _cents_text(values: FloatArray, cents: FloatArray, short: bool, prefix: bytes) -> U8:
+    """``prefix``, then '-'? digits '.' two digits (or the shortest cents) for finite cents.
+
+    Row layout: the prefix, the sign byte, then four whole digits a 32-bit word from the left
+    (blank words before the leading one), then the last whole digit and the cents in a word,
+    each word looked up in a table (``_group_tables``)."""
     n = values.shape[0]
     a = np.abs(cents).astype(np.int64)
-    whole = a // 100
-    part = a - whole * 100
-    digits = max(len(str(int(whole.max(initial=0)))), 1)
-    pairs = (digits + 1) // 2
-    width = 1 + 2 * pairs
-    mat = np.empty((n, width + 3), dtype=np.uint8)
-    pair_area = np.empty((n, pairs), dtype=np.uint16)
-    rest = whole
-    for j in range(pairs):
-        rest, rem = np.divmod(rest, 100)
-        pair_area[:, pairs - 1 - j] = _TWO16[rem]
-    mat[:, 1:width] = pair_area.view(np.uint8).reshape(n, 2 * pairs)
-    powers = 10 ** np.arange(1, 2 * pairs, dtype=np.int64)
-    length = 1 + np.searchsorted(powers, whole, side="right")
-    first = width - length  # column of the first digit
-    cols = np.arange(width)
-    mat[:, :width] = np.where(cols[None, :] < first[:, None], np.uint8(0), mat[:, :width])
-    negative = np.flatnonzero(np.signbit(values))
-    mat[negative, first[negative] - 1] = ord("-")
-    mat[:, width] = ord(".")
-    mat[:, width + 1 :] = (_SHORT_MAT if short else _TWO)[part]
+    top, n_groups = int(a.max(initial=0)) // LOW, 0
+    while top:
+        top //= LEAD
+        n_groups += 1
+    skip = len(prefix)
+    mat = np.empty((n, skip + 1 + 4 * n_groups + 4), dtype=np.uint8)
+    if skip:
+        mat[:, :skip] = np.frombuffer(prefix, dtype=np.uint8)
+    mat[:, skip] = np.where(np.signbit(values), np.uint8(ord("-")), np.uint8(0))
+    words = mat[:, skip + 1 :].view(np.uint32)
+    rest, low = np.divmod(a, LOW)
+    words[:, n_groups] = LOWS[short][low]
+    for j in range(n_groups):
+        above, group = np.divmod(rest, LEAD)
+        group += (above == 0) * LEAD
+        group[rest == 0] = BLANK
+        words[:, n_groups - 1 - j] = GROUPS[group]
+        rest = above
     return mat
 
 
-def fixed2(values: FloatArray) -> U8:
-    """``f"{v:.2f}"`` of every value."""
+def fixed2(values: FloatArray, prefix: bytes = b"") -> U8:
+    """``f"{v:.2f}"`` of every value, after ``prefix`` (a separator: no NUL in it)."""
     v = np.asarray(values, dtype=np.float64)
     scaled = v * 100.0
     slow = _slow_mask(v, scaled, exact_python=True)
     cents = np.rint(np.where(slow, 0.0, scaled))
-    fast = _cents_text(v, cents, short=False)
+    fast = _cents_text(v, cents, False, prefix)
     rows = np.flatnonzero(slow)
-    return _merge(fast, rows, _from_python([f"{x:.2f}" for x in v[rows].tolist()]))
+    texts = _from_python([f"{x:.2f}" for x in v[rows].tolist()])
+    return _merge(fast, rows, texts, len(prefix))
 
 
-def shortest2(values: FloatArray, *, numpy_round: bool) -> U8:
+def shortest2(values: FloatArray, *, numpy_round: bool, prefix: bytes = b"") -> U8:
     """``repr`` of every value rounded to cents: ``round(v, 2)`` or ``np.round(v, 2)``
-    (``numpy_round``), as ``json.dumps`` writes it."""
+    (``numpy_round``), as ``json.dumps`` writes it, after ``prefix``."""
     v = np.asarray(values, dtype=np.float64)
     scaled = v * 100.0
     slow = _slow_mask(v, scaled, exact_python=not numpy_round)
     cents = np.rint(np.where(slow, 0.0, scaled))
-    fast = _cents_text(v, cents, short=True)
+    fast = _cents_text(v, cents, True, prefix)
     rows = np.flatnonzero(slow)
     if numpy_round:
         texts = [_json_float(float(x)) for x in np.round(v[rows], 2).tolist()]
     else:
         texts = [_json_float(round(x, 2)) for x in v[rows].tolist()]
-    return _merge(fast, rows, _from_python(texts))
+    return _merge(fast, rows, _from_python(texts), len(prefix))
 
 
 def _json_float(x: float) -> str:
@@ -167,12 +188,12 @@ def constant(value: bytes, n: int) -> U8:
     return np.broadcast_to(np.frombuffer(value, dtype=np.uint8), (n, len(value)))
 
 
-def blank_where(mat: U8, blank: NDArray[np.bool_]) -> U8:
-    """Empty text on the rows where ``blank`` is true."""
+def blank_where(mat: U8, blank: NDArray[np.bool_], skip: int = 0) -> U8:
+    """Empty text on the rows where ``blank`` is true (but their first ``skip`` bytes)."""
     if not blank.any():
         return mat
     out = mat.copy()
-    out[blank] = 0
+    out[blank, skip:] = 0
     return out
 
 
@@ -180,12 +201,3 @@ def join(pieces: Sequence[U8]) -> bytes:
     """The rows of side-by-side pieces [n, w_k], NULs dropped, as one bytes object."""
     mat = np.concatenate([np.asarray(p) for p in pieces], axis=1)
     return mat[mat != 0].tobytes()
-
-
-def join_rows(pieces: Sequence[U8]) -> tuple[bytes, NDArray[np.int64]]:
-    """Like ``join``, with the start of every row in the bytes (and the end as a last entry)."""
-    mat = np.concatenate([np.asarray(p) for p in pieces], axis=1)
-    filled = mat != 0
-    bounds = np.zeros(mat.shape[0] + 1, dtype=np.int64)
-    np.cumsum(filled.sum(axis=1), out=bounds[1:])
-    return mat[filled].tobytes(), bounds

@@ -24,7 +24,7 @@ from engine.pmc.report import MarginReport
 from gateway.outputs.margin import bulk
 
 IntArray = NDArray[np.int64]
-BLOCK_ROWS = 50_000
+BLOCK_ROWS = 8_192  # small blocks: a block's matrices stay in the cache
 
 # row kinds
 ACCOUNT, PORT_G, PORT_L, PORT_T, PG_G, PG_L, PG_T, CG, BASKET, CONTRACT = range(10)
@@ -70,14 +70,15 @@ def _strings(values: NDArray[np.generic]) -> bulk.U8:
 
 
 class _Plan:
-    """Every row of the file: kind, the index into its level's arrays, and its context."""
+    """Every row of the accounts ``lo`` to ``hi`` (exclusive): kind, the index into its level's
+    arrays, and its context; ``texts`` caches the strings' fields over the report's plans."""
 
-    def __init__(self, report: MarginReport) -> None:
+    def __init__(self, report: MarginReport, lo: int, hi: int, texts: dict[str, bulk.U8]) -> None:
         r = report.result
         self.r = r
         n_a, n_p, n_g = r.account_firm.shape[0], r.pg_id.shape[0], r.cg_id.shape[0]
         n_r, n_b, n = r.port_id.shape[0], r.basket_id.shape[0], r.pos_cg.shape[0]
-        big = np.int64(1 << 40)
+        big = np.int64(r.unit_level.shape[0] + 1)  # after every unit
         # the unit slot of each product group: its portfolio group's unit, its own, or after
         # every unit (class groups standing alone, in product group order)
         pg_slot = np.where(
@@ -96,92 +97,39 @@ class _Plan:
         cg_p = r.cg_pg.astype(np.int64)
         b_g = r.basket_cg.astype(np.int64)
         pos_g = r.pos_cg.astype(np.int64)
-        minus = np.int64(-1)
-
-        parts: list[tuple[int, IntArray, IntArray, IntArray, IntArray, IntArray, IntArray]] = []
-
-        def add(
-            kind: int,
-            idx: IntArray,
-            acct: IntArray,
-            slot: IntArray,
-            p: IntArray,
-            g: IntArray,
-            sub: IntArray,
-        ) -> None:
-            parts.append((kind, idx, acct, slot, p, g, sub))
-
-        def full(n_rows: int, value: np.int64) -> IntArray:
-            return np.full(n_rows, value, dtype=np.int64)
 
         a_idx = np.arange(n_a, dtype=np.int64)
-        add(
-            ACCOUNT,
-            a_idx,
-            a_idx,
-            full(n_a, minus),
-            full(n_a, minus),
-            full(n_a, minus),
-            full(n_a, minus),
-        )
-        n_port_rows = port_rows.shape[0]
-        port_acct = r.port_account[port_rows].astype(np.int64) if n_port_rows else port_units
-        for kind, order in ((PORT_G, 0), (PORT_L, 1), (PORT_T, 2)):
-            add(
-                kind,
-                port_rows.astype(np.int64),
-                port_acct,
-                port_units,
-                full(n_port_rows, minus),
-                full(n_port_rows, minus),
-                full(n_port_rows, np.int64(order)),
-            )
-        n_pgs = pgs.shape[0]
-        for kind, order in ((PG_G, 0), (PG_L, 1), (PG_T, 2)):
-            add(
-                kind,
-                pgs,
-                r.pg_account[pgs].astype(np.int64),
-                pg_slot[pgs],
-                pgs,
-                full(n_pgs, minus),
-                full(n_pgs, np.int64(order)),
-            )
         g_idx = np.arange(n_g, dtype=np.int64)
-        add(
-            CG,
-            g_idx,
-            r.cg_account.astype(np.int64),
-            pg_slot[cg_p],
-            cg_p,
-            g_idx,
-            full(n_g, np.int64(0)),
-        )
         k_idx = np.arange(n_b, dtype=np.int64)
-        add(
-            BASKET,
-            k_idx,
-            r.basket_account.astype(np.int64),
-            pg_slot[cg_p[b_g]] if n_b else k_idx,
-            cg_p[b_g] if n_b else k_idx,
-            b_g,
-            full(n_b, np.int64(1)),
-        )
         i_idx = np.arange(n, dtype=np.int64)
-        add(
-            CONTRACT,
-            i_idx,
-            r.pos_account.astype(np.int64),
-            pg_slot[cg_p[pos_g]] if n else i_idx,
-            cg_p[pos_g] if n else i_idx,
-            pos_g,
-            full(n, np.int64(2)),
+        port_acct = r.port_account[port_rows].astype(np.int64) if port_rows.size else port_units
+        # per kind: its rows (index into the level), then the sort keys: account, unit slot,
+        # product group, class group, place within the class group (an int: on every row)
+        Key = IntArray | int
+        table: list[tuple[int, IntArray, Key, Key, Key, Key, Key]] = [
+            (ACCOUNT, a_idx, a_idx, -1, -1, -1, -1),
+            *(
+                (kind, port_rows, port_acct, port_units, -1, -1, order)
+                for order, kind in enumerate((PORT_G, PORT_L, PORT_T))
+            ),
+            *(
+                (kind, pgs, r.pg_account, pg_slot, pgs, -1, order)
+                for order, kind in enumerate((PG_G, PG_L, PG_T))
+            ),
+            (CG, g_idx, r.cg_account, pg_slot[cg_p], cg_p, g_idx, 0),
+            (BASKET, k_idx, r.basket_account, pg_slot[cg_p[b_g]], cg_p[b_g], b_g, 1),
+            (CONTRACT, i_idx, r.pos_account, pg_slot[cg_p[pos_g]], cg_p[pos_g], pos_g, 2),
+        ]
+        table = [_accounts_in(t, lo, hi) for t in table]
+        kind = np.concatenate([np.full(t[1].shape[0], t[0], dtype=np.int8) for t in table])
+        # int32 keys (every count is far below 2**31): half the memory of the sort
+        idx = np.concatenate([t[1] for t in table]).astype(np.int32)
+        acct, slot, pg, cg, sub = (
+            np.concatenate(
+                [np.broadcast_to(np.asarray(t[j]).astype(np.int32), t[1].shape) for t in table]
+            )
+            for j in range(2, 7)
         )
-
-        kind = np.concatenate([np.full(p[1].shape[0], p[0], dtype=np.int8) for p in parts])
-        idx = np.concatenate([p[1] for p in parts])
-        keys = [np.concatenate([p[j] for p in parts]) for j in range(2, 7)]
-        acct, slot, pg, cg, sub = keys
         # within a class group: its row, then baskets, then contracts, each in index order
         order = np.lexsort((idx, sub, cg, pg, slot, acct))
         self.kind = kind[order]
@@ -189,7 +137,7 @@ class _Plan:
         self.acct = acct[order]
         self.pg = pg[order]
         self.cg = cg[order]
-        self._texts: dict[str, bulk.U8] = {}
+        self._texts = texts
 
     def __len__(self) -> int:
         return int(self.kind.shape[0])
@@ -201,6 +149,66 @@ class _Plan:
         return self._texts[name]
 
 
+def _accounts_in(
+    entry: tuple[
+        int,
+        IntArray,
+        IntArray | int,
+        IntArray | int,
+        IntArray | int,
+        IntArray | int,
+        IntArray | int,
+    ],
+    lo: int,
+    hi: int,
+) -> tuple[
+    int, IntArray, IntArray | int, IntArray | int, IntArray | int, IntArray | int, IntArray | int
+]:
+    """A table entry cut to the rows whose account is in ``lo`` to ``hi``."""
+    kind, idx, *keys = entry
+    acct = np.asarray(keys[0])
+    if idx.shape[0] and acct.ndim:
+        sel = np.flatnonzero((acct >= lo) & (acct < hi))
+    else:
+        sel = np.zeros(0, dtype=np.int64) if acct.ndim else np.arange(idx.shape[0])
+    cut = [np.asarray(k)[sel] if np.ndim(k) else k for k in keys]
+    return (kind, idx[sel], cut[0], cut[1], cut[2], cut[3], cut[4])
+
+
+PLAN_ROWS = 262_144  # rows whose order is made together (the accounts' rows are contiguous)
+
+
+def _row_counts(report: MarginReport) -> IntArray:
+    """The number of results.csv rows of each account."""
+    r = report.result
+    n_a = r.account_firm.shape[0]
+    ports = r.unit_account[r.unit_level == LEVEL_PORTFOLIO_GROUP]
+    counts = np.ones(n_a, dtype=np.int64)
+    for accounts, rows in (
+        (ports, 3),
+        (r.pg_account, 3),
+        (r.cg_account, 1),
+        (r.basket_account, 1),
+        (r.pos_account, 1),
+    ):
+        counts += rows * np.bincount(np.asarray(accounts, dtype=np.int64), minlength=n_a)
+    return counts
+
+
+def _plans(report: MarginReport) -> Iterator[_Plan]:
+    """The plans of the report's accounts, a group of about ``PLAN_ROWS`` rows at a time (the
+    file's rows go account by account, so their concatenation is the file's order)."""
+    counts = _row_counts(report)
+    ends = np.cumsum(counts)
+    texts: dict[str, bulk.U8] = {}
+    lo, n_a = 0, counts.shape[0]
+    while lo < n_a:
+        hi = int(np.searchsorted(ends, ends[lo] - counts[lo] + PLAN_ROWS, "right"))
+        hi = min(max(hi, lo + 1), n_a)
+        yield _Plan(report, lo, hi, texts)
+        lo = hi
+
+
 def results_csv_blocks(
     report: MarginReport,
     header: bytes,
@@ -209,24 +217,28 @@ def results_csv_blocks(
     """The header, then the rows of ``<name>.results.csv`` a block at a time;
     ``progress(rows done, rows)`` after each block."""
     yield header
-    plan = _Plan(report)
-    for start in range(0, len(plan), BLOCK_ROWS):
-        yield _block(report, plan, slice(start, start + BLOCK_ROWS))
-        if progress is not None:
-            progress(min(start + BLOCK_ROWS, len(plan)), len(plan))
+    total, done = int(_row_counts(report).sum()), 0
+    for plan in _plans(report):
+        for start in range(0, len(plan), BLOCK_ROWS):
+            rows = slice(start, start + BLOCK_ROWS)
+            yield _block(report, plan, rows)
+            done += len(range(len(plan))[rows])
+            if progress is not None:
+                progress(done, total)
     yield _firm_rows(report)
 
 
 def iter_result_rows(report: MarginReport, first_block: int = 2_000) -> Iterator[list[str]]:
     """The rows of ``results.csv`` as lists of fields (as ``data.results_rows`` yields them),
     made a block at a time: a reader that stops early pays only for what it read."""
-    plan = _Plan(report)
-    start, size = 0, first_block
-    while start < len(plan):
-        text = _block(report, plan, slice(start, start + size)).decode("utf-8")
-        yield from csv.reader(io.StringIO(text))
-        start += size
-        size = BLOCK_ROWS
+    size = first_block
+    for plan in _plans(report):
+        start = 0
+        while start < len(plan):
+            text = _block(report, plan, slice(start, start + size)).decode("utf-8")
+            yield from csv.reader(io.StringIO(text))
+            start += size
+            size = BLOCK_ROWS
     yield from csv.reader(io.StringIO(_firm_rows(report).decode("utf-8")))
 
 
@@ -259,7 +271,8 @@ def _gather(
 
 
 def _money(values: np.ndarray) -> bulk.U8:
-    return bulk.blank_where(bulk.fixed2(np.nan_to_num(values)), np.isnan(values))
+    """The field with its separator before it: empty for NaN."""
+    return bulk.blank_where(bulk.fixed2(np.nan_to_num(values), b","), np.isnan(values), skip=1)
 
 
 def _block(report: MarginReport, plan: _Plan, rows: slice) -> bytes:
@@ -363,72 +376,36 @@ def _block(report: MarginReport, plan: _Plan, rows: slice) -> bytes:
     else:
         contract_cols = [np.zeros((0, 1), dtype=np.uint8)] * 11
 
-    offset_src = {
-        PORT_G: r.port_offset,
-        PORT_L: r.port_offset,
-        PORT_T: r.port_offset,
-        PG_G: r.pg_offset,
-        PG_L: r.pg_offset,
-        PG_T: r.pg_offset,
+    # per kind, the arrays its rows show (None: empty): offset, the stand-alone unit whose risk
+    # and requirement a Total row shows, NAV, minimum, the ten moves
+    Source = np.ndarray | None
+    sources: dict[int, tuple[Source, Source, Source, Source, Source]] = {
+        ACCOUNT: (None, None, r.account_nav, r.account_minimum, None),
+        PORT_G: (r.port_offset, None, None, None, r.port_gains),
+        PORT_L: (r.port_offset, None, None, None, r.port_losses),
+        PORT_T: (r.port_offset, r.port_unit, r.port_nav, r.port_minimum, r.port_total),
+        PG_G: (r.pg_offset, None, None, None, r.pg_gains),
+        PG_L: (r.pg_offset, None, None, None, r.pg_losses),
+        PG_T: (r.pg_offset, r.pg_unit, r.pg_nav, r.pg_minimum, r.pg_total),
+        CG: (None, r.cg_unit, r.cg_nav, r.cg_minimum, r.cg_total),
+        BASKET: (None, None, r.basket_nav, r.basket_minimum, r.basket_pnl),
+        CONTRACT: (None, None, r.pos_nav, r.pos_minimum, r.pos_pnl),
     }
-    offsets = _gather(kind, idx, offset_src, ())
-    offset_col = bulk.distinct(offsets, lambda v: "" if v != v else f"{v:g}")
 
-    # the stand-alone unit whose risk and requirement a Total row shows (-1: none)
-    unit = np.full(n, -1, dtype=np.int64)
-    for k, units in ((PORT_T, r.port_unit), (PG_T, r.pg_unit), (CG, r.cg_unit)):
-        rows_k = np.flatnonzero(kind == k)
-        if rows_k.size:
-            unit[rows_k] = units[idx[rows_k]]
+    def column(j: int, shape: tuple[int, ...] = ()) -> np.ndarray:
+        return _gather(
+            kind, idx, {k: src for k, v in sources.items() if (src := v[j]) is not None}, shape
+        )
 
-    nav = _gather(
-        kind,
-        idx,
-        {
-            ACCOUNT: r.account_nav,
-            PORT_T: r.port_nav,
-            PG_T: r.pg_nav,
-            CG: r.cg_nav,
-            BASKET: r.basket_nav,
-            CONTRACT: r.pos_nav,
-        },
-        (),
-    )
-    minimum = _gather(
-        kind,
-        idx,
-        {
-            ACCOUNT: r.account_minimum,
-            PORT_T: r.port_minimum,
-            PG_T: r.pg_minimum,
-            CG: r.cg_minimum,
-            BASKET: r.basket_minimum,
-            CONTRACT: r.pos_minimum,
-        },
-        (),
-    )
+    offset_col = bulk.distinct(column(0), lambda v: "" if v != v else f"{v:g}")
+    unit = np.nan_to_num(column(1), nan=-1.0).astype(np.int64)  # -1: none
+    nav, minimum, vec = column(2), column(3), column(4, (10,))
     risk = _gather(kind, idx, {ACCOUNT: r.account_risk}, ())
     requirement = _gather(kind, idx, {ACCOUNT: r.account_requirement}, ())
     with_unit = np.flatnonzero(unit >= 0)
     if with_unit.size:
         risk[with_unit] = r.unit_risk[unit[with_unit]]
         requirement[with_unit] = r.unit_requirement[unit[with_unit]]
-    vec = _gather(
-        kind,
-        idx,
-        {
-            PORT_G: r.port_gains,
-            PORT_L: r.port_losses,
-            PORT_T: r.port_total,
-            PG_G: r.pg_gains,
-            PG_L: r.pg_losses,
-            PG_T: r.pg_total,
-            CG: r.cg_total,
-            BASKET: r.basket_pnl,
-            CONTRACT: r.pos_pnl,
-        },
-        (10,),
-    )
 
     pieces: list[bulk.U8] = [
         bulk.constant(report.theo_date.encode("ascii"), n),
@@ -454,14 +431,11 @@ def _block(report: MarginReport, plan: _Plan, rows: slice) -> bytes:
     for col in contract_cols:
         pieces += [sep, contract_col(col)]
     pieces += [sep, offset_col]
-    for values in (nav, risk, minimum, requirement):
-        pieces += [sep, _money(values)]
-    vec_blank = np.isnan(vec[:, 0])
-    flat = bulk.fixed2(np.nan_to_num(vec).reshape(-1)).reshape(n, 10, -1)
-    flat[vec_blank] = 0
-    for k in range(10):
-        pieces += [sep, flat[:, k, :]]
-    pieces.append(bulk.constant(b"\n", n))
+    pieces += [_money(values) for values in (nav, risk, minimum, requirement)]
+    # the ten moves as one piece, each with its separator
+    flat = bulk.fixed2(np.nan_to_num(vec).reshape(-1), b",").reshape(n, 10, -1)
+    flat[np.isnan(vec[:, 0]), :, 1:] = 0
+    pieces += [flat.reshape(n, -1), bulk.constant(b"\n", n)]
     return bulk.join(pieces)
 
 

@@ -4,16 +4,18 @@ gives (no indentation), without a Python object per value.
 Theory of operation. The document is a tree: accounts, their stand-alone units, the product
 groups of a portfolio group, class groups, contracts. Every node is written as an opening token
 (``{"level": ..., "contracts": [``, its scalar members formatted for all nodes of that level at
-once by ``bulk``) and a closing ``]}``; a contract is one token. Each token gets a sort key
-(account, unit, product group, class group, contract; openings before their members, closings
-after) whose order is the document's; one ``lexsort`` orders them, a ``, `` goes before every
-node that follows a sibling, and the tokens are joined.
+once by ``bulk`` from the level's table of fields) and a closing ``]}``; a contract is one token.
+Each token gets a sort key (account, unit, product group, class group, contract; openings before
+their members, closings after) whose order is the document's; one ``lexsort`` orders them. The
+node tokens become the rows of one byte matrix in that order, each with the ``, `` before it when
+it follows a sibling and the closings that follow it, and dropping the matrix's NULs leaves the
+document's bytes.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,6 +28,7 @@ IntArray = NDArray[np.int64]
 BIG = np.int64(1 << 40)
 NONE = np.int64(-1)
 CLOSE = b"]}"
+COMMA = b", "
 
 
 def _json_text(value: object) -> str:
@@ -48,97 +51,122 @@ def _strings(values: NDArray[np.generic], *, null_if_empty: bool = False) -> bul
     return bulk.distinct(arr, _json_text)
 
 
-def _money(values: np.ndarray) -> bulk.U8:
-    return bulk.shortest2(np.asarray(values, dtype=np.float64), numpy_round=False)
+def _nullable(values: NDArray[np.generic]) -> bulk.U8:
+    return _strings(values, null_if_empty=True)
 
 
-def _vector(values: np.ndarray) -> list[bulk.U8]:
-    """``[a, b, ...]`` of [m, 10] values rounded by numpy, as pieces."""
+def _json_values(values: np.ndarray) -> bulk.U8:
+    return bulk.distinct(np.asarray(values, dtype=np.float64), _json_text)
+
+
+def _offsets(values: np.ndarray) -> bulk.U8:
+    return bulk.distinct(
+        np.asarray(values, dtype=np.float64), lambda v: "null" if v != v else json.dumps(v)
+    )
+
+
+def _money(values: np.ndarray, label: bytes) -> list[bulk.U8]:
+    """``label`` and the amount rounded to cents by Python (one piece)."""
+    return [bulk.shortest2(np.asarray(values, dtype=np.float64), numpy_round=False, prefix=label)]
+
+
+def _rounded(values: np.ndarray, label: bytes) -> list[bulk.U8]:
+    """``label`` and the amount rounded to cents by numpy (one piece)."""
+    return [bulk.shortest2(np.asarray(values, dtype=np.float64), numpy_round=True, prefix=label)]
+
+
+def _vector(values: np.ndarray, label: bytes) -> list[bulk.U8]:
+    """``label`` and ``[a, b, ...]`` of [m, 10] values rounded by numpy."""
     v = np.asarray(values, dtype=np.float64)
     m = v.shape[0]
-    texts = bulk.shortest2(v.reshape(-1), numpy_round=True).reshape(m, v.shape[1], -1)
-    pieces: list[bulk.U8] = [bulk.constant(b"[", m)]
-    for k in range(v.shape[1]):
-        if k:
-            pieces.append(bulk.constant(b", ", m))
-        pieces.append(texts[:, k, :])
-    pieces.append(bulk.constant(b"]", m))
+    texts = bulk.shortest2(v.reshape(-1), numpy_round=True, prefix=COMMA).reshape(m, v.shape[1], -1)
+    texts[:, 0, 0], texts[:, 0, 1] = ord("["), 0  # the first value's separator opens the list
+    return [bulk.constant(label, m), texts.reshape(m, -1), bulk.constant(b"]", m)]
+
+
+Cell = Callable[[np.ndarray], bulk.U8]
+Render = Callable[[np.ndarray, bytes], list[bulk.U8]]
+Field = tuple[bytes, Render, np.ndarray]  # label, how, values (one a node)
+
+
+def _labelled(cell: Cell) -> Render:
+    """A cell after its label, as two pieces."""
+
+    def pieces(values: np.ndarray, label: bytes) -> list[bulk.U8]:
+        return [bulk.constant(label, values.shape[0]), cell(values)]
+
     return pieces
 
 
+STRING, NULLABLE, JSON, OFFSET = map(_labelled, (_strings, _nullable, _json_values, _offsets))
+
+
+def _row(fields: Sequence[Field], end: bytes) -> bulk.U8:
+    """The token of every node of a level: each field's label and text, then ``end``."""
+    pieces: list[bulk.U8] = []
+    for label, render, values in fields:
+        pieces += render(values, label)
+    m = fields[0][2].shape[0]
+    pieces.append(bulk.constant(end, m))
+    return np.concatenate([np.asarray(p) for p in pieces], axis=1)
+
+
 class _Tokens:
-    """Token texts with their sort keys, collected level by level."""
+    """The node tokens (byte matrices, one row a node) and the closings, with their sort keys."""
 
     def __init__(self) -> None:
-        self.texts: list[bytes] = []
-        self.bounds: list[IntArray | None] = []  # None: the same text on every row
+        self.mats: list[bulk.U8 | None] = []  # None: a closing
         self.counts: list[int] = []
         self.keys: list[list[IntArray]] = []
         self.opening: list[bool] = []
-        self.starts_node: list[bool] = []
 
-    def add(
-        self,
-        text: bytes,
-        bounds: IntArray | None,
-        keys: Sequence[IntArray],
-        *,
-        opening: bool,
-        starts_node: bool,
-    ) -> None:
-        self.texts.append(text)
-        self.bounds.append(bounds)
+    def node(self, mat: bulk.U8, keys: Sequence[IntArray], *, opening: bool) -> None:
+        self._add(mat, keys, opening)
+
+    def close(self, keys: Sequence[IntArray]) -> None:
+        self._add(None, keys, False)
+
+    def _add(self, mat: bulk.U8 | None, keys: Sequence[IntArray], opening: bool) -> None:
+        self.mats.append(mat)
         self.counts.append(int(keys[0].shape[0]))
         self.keys.append([np.asarray(k, dtype=np.int64) for k in keys])
         self.opening.append(opening)
-        self.starts_node.append(starts_node)
 
     def joined(self, *, leading_comma: bool = False) -> bytes:
-        """Every token in document order, with the separators, as one bytes object: the
-        tokens' byte ranges are ordered with numpy and adjacent ranges are merged, so Python
-        touches one slice per run, not one per value."""
+        """Every token in document order, with the separators, as one bytes object."""
         kind = np.concatenate([np.full(c, j, dtype=np.int64) for j, c in enumerate(self.counts)])
         row = np.concatenate([np.arange(c, dtype=np.int64) for c in self.counts])
         keys = [np.concatenate([k[level] for k in self.keys]) for level in range(5)]
-        texts = [*self.texts, b", "]
-        base = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum([len(t) for t in texts], out=base[1:])
-        begin_parts, end_parts = [], []
-        for j, (count, bounds) in enumerate(zip(self.counts, self.bounds, strict=True)):
-            if bounds is None:
-                begin_parts.append(np.full(count, base[j], dtype=np.int64))
-                end_parts.append(np.full(count, base[j + 1], dtype=np.int64))
-            else:
-                begin_parts.append(base[j] + bounds[:-1])
-                end_parts.append(base[j] + bounds[1:])
         order = np.lexsort((row, *reversed(keys)))
-        kind = kind[order]
-        begin = np.concatenate(begin_parts)[order]
-        finish = np.concatenate(end_parts)[order]
+        kind, row = kind[order], row[order]
+        is_node = np.asarray([m is not None for m in self.mats])[kind]
         opening = np.asarray(self.opening)[kind]
-        comma = np.asarray(self.starts_node)[kind]
+        comma = is_node.copy()  # a node that follows a sibling
         comma[1:] &= ~opening[:-1]
         comma[:1] = leading_comma
-        # a separator token before each token that needs one
-        slot = np.arange(kind.shape[0], dtype=np.int64) + np.cumsum(comma)
-        total = kind.shape[0] + int(comma.sum())
-        starts = np.full(total, base[-2], dtype=np.int64)
-        ends = np.full(total, base[-1], dtype=np.int64)
-        starts[slot], ends[slot] = begin, finish
-        # merge ranges that follow each other in the buffer
-        breaks = np.flatnonzero(starts[1:] != ends[:-1]) + 1
-        run_start = np.concatenate([[0], breaks])
-        run_end = np.concatenate([breaks, [total]]) - 1
-        view = memoryview(b"".join(texts))
-        return b"".join(
-            [
-                view[a:b]
-                for a, b in zip(starts[run_start].tolist(), ends[run_end].tolist(), strict=True)
-            ]
-        )
+        # each closing goes after the node token before it (the first token is a node)
+        at = np.arange(kind.shape[0], dtype=np.int64)
+        owner = np.maximum.accumulate(np.where(is_node, at, -1))
+        rank = np.cumsum(is_node) - 1
+        nodes = np.flatnonzero(is_node)
+        closings = np.bincount(rank[owner[~is_node]], minlength=nodes.shape[0])
+        width = max(m.shape[1] for m in self.mats if m is not None)
+        most = int(closings.max(initial=0))
+        out = np.zeros((nodes.shape[0], 2 + width + 2 * most), dtype=np.uint8)
+        out[comma[nodes], :2] = np.frombuffer(COMMA, dtype=np.uint8)
+        node_kind, node_row = kind[nodes], row[nodes]
+        for j, mat in enumerate(self.mats):
+            if mat is not None and mat.shape[0]:
+                at_j = np.flatnonzero(node_kind == j)
+                out[at_j, 2 : 2 + mat.shape[1]] = mat[node_row[at_j]]
+        suffix = np.zeros((most + 1, 2 * most), dtype=np.uint8)
+        for k in range(1, most + 1):
+            suffix[k, : 2 * k] = np.frombuffer(CLOSE * k, dtype=np.uint8)
+        out[:, 2 + width :] = suffix[closings]
+        return out[out != 0].tobytes()
 
 
-CHUNK_POSITIONS = 100_000  # positions whose accounts are written together
+CHUNK_POSITIONS = 10_000  # positions whose accounts are written together (cache-sized)
 
 
 def report_json_bytes(report: MarginReport) -> bytes:
@@ -157,249 +185,204 @@ def report_json_chunks(report: MarginReport) -> Iterator[bytes]:
     n_a = r.account_firm.shape[0]
     per_account = np.bincount(r.pos_account, minlength=n_a) if n_a else np.zeros(0, np.int64)
     ends = np.cumsum(per_account)
+    index = _Index(report)
     lo = 0
     while lo < n_a:
         hi = int(np.searchsorted(ends, ends[lo] - per_account[lo] + CHUNK_POSITIONS, "right"))
         hi = min(max(hi, lo + 1), n_a)
-        yield _accounts_json(report, lo, hi, leading_comma=lo > 0)
+        yield _accounts_json(report, index, lo, hi, leading_comma=lo > 0)
         lo = hi
     yield tail
 
 
-def _accounts_json(report: MarginReport, lo: int, hi: int, *, leading_comma: bool) -> bytes:
+class _Index:
+    """What every chunk needs, made once per report: the unit each product group and class
+    group sits in, and each level's rows ordered by account (a chunk's rows are one slice)."""
+
+    def __init__(self, report: MarginReport) -> None:
+        r = report.result
+        self.pg_in_port = r.pg_port >= 0
+        self.pg_unit = np.where(
+            self.pg_in_port,
+            r.port_unit[np.maximum(r.pg_port, 0)] if r.port_id.shape[0] else -1,
+            r.pg_unit,
+        )
+        self.cg_pg = r.cg_pg.astype(np.int64)
+        self.cg_unit = np.where(
+            r.cg_unit >= 0, r.cg_unit, self.pg_unit[self.cg_pg] if r.pg_id.shape[0] else -1
+        )
+        self._levels = {
+            name: self._by_account(accounts)
+            for name, accounts in (
+                ("unit", r.unit_account),
+                ("pg", r.pg_account),
+                ("cg", r.cg_account),
+                ("pos", r.pos_account),
+            )
+        }
+
+    @staticmethod
+    def _by_account(accounts: NDArray[np.int64]) -> tuple[IntArray, IntArray]:
+        order = np.argsort(accounts, kind="stable").astype(np.int64)
+        return order, np.asarray(accounts, dtype=np.int64)[order]
+
+    def rows(self, level: str, lo: int, hi: int) -> IntArray:
+        """The rows of ``level`` whose account is in ``lo`` to ``hi`` (exclusive)."""
+        order, accounts = self._levels[level]
+        start, stop = np.searchsorted(accounts, [lo, hi])
+        return order[int(start) : int(stop)]
+
+
+def _unit_fields(report: MarginReport, lvl: int, sel: IntArray) -> tuple[list[Field], bytes]:
+    """The fields of the stand-alone units ``sel`` of level ``lvl`` and their members' key."""
+    r = report.result
+    rows = r.unit_ref[sel]
+    name = {
+        LEVEL_PORTFOLIO_GROUP: b"portfolio_group",
+        LEVEL_PRODUCT_GROUP: b"product_group",
+        LEVEL_CLASS_GROUP: b"class_group",
+    }[lvl]
+    head: list[Field] = [
+        (b'{"level": "' + name + b'", "nav": ', _money, r.unit_nav[sel]),
+        (b', "risk": ', _money, r.unit_risk[sel]),
+        (b', "minimum": ', _money, r.unit_minimum[sel]),
+        (b', "requirement": ', _money, r.unit_requirement[sel]),
+    ]
+    if lvl == LEVEL_PORTFOLIO_GROUP:
+        own: list[Field] = [
+            (b', "id": ', STRING, r.port_id[rows]),
+            (b', "product_group": null, "offset_pct": ', JSON, r.port_offset[rows]),
+            (b', "gains": ', _vector, r.port_gains[rows]),
+            (b', "losses": ', _vector, r.port_losses[rows]),
+            (b', "total": ', _vector, r.port_total[rows]),
+        ]
+        return head + own, b', "product_groups": ['
+    if lvl == LEVEL_PRODUCT_GROUP:
+        own = [
+            (b', "id": ', STRING, r.pg_id[rows]),
+            (b', "product_group": ', STRING, r.pg_id[rows]),
+            (b', "offset_pct": ', OFFSET, r.pg_offset[rows]),
+            (b', "gains": ', _vector, r.pg_gains[rows]),
+            (b', "losses": ', _vector, r.pg_losses[rows]),
+            (b', "total": ', _vector, r.pg_total[rows]),
+        ]
+        return head + own, b', "class_groups": ['
+    total = r.cg_total[rows]
+    own = [
+        (b', "id": ', STRING, r.cg_id[rows]),
+        (b', "product_group": ', STRING, r.pg_id[r.cg_pg[rows]]),
+        (b', "offset_pct": null, "basket_id": ', NULLABLE, r.cg_basket[rows]),
+        (b', "gains": ', _vector, np.maximum(total, 0.0)),
+        (b', "losses": ', _vector, np.minimum(total, 0.0)),
+        (b', "total": ', _vector, total),
+    ]
+    return head + own, b', "contracts": ['
+
+
+def _accounts_json(
+    report: MarginReport, index: _Index, lo: int, hi: int, *, leading_comma: bool
+) -> bytes:
     """The entries of accounts ``lo`` to ``hi`` (exclusive), comma-separated."""
     r = report.result
     tokens = _Tokens()
-    n_u, n_p = r.unit_level.shape[0], r.pg_id.shape[0]
-    n = r.pos_cg.shape[0]
 
     def full(count: int, value: np.int64) -> IntArray:
         return np.full(count, value, dtype=np.int64)
 
-    def within(accounts: NDArray[np.int64]) -> NDArray[np.bool_]:
-        result: NDArray[np.bool_] = (accounts >= lo) & (accounts < hi)
-        return result
-
     # accounts
     a = np.arange(lo, hi, dtype=np.int64)
     n_a = a.shape[0]
-    acct = bulk.join_rows(
-        [
-            bulk.constant(b'{"firm": ', n_a),
-            _strings(r.account_firm[a]),
-            bulk.constant(b', "account": ', n_a),
-            _strings(r.account_id[a]),
-            bulk.constant(b', "account_type": ', n_a),
-            _strings(r.account_type[a]),
-            bulk.constant(b', "nav": ', n_a),
-            _money(r.account_nav[a]),
-            bulk.constant(b', "risk": ', n_a),
-            _money(r.account_risk[a]),
-            bulk.constant(b', "minimum": ', n_a),
-            _money(r.account_minimum[a]),
-            bulk.constant(b', "requirement": ', n_a),
-            _money(r.account_requirement[a]),
-            bulk.constant(b', "groups": [', n_a),
-        ]
-    )
-    tokens.add(
-        *acct,
-        [a, full(n_a, NONE), full(n_a, NONE), full(n_a, NONE), full(n_a, NONE)],
+    account_fields: list[Field] = [
+        (b'{"firm": ', STRING, r.account_firm[a]),
+        (b', "account": ', STRING, r.account_id[a]),
+        (b', "account_type": ', STRING, r.account_type[a]),
+        (b', "nav": ', _money, r.account_nav[a]),
+        (b', "risk": ', _money, r.account_risk[a]),
+        (b', "minimum": ', _money, r.account_minimum[a]),
+        (b', "requirement": ', _money, r.account_requirement[a]),
+    ]
+    tokens.node(
+        _row(account_fields, b', "groups": ['),
+        [a, *(full(n_a, NONE) for _ in range(4))],
         opening=True,
-        starts_node=True,
     )
-    tokens.add(
-        CLOSE,
-        None,
-        [a, full(n_a, BIG), full(n_a, 0), full(n_a, 0), full(n_a, 0)],
-        opening=False,
-        starts_node=False,
-    )
+    tokens.close([a, full(n_a, BIG), full(n_a, 0), full(n_a, 0), full(n_a, 0)])
 
     # units: their heads, then the level's own members
-    u = np.arange(n_u, dtype=np.int64)
-    level, ref = r.unit_level, r.unit_ref
-    unit_in = within(r.unit_account)
+    units = index.rows("unit", lo, hi)
     for lvl in (LEVEL_PORTFOLIO_GROUP, LEVEL_PRODUCT_GROUP, LEVEL_CLASS_GROUP):
-        sel = np.flatnonzero((level == lvl) & unit_in)
+        sel = units[r.unit_level[units] == lvl]
         m = sel.shape[0]
-        if not m:
-            continue
-        rows = ref[sel]
-        name = {
-            LEVEL_PORTFOLIO_GROUP: b"portfolio_group",
-            LEVEL_PRODUCT_GROUP: b"product_group",
-            LEVEL_CLASS_GROUP: b"class_group",
-        }[lvl]
-        pieces = [
-            bulk.constant(b'{"level": "' + name + b'", "nav": ', m),
-            _money(r.unit_nav[sel]),
-            bulk.constant(b', "risk": ', m),
-            _money(r.unit_risk[sel]),
-            bulk.constant(b', "minimum": ', m),
-            _money(r.unit_minimum[sel]),
-            bulk.constant(b', "requirement": ', m),
-            _money(r.unit_requirement[sel]),
-            bulk.constant(b', "id": ', m),
-        ]
-        if lvl == LEVEL_PORTFOLIO_GROUP:
-            pieces += [
-                _strings(r.port_id[rows]),
-                bulk.constant(b', "product_group": null, "offset_pct": ', m),
-                bulk.distinct(r.port_offset[rows].astype(np.float64), _json_text),
-                bulk.constant(b', "gains": ', m),
-                *_vector(r.port_gains[rows]),
-                bulk.constant(b', "losses": ', m),
-                *_vector(r.port_losses[rows]),
-                bulk.constant(b', "total": ', m),
-                *_vector(r.port_total[rows]),
-                bulk.constant(b', "product_groups": [', m),
-            ]
-        elif lvl == LEVEL_PRODUCT_GROUP:
-            ids = _strings(r.pg_id[rows])
-            pieces += [
-                ids,
-                bulk.constant(b', "product_group": ', m),
-                ids,
-                bulk.constant(b', "offset_pct": ', m),
-                _offsets(r.pg_offset[rows]),
-                bulk.constant(b', "gains": ', m),
-                *_vector(r.pg_gains[rows]),
-                bulk.constant(b', "losses": ', m),
-                *_vector(r.pg_losses[rows]),
-                bulk.constant(b', "total": ', m),
-                *_vector(r.pg_total[rows]),
-                bulk.constant(b', "class_groups": [', m),
-            ]
-        else:
-            total = r.cg_total[rows]
-            pieces += [
-                _strings(r.cg_id[rows]),
-                bulk.constant(b', "product_group": ', m),
-                _strings(r.pg_id[r.cg_pg[rows]]),
-                bulk.constant(b', "offset_pct": null, "basket_id": ', m),
-                _strings(r.cg_basket[rows], null_if_empty=True),
-                bulk.constant(b', "gains": ', m),
-                *_vector(np.maximum(total, 0.0)),
-                bulk.constant(b', "losses": ', m),
-                *_vector(np.minimum(total, 0.0)),
-                bulk.constant(b', "total": ', m),
-                *_vector(total),
-                bulk.constant(b', "contracts": [', m),
-            ]
-        acct_of = r.unit_account[sel]
-        tokens.add(
-            *bulk.join_rows(pieces),
-            [acct_of, u[sel], full(m, NONE), full(m, NONE), full(m, NONE)],
-            opening=True,
-            starts_node=True,
-        )
-    tokens.add(
-        CLOSE,
-        None,
-        [r.unit_account[unit_in], u[unit_in], *(full(int(unit_in.sum()), v) for v in (BIG, 0, 0))],
-        opening=False,
-        starts_node=False,
-    )
-
-    # the unit each product group and class group sits in
-    pg_in_port = r.pg_port >= 0
-    pg_unit = np.where(
-        pg_in_port, r.port_unit[np.maximum(r.pg_port, 0)] if r.port_id.shape[0] else -1, r.pg_unit
-    )
-    cg_pg = r.cg_pg.astype(np.int64)
-    cg_unit = np.where(r.cg_unit >= 0, r.cg_unit, pg_unit[cg_pg] if n_p else -1)
+        if m:
+            fields, end = _unit_fields(report, lvl, sel)
+            keys = [r.unit_account[sel], sel, full(m, NONE), full(m, NONE), full(m, NONE)]
+            tokens.node(_row(fields, end), keys, opening=True)
+    n_in = units.shape[0]
+    tokens.close([r.unit_account[units], units, *(full(n_in, v) for v in (BIG, 0, 0))])
+    pg_unit, cg_unit, cg_pg = index.pg_unit, index.cg_unit, index.cg_pg
 
     # product groups of portfolio groups
-    sel = np.flatnonzero(pg_in_port & within(r.pg_account))
+    pgs = index.rows("pg", lo, hi)
+    sel = pgs[index.pg_in_port[pgs]]
     m = sel.shape[0]
     if m:
-        pieces = [
-            bulk.constant(b'{"level": "product_group", "id": ', m),
-            _strings(r.pg_id[sel]),
-            bulk.constant(b', "offset_pct": ', m),
-            _offsets(r.pg_offset[sel]),
-            bulk.constant(b', "nav": ', m),
-            _money(r.pg_nav[sel]),
-            bulk.constant(b', "minimum": ', m),
-            _money(r.pg_minimum[sel]),
-            bulk.constant(b', "gains": ', m),
-            *_vector(r.pg_gains[sel]),
-            bulk.constant(b', "losses": ', m),
-            *_vector(r.pg_losses[sel]),
-            bulk.constant(b', "total": ', m),
-            *_vector(r.pg_total[sel]),
-            bulk.constant(b', "class_groups": [', m),
+        pg_fields: list[Field] = [
+            (b'{"level": "product_group", "id": ', STRING, r.pg_id[sel]),
+            (b', "offset_pct": ', OFFSET, r.pg_offset[sel]),
+            (b', "nav": ', _money, r.pg_nav[sel]),
+            (b', "minimum": ', _money, r.pg_minimum[sel]),
+            (b', "gains": ', _vector, r.pg_gains[sel]),
+            (b', "losses": ', _vector, r.pg_losses[sel]),
+            (b', "total": ', _vector, r.pg_total[sel]),
         ]
         keys = [r.pg_account[sel], pg_unit[sel], sel.astype(np.int64)]
-        tokens.add(
-            *bulk.join_rows(pieces),
+        tokens.node(
+            _row(pg_fields, b', "class_groups": ['),
             [*keys, full(m, NONE), full(m, NONE)],
             opening=True,
-            starts_node=True,
         )
-        tokens.add(CLOSE, None, [*keys, full(m, BIG), full(m, 0)], opening=False, starts_node=False)
+        tokens.close([*keys, full(m, BIG), full(m, 0)])
 
     # class groups that are not units themselves
-    sel = np.flatnonzero((r.cg_unit < 0) & within(r.cg_account))
+    cgs = index.rows("cg", lo, hi)
+    sel = cgs[r.cg_unit[cgs] < 0]
     m = sel.shape[0]
     if m:
-        pieces = [
-            bulk.constant(b'{"level": "class_group", "id": ', m),
-            _strings(r.cg_id[sel]),
-            bulk.constant(b', "basket_id": ', m),
-            _strings(r.cg_basket[sel], null_if_empty=True),
-            bulk.constant(b', "nav": ', m),
-            _money(r.cg_nav[sel]),
-            bulk.constant(b', "minimum": ', m),
-            _money(r.cg_minimum[sel]),
-            bulk.constant(b', "total": ', m),
-            *_vector(r.cg_total[sel]),
-            bulk.constant(b', "contracts": [', m),
+        cg_fields: list[Field] = [
+            (b'{"level": "class_group", "id": ', STRING, r.cg_id[sel]),
+            (b', "basket_id": ', NULLABLE, r.cg_basket[sel]),
+            (b', "nav": ', _money, r.cg_nav[sel]),
+            (b', "minimum": ', _money, r.cg_minimum[sel]),
+            (b', "total": ', _vector, r.cg_total[sel]),
         ]
         keys = [r.cg_account[sel], cg_unit[sel], cg_pg[sel], sel.astype(np.int64)]
-        tokens.add(*bulk.join_rows(pieces), [*keys, full(m, NONE)], opening=True, starts_node=True)
-        tokens.add(CLOSE, None, [*keys, full(m, BIG)], opening=False, starts_node=False)
+        tokens.node(_row(cg_fields, b', "contracts": ['), [*keys, full(m, NONE)], opening=True)
+        tokens.close([*keys, full(m, BIG)])
 
     # contracts
-    i = np.flatnonzero(within(r.pos_account)) if n else np.zeros(0, dtype=np.int64)
+    i = index.rows("pos", lo, hi)
     m = i.shape[0]
     if m:
         b = r.resolved.batch
-        pieces = [
-            bulk.constant(b'{"line": ', m),
-            bulk.text(b.line[i].astype("S20")),
-            bulk.constant(b', "symbol": ', m),
-            _strings(b.symbol[i]),
-            bulk.constant(b', "security_type": ', m),
-            _strings(b.security_type[i]),
-            bulk.constant(b', "put_call": ', m),
-            _strings(b.put_call[i], null_if_empty=True),
-            bulk.constant(b', "series_date": ', m),
-            _strings(b.series_date[i], null_if_empty=True),
-            bulk.constant(b', "strike": ', m),
-            bulk.distinct(b.strike[i].astype(np.float64), _json_text),
-            bulk.constant(b', "quantity": ', m),
-            bulk.distinct(b.quantity[i].astype(np.float64), _json_text),
-            bulk.constant(b', "basket_id": ', m),
-            _strings(b.basket_id[i], null_if_empty=True),
-            bulk.constant(b', "in_set": ', m),
-            bulk.distinct(r.resolved.theo_row[i] >= 0, lambda v: "true" if v else "false"),
-            bulk.constant(b', "nav": ', m),
-            bulk.shortest2(r.pos_nav[i], numpy_round=True),
-            bulk.constant(b', "minimum": ', m),
-            bulk.shortest2(r.pos_minimum[i], numpy_round=True),
-            bulk.constant(b', "pnl": ', m),
-            *_vector(r.pos_pnl[i]),
-            bulk.constant(b"}", m),
+        contract_fields: list[Field] = [
+            (b'{"line": ', _labelled(bulk.text), b.line[i].astype("S20")),
+            (b', "symbol": ', STRING, b.symbol[i]),
+            (b', "security_type": ', STRING, b.security_type[i]),
+            (b', "put_call": ', NULLABLE, b.put_call[i]),
+            (b', "series_date": ', NULLABLE, b.series_date[i]),
+            (b', "strike": ', JSON, b.strike[i]),
+            (b', "quantity": ', JSON, b.quantity[i]),
+            (b', "basket_id": ', NULLABLE, b.basket_id[i]),
+            (
+                b', "in_set": ',
+                _labelled(lambda v: bulk.distinct(v, lambda x: "true" if x else "false")),
+                r.resolved.theo_row[i] >= 0,
+            ),
+            (b', "nav": ', _rounded, r.pos_nav[i]),
+            (b', "minimum": ', _rounded, r.pos_minimum[i]),
+            (b', "pnl": ', _vector, r.pos_pnl[i]),
         ]
         g = r.pos_cg[i].astype(np.int64)
         keys = [r.pos_account[i], cg_unit[g], cg_pg[g], g, i]
-        tokens.add(*bulk.join_rows(pieces), keys, opening=False, starts_node=True)
+        tokens.node(_row(contract_fields, b"}"), keys, opening=False)
     return tokens.joined(leading_comma=leading_comma)
-
-
-def _offsets(values: np.ndarray) -> bulk.U8:
-    return bulk.distinct(
-        np.asarray(values, dtype=np.float64), lambda v: "null" if v != v else json.dumps(v)
-    )

@@ -31,7 +31,7 @@ from typing import Any
 from engine.pmc.margin import LEVEL_PORTFOLIO_GROUP, LEVEL_PRODUCT_GROUP
 from engine.pmc.report import MarginReport
 from engine.pmc.theo.model import PNL_COLUMNS, POINT_LABELS
-from gateway.outputs.margin.data import RESULT_COLUMNS, ResultTree, firm_result_rows
+from gateway.outputs.margin.data import RESULT_COLUMNS, firm_result_rows
 from gateway.outputs.margin.detail_csv import iter_result_rows
 from gateway.outputs.margin.table import format_requirement, format_whole
 
@@ -388,7 +388,7 @@ def summary_pdf(report: MarginReport, generated_at: dt.datetime | None = None) -
     pdf = _Pdf("Portfolio margin - summary")
     _heading(pdf, report, "Portfolio margin results - summary", at)
     _summary_tables(pdf, report)
-    tree = ResultTree(r)
+    account_units = r.children.account_units  # the one member list it needs
     rows: list[tuple[Sequence[str], bool]] = []
     shown_rows = 0  # rows past the limit are counted, not made
     n_rows = int(r.unit_level.shape[0]) + int(r.account_firm.shape[0])
@@ -396,8 +396,8 @@ def summary_pdf(report: MarginReport, generated_at: dt.datetime | None = None) -
         if shown_rows >= PDF_SUMMARY_ROW_LIMIT:
             break
         who = [str(r.account_firm[a]), str(r.account_id[a]), str(r.account_type[a])]
-        shown_rows += len(tree.acct_units[a]) + 1
-        for u in tree.acct_units[a]:
+        shown_rows += len(account_units[a]) + 1
+        for u in account_units[a]:
             level = int(r.unit_level[u])
             ref = int(r.unit_ref[u])
             basket = ""

@@ -61,13 +61,16 @@ def test_synthetic_files_with_odd_values(seed: int) -> None:
     assert b'"A,""Q"""' in fast
     document = report_json_bytes(report)
     assert document == (json.dumps(report_document(report)) + "\n").encode()
-    from gateway.outputs.margin import detail_json
+    from gateway.outputs.margin import detail_csv, detail_json
 
     detail_json.CHUNK_POSITIONS, saved = 200, detail_json.CHUNK_POSITIONS
+    detail_csv.PLAN_ROWS, saved_rows = 300, detail_csv.PLAN_ROWS
     try:  # accounts written a few at a time: the same bytes
         assert report_json_bytes(report) == document
+        assert results_csv(report) == fast
     finally:
         detail_json.CHUNK_POSITIONS = saved
+        detail_csv.PLAN_ROWS = saved_rows
     assert b'"A,\\"Q\\""' in document
 
 
@@ -78,3 +81,29 @@ def test_result_rows_a_block_at_a_time_are_the_rows() -> None:
     batch = synthetic_positions(theo, 2_500, n_accounts=5, seed=5)
     report = margin_for_file(PositionFile("csv", None, None, batch, [], len(batch)), theo)
     assert list(iter_result_rows(report, first_block=100)) == list(results_rows(report))
+    from gateway.outputs.margin import detail_csv
+
+    detail_csv.PLAN_ROWS, saved = 700, detail_csv.PLAN_ROWS
+    try:  # the accounts' rows ordered a group of accounts at a time
+        assert list(iter_result_rows(report, first_block=100)) == list(results_rows(report))
+    finally:
+        detail_csv.PLAN_ROWS = saved
+
+
+def test_amounts_are_pythons_texts() -> None:
+    from gateway.outputs.margin import bulk
+
+    rng = np.random.default_rng(3)
+    edges = [0.0, -0.0, 0.005, -0.005, 9.995, 99.995, 999.99, 1000.0, -1000.0, 12345678.9]
+    edges += [-1e12, 9.99e12, 1e13, -1e13, float("nan"), float("inf"), 0.125, 1.005, 2.675]
+    v = np.concatenate([rng.normal(0, 10.0 ** rng.integers(-3, 13, 20_000)), edges])
+
+    def lines(mat: np.ndarray) -> list[str]:
+        return bulk.join([mat, bulk.constant(b"\n", mat.shape[0])]).decode().split("\n")[:-1]
+
+    assert lines(bulk.fixed2(v)) == [f"{x:.2f}" for x in v.tolist()]
+    assert lines(bulk.fixed2(v, b", ")) == [f", {x:.2f}" for x in v.tolist()]
+    exact = [json.dumps(round(x, 2)) for x in v.tolist()]
+    assert lines(bulk.shortest2(v, numpy_round=False)) == exact
+    rounded = [json.dumps(float(x)) for x in np.round(v, 2).tolist()]
+    assert lines(bulk.shortest2(v, numpy_round=True, prefix=b":")) == [":" + t for t in rounded]
