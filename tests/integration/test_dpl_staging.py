@@ -78,7 +78,7 @@ def test_another_firms_upload_is_answered_while_a_big_file_is_staged(tmp_path: P
         [small_row] = ledger.files(firm="00352")
         assert _at(ledger, small_row.id, "processed") < _at(ledger, big_id, "processed")
         assert _at(ledger, small_row.id, "received") > _at(ledger, big_id, "claimed")
-        assert len(ledger.dpl_records_for_file(big_id)) == 300_000
+        assert ledger.staged_dpl_rows(big_id) == 300_000
         assert ledger.count_publishable_dpl(CYCLE) == 300_003
     finally:
         ledger.close()

@@ -14,6 +14,7 @@ import pytest
 from engine.dpl.records import DplFields, firm_sort_text
 from gateway.errors import Interrupted
 from gateway.ledger import Ledger, StoreRejected, dpl_store, pack_fields, valid_row
+from gateway.spool.claims import SpoolFiles
 
 CYCLE = "2026-03-09"
 FIELDS = DplFields(None, CYCLE, None, "6", "1", "00005", "4", "AU", "361", "GS", "X", "ETO")
@@ -159,3 +160,28 @@ def test_storing_a_processed_file_again_replaces_its_records_at_once(tmp_path: P
     _store(ledger, file_id, _rows(10, {9: look}))
     assert seen == [sum(not _rejected(n) for n in range(1, 31))]
     assert [r["line"] for r in ledger.dpl_records_for_file(file_id)] == list(range(1, 11))
+
+
+def test_a_claimed_file_whose_work_file_is_gone_at_restart_loses_its_staged_rows(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger(tmp_path / "ledger.db")
+    file_id = _file(ledger, "gone")
+    ledger.set_file_state(file_id, "claimed", "test")
+
+    def stop() -> None:
+        raise Interrupted("stopping")
+
+    with pytest.raises(Interrupted):
+        _store(ledger, file_id, _rows(30, {25: stop}))
+    assert ledger.staged_dpl_rows(file_id) == 22
+    files = SpoolFiles(
+        root=tmp_path / "spool",
+        ledger=ledger,
+        clock=lambda: dt.datetime.now(dt.UTC),
+        alert=lambda name, message, details: None,
+        technical_contact=lambda firm: "",
+    )
+    files.reconcile(lambda claimed: pytest.fail("nothing to process"))
+    assert ledger.file(file_id).state == "vanished"
+    assert ledger.staged_dpl_rows(file_id) == 0
