@@ -11,9 +11,11 @@ another firm's claim, the scheduler, AMQP requests and EBE instructions get thei
 two chunks. Staged rows are invisible: every reader of records joins the file row and reads only
 files in ``VISIBLE_STATES`` (the intake stages while the file is ``claimed``). One short final
 transaction then sets the cycle and totals, supersedes, marks the file ``processed`` and runs the
-caller's ``before_commit`` (outputs, events): readers see all of the file's records at that
-commit or none. A crash or a stop (``Interrupted``) midway leaves staged rows of a file that is
-still claimed; its next run deletes them first. Any other failure deletes them at once.
+caller's ``before_commit`` (outputs, events); it also stores the last chunk (fewer than
+``STAGE_ROWS`` records), so a small file is one transaction. Readers see all of the file's
+records at that commit or none. A crash or a stop (``Interrupted``) midway leaves staged rows
+of a file that is still claimed; its next run deletes them first. Any other failure deletes them
+at once.
 """
 
 from __future__ import annotations
@@ -176,9 +178,10 @@ class DplRecordStore(FileLedger):
 
         The rows are consumed with no transaction open and stored ``STAGE_ROWS`` per short
         transaction while the file is not processed (invisible to every reader; see the module
-        doc). Then one short final transaction sets the cycle and totals, supersedes, marks the
-        file ``processed`` and runs ``before_commit(superseded_id)``, so outputs it writes exist
-        whenever the ledger says ``processed``: readers see all of the file's records or none.
+        doc). Then one short final transaction stores the last chunk, sets the cycle and totals,
+        supersedes, marks the file ``processed`` and runs ``before_commit(superseded_id)``, so
+        outputs it writes exist whenever the ledger says ``processed``: readers see all of the
+        file's records or none.
         A file that is processed already (stored again) gets everything in one transaction.
         Returns the id of the file this one superseded, if any.
 
@@ -204,8 +207,9 @@ class DplRecordStore(FileLedger):
                 conn.executemany(insert_valid, produce(store_rejected))
                 return self._mark_processed(conn, file_id, cycle, submitter, totals, before_commit)
         try:
-            self._stage(file_id, produce)
+            store_last = self._stage(file_id, produce)
             with self.transaction() as conn:
+                store_last(conn)
                 return self._mark_processed(conn, file_id, cycle, submitter, totals, before_commit)
         except Interrupted:
             raise
@@ -222,10 +226,13 @@ class DplRecordStore(FileLedger):
         )
         return row is not None
 
-    def _stage(self, file_id: int, produce: DplRows) -> None:
+    def _stage(self, file_id: int, produce: DplRows) -> Callable[[sqlite3.Connection], None]:
         """Delete an earlier attempt's rows, then store the file's rows ``STAGE_ROWS`` per
-        transaction; the rows are produced (parsed, validated) between the transactions."""
-        self.discard_dpl_records(file_id)
+        transaction; the rows are produced (parsed, validated) between the transactions.
+        Returns what stores the last, partial chunk in the final transaction (so a small file
+        is one transaction, as it always was)."""
+        if self.staged_dpl_rows(file_id, limit=1):
+            self.discard_dpl_records(file_id)
         inserts = _inserts(file_id)
         rejected: list[tuple[int, bytes, str, str | None, str | None]] = []
 
@@ -243,11 +250,14 @@ class DplRecordStore(FileLedger):
                 write([])
 
         valid_rows = iter(produce(store_rejected))
-        while True:
-            valid = list(islice(valid_rows, STAGE_ROWS))
+        while len(valid := list(islice(valid_rows, STAGE_ROWS))) == STAGE_ROWS:
             write(valid)
-            if len(valid) < STAGE_ROWS:
-                return
+        last = rejected[:]
+
+        def store_last(conn: sqlite3.Connection) -> None:
+            _insert_in_line_order(conn, inserts, valid, last)
+
+        return store_last
 
     def _mark_processed(
         self,
@@ -316,14 +326,16 @@ class DplRecordStore(FileLedger):
             if count < STAGE_ROWS:
                 return removed
 
-    def staged_dpl_rows(self, file_id: int) -> int:
-        """How many rows the ledger holds for a file, staged or visible (for checks and tests)."""
+    def staged_dpl_rows(self, file_id: int, limit: int = -1) -> int:
+        """How many rows the ledger holds for a file, staged or visible, counting up to
+        ``limit`` (-1: all) (for checks and tests)."""
         base = file_id << _LINE_BITS
         row = (
             self.connect()
             .execute(
-                f"SELECT count(*) FROM {DPL_RECORDS} WHERE id BETWEEN ? AND ?",
-                (base, base | _LINE_MASK),
+                f"SELECT count(*) FROM (SELECT 1 FROM {DPL_RECORDS} WHERE id BETWEEN ? AND ?"
+                " LIMIT ?)",
+                (base, base | _LINE_MASK, limit),
             )
             .fetchone()
         )
