@@ -77,6 +77,43 @@ def account_type_index(account_type: StrArray) -> IntArray:
     return out
 
 
+def _theo_class_groups(theo: TheoSet) -> tuple[StrArray, StrArray, StrArray]:
+    """The set's class group ids, product groups and baskets as string arrays."""
+    return (
+        theo.cg_ids.astype(np.str_, copy=False),
+        theo.cg_product_groups.astype(np.str_, copy=False),
+        theo.cg_baskets.astype(np.str_, copy=False),
+    )
+
+
+def _with_extra_class_groups(
+    theo: TheoSet, extra_ids: list[str]
+) -> tuple[StrArray, StrArray, StrArray, IntArray]:
+    """Class group ids, product groups, baskets and the [3, C'] product group table of the set
+    followed by ``extra_ids`` (stocks outside the set, in the equity product group)."""
+    # (np.full with dtype=str would make '<U1' and cut the ids: build from lists)
+    cg_ids = np.concatenate(
+        [theo.cg_ids.astype(np.str_), np.asarray(extra_ids, dtype=np.str_).reshape(-1)]
+    ).astype(np.str_)
+    cg_pgs = np.concatenate(
+        [
+            theo.cg_product_groups.astype(np.str_),
+            np.asarray([theo.equity_product_group] * len(extra_ids), dtype=np.str_).reshape(-1),
+        ]
+    ).astype(np.str_)
+    cg_baskets = np.concatenate(
+        [
+            theo.cg_baskets.astype(np.str_),
+            np.asarray([""] * len(extra_ids), dtype=np.str_).reshape(-1),
+        ]
+    ).astype(np.str_)
+    table = np.concatenate(
+        [theo.cg_pg_code, np.repeat(theo.equity_pg_code[:, None], len(extra_ids), axis=1)],
+        axis=1,
+    )
+    return cg_ids, cg_pgs, cg_baskets, table
+
+
 def resolve_positions(batch: PositionBatch, theo: TheoSet) -> ResolvedPositions:
     """Join records to instruments; records that do not match become problems.
 
@@ -174,29 +211,14 @@ def resolve_positions(batch: PositionBatch, theo: TheoSet) -> ResolvedPositions:
             else:
                 codes[j] = existing
         cg_code[idx] = codes[inv.reshape(-1)]
-    # (np.full with dtype=str would make '<U1' and cut the ids: build from lists)
-    cg_ids = np.concatenate(
-        [theo.cg_ids.astype(np.str_), np.asarray(extra_ids, dtype=np.str_).reshape(-1)]
-    ).astype(np.str_)
-    cg_pgs = np.concatenate(
-        [
-            theo.cg_product_groups.astype(np.str_),
-            np.asarray([theo.equity_product_group] * len(extra_ids), dtype=np.str_).reshape(-1),
-        ]
-    ).astype(np.str_)
-    cg_baskets = np.concatenate(
-        [
-            theo.cg_baskets.astype(np.str_),
-            np.asarray([""] * len(extra_ids), dtype=np.str_).reshape(-1),
-        ]
-    ).astype(np.str_)
+    if extra_ids:
+        cg_ids, cg_pgs, cg_baskets, table = _with_extra_class_groups(theo, extra_ids)
+    else:  # the set's own arrays (read only here): copying them costs more than the look-up
+        cg_ids, cg_pgs, cg_baskets = _theo_class_groups(theo)
+        table = theo.cg_pg_code
 
     # product group of each position: (account type, product group of its class group)
     acct_t = account_type_index(batch.account_type)
-    table = np.concatenate(
-        [theo.cg_pg_code, np.repeat(theo.equity_pg_code[:, None], len(extra_ids), axis=1)],
-        axis=1,
-    )
     placed = (cg_code >= 0) & (acct_t >= 0)
     pg_code = np.full(n, -1, dtype=np.int64)
     pg_code[placed] = table[acct_t[placed], cg_code[placed]]

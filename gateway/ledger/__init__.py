@@ -11,6 +11,8 @@ from __future__ import annotations
 from gateway.ledger.database import schema_version
 from gateway.ledger.dpl import DplLedger
 from gateway.ledger.dpl_store import (
+    ABSENT,
+    FIELD_SEP,
     STAGE_ROWS,
     DplRows,
     StoreRejected,
@@ -29,6 +31,8 @@ class Ledger(DplLedger, RunLedger, EbeLedger):
 
 
 __all__ = [
+    "ABSENT",
+    "FIELD_SEP",
     "STAGE_ROWS",
     "TERMINAL_STATES",
     "DplRows",

@@ -46,6 +46,7 @@ STAGE_ROWS = 20_000
 # character can occur in an XML attribute value, and this is several times cheaper than JSON.
 _FIELD_SEP = "\x1f"
 _NONE = "\x02"
+FIELD_SEP, ABSENT = _FIELD_SEP, _NONE
 _SORT_SEP = "\x01"
 _UNPACK: dict[str, str | None] = {_NONE: None}
 

@@ -1,10 +1,10 @@
 """Building a cycle's aggregated DPL file in ``spool/state/publications/``.
 
 Owns the file's names (``DPL_<YYYYMMDD>.fixml``, the ``sha256sum`` line of its sidecar, the
-``RptID`` of each record), the streaming build from the ledger through
-``engine.dpl.canonical.canonical_lines_of_values`` into an atomically renamed file hashed while
-written, the progress shown during a long build, the check that a built file still matches the
-ledger, and the pruning of older built files. Nothing here delivers.
+``RptID`` of each record), the streaming build from the ledger (a batch of stored records at a
+time, as one text) through ``engine.dpl.canonical.canonical_lines_of_joined`` into an atomically
+renamed file hashed while written, the progress shown during a long build, the check that a
+built file still matches the ledger, and the pruning of older built files. Nothing here delivers.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from engine.dpl.canonical import canonical_lines_of_values
+from engine.dpl.canonical import canonical_lines_of_joined
 from engine.errors import EngineBug
 from gateway.config import Config
-from gateway.ledger import Ledger
+from gateway.ledger import ABSENT, FIELD_SEP, Ledger
 from gateway.publication.errors import PublicationCancelled, PublicationError
 from gateway.spool.fsio import atomic_writer
 
@@ -70,21 +70,28 @@ def build_file(
     digest = hashlib.sha256()
     count = 0
     total = ledger.count_publishable_dpl(key, files) if progress else None
-    batches = ledger.iter_publishable_dpl_batches(key, batch=WRITE_BATCH, files=files)
+    batches = ledger.iter_publishable_dpl_packed(key, batch=WRITE_BATCH, files=files)
     with _progress(total, f"DPL {key}", enabled=progress) as advance, atomic_writer(target) as fh:
-        for rows in batches:
-            ids = [f"{prefix}{n:09d}" for n in range(count + 1, count + len(rows) + 1)]
+        for records, text in batches:
             try:
-                data = canonical_lines_of_values(rows, ids, dlv_dt=dlv_dt)
+                data = canonical_lines_of_joined(
+                    text,
+                    records=records,
+                    sep=FIELD_SEP.encode(),
+                    absent=ABSENT.encode(),
+                    rpt_id_prefix=prefix,
+                    first_sequence=count + 1,
+                    dlv_dt=dlv_dt,
+                )
             except EngineBug as exc:
                 raise PublicationError(
-                    f"cycle {key}: a stored record among #{count + 1}-#{count + len(rows)}"
+                    f"cycle {key}: a stored record among #{count + 1}-#{count + records}"
                     f" cannot be published: {exc}"
                 ) from exc
-            count += len(rows)
+            count += records
             digest.update(data)
             fh.write(data)
-            advance(len(rows))
+            advance(records)
             if cancel is not None and cancel.is_set():
                 raise PublicationCancelled(f"cycle {key}: stopped while building")
     return digest.hexdigest(), count

@@ -39,7 +39,7 @@ catch-up ticks that find nothing to do are only counted (``outcome="idle"``), so
 not grow by a row a minute. After each
 publication (and at start) the ``posgate_dpl_missing_submitters`` gauge is refreshed for that
 cycle; the last-publication gauges are read back from the ledger at every tick, so they survive a
-restart and include publications made with ``posgate dpl publish``.
+restart and include publications made with ``posgate dpl publish`` (``gauges``).
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ from gateway import metrics
 from gateway.alerts import raise_alert
 from gateway.config import Config, ReferenceData
 from gateway.daemon import Component
-from gateway.outputs.reports import missing_submitters
 from gateway.publication.decide import (
     CATCH_UP_DAYS,
     cycle_complete,
@@ -73,6 +72,7 @@ from gateway.publication.decide import (
 )
 from gateway.publication.errors import IntakePending, PublicationCancelled
 from gateway.publication.firm_reports import REPORTS_JOB, reports_written, write_firm_reports
+from gateway.publication.gauges import refresh_delivery_gauges, refresh_missing_submitters
 from gateway.publication.publish import (
     Emit,
     PublicationResult,
@@ -461,13 +461,7 @@ class DplScheduler:
         self, published: set[dt.date], now: dt.datetime, calendar: BusinessCalendar
     ) -> None:
         """Gauges from the ledger, so they are right after a restart or a CLI publication."""
-        for exchange, at in self.runtime.ledger.last_deliveries().items():
-            metrics.DPL_LAST_PUBLICATION.labels(exchange=exchange).set(at.timestamp())
-        if published:
-            latest = max(published)
-            metrics.DPL_LAST_PUBLISHED_CYCLE.set(
-                dt.datetime.combine(latest, dt.time(0), tzinfo=dt.UTC).timestamp()
-            )
+        refresh_delivery_gauges(self.runtime.ledger, published)
         if not self._missing_refreshed:
             self._missing_refreshed = True
             last = last_due_cycle(now, calendar, self.runtime.config.dpl.publish_time)
@@ -476,26 +470,8 @@ class DplScheduler:
 
     def refresh_missing_submitters(self, cycle: dt.date) -> int:
         """Set ``posgate_dpl_missing_submitters`` for ``cycle``; returns the count."""
-        config = self.runtime.config
-        try:
-            rows = missing_submitters(
-                self.runtime.ledger, self.calendar(), cycle, config.dpl.missing_lookback_cycles
-            )
-        except Exception:
-            log.exception("missing-submitters refresh for %s failed", cycle)
-            return 0
-        metrics.DPL_FIRMS_MISSING.set(len(rows))
-        metrics.DPL_FIRM_MISSING.clear()
-        for row in rows:
-            metrics.DPL_FIRM_MISSING.labels(firm=str(row["firm"])).set(1)
-        if rows:
-            log.info(
-                "dpl cycle %s: %d firm(s) that submitted recently sent nothing: %s",
-                cycle,
-                len(rows),
-                ", ".join(r["firm"] for r in rows),
-            )
-        return len(rows)
+        lookback = self.runtime.config.dpl.missing_lookback_cycles
+        return refresh_missing_submitters(self.runtime.ledger, self.calendar(), cycle, lookback)
 
 
 def _daily(at: dt.time) -> CronTrigger:

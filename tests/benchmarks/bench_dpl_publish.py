@@ -243,32 +243,44 @@ def reference_line(fields: DplFields, rpt_id: str, dlv_dt: str) -> bytes:
 
 
 def _serialisations(ledger: Ledger, published: Path) -> tuple[float, float, bool]:
-    """CPU seconds of serialising every stored record the reference way and the current way,
-    in one run (streamed in batches), and whether both give the published bytes line for line."""
-    from engine.dpl.canonical import canonical_line_of_values
+    """CPU seconds of serialising every stored record the reference way (one record at a time,
+    every value escaped) and the current way (the build's: a batch of stored records as one
+    text through ``canonical_lines_of_joined``), in one run (streamed in batches, reading
+    included in neither), and whether both give the published bytes line for line."""
+    from engine.dpl.canonical import canonical_lines_of_joined
+    from gateway.ledger import ABSENT, FIELD_SEP
 
     key, prefix, dlv = CYCLE.isoformat(), f"{CYCLE:%Y%m%d}", "2026-03-10"
     values = ledger.iter_publishable_dpl_values(key, DplFields._fields)
+    packed = ledger.iter_publishable_dpl_packed(key, batch=5_000)
+    sep, absent = FIELD_SEP.encode(), ABSENT.encode()
     reference_cpu = current_cpu = 0.0
     identical = True
     count = 0
     with open(published, "rb") as fh:
-        while rows := list(itertools.islice(values, 50_000)):
-            ids = [f"{prefix}{n:09d}" for n in range(count + 1, count + len(rows) + 1)]
-            count += len(rows)
+        for records, text in packed:
+            rows = list(itertools.islice(values, records))
+            ids = [f"{prefix}{n:09d}" for n in range(count + 1, count + records + 1)]
             fields = [DplFields._make(r) for r in rows]
             started = time.process_time()
-            reference = [reference_line(f, i, dlv) for f, i in zip(fields, ids, strict=True)]
+            reference = b"".join(
+                [reference_line(f, i, dlv) + b"\n" for f, i in zip(fields, ids, strict=True)]
+            )
             reference_cpu += time.process_time() - started
             started = time.process_time()
-            current = [
-                canonical_line_of_values(r, rpt_id=i, dlv_dt=dlv)
-                for r, i in zip(rows, ids, strict=True)
-            ]
+            current = canonical_lines_of_joined(
+                text,
+                records=records,
+                sep=sep,
+                absent=absent,
+                rpt_id_prefix=prefix,
+                first_sequence=count + 1,
+                dlv_dt=dlv,
+            )
             current_cpu += time.process_time() - started
-            for a, b in zip(reference, current, strict=True):
-                identical = identical and a == b == fh.readline().rstrip(b"\n")
-        identical = identical and fh.readline() == b""
+            count += records
+            identical = identical and reference == current == fh.read(len(current))
+        identical = identical and fh.read(1) == b"" and next(values, None) is None
     return reference_cpu, current_cpu, identical
 
 
@@ -283,6 +295,9 @@ def _measure(count: int, workdir: Path) -> dict[str, Any]:
     fill_ledger(ledger, CYCLE, count)
     fill_seconds = time.perf_counter() - started
     ledger.close()
+    # The fill's writes reach the disk before the publication is timed: a publication runs
+    # hours after the intake, not while its gigabyte of ledger pages is still being written.
+    os.sync()
     out = subprocess.run(
         [sys.executable, "-m", "tests.benchmarks.bench_dpl_publish", "--child", str(cfg.path)],
         check=True,
@@ -333,8 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratio = rows[-1]["rss_mb"] / rows[0]["rss_mb"]
     print(f"\nPeak RSS {sizes[-1]:,} vs {sizes[0]:,} records: ×{ratio:.2f} (flat ≈ 1).")
     print(
-        "\nSerialisation alone, same stored records, one run (CPU s): every value escaped "
-        "(the first version) vs escaping only records that need it (now); byte-identical:"
+        "\nSerialisation alone, same stored records, one run (CPU s): one record at a time, "
+        "every value escaped (the first version) vs a batch of stored records as one text "
+        "(now, the build's path); byte-identical:"
     )
     for r in rows:
         print(
@@ -343,10 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" identical to the published file: {r['identical']}"
         )
     if big["records"] >= 2_000_000:
-        ok = big["cpu_seconds"] < 10 and big["rss_mb"] < 300
+        ok = big["seconds"] < 10 and big["rss_mb"] < 300
         print(
-            "Target (2,000,000 records < 10 s of CPU, < 300 MB; the firm reports are written "
-            f"after the exchanges are served and are not part of it): {'met' if ok else 'NOT met'}."
+            f"Target (2,000,000 records < 10 s wall, < 300 MB; {big['seconds']:.1f} s wall, "
+            f"{big['cpu_seconds']:.1f} s CPU, {big['rss_mb']:.0f} MB at load {big['load']:.1f}; "
+            "the firm reports are written after the exchanges are served and are not part of it): "
+            f"{'met' if ok else 'NOT met'}."
         )
     return 0
 

@@ -82,11 +82,24 @@ PNL_FILE_COLUMNS = (
 #: optional columns of ``pnl.csv`` (blank when the file has none)
 PNL_OPTIONAL_COLUMNS = ("exchange",)
 STRIKE_SCALE = 10_000
+#: the put/call part of a match key: blank (not an option), call, put
+PUT_CALL_FLAGS = ("", "C", "P")
 
 StrArray = NDArray[np.str_]
 StrColumn = Sequence[str] | NDArray[np.str_]
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+
+# the parts of a match key with fixed choices -> their codes (``encode_few_keys``)
+_ACCOUNT_CODES = {c: i for i, c in enumerate(ACCOUNT_TYPES)}
+_TYPE_CODES = {c: i for i, c in enumerate(SECURITY_TYPES)}
+_FLAG_CODES = {c: i for i, c in enumerate(PUT_CALL_FLAGS)}
+
+
+def _strike_codes(strike: FloatArray) -> IntArray:
+    """Strikes [n] as the integers of the strike vocabulary (``STRIKE_SCALE`` per unit)."""
+    codes: IntArray = np.rint(np.asarray(strike, dtype=np.float64) * STRIKE_SCALE).astype(np.int64)
+    return codes
 
 
 def _vocab_codes(vocab: NDArray[np.generic], values: NDArray[np.generic]) -> IntArray:
@@ -189,7 +202,7 @@ def instrument_keys(
     strike: FloatArray,
 ) -> list[InstrumentKey]:
     """Match keys of whole columns at once (each [n]); ``zip`` builds the tuples in C."""
-    codes = np.rint(np.asarray(strike, dtype=np.float64) * STRIKE_SCALE).astype(np.int64)
+    codes = _strike_codes(strike)
     return list(
         zip(
             list(account_type),
@@ -292,31 +305,32 @@ class TheoSet:
             _choice_codes(account_type, ACCOUNT_TYPES),
             lookup_strings(self.vocab_symbol, symbol),
             _choice_codes(security_type, SECURITY_TYPES),
-            _choice_codes(put_call, ("", "C", "P")),
+            _choice_codes(put_call, PUT_CALL_FLAGS),
             _series_codes(self.vocab_series, series_date),
-            _vocab_codes(
-                self.vocab_strike,
-                np.rint(np.asarray(strike, dtype=np.float64) * STRIKE_SCALE).astype(np.int64),
-            ),
+            _vocab_codes(self.vocab_strike, _strike_codes(strike)),
         ]
-        sizes = (
-            len(ACCOUNT_TYPES),
-            self.vocab_symbol.shape[0],
-            len(SECURITY_TYPES),
-            3,
-            self.vocab_series.shape[0],
-            self.vocab_strike.shape[0],
-        )
         code = np.zeros(parts[0].shape[0], dtype=np.int64)
         unknown = np.zeros(parts[0].shape[0], dtype=bool)
-        for part, size in zip(parts, sizes, strict=True):
-            code = code * max(size, 1) + np.maximum(part, 0)
+        for part, size in zip(parts, self._key_sizes, strict=True):
+            code = code * size + np.maximum(part, 0)
             unknown |= part < 0
         code[unknown] = -1
         return code
 
     #: records up to which ``lookup_columns`` encodes keys with dictionaries, not numpy
     FEW_RECORDS = 64
+
+    @cached_property
+    def _key_sizes(self) -> tuple[int, ...]:
+        """The radix of each of the six parts of a match-key code (at least 1), in key order."""
+        return (
+            max(len(ACCOUNT_TYPES), 1),
+            max(self.vocab_symbol.shape[0], 1),
+            max(len(SECURITY_TYPES), 1),
+            len(PUT_CALL_FLAGS),
+            max(self.vocab_series.shape[0], 1),
+            max(self.vocab_strike.shape[0], 1),
+        )
 
     @cached_property
     def _vocab_maps(self) -> tuple[dict[str, int], dict[str, int], dict[int, int]]:
@@ -339,18 +353,9 @@ class TheoSet:
         """``encode_keys`` for a few records: one dictionary look-up per part instead of a few
         dozen numpy calls (whose fixed cost is most of a small portfolio's look-up)."""
         symbols, series, strikes = self._vocab_maps
-        accounts = {c: i for i, c in enumerate(ACCOUNT_TYPES)}
-        types = {c: i for i, c in enumerate(SECURITY_TYPES)}
-        flags = {"": 0, "C": 1, "P": 2}
-        sizes = (
-            max(len(ACCOUNT_TYPES), 1),
-            max(len(symbols), 1),
-            max(len(SECURITY_TYPES), 1),
-            3,
-            max(len(series), 1),
-            max(len(strikes), 1),
-        )
-        codes = np.rint(np.asarray(strike, dtype=np.float64) * STRIKE_SCALE).astype(np.int64)
+        accounts, types, flags = _ACCOUNT_CODES, _TYPE_CODES, _FLAG_CODES
+        _, n_symbol, n_type, n_flag, n_series, n_strike = self._key_sizes
+        codes = _strike_codes(strike)
         out: list[int] = []
         for a, sym, t, pc, day, k in zip(
             np.asarray(account_type).tolist(),
@@ -361,7 +366,7 @@ class TheoSet:
             codes.tolist(),
             strict=True,
         ):
-            parts = (
+            p0, p1, p2, p3, p4, p5 = (
                 accounts.get(a),
                 symbols.get(sym),
                 types.get(t),
@@ -369,13 +374,12 @@ class TheoSet:
                 series.get(day),
                 strikes.get(k),
             )
-            code = 0
-            for part, size in zip(parts, sizes, strict=True):
-                if part is None:
-                    code = -1
-                    break
-                code = code * size + part
-            out.append(code)
+            if p0 is None or p1 is None or p2 is None or p3 is None or p4 is None or p5 is None:
+                out.append(-1)  # a part unknown to the set
+                continue
+            # the mixed-radix code of ``encode_keys``, part by part
+            code = ((((p0 * n_symbol + p1) * n_type + p2) * n_flag + p3) * n_series + p4) * n_strike
+            out.append(code + p5)
         return np.asarray(out, dtype=np.int64)
 
     def lookup_columns(

@@ -8,7 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.dpl.canonical import canonical_line, canonical_line_of_values, canonical_lines_of_values
+from engine.dpl.canonical import (
+    canonical_line,
+    canonical_line_of_values,
+    canonical_lines_of_joined,
+    canonical_lines_of_values,
+)
 from engine.dpl.fixml import parse_bytes
 from engine.dpl.records import DplFields
 from engine.errors import EngineBug
@@ -61,7 +66,8 @@ def test_canonical_line_refuses_incomplete_fields() -> None:
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8)
 _some = (
-    st.sampled_from(["Goldman Sachs", "Müller & Co <Ltd>", 'a"b', "tab\there", "x\r\ny"]) | _text
+    st.sampled_from(["Goldman Sachs", "Müller & Co <Ltd>", 'a"b', "tab\there", "x\r\ny", "5%s %d"])
+    | _text
 )
 _valid_fields = st.builds(
     DplFields,
@@ -97,3 +103,49 @@ def test_many_lines_at_once_refuse_incomplete_fields() -> None:
     good = DplFields(None, "2026-03-09", None, "6", "1", "5", "4", "A", "1", "N", "S", "ETO", "1")
     with pytest.raises(EngineBug):
         canonical_lines_of_values([good, good._replace(symbol=None)], ["1", "2"], dlv_dt="x")
+
+
+def _joined(records: list[DplFields]) -> bytes:
+    return "\x1f".join("\x02" if v is None else v for f in records for v in f).encode()
+
+
+def _no_marks(f: DplFields) -> bool:
+    return not any(v is not None and ("\x1f" in v or "\x02" in v) for v in f)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_valid_fields.filter(_no_marks), max_size=20), st.integers(1, 2_000_000_000))
+def test_lines_of_a_joined_text_are_the_lines_of_the_records(
+    records: list[DplFields], first: int
+) -> None:
+    ids = [f"20260309{n:09d}" for n in range(first, first + len(records))]
+    expected = canonical_lines_of_values(records, ids, dlv_dt="2026-03-10")
+    assert expected == canonical_lines_of_joined(
+        _joined(records),
+        records=len(records),
+        sep=b"\x1f",
+        absent=b"\x02",
+        rpt_id_prefix="20260309",
+        first_sequence=first,
+        dlv_dt=dt.date(2026, 3, 10),
+    )
+
+
+def test_a_joined_text_with_an_incomplete_record_or_a_wrong_count_is_refused() -> None:
+    good = DplFields(None, "2026-03-09", None, "6", "1", "5", "4", "A%s", "1", "N", "S", "ETO", "1")
+    bad_ones = [
+        good._replace(symbol=None),
+        good._replace(firm_role="9"),
+        good._replace(long=None),
+    ]
+    options = dict(sep=b"\x1f", absent=b"\x02", rpt_id_prefix="P", first_sequence=1, dlv_dt="x")
+    for bad in bad_ones:
+        with pytest.raises(EngineBug) as joined:
+            canonical_lines_of_joined(_joined([good, bad]), records=2, **options)  # type: ignore[arg-type]
+        with pytest.raises(EngineBug) as one_by_one:
+            canonical_lines_of_values([good, bad], ["1", "2"], dlv_dt="x")
+        assert str(joined.value) == str(one_by_one.value)
+    with pytest.raises(EngineBug):
+        canonical_lines_of_joined(_joined([good, good]), records=3, **options)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        canonical_lines_of_joined(_joined([good]), records=1, **{**options, "sep": b"&"})  # type: ignore[arg-type]

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.errors import InputRejected
 from gateway.amqp.dispatch import (
@@ -18,6 +20,8 @@ from gateway.amqp.dispatch import (
     Reply,
     Request,
     StoredReply,
+    reply_queue_owner,
+    reply_to_allowed,
     request_key,
 )
 from gateway.amqp.outbox import MemoryProcessedStore
@@ -150,6 +154,34 @@ def test_a_user_name_that_extends_another_cannot_be_reached_through_the_shorter_
     assert len(recorder.calls) == (1 if allowed else 0)
     if not allowed:
         assert outcome.outcome == "bad_reply_to"
+
+
+def owner_by_scanning(reply_to: str, users: set[str]) -> str | None:
+    """The rule of ``reply_queue_owner`` as a pass over every user (the reading it replaces)."""
+    owner: str | None = None
+    for user in users:
+        own = f"reply.{user}"
+        if (reply_to == own or reply_to.startswith(own + ".")) and (
+            owner is None or len(user) > len(owner)
+        ):
+            owner = user
+    return owner
+
+
+NAMES = st.text(alphabet="ab.-", max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sets(NAMES, max_size=6), NAMES, st.sampled_from(["reply.", "reply", "x.", ""]), NAMES)
+def test_the_owner_of_a_reply_queue_is_the_longest_matching_user(
+    users: set[str], sender: str, prefix: str, tail: str
+) -> None:
+    reply_to = prefix + tail
+    assert reply_queue_owner(reply_to, users) == owner_by_scanning(reply_to, users)
+    assert reply_queue_owner(reply_to, list(users)) == owner_by_scanning(reply_to, users)
+    mapping = dict.fromkeys(users, "00001")
+    expected = owner_by_scanning(reply_to, {sender, *users}) == sender
+    assert reply_to_allowed(sender, reply_to, mapping) is expected
 
 
 def test_identities_are_read_per_message() -> None:

@@ -156,6 +156,33 @@ def test_prometheus_metrics_exist_with_buckets_reaching_minutes() -> None:
     metrics.set_up(False)
 
 
+def test_prometheus_children_are_kept_and_every_request_is_counted() -> None:
+    def count(outcome: str) -> float:
+        labels = {"type": "pmc.contracts", "outcome": outcome}
+        return REGISTRY.get_sample_value("posgate_amqp_requests_total", labels) or 0.0
+
+    def observed() -> float:
+        labels = {"type": "pmc.contracts"}
+        return REGISTRY.get_sample_value("posgate_amqp_request_seconds_count", labels) or 0.0
+
+    ok, rejected, seconds = count("ok"), count("rejected"), observed()
+    metrics = PrometheusAmqpMetrics()
+    for outcome in ("ok", "rejected", "ok"):
+        metrics.observe_request("pmc.contracts", outcome, 0.002)
+    assert (count("ok") - ok, count("rejected") - rejected, observed() - seconds) == (2, 1, 3)
+
+
+def test_a_worker_runs_two_handler_threads_unless_told_otherwise() -> None:
+    def pool(**kw: Any) -> int:
+        service = AmqpService.for_worker(settings(**kw), dict, {"margin.whatif": echo})
+        return service._consumer._pool_size
+
+    assert pool(prefetch=32) == 2
+    assert pool(prefetch=1) == 1
+    serve = AmqpService(settings(prefetch=32), dict, {"margin.whatif": echo})
+    assert serve._consumer._pool_size == 32  # the daemon's handlers wait on disks
+
+
 def test_identities_come_from_firm_accounts_with_an_amqp_user() -> None:
     config = SimpleNamespace(
         accounts=(
