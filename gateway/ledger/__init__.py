@@ -1,17 +1,19 @@
 """The SQLite ledger: ``Ledger`` is the one object callers use, assembled from one part per flow.
 
 ``database`` owns the file, its schema and migrations and the per-thread connections; ``files``
-the lifecycle of input files; ``dpl`` DPL records and publications; ``runs`` PMC results and
-scheduler runs; ``ebe`` exercise-by-exception sets, instructions and publications.
+the lifecycle of input files; ``dpl_store`` how a DPL file's records are stored (staged in
+chunks, visible with the file's state change); ``dpl`` DPL queries and publications; ``runs``
+PMC results and scheduler runs; ``ebe`` exercise-by-exception sets, instructions and publications.
 """
 
 from __future__ import annotations
 
 from gateway.ledger.database import schema_version
-from gateway.ledger.dpl import (
+from gateway.ledger.dpl import DplLedger
+from gateway.ledger.dpl_store import (
     ABSENT,
     FIELD_SEP,
-    DplLedger,
+    STAGE_ROWS,
     DplRows,
     StoreRejected,
     dpl_sort_key,
@@ -31,6 +33,7 @@ class Ledger(DplLedger, RunLedger, EbeLedger):
 __all__ = [
     "ABSENT",
     "FIELD_SEP",
+    "STAGE_ROWS",
     "TERMINAL_STATES",
     "DplRows",
     "FileRow",

@@ -5,8 +5,10 @@ Theory of operation: one database file under ``spool/state/`` in WAL mode with
 gets its own connection (``sqlite3`` connections are not shared across threads). The schema is
 versioned with ``PRAGMA user_version``; ``MIGRATIONS`` is an append-only list and opening a ledger
 applies whatever its file has not seen yet. Tables are created through sqlite-utils; hot paths
-(bulk record inserts) use ``executemany`` inside one transaction. The queries of each flow live
-in the sibling modules (``files``, ``dpl``, ``runs``); only this package knows table names.
+(bulk record inserts) use ``executemany``, a DPL file's records in short transactions of
+``dpl_store.STAGE_ROWS`` rows so that no file holds the write lock for long. The queries of each
+flow live in the sibling modules (``files``, ``dpl_store``, ``dpl``, ``runs``); only this package
+knows table names.
 """
 
 from __future__ import annotations

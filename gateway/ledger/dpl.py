@@ -1,8 +1,9 @@
 """DPL in the ledger: the records of each file, the publishable set of a cycle, publications.
 
-A record's rowid encodes (file id, line) as ``file_id << 32 | line``, so ``dpl_records`` is one
-append-only b-tree and a file's records are a rowid range. Record fields are stored packed
-(``pack_fields``) with a ``sort_key`` whose order is the publication order (``dpl_sort_key``).
+How a file's records are stored (rowids, packed fields, staging) is ``dpl_store``. Every query
+here joins the file row and reads only files that are ``processed`` or ``archived`` (or that a
+publication was built from, which were), so the rows a file in the intake has staged so far are
+never seen.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from engine.dpl.records import DplFields
@@ -23,12 +24,16 @@ from gateway.ledger.database import (
     iso,
     utc_now,
 )
-from gateway.ledger.files import FileLedger
+from gateway.ledger.dpl_store import (
+    _FIELD_SEP,
+    _LINE_BITS,
+    _LINE_MASK,
+    DplRecordStore,
+    unpack_fields,
+)
 
 # The publishable records of a cycle (valid, of current files) and the order of publication:
 # firm numeric-aware, aggregation unit, symbol, SubTyp, with a deterministic tie-break.
-_LINE_BITS = 32
-_LINE_MASK = (1 << _LINE_BITS) - 1
 # The records of file f: rowids from f.id << 32 to f.id << 32 | 0xffffffff.
 _RECORDS_OF_FILE = (
     f"r.id BETWEEN (f.id << {_LINE_BITS}) AND ((f.id << {_LINE_BITS}) | {_LINE_MASK})"
@@ -52,195 +57,9 @@ _CURRENT_FILES = (
     " AND state IN ('processed', 'archived') ORDER BY id"
 )
 
-# Record fields are stored packed: values joined by US (0x1f), None written as STX (0x02). Neither
-# character can occur in an XML attribute value, and this is several times cheaper than JSON.
-_FIELD_SEP = "\x1f"
-_NONE = "\x02"
-FIELD_SEP, ABSENT = _FIELD_SEP, _NONE
-_SORT_SEP = "\x01"
-_UNPACK: dict[str, str | None] = {_NONE: None}
 
-
-def pack_fields(values: Sequence[str | None]) -> str:
-    return _FIELD_SEP.join([_NONE if v is None else v for v in values])
-
-
-def unpack_fields(text: str | None) -> tuple[str | None, ...] | None:
-    if text is None:
-        return None
-    parts = text.split(_FIELD_SEP)
-    return tuple(map(_UNPACK.get, parts, parts))  # STX -> None, every other value as it is
-
-
-def valid_row(
-    line: int, raw: bytes, fields: DplFields, firm_sort: str
-) -> tuple[int, bytes, str, str]:
-    """A valid record as ``DplRows`` yields it: (line, raw, packed fields, sort key), the same
-    as ``pack_fields`` and ``dpl_sort_key`` give, in one step (the intake's hot path). A valid
-    record has every required field, so only the optional ones can be None."""
-    rpt_id, biz, dlv_dt, req, model, firm, role, agg, crd, name, sym, sub, long, short = fields
-    packed = _FIELD_SEP.join(
-        (
-            _NONE if rpt_id is None else rpt_id,
-            biz,
-            _NONE if dlv_dt is None else dlv_dt,
-            req,
-            model,
-            firm,
-            role,
-            agg,
-            crd,
-            name,
-            sym,
-            sub,
-            _NONE if long is None else long,
-            _NONE if short is None else short,
-        )  # type: ignore[arg-type]
-    )
-    return line, raw, packed, f"{firm_sort}{_SORT_SEP}{agg}{_SORT_SEP}{sym}{_SORT_SEP}{sub}"
-
-
-def dpl_sort_key(firm_sort: str, agg_unit: str, symbol: str, sub_typ: str) -> str:
-    """One text whose order is the publication order: the parts joined by SOH,
-    which sorts before every character an attribute value can hold."""
-    return _SORT_SEP.join((firm_sort, agg_unit, symbol, sub_typ))
-
-
-# Stores one rejected record inside the transaction of ``DplLedger.replace_dpl_records``:
-# (line, raw, reasons joined by spaces, details JSON or None, packed fields or None).
-StoreRejected = Callable[[int, bytes, str, "str | None", "str | None"], None]
-# What the intake gives ``replace_dpl_records``: called with ``StoreRejected``, it yields the
-# file's valid records as (line, raw, packed fields, sort key) and stores each rejected one
-# through the callable, all in line order.
-DplRows = Callable[[StoreRejected], Iterable[Sequence[Any]]]
-
-
-def _split_rows(rows: Iterable[Sequence[Any]]) -> DplRows:
-    """Rows ``(line, raw, status, reasons, details, fields, sort_key)`` as ``DplRows``."""
-
-    def produce(store_rejected: StoreRejected) -> Iterator[Sequence[Any]]:
-        for line, raw, status, reasons, details, fields, sort_key in rows:
-            if status == "valid":
-                yield line, raw, fields, sort_key
-            elif status == "rejected":
-                store_rejected(line, raw, reasons, details, fields)
-            else:
-                raise ValueError(f"not a record status: {status!r}")
-
-    return produce
-
-
-class DplLedger(FileLedger):
-    """DPL records (stored with their file's state change), report queries and publications."""
-
-    def replace_dpl_records(
-        self,
-        file_id: int,
-        rows: Iterable[Sequence[Any]] | DplRows,
-        *,
-        cycle: str,
-        submitter: str,
-        totals: tuple[int, int, int] | Callable[[], tuple[int, int, int]],
-        before_commit: Callable[[int | None], None] | None = None,
-    ) -> int | None:
-        """Store a file's records, mark it processed and supersede the submitter's older files.
-
-        ``rows`` are ``(line, raw, status, reasons, details_json, packed_fields, sort_key)``
-        (see ``pack_fields`` and ``dpl_sort_key``), or, on the hot path of the intake, a
-        ``DplRows`` callable (valid rows yielded, rejected ones stored through the callable it
-        is given); either may be lazy, consumed inside the transaction. ``totals`` (total,
-        valid, rejected) may be a callable read after the rows are consumed.
-        ``before_commit(superseded_id)`` runs inside the transaction, so outputs it writes exist
-        whenever the ledger says ``processed``. All in one transaction: a crash leaves either
-        nothing or everything. Returns the id of the file this one superseded, if any.
-        Idempotent: a rerun first deletes what an earlier attempt may have stored.
-        """
-        produce = rows if callable(rows) else _split_rows(rows)
-        with self.transaction() as conn:
-            base = file_id << _LINE_BITS
-            conn.execute(
-                f"DELETE FROM {DPL_RECORDS} WHERE id BETWEEN ? AND ?", (base, base | _LINE_MASK)
-            )
-            conn.execute(f"UPDATE {FILES} SET cycle = ? WHERE id = ?", (cycle, file_id))
-            # The file's base rowid is an integer of ours, written into the statements, and a
-            # valid record's constant columns too: valid rows go to SQLite as they are, with
-            # four values each. A rejected row is stored between them, while the valid rows
-            # are being consumed, so rowids arrive in ascending order (appends to the b-tree).
-            insert_rejected = (
-                f"INSERT INTO {DPL_RECORDS} (id, raw, status, reasons, details, fields)"
-                f" VALUES ({int(base)} | ?, ?, 'rejected', ?, ?, ?)"
-            )
-
-            def store_rejected(
-                line: int, raw: bytes, reasons: str, details: str | None, fields: str | None
-            ) -> None:
-                conn.execute(insert_rejected, (line, raw, reasons, details, fields))
-
-            conn.executemany(
-                f"INSERT INTO {DPL_RECORDS} (id, raw, status, reasons, fields, sort_key)"
-                f" VALUES ({int(base)} | ?, ?, 'valid', '', ?, ?)",
-                produce(store_rejected),
-            )
-            total, valid, rejected = totals() if callable(totals) else totals
-            older = conn.execute(
-                f"SELECT id FROM {FILES} WHERE flow = 'dpl' AND firm = ? AND cycle = ?"
-                " AND id < ? AND state IN ('processed', 'archived') AND superseded_by IS NULL"
-                " ORDER BY id",
-                (submitter, cycle, file_id),
-            ).fetchall()
-            superseded = None
-            for row in older:
-                superseded = int(row["id"])
-                conn.execute(
-                    f"UPDATE {FILES} SET superseded_by = ? WHERE id = ?", (file_id, superseded)
-                )
-                self._event(conn, superseded, "superseded", f"by file {file_id}")
-            newer = conn.execute(
-                f"SELECT id FROM {FILES} WHERE flow = 'dpl' AND firm = ? AND cycle = ?"
-                " AND id > ? AND state IN ('processed', 'archived') ORDER BY id DESC LIMIT 1",
-                (submitter, cycle, file_id),
-            ).fetchone()
-            if newer is not None:  # processed out of order after a restart: newer one wins
-                conn.execute(
-                    f"UPDATE {FILES} SET superseded_by = ? WHERE id = ?",
-                    (int(newer["id"]), file_id),
-                )
-            self._set_state(
-                conn,
-                file_id,
-                "processed",
-                f"{total} records",
-                total=total,
-                valid=valid,
-                rejected=rejected,
-            )
-            if before_commit is not None:
-                before_commit(superseded)
-        return superseded
-
-    def rejected_dpl_lines(self, file_id: int) -> Iterator[tuple[int, bytes]]:
-        """(line, raw) of a file's rejected records in line order, streamed from the ledger
-        (inside ``replace_dpl_records``'s transaction it sees the rows just stored)."""
-        base = file_id << _LINE_BITS
-        cursor = self.connect().execute(
-            f"SELECT id & {_LINE_MASK}, raw FROM {DPL_RECORDS} WHERE id BETWEEN ? AND ?"
-            " AND status != 'valid' ORDER BY id",
-            (base, base | _LINE_MASK),
-        )
-        for line, raw in cursor:
-            yield int(line), bytes(raw)
-
-    def dpl_records_for_file(self, file_id: int) -> list[sqlite3.Row]:
-        base = file_id << _LINE_BITS
-        return (
-            self.connect()
-            .execute(
-                f"SELECT {_RECORD_COLUMNS}, r.* FROM {DPL_RECORDS} r WHERE r.id BETWEEN ? AND ?"
-                " ORDER BY r.id",
-                (base, base | _LINE_MASK),
-            )
-            .fetchall()
-        )
+class DplLedger(DplRecordStore):
+    """DPL records (see ``DplRecordStore``), report queries and publications."""
 
     def iter_dpl_report(
         self, cycle: str, *, firm: str | None = None, status: str = "all"

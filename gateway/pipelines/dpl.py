@@ -8,7 +8,10 @@ text; the input's own line ending), ``<name>.reasons.csv`` (line, reason code, f
 sent, one row per reason) and ``<name>.receipt.json``, ``<name>`` being the upload's output base
 (``gateway.spool.naming``: its full name, never shared with another upload). Outputs are written
 inside the ledger transaction that marks the file processed, so after a crash either all exist or
-the file is processed again (outputs are rewritten identically, under the same names). Latest file
+the file is processed again (outputs are rewritten identically, under the same names). The records
+are stored in chunks while the file is parsed (``gateway.ledger.dpl_store``): a big file never
+holds the ledger's write lock for its whole intake, and no reader sees them before that final
+transaction. Latest file
 wins per (submitting firm, cycle): the ledger marks the older file superseded in the same
 transaction. Bytes sent before are a new submission too: the receipt names the earlier identical
 file (``identical_to``).
@@ -241,7 +244,7 @@ class DplArrival:
                 if not total % STOP_CHECK_RECORDS and stopping():
                     raise Interrupted(f"stopped at record {total} of {claimed.name}")
                 if total > max_records:
-                    # Raised inside the ledger transaction: nothing of the file is kept.
+                    # The ledger deletes the rows staged so far: nothing of the file is kept.
                     raise UnreadableInput(
                         TOO_MANY_RECORDS,
                         f"more than {max_records} records ([dpl] max_records); record"

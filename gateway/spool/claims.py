@@ -356,6 +356,8 @@ class SpoolFiles:
                         dispatch(ClaimedFile.from_row(row, work))
                     else:
                         self.ledger.set_file_state(row.id, "vanished", "work file missing")
+                        if row.flow == "dpl":  # rows an interrupted attempt staged
+                            self.ledger.discard_dpl_records(row.id)
                 elif row.state == "processed":
                     if work is not None and work.exists():
                         self.archive(row.id, work)

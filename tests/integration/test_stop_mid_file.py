@@ -1,6 +1,7 @@
-"""SIGTERM while the daemon is in the middle of a long DPL file: the file's transaction is rolled
-back at once (the stop does not wait for the file, so it fits the grace), nothing of it is kept or
-written, it stays claimed in ``work/``, and the next start processes it exactly once."""
+"""SIGTERM while the daemon is in the middle of a long DPL file: the file is rolled back at once
+(the stop does not wait for the file, so it fits the grace), nothing of it is shown or written (the
+rows it had staged stay unseen), it stays claimed in ``work/``, and the next start processes it
+exactly once, deleting those rows first."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def test_sigterm_mid_file_rolls_it_back_and_the_next_start_does_it_once(tmp_path
         wait_for(lambda: ledger.files(state="archived"), timeout=90, what="the file archived")
         [row] = ledger.files()
         assert len(ledger.dpl_records_for_file(row.id)) == RECORDS
+        assert ledger.staged_dpl_rows(row.id) == RECORDS  # the stopped run's rows are gone
         assert sorted(p.name for p in outbound.iterdir()) == [
             "long.fixml.reasons.csv",
             "long.fixml.receipt.json",
