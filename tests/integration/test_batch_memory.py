@@ -57,7 +57,7 @@ def test_the_daemon_takes_a_200_mb_batch_under_a_fixed_rss(
         receipt = json.loads(receipt_path.read_text())
         counts = receipt["counts"]
         assert (counts["total"], counts["valid"], counts["rejected"]) == (count, count, 0)
-        peak_mb = peak_rss_mb(daemon.proc.pid)
+        peak_mb = peak_rss_mb(daemon.proc.pid) or 0.0  # the daemon is running: it has one
         daemon.signal(signal.SIGTERM)
         _, status, _ = os.wait4(daemon.proc.pid, 0)
         daemon.proc.returncode = os.waitstatus_to_exitcode(status)
@@ -65,7 +65,7 @@ def test_the_daemon_takes_a_200_mb_batch_under_a_fixed_rss(
         daemon.stop()
     assert daemon.proc.returncode == 0, daemon.log()[-2000:]
     print(f"daemon peak RSS over a {DOCUMENT_BYTES // 10**6} MB Batch: {peak_mb:.0f} MB")
-    assert peak_mb < PEAK_RSS_BOUND_MB
+    assert 0 < peak_mb < PEAK_RSS_BOUND_MB
 
 
 def test_dpl_validate_reads_a_200_mb_batch_under_a_fixed_rss(big_batch: tuple[Path, int]) -> None:
@@ -78,7 +78,7 @@ def test_dpl_validate_reads_a_200_mb_batch_under_a_fixed_rss(big_batch: tuple[Pa
         peak_mb = 0.0
         while child.poll() is None:  # the high-water mark only grows: the last reading holds
             with contextlib.suppress(OSError):
-                peak_mb = peak_rss_mb(child.pid)
+                peak_mb = peak_rss_mb(child.pid) or peak_mb
             time.sleep(0.05)
         status = child.returncode
     assert status == 0, child.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
@@ -88,17 +88,17 @@ def test_dpl_validate_reads_a_200_mb_batch_under_a_fixed_rss(big_batch: tuple[Pa
         summary = json.loads(fh.read().splitlines()[-1])["summary"]
     assert (summary["total"], summary["valid"], lines) == (count, count, count + 1)
     print(f"dpl validate peak RSS over a {DOCUMENT_BYTES // 10**6} MB Batch: {peak_mb:.0f} MB")
-    assert peak_mb < PEAK_RSS_BOUND_MB
+    assert 0 < peak_mb < PEAK_RSS_BOUND_MB
 
 
-def peak_rss_mb(pid: int) -> float:
+def peak_rss_mb(pid: int) -> float | None:
     """The process's peak RSS since it started its program (``VmHWM``). Not ``ru_maxrss``: on
     Linux that carries over the RSS of the forked parent (here the test runner, hundreds of MB
     late in a full run) across ``exec``."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmHWM for process {pid}")
+    return None  # exited (a zombie has no memory lines): the caller keeps its last reading
 
 
 def _archived(spool: Path) -> bool:
