@@ -165,8 +165,13 @@ def group_sum(values: FloatArray, inverse: IntArray, groups: int) -> FloatArray:
     # one bincount per point (~3x faster than one bincount over a flattened [n * k] index);
     # the result is the transposed view of a [k, groups] array, so its columns are contiguous
     out = np.empty((values.shape[1], groups), dtype=np.float64)
+    strided = not values.T.flags.c_contiguous
+    # a strided column is copied into one reused buffer (bincount would allocate a copy per call)
+    column = np.empty(values.shape[0], dtype=np.float64) if strided else values[:, 0]
     for j in range(values.shape[1]):
-        out[j] = np.bincount(inverse, weights=values[:, j], minlength=groups)
+        if strided:
+            np.copyto(column, values[:, j])
+        out[j] = np.bincount(inverse, weights=column if strided else values[:, j], minlength=groups)
     result: FloatArray = out.T
     return result
 
