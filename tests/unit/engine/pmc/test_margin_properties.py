@@ -189,6 +189,15 @@ def test_factorize_strings_equals_np_unique(values: list[str]) -> None:
         assert (uniq[idx] == value) if idx >= 0 else value not in values
 
 
+def test_factorize_strings_one_value_column() -> None:
+    # a file's firm column: one value, padded wider than the value (the no-sort path)
+    uniq, codes = factorize_strings(np.asarray(["00005"] * 4, dtype="<U9"))
+    assert uniq.tolist() == ["00005"] and uniq.dtype == np.dtype("<U5")
+    assert codes.tolist() == [0, 0, 0, 0] and codes.dtype == np.int64
+    many, _ = factorize_strings(np.asarray(["00005", "00006"], dtype="<U9"))
+    assert many.dtype == uniq.dtype
+
+
 def test_factorize_strings_non_ascii_falls_back() -> None:
     uniq, codes = factorize_strings(np.asarray(["é", "a", "é"], dtype=np.str_))
     assert uniq.tolist() == ["a", "é"] and codes.tolist() == [1, 0, 1]
