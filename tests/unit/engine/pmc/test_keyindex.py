@@ -48,3 +48,17 @@ def test_set_lookup_by_hash_equals_sorted_search(monkeypatch) -> None:  # type: 
     monkeypatch.setattr(TheoSet, "MANY_RECORDS", 10**9)
     by_search = theo.lookup_columns(*cols)
     assert np.array_equal(by_hash, by_search) and (by_hash >= 0).sum() > 5000
+
+
+def test_factorize_by_sort_and_hashed_strings_match_unique() -> None:
+    from engine.pmc.grouping import factorize, factorize_strings
+
+    rng = np.random.default_rng(3)
+    keys = rng.integers(0, 5_000_000, 70_000)  # key space > 8x the keys: the sorted path
+    uniq, inv = factorize(keys, 5_000_000)
+    want_u, want_i = np.unique(keys, return_inverse=True)
+    assert np.array_equal(uniq, want_u) and np.array_equal(inv, want_i.reshape(-1))
+    words = np.asarray([f"ACCT{i}" for i in rng.integers(0, 300, 5000)], dtype="<U25")
+    su, si = factorize_strings(words)  # 300 distinct in 5000: the hashed path
+    wu, wi = np.unique(words, return_inverse=True)
+    assert np.array_equal(su, wu) and np.array_equal(si, wi.reshape(-1))
