@@ -41,6 +41,30 @@ def pack_bytes(column: NDArray[np.str_]) -> IntArray | None:
     return packed
 
 
+def pack_dates(column: NDArray[np.str_]) -> IntArray | None:
+    """'YYYY-MM-DD' or '' strings [n] as int64: the eight characters that are not the dashes, a
+    byte each ('' gives 0; distinct strings give distinct integers, the order is not kept). None
+    when some string is neither, or has a character above U+00FF."""
+    n = column.shape[0]
+    if column.dtype.kind != "U" or column.dtype.itemsize != 40:
+        return None
+    raw = column.view(np.uint32).reshape(n, 10)
+    blank = raw[:, 0] == 0
+    dash4, dash7 = raw[:, 4], raw[:, 7]
+    # a dated row starts with a character; a blank one has nothing where the dashes go, so the
+    # eight packed characters tell every accepted string apart
+    dated = (dash4 == 45) & (dash7 == 45) & ~blank  # '-'
+    empty = blank & (dash4 == 0) & (dash7 == 0)
+    if not bool((dated | empty).all()) or (n and raw.max() >= 256):
+        return None
+    word = np.empty((n, 8), dtype=np.uint8)
+    word[:, 0:4] = raw[:, 0:4]
+    word[:, 4:6] = raw[:, 5:7]
+    word[:, 6:8] = raw[:, 8:10]
+    packed: IntArray = word.view(np.int64).reshape(n)
+    return packed
+
+
 class KeyIndex:
     """Index of each of ``keys`` [k] (distinct int64) by value; ``find`` gives -1 when absent."""
 

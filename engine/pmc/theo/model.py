@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.pmc.grouping import lookup_strings, search_sorted
-from engine.pmc.keyindex import KeyIndex, pack_bytes
+from engine.pmc.keyindex import KeyIndex, pack_bytes, pack_dates
 
 ACCOUNT_TYPES = ("C", "F", "M")
 SECURITY_TYPES = ("O", "I", "F", "S", "W")
@@ -308,17 +308,20 @@ class TheoSet:
             self._symbol_codes(symbol) if many else lookup_strings(self.vocab_symbol, symbol),
             _choice_codes(security_type, SECURITY_TYPES),
             _choice_codes(put_call, PUT_CALL_FLAGS),
-            _series_codes(self.vocab_series, series_date),
+            self._series_codes(series_date)
+            if many
+            else _series_codes(self.vocab_series, series_date),
             self._strike_index.find(_strike_codes(strike))
             if many
             else _vocab_codes(self.vocab_strike, _strike_codes(strike)),
         ]
-        code = np.zeros(parts[0].shape[0], dtype=np.int64)
-        unknown = np.zeros(parts[0].shape[0], dtype=bool)
-        for part, size in zip(parts, self._key_sizes, strict=True):
-            code = code * size + np.maximum(part, 0)
-            unknown |= part < 0
-        code[unknown] = -1
+        code = np.maximum(parts[0], 0)
+        lowest = parts[0].copy()  # below 0 where some part is unknown
+        for part, size in zip(parts[1:], self._key_sizes[1:], strict=True):
+            code *= size
+            code += part
+            np.minimum(lowest, part, out=lowest)
+        code[lowest < 0] = -1  # (a -1 part only spoils the code of a row that is dropped here)
         return code
 
     #: records up to which ``lookup_columns`` encodes keys with dictionaries, not numpy
@@ -343,6 +346,23 @@ class TheoSet:
         voc = np.asarray(self.vocab_symbol)
         packed = pack_bytes(voc) if voc.dtype.kind == "U" and voc.size else None
         return None if packed is None else KeyIndex(packed)
+
+    @cached_property
+    def _series_index(self) -> KeyIndex | None:
+        """Hash index of the series dates packed to integers (None if some cannot be packed)."""
+        voc = np.asarray(self.vocab_series)
+        packed = pack_dates(voc.astype("<U10")) if voc.dtype.kind == "U" and voc.size else None
+        return None if packed is None or voc.dtype.itemsize > 40 else KeyIndex(packed)
+
+    def _series_codes(self, series_date: StrArray) -> IntArray:
+        """Index of each series date [n] in ``vocab_series``, -1 when absent (hash index when
+        both sides pack to integers, the module's ``_series_codes`` otherwise)."""
+        vals = np.asarray(series_date)
+        index = self._series_index
+        wanted = pack_dates(vals) if index is not None else None
+        if index is None or wanted is None:
+            return _series_codes(self.vocab_series, vals)
+        return index.find(wanted)
 
     def _symbol_codes(self, symbol: StrArray) -> IntArray:
         """Index of each symbol [n] in ``vocab_symbol``, -1 when absent (hash index when

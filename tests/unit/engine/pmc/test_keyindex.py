@@ -62,3 +62,14 @@ def test_factorize_by_sort_and_hashed_strings_match_unique() -> None:
     su, si = factorize_strings(words)  # 300 distinct in 5000: the hashed path
     wu, wi = np.unique(words, return_inverse=True)
     assert np.array_equal(su, wu) and np.array_equal(si, wi.reshape(-1))
+
+
+def test_pack_dates_distinct_and_refuses_other_strings() -> None:
+    from engine.pmc.keyindex import pack_dates
+
+    days = np.asarray(["", "2026-01-02", "2026-01-20", "2026-10-02", "2062-01-02"], dtype="<U10")
+    packed = pack_dates(days)
+    assert packed is not None and np.unique(packed).size == days.size and packed[0] == 0
+    for odd in ("2026/01/02", "20260102", "2026-1-2", "\x00026-01-02"):
+        assert pack_dates(np.asarray(["2026-01-02", odd], dtype="<U10")) is None
+    assert pack_dates(np.asarray(["2026-01-02"], dtype="<U11")) is None
