@@ -13,13 +13,17 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from engine.pmc.keyindex import KeyIndex
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 StrArray = NDArray[np.str_]
 
 DENSE_LIMIT = 16_000_000
+_SORTED_FROM = 65_536  # keys from which a key space 8x larger than the keys is factorised by a sort
 _CHUNK = 9  # 9 x 7 bits = 63 bits: one int64 per 9 ASCII characters
 _FEW_VALUES = 4  # up to this many distinct values, a binary search beats np.unique's argsort
+_HASHED_SHARE = 8  # below one distinct value in 8 rows, a hash look-up beats np.unique's argsort
 
 
 def factorize(keys: IntArray, upper: int) -> tuple[IntArray, IntArray]:
@@ -27,6 +31,10 @@ def factorize(keys: IntArray, upper: int) -> tuple[IntArray, IntArray]:
     of each key among them [n]. Below ``DENSE_LIMIT`` this is a mark-and-cumsum over [upper]
     with no sort at all; above it, ``np.unique``."""
     keys = np.asarray(keys, dtype=np.int64)
+    n = keys.shape[0]
+    index_bits = max(n - 1, 1).bit_length()
+    if n >= _SORTED_FROM and upper > 8 * n and max(upper - 1, 1).bit_length() + index_bits <= 63:
+        return _factorize_sorted(keys, index_bits)
     if upper <= DENSE_LIMIT:
         present = np.zeros(max(upper, 1), dtype=bool)
         present[keys] = True
@@ -38,6 +46,24 @@ def factorize(keys: IntArray, upper: int) -> tuple[IntArray, IntArray]:
         return uniq, rank[keys].astype(np.int64)
     uniq, inv = np.unique(keys, return_inverse=True)
     return uniq.astype(np.int64), inv.reshape(-1).astype(np.int64)
+
+
+def _factorize_sorted(keys: IntArray, index_bits: int) -> tuple[IntArray, IntArray]:
+    """``factorize`` by one sort of (key, row) packed into an int64 (a plain sort costs a
+    fraction of an argsort, and no table over the key space is touched)."""
+    n = keys.shape[0]
+    packed = keys << index_bits
+    packed |= np.arange(n, dtype=np.int64)
+    packed.sort()
+    rows = packed & ((1 << index_bits) - 1)
+    packed >>= index_bits  # the keys, sorted
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    np.not_equal(packed[1:], packed[:-1], out=new[1:])
+    uniq = packed[new]
+    inv = np.empty(n, dtype=np.int64)
+    inv[rows] = np.cumsum(new) - 1
+    return uniq, inv
 
 
 def factorize_strings(column: NDArray[np.str_]) -> tuple[StrArray, IntArray]:
@@ -70,6 +96,9 @@ def factorize_strings(column: NDArray[np.str_]) -> tuple[StrArray, IntArray]:
         if starts.shape[0] < _FEW_VALUES:  # a file's firms: a search per row, no argsort
             packed_uniq = ordered[np.concatenate([np.zeros(1, dtype=np.int64), starts])]
             inv = np.searchsorted(packed_uniq, packed).astype(np.int64)
+        elif starts.shape[0] * _HASHED_SHARE < n:  # a file's accounts: a hash look-up per row
+            packed_uniq = ordered[np.concatenate([np.zeros(1, dtype=np.int64), starts])]
+            inv = KeyIndex(packed_uniq).find(packed)
         else:
             packed_uniq, inv = np.unique(packed, return_inverse=True)
         digits = (packed_uniq[:, None] // weights[None, :]) % 128

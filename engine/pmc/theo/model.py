@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.pmc.grouping import lookup_strings, search_sorted
+from engine.pmc.keyindex import KeyIndex, pack_bytes, pack_dates
 
 ACCOUNT_TYPES = ("C", "F", "M")
 SECURITY_TYPES = ("O", "I", "F", "S", "W")
@@ -301,24 +302,77 @@ class TheoSet:
         strike: FloatArray,
     ) -> IntArray:
         """Match keys of whole columns [n] as int64 codes; -1 where a part is unknown to the set."""
+        many = len(account_type) >= self.MANY_RECORDS
         parts = [
             _choice_codes(account_type, ACCOUNT_TYPES),
-            lookup_strings(self.vocab_symbol, symbol),
+            self._symbol_codes(symbol) if many else lookup_strings(self.vocab_symbol, symbol),
             _choice_codes(security_type, SECURITY_TYPES),
             _choice_codes(put_call, PUT_CALL_FLAGS),
-            _series_codes(self.vocab_series, series_date),
-            _vocab_codes(self.vocab_strike, _strike_codes(strike)),
+            self._series_codes(series_date)
+            if many
+            else _series_codes(self.vocab_series, series_date),
+            self._strike_index.find(_strike_codes(strike))
+            if many
+            else _vocab_codes(self.vocab_strike, _strike_codes(strike)),
         ]
-        code = np.zeros(parts[0].shape[0], dtype=np.int64)
-        unknown = np.zeros(parts[0].shape[0], dtype=bool)
-        for part, size in zip(parts, self._key_sizes, strict=True):
-            code = code * size + np.maximum(part, 0)
-            unknown |= part < 0
-        code[unknown] = -1
+        code = np.maximum(parts[0], 0)
+        lowest = parts[0].copy()  # below 0 where some part is unknown
+        for part, size in zip(parts[1:], self._key_sizes[1:], strict=True):
+            code *= size
+            code += part
+            np.minimum(lowest, part, out=lowest)
+        code[lowest < 0] = -1  # (a -1 part only spoils the code of a row that is dropped here)
         return code
 
     #: records up to which ``lookup_columns`` encodes keys with dictionaries, not numpy
     FEW_RECORDS = 64
+    #: records from which look-ups go through the set's hash indexes (built once per set, on
+    #: first use) instead of sorted searches
+    MANY_RECORDS = 4096
+
+    @cached_property
+    def _key_index(self) -> KeyIndex:
+        """Hash index of ``key_codes``."""
+        return KeyIndex(self.key_codes)
+
+    @cached_property
+    def _strike_index(self) -> KeyIndex:
+        """Hash index of ``vocab_strike``."""
+        return KeyIndex(np.asarray(self.vocab_strike, dtype=np.int64))
+
+    @cached_property
+    def _symbol_index(self) -> KeyIndex | None:
+        """Hash index of the symbols packed to integers (None if some cannot be packed)."""
+        voc = np.asarray(self.vocab_symbol)
+        packed = pack_bytes(voc) if voc.dtype.kind == "U" and voc.size else None
+        return None if packed is None else KeyIndex(packed)
+
+    @cached_property
+    def _series_index(self) -> KeyIndex | None:
+        """Hash index of the series dates packed to integers (None if some cannot be packed)."""
+        voc = np.asarray(self.vocab_series)
+        packed = pack_dates(voc.astype("<U10")) if voc.dtype.kind == "U" and voc.size else None
+        return None if packed is None or voc.dtype.itemsize > 40 else KeyIndex(packed)
+
+    def _series_codes(self, series_date: StrArray) -> IntArray:
+        """Index of each series date [n] in ``vocab_series``, -1 when absent (hash index when
+        both sides pack to integers, the module's ``_series_codes`` otherwise)."""
+        vals = np.asarray(series_date)
+        index = self._series_index
+        wanted = pack_dates(vals) if index is not None else None
+        if index is None or wanted is None:
+            return _series_codes(self.vocab_series, vals)
+        return index.find(wanted)
+
+    def _symbol_codes(self, symbol: StrArray) -> IntArray:
+        """Index of each symbol [n] in ``vocab_symbol``, -1 when absent (hash index when
+        both sides pack to integers, ``lookup_strings`` otherwise)."""
+        vals = np.asarray(symbol)
+        index = self._symbol_index
+        wanted = pack_bytes(vals) if index is not None and vals.dtype.kind == "U" else None
+        if index is None or wanted is None:
+            return lookup_strings(self.vocab_symbol, vals)
+        return index.find(wanted)
 
     @cached_property
     def _key_sizes(self) -> tuple[int, ...]:
@@ -396,6 +450,11 @@ class TheoSet:
         codes = encode(account_type, symbol, security_type, put_call, series_date, strike)
         out = np.full(codes.shape[0], -2, dtype=np.int64)
         if self.key_codes.size == 0 or codes.size == 0:
+            return out
+        if codes.shape[0] >= self.MANY_RECORDS:
+            found = self._key_index.find(codes)  # codes of -1 (unknown parts) are never keys
+            hit = found >= 0
+            out[hit] = self.key_rows[found[hit]]
             return out
         pos = np.minimum(search_sorted(self.key_codes, codes), self.key_codes.size - 1)
         hit = (self.key_codes[pos] == codes) & (codes >= 0)
