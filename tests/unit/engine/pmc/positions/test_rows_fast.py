@@ -13,23 +13,6 @@ from engine.pmc.positions import rows as rows_module
 from engine.pmc.positions.model import _BATCH_FIELDS
 from engine.pmc.positions.rows import positions_from_rows
 
-FIELDS = (
-    "firm",
-    "account",
-    "put_call",
-    "symbol",
-    "exercise_style",
-    "settlement_style",
-    "series_date",
-    "expiration_date",
-    "strike",
-    "security_type",
-    "market_value",
-    "account_type",
-    "basket_id",
-    "quantity",
-)
-
 PLAIN = {
     "firm": ["00123", "5", "12345", "123456", "0"],
     "account": ["ACC1", "", " A ", "x" * 21],
@@ -46,6 +29,7 @@ PLAIN = {
     "basket_id": ["", "B1", "000"],
     "quantity": [1, -3, 2, 0, 999_999_999, -1_000_000_000],
 }
+FIELDS = tuple(PLAIN)  # every key of a JSON row
 
 HOSTILE_TEXT = st.sampled_from(
     [
@@ -148,18 +132,7 @@ def test_fast_rows_equal_the_general_checks(
 
 
 def test_plain_rows_take_the_fast_path_and_hostile_ones_do_not() -> None:
-    plain = {
-        "firm": "00123",
-        "account": "ACC1",
-        "account_type": "C",
-        "symbol": "SPX",
-        "security_type": "O",
-        "exercise_style": "E",
-        "series_date": "20261218",
-        "put_call": "C",
-        "strike": "6000",
-        "quantity": -3,
-    }
+    plain = {**OPTION, "put_call": "C"}
     stock = {**plain, "symbol": "AAPL", "security_type": "S", "put_call": "", "strike": "0"}
     assert rows_module._fast_row(plain, 1, False) is not None
     assert rows_module._fast_row(stock, 2, False) is not None
