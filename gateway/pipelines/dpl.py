@@ -11,10 +11,9 @@ inside the ledger transaction that marks the file processed, so after a crash ei
 the file is processed again (outputs are rewritten identically, under the same names). The records
 are stored in chunks while the file is parsed (``gateway.ledger.dpl_store``): a big file never
 holds the ledger's write lock for its whole intake, and no reader sees them before that final
-transaction. Latest file
-wins per (submitting firm, cycle): the ledger marks the older file superseded in the same
-transaction. Bytes sent before are a new submission too: the receipt names the earlier identical
-file (``identical_to``).
+transaction. Latest file wins per (submitting firm, cycle): the ledger marks the older file
+superseded in the same transaction. Bytes sent before are a new submission too: the receipt
+names the earlier identical file (``identical_to``).
 
 A file that cannot be read at all raises ``UnreadableInput``; the intake quarantines it and the
 alert names the firm's technical contact. No records are returned for it.
@@ -53,6 +52,10 @@ CHUNK_BYTES = 1 << 20
 TOO_MANY_RECORDS = "TOO_MANY_RECORDS"
 STOP_CHECK_RECORDS = 4096
 """How often (in records) a file in hand asks whether the daemon is stopping."""
+
+
+def _never() -> bool:
+    return False
 
 
 def no_events(routing_key: str, payload: Mapping[str, Any]) -> None:
@@ -182,7 +185,7 @@ class DplArrival:
         spool_root: Path,
         ledger: Ledger,
         config: Callable[[], Config],
-        stopping: Callable[[], bool] = lambda: False,
+        stopping: Callable[[], bool] = _never,
     ) -> None:
         self.spool_root = spool_root
         self.ledger = ledger
@@ -369,10 +372,6 @@ class DplArrival:
             f", supersedes {receipt.superseded['file']}" if receipt.superseded else "",
         )
         return receipt
-
-
-def _never() -> bool:
-    return False
 
 
 def _chunks(path: Path) -> Iterator[bytes]:
