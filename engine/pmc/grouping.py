@@ -93,12 +93,13 @@ def factorize_strings(column: NDArray[np.str_]) -> tuple[StrArray, IntArray]:
         packed = _horner(raw, width)
         ordered = np.sort(packed)  # a plain sort costs a fraction of the argsort of np.unique
         starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
-        if starts.shape[0] < _FEW_VALUES:  # a file's firms: a search per row, no argsort
+        few = starts.shape[0] < _FEW_VALUES  # a file's firms: a search per row, no argsort
+        if few or starts.shape[0] * _HASHED_SHARE < n:  # its accounts: a hash look-up per row
             packed_uniq = ordered[np.concatenate([np.zeros(1, dtype=np.int64), starts])]
-            inv = np.searchsorted(packed_uniq, packed).astype(np.int64)
-        elif starts.shape[0] * _HASHED_SHARE < n:  # a file's accounts: a hash look-up per row
-            packed_uniq = ordered[np.concatenate([np.zeros(1, dtype=np.int64), starts])]
-            inv = KeyIndex(packed_uniq).find(packed)
+            if few:
+                inv = np.searchsorted(packed_uniq, packed).astype(np.int64)
+            else:
+                inv = KeyIndex(packed_uniq).find(packed)
         else:
             packed_uniq, inv = np.unique(packed, return_inverse=True)
         digits = (packed_uniq[:, None] // weights[None, :]) % 128
@@ -196,11 +197,13 @@ def group_sum(values: FloatArray, inverse: IntArray, groups: int) -> FloatArray:
     out = np.empty((values.shape[1], groups), dtype=np.float64)
     strided = not values.T.flags.c_contiguous
     # a strided column is copied into one reused buffer (bincount would allocate a copy per call)
-    column = np.empty(values.shape[0], dtype=np.float64) if strided else values[:, 0]
+    buffer = np.empty(values.shape[0], dtype=np.float64) if strided else None
     for j in range(values.shape[1]):
-        if strided:
-            np.copyto(column, values[:, j])
-        out[j] = np.bincount(inverse, weights=column if strided else values[:, j], minlength=groups)
+        column = values[:, j]
+        if buffer is not None:
+            np.copyto(buffer, column)
+            column = buffer
+        out[j] = np.bincount(inverse, weights=column, minlength=groups)
     result: FloatArray = out.T
     return result
 

@@ -38,10 +38,8 @@ from engine.pmc.result import (
     LEVEL_NAMES,
     LEVEL_PORTFOLIO_GROUP,
     LEVEL_PRODUCT_GROUP,
-    Children,
     FloatArray,
     MarginResult,
-    members,
 )
 from engine.pmc.theo.model import ACCOUNT_TYPES, POINTS
 
@@ -50,10 +48,8 @@ __all__ = [
     "LEVEL_NAMES",
     "LEVEL_PORTFOLIO_GROUP",
     "LEVEL_PRODUCT_GROUP",
-    "Children",
     "MarginResult",
     "compute_margin",
-    "members",
     "offset_total",
 ]
 

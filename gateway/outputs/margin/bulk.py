@@ -17,7 +17,7 @@ those of ``csv`` and ``json``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -201,3 +201,15 @@ def join(pieces: Sequence[U8]) -> bytes:
     """The rows of side-by-side pieces [n, w_k], NULs dropped, as one bytes object."""
     mat = np.concatenate([np.asarray(p) for p in pieces], axis=1)
     return mat[mat != 0].tobytes()
+
+
+def account_ranges(counts: NDArray[np.int64], limit: int) -> Iterator[tuple[int, int]]:
+    """Consecutive ranges ``(lo, hi)`` of accounts whose ``counts`` (rows or positions per
+    account) add up to about ``limit``; an account larger than that is a range of its own."""
+    ends = np.cumsum(counts)
+    lo, n = 0, counts.shape[0]
+    while lo < n:
+        hi = int(np.searchsorted(ends, ends[lo] - counts[lo] + limit, "right"))
+        hi = min(max(hi, lo + 1), n)
+        yield lo, hi
+        lo = hi

@@ -195,18 +195,13 @@ def _row_counts(report: MarginReport) -> IntArray:
     return counts
 
 
-def _plans(report: MarginReport) -> Iterator[_Plan]:
-    """The plans of the report's accounts, a group of about ``PLAN_ROWS`` rows at a time (the
-    file's rows go account by account, so their concatenation is the file's order)."""
-    counts = _row_counts(report)
-    ends = np.cumsum(counts)
+def _plans(report: MarginReport, counts: IntArray) -> Iterator[_Plan]:
+    """The plans of the report's accounts (``counts``: rows per account), a group of about
+    ``PLAN_ROWS`` rows at a time (the file's rows go account by account, so their concatenation
+    is the file's order)."""
     texts: dict[str, bulk.U8] = {}
-    lo, n_a = 0, counts.shape[0]
-    while lo < n_a:
-        hi = int(np.searchsorted(ends, ends[lo] - counts[lo] + PLAN_ROWS, "right"))
-        hi = min(max(hi, lo + 1), n_a)
+    for lo, hi in bulk.account_ranges(counts, PLAN_ROWS):
         yield _Plan(report, lo, hi, texts)
-        lo = hi
 
 
 def results_csv_blocks(
@@ -217,8 +212,9 @@ def results_csv_blocks(
     """The header, then the rows of ``<name>.results.csv`` a block at a time;
     ``progress(rows done, rows)`` after each block."""
     yield header
-    total, done = int(_row_counts(report).sum()), 0
-    for plan in _plans(report):
+    counts = _row_counts(report)
+    total, done = int(counts.sum()), 0
+    for plan in _plans(report, counts):
         for start in range(0, len(plan), BLOCK_ROWS):
             rows = slice(start, start + BLOCK_ROWS)
             yield _block(report, plan, rows)
@@ -232,7 +228,7 @@ def iter_result_rows(report: MarginReport, first_block: int = 2_000) -> Iterator
     """The rows of ``results.csv`` as lists of fields (as ``data.results_rows`` yields them),
     made a block at a time: a reader that stops early pays only for what it read."""
     size = first_block
-    for plan in _plans(report):
+    for plan in _plans(report, _row_counts(report)):
         start = 0
         while start < len(plan):
             text = _block(report, plan, slice(start, start + size)).decode("utf-8")

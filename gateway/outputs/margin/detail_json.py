@@ -184,14 +184,9 @@ def report_json_chunks(report: MarginReport) -> Iterator[bytes]:
     yield head
     n_a = r.account_firm.shape[0]
     per_account = np.bincount(r.pos_account, minlength=n_a) if n_a else np.zeros(0, np.int64)
-    ends = np.cumsum(per_account)
     index = _Index(report)
-    lo = 0
-    while lo < n_a:
-        hi = int(np.searchsorted(ends, ends[lo] - per_account[lo] + CHUNK_POSITIONS, "right"))
-        hi = min(max(hi, lo + 1), n_a)
+    for lo, hi in bulk.account_ranges(per_account, CHUNK_POSITIONS):
         yield _accounts_json(report, index, lo, hi, leading_comma=lo > 0)
-        lo = hi
     yield tail
 
 
