@@ -1,8 +1,8 @@
 """The machine-readable renderings of a margin report: ``<name>.results.csv`` (every level with
 its Gains/Losses/Total rows), ``<name>.summary.csv``, ``<name>.errors.csv`` and the JSON document
 of ``--format json``.
-Amounts are positive and rounded to cents; the parent -> children lists of a result
-(``ResultTree``) are shared with the table.
+Amounts are positive and rounded to cents; the parent -> children lists are the result's own
+(``MarginResult.children``, each made when first read), as in the table.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 from engine.pmc.margin import (
     LEVEL_PORTFOLIO_GROUP,
     LEVEL_PRODUCT_GROUP,
-    MarginResult,
 )
 from engine.pmc.positions.model import PositionProblem
 from engine.pmc.report import MarginReport
@@ -80,23 +79,10 @@ def _opt(value: float) -> str:
     return "" if np.isnan(value) else f"{value:g}"
 
 
-class ResultTree:
-    """Parent -> children lists of one result (shared with the JSON through the result)."""
-
-    def __init__(self, r: MarginResult) -> None:
-        c = r.children
-        self.port_pgs = c.port_product_groups
-        self.pg_cgs = c.pg_class_groups
-        self.cg_pos = c.cg_contracts
-        self.cg_baskets = c.cg_baskets
-        self.acct_units = c.account_units
-        self.acct_pgs = c.account_product_groups
-
-
 def results_rows(report: MarginReport) -> Iterator[list[str]]:
     """Rows of ``<name>.results.csv`` (without the header), account by account, firms last."""
     r = report.result
-    tree = ResultTree(r)
+    tree = r.children
     b = r.resolved.batch
     theo = r.resolved.theo
     theo_row = r.resolved.theo_row
@@ -195,7 +181,7 @@ def results_rows(report: MarginReport) -> Iterator[list[str]]:
                 minimum=float(r.basket_minimum[k]),
                 vec=_vec(r.basket_pnl[k]),
             )
-        for i in tree.cg_pos[g]:
+        for i in tree.cg_contracts[g]:
             yield row(
                 "contract",
                 "Total",
@@ -229,7 +215,7 @@ def results_rows(report: MarginReport) -> Iterator[list[str]]:
             requirement=float(r.unit_requirement[unit]) if alone else None,
             vec=_vec(r.pg_total[p]),
         )
-        for g in tree.pg_cgs[p]:
+        for g in tree.pg_class_groups[p]:
             yield from cg_rows(a, g, port, pg, int(r.cg_unit[g]))
 
     for a in range(r.account_firm.shape[0]):
@@ -242,7 +228,7 @@ def results_rows(report: MarginReport) -> Iterator[list[str]]:
             minimum=float(r.account_minimum[a]),
             requirement=float(r.account_requirement[a]),
         )
-        for u in tree.acct_units[a]:
+        for u in tree.account_units[a]:
             level = int(r.unit_level[u])
             ref = int(r.unit_ref[u])
             if level == LEVEL_PORTFOLIO_GROUP:
@@ -262,12 +248,12 @@ def results_rows(report: MarginReport) -> Iterator[list[str]]:
                     requirement=float(r.unit_requirement[u]),
                     vec=_vec(r.port_total[ref]),
                 )
-                for p in tree.port_pgs[ref]:
+                for p in tree.port_product_groups[ref]:
                     yield from pg_rows(a, p, port, -1)
             elif level == LEVEL_PRODUCT_GROUP:
                 yield from pg_rows(a, ref, "", u)
         # product groups without offset: their class groups stand alone
-        for p in tree.acct_pgs[a]:
+        for p in tree.account_product_groups[a]:
             if not np.isnan(r.pg_offset[p]):
                 continue
             pg = str(r.pg_id[p])
@@ -282,7 +268,7 @@ def results_rows(report: MarginReport) -> Iterator[list[str]]:
                 minimum=float(r.pg_minimum[p]),
                 vec=_vec(r.pg_total[p]),
             )
-            for g in tree.pg_cgs[p]:
+            for g in tree.pg_class_groups[p]:
                 yield from cg_rows(a, g, "", pg, int(r.cg_unit[g]))
     yield from firm_result_rows(report)
 

@@ -20,7 +20,7 @@ from engine.pmc.margin import (
 )
 from engine.pmc.report import MarginReport
 from engine.pmc.theo.model import POINT_LABELS
-from gateway.outputs.margin.data import ERROR_COLUMNS, ResultTree
+from gateway.outputs.margin.data import ERROR_COLUMNS
 
 TABLE_ACCOUNT_LIMIT = 10
 TABLE_PROBLEM_LIMIT = 20
@@ -78,7 +78,7 @@ def render_table(report: MarginReport, console: Console) -> None:
             style="bold",
         )
     console.print(summary)
-    tree = ResultTree(r)
+    tree = r.children
     for a in range(min(n_acct, TABLE_ACCOUNT_LIMIT)):
         t = Table(
             title=f"{r.account_firm[a]} / {r.account_id[a] or '-'} / {r.account_type[a]}: "
@@ -95,14 +95,14 @@ def render_table(report: MarginReport, console: Console) -> None:
         def vec(values: np.ndarray) -> list[str]:
             return [format_whole(float(v)) for v in values]
 
-        units = tree.acct_units[a]
+        units = tree.account_units[a]
         for u in units[:TABLE_UNIT_LIMIT]:
             level = int(r.unit_level[u])
             ref = int(r.unit_ref[u])
             req = format_requirement(float(r.unit_requirement[u]))
             if level == LEVEL_PORTFOLIO_GROUP:
                 port = str(r.port_id[ref])
-                for p in tree.port_pgs[ref]:
+                for p in tree.port_product_groups[ref]:
                     pg = str(r.pg_id[p])
                     t.add_row(port, pg, "", "Gains", "", "", "", *vec(r.pg_gains[p]))
                     t.add_row(port, pg, "", "Losses", "", "", "", *vec(r.pg_losses[p]))
@@ -228,7 +228,7 @@ def render_compact(report: MarginReport, console: Console) -> None:
             style="bold",
         )
     console.print(summary)
-    tree = ResultTree(r)
+    tree = r.children
     for a in range(min(n_acct, TABLE_ACCOUNT_LIMIT)):
         t = Table(
             title=f"{r.account_firm[a]} / {r.account_id[a] or '-'} / {r.account_type[a]}: units",
@@ -238,7 +238,7 @@ def render_compact(report: MarginReport, console: Console) -> None:
         for name in ("Port Grp", "Prod Grp", "Class Grp", "NAV", "Requirement", "Minimum", "At"):
             right = name in ("NAV", "Requirement", "Minimum")
             t.add_column(name, justify="right" if right else "left", overflow="fold")
-        units = tree.acct_units[a]
+        units = tree.account_units[a]
         for u in units[:TABLE_UNIT_LIMIT]:
             level = int(r.unit_level[u])
             ref = int(r.unit_ref[u])
