@@ -321,14 +321,11 @@ class Dispatcher:
     def dispatch(self, d: Delivery) -> Outcome:
         request_type = _request_type(d)
         label = self.type_label(request_type)
-        firm = self._identify(d)
+        identities = self._identities()  # once per message: the daemon's map is built per call
+        firm = self._identify(d, identities)
         if firm is None:
             return Outcome(Action.REJECT, "unauthorized", label)
-        if (
-            d.reply_to
-            and d.user_id
-            and not reply_to_allowed(d.user_id, d.reply_to, self._identities())
-        ):
+        if d.reply_to and d.user_id and not reply_to_allowed(d.user_id, d.reply_to, identities):
             log.warning(
                 "request dead-lettered: reply_to %r is not a reply queue of user %s: message_id=%s",
                 d.reply_to,
@@ -354,7 +351,7 @@ class Dispatcher:
                 del self._inflight[key]
             mine.release()
 
-    def _identify(self, d: Delivery) -> str | None:
+    def _identify(self, d: Delivery, identities: Mapping[str, str]) -> str | None:
         if not d.user_id:
             log.warning(
                 "request without user_id dead-lettered: routing_key=%s message_id=%s",
@@ -362,7 +359,7 @@ class Dispatcher:
                 d.message_id,
             )
             return None
-        firm = self._identities().get(d.user_id)
+        firm = identities.get(d.user_id)
         if firm is None:
             log.warning(
                 "request from unmapped AMQP user dead-lettered: user=%s routing_key=%s"
