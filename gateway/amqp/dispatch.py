@@ -11,8 +11,8 @@ run in this order:
    a firm; a request without one, or from an unmapped user, is dead-lettered and no handler sees
    it. The mapping is read per message, so a SIGHUP reload applies at once. ``reply_to`` must be
    one of the sender's own reply queues (``reply.<user>`` or ``reply.<user>.<anything>``, minus
-   what belongs to a longer user name: ``reply_queue_owner``) or a direct reply-to address, so no
-   firm can make posgate write into another firm's queue;
+   what belongs to a longer user name: ``gateway.amqp.reply_to``) or a direct reply-to address,
+   so no firm can make posgate write into another firm's queue;
 2. redelivery: the request key (firm, type, message id or sha256 of the body) is looked up in the
    ``ProcessedStore``; when found, the stored reply is sent and the handler is not run. The
    consumer publishes a reply and acks its request in one AMQP transaction, so a request that
@@ -40,8 +40,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Container, Iterable, Mapping
-from collections.abc import Set as AbstractSet
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -49,14 +48,13 @@ from typing import Any
 import orjson
 
 from engine.errors import InputRejected
-from gateway.amqp.direct_reply import is_direct_reply_to
 from gateway.amqp.outbox import SCHEMA_VERSION, ProcessedStore
+from gateway.amqp.reply_to import reply_to_allowed
 from gateway.errors import TransientError
 
 log = logging.getLogger(__name__)
 
 REQUEST_PREFIX = "request."
-REPLY_QUEUE_PREFIX = "reply."
 JSON_CONTENT_TYPE = "application/json"
 
 MALFORMED = "MALFORMED"
@@ -134,53 +132,6 @@ def parse_json(body: bytes) -> Any:
         ) from None
     except RecursionError:
         raise InputRejected(MALFORMED, "body is not JSON: nested too deeply") from None
-
-
-def reply_queue_owner(reply_to: str, users: Iterable[str]) -> str | None:
-    """The AMQP user whose reply namespace holds the queue ``reply_to``, or None.
-
-    User ``U`` owns ``reply.U`` and ``reply.U.<anything>``, except what lies in the namespace of
-    a longer user name: with users ``a`` and ``a.b``, ``reply.a.b`` and ``reply.a.b.x`` belong to
-    ``a.b``, never to ``a``. Ownership is decided by the longest matching name, so no user name
-    can be chosen to reach into another user's queues.
-    """
-    known = _container(users)
-    return _longest_owner(reply_to, known.__contains__)
-
-
-def _container(users: Iterable[str]) -> Container[str]:
-    """``users`` as something with a fast ``in`` (a dict or set as it is)."""
-    if type(users) in (dict, set, frozenset) or isinstance(users, AbstractSet | Mapping):
-        return users  # type: ignore[return-value]
-    return set(users)
-
-
-def _longest_owner(reply_to: str, is_user: Callable[[str], bool]) -> str | None:
-    """The longest user name ``U`` with ``reply_to`` = ``reply.U`` or ``reply.U.<anything>``:
-    the names to try are what follows ``reply.``, cut at each of its dots, longest first (a few
-    set look-ups per message instead of a pass over every user)."""
-    if not reply_to.startswith(REPLY_QUEUE_PREFIX):
-        return None
-    rest = reply_to[len(REPLY_QUEUE_PREFIX) :]
-    if is_user(rest):
-        return rest
-    cut = rest.rfind(".")
-    while cut >= 0:
-        if is_user(rest[:cut]):
-            return rest[:cut]
-        cut = rest.rfind(".", 0, cut)
-    return None
-
-
-def reply_to_allowed(user: str, reply_to: str, users: Iterable[str] = ()) -> bool:
-    """A firm's replies go to its own reply queues (see ``reply_queue_owner``) or direct reply-to.
-
-    ``users`` are every AMQP user posgate knows (``user`` among them or not).
-    """
-    if is_direct_reply_to(reply_to):
-        return True
-    known = _container(users)
-    return _longest_owner(reply_to, lambda name: name == user or name in known) == user
 
 
 def is_json_content_type(content_type: str | None) -> bool:

@@ -20,11 +20,10 @@ from gateway.amqp.dispatch import (
     Reply,
     Request,
     StoredReply,
-    reply_queue_owner,
-    reply_to_allowed,
     request_key,
 )
 from gateway.amqp.outbox import MemoryProcessedStore
+from gateway.amqp.reply_to import reply_queue_owner, reply_to_allowed
 from gateway.errors import TransientError
 
 USERS = {"amqp-a": "00005", "amqp-b": "00390"}
