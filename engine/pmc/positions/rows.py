@@ -29,6 +29,7 @@ from engine.pmc.positions.checks import (
 from engine.pmc.positions.model import (
     _BATCH_FIELDS,
     ACCOUNT_TYPES,
+    FIRM_ID_DIGITS,
     OPTION_TYPES,
     REJECTED,
     SECURITY_TYPES,
@@ -113,7 +114,12 @@ def _fast_row(row: dict[str, object], line: int, allow_zero: bool) -> tuple[obje
     firm = get("firm")
     firm_n = _firms.get(firm) if type(firm) is str else None
     if firm_n is None:
-        if not (type(firm) is str and 0 < len(firm) <= 5 and firm.isascii() and firm.isdigit()):
+        if not (
+            type(firm) is str
+            and 0 < len(firm) <= FIRM_ID_DIGITS
+            and firm.isascii()
+            and firm.isdigit()
+        ):
             return None
         firm_n = firm_id(firm)
         _remember(_firms, firm, firm_n)
