@@ -25,9 +25,9 @@ from gateway.ledger.database import (
     utc_now,
 )
 from gateway.ledger.dpl_store import (
-    _FIELD_SEP,
     _LINE_BITS,
     _LINE_MASK,
+    FIELD_SEP,
     DplRecordStore,
     unpack_fields,
 )
@@ -285,7 +285,7 @@ class DplLedger(DplRecordStore):
             else (_PUBLISHABLE_OF_FILES, json.dumps(list(files)))
         )
         cursor.execute(_AS_UTF8 + where + _PUBLICATION_ORDER, (param,))
-        join = _FIELD_SEP.encode().join
+        join = FIELD_SEP.encode().join
         while rows := cursor.fetchmany(batch):
             yield len(rows), join([text for (text,) in rows])
 

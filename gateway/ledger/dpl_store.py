@@ -44,21 +44,20 @@ STAGE_ROWS = 20_000
 
 # Record fields are stored packed: values joined by US (0x1f), None written as STX (0x02). Neither
 # character can occur in an XML attribute value, and this is several times cheaper than JSON.
-_FIELD_SEP = "\x1f"
-_NONE = "\x02"
-FIELD_SEP, ABSENT = _FIELD_SEP, _NONE
+FIELD_SEP = "\x1f"
+ABSENT = "\x02"
 _SORT_SEP = "\x01"
-_UNPACK: dict[str, str | None] = {_NONE: None}
+_UNPACK: dict[str, str | None] = {ABSENT: None}
 
 
 def pack_fields(values: Sequence[str | None]) -> str:
-    return _FIELD_SEP.join([_NONE if v is None else v for v in values])
+    return FIELD_SEP.join([ABSENT if v is None else v for v in values])
 
 
 def unpack_fields(text: str | None) -> tuple[str | None, ...] | None:
     if text is None:
         return None
-    parts = text.split(_FIELD_SEP)
+    parts = text.split(FIELD_SEP)
     return tuple(map(_UNPACK.get, parts, parts))  # STX -> None, every other value as it is
 
 
@@ -69,11 +68,11 @@ def valid_row(
     as ``pack_fields`` and ``dpl_sort_key`` give, in one step (the intake's hot path). A valid
     record has every required field, so only the optional ones can be None."""
     rpt_id, biz, dlv_dt, req, model, firm, role, agg, crd, name, sym, sub, long, short = fields
-    packed = _FIELD_SEP.join(
+    packed = FIELD_SEP.join(
         (
-            _NONE if rpt_id is None else rpt_id,
+            ABSENT if rpt_id is None else rpt_id,
             biz,
-            _NONE if dlv_dt is None else dlv_dt,
+            ABSENT if dlv_dt is None else dlv_dt,
             req,
             model,
             firm,
@@ -83,8 +82,8 @@ def valid_row(
             name,
             sym,
             sub,
-            _NONE if long is None else long,
-            _NONE if short is None else short,
+            ABSENT if long is None else long,
+            ABSENT if short is None else short,
         )  # type: ignore[arg-type]
     )
     return line, raw, packed, f"{firm_sort}{_SORT_SEP}{agg}{_SORT_SEP}{sym}{_SORT_SEP}{sub}"
