@@ -20,10 +20,12 @@ IntArray = NDArray[np.int64]
 StrArray = NDArray[np.str_]
 
 DENSE_LIMIT = 16_000_000
-_SORTED_FROM = 65_536  # keys from which a key space 8x larger than the keys is factorised by a sort
+_SORTED_FROM = 65_536  # keys from which a key space _SPARSE times larger is factorised by a sort
+_SPARSE = 64  # below this, one mark-and-cumsum over the key space beats sorting (measured)
 _CHUNK = 9  # 9 x 7 bits = 63 bits: one int64 per 9 ASCII characters
 _FEW_VALUES = 4  # up to this many distinct values, a binary search beats np.unique's argsort
 _HASHED_SHARE = 8  # below one distinct value in 8 rows, a hash look-up beats np.unique's argsort
+_SAMPLE_ROWS = 32_768  # rows sampled to find a column's distinct values before the look-up
 
 
 def factorize(keys: IntArray, upper: int) -> tuple[IntArray, IntArray]:
@@ -33,7 +35,8 @@ def factorize(keys: IntArray, upper: int) -> tuple[IntArray, IntArray]:
     keys = np.asarray(keys, dtype=np.int64)
     n = keys.shape[0]
     index_bits = max(n - 1, 1).bit_length()
-    if n >= _SORTED_FROM and upper > 8 * n and max(upper - 1, 1).bit_length() + index_bits <= 63:
+    wide = max(upper - 1, 1).bit_length() + index_bits > 63
+    if n >= _SORTED_FROM and upper > _SPARSE * n and not wide:
         return _factorize_sorted(keys, index_bits)
     if upper <= DENSE_LIMIT:
         present = np.zeros(max(upper, 1), dtype=bool)
@@ -91,17 +94,7 @@ def factorize_strings(column: NDArray[np.str_]) -> tuple[StrArray, IntArray]:
         # one int64 per string: distinct strings decode straight from the distinct integers
         weights = 128 ** np.arange(_CHUNK - 1, _CHUNK - 1 - width, -1, dtype=np.int64)
         packed = _horner(raw, width)
-        ordered = np.sort(packed)  # a plain sort costs a fraction of the argsort of np.unique
-        starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
-        few = starts.shape[0] < _FEW_VALUES  # a file's firms: a search per row, no argsort
-        if few or starts.shape[0] * _HASHED_SHARE < n:  # its accounts: a hash look-up per row
-            packed_uniq = ordered[np.concatenate([np.zeros(1, dtype=np.int64), starts])]
-            if few:
-                inv = np.searchsorted(packed_uniq, packed).astype(np.int64)
-            else:
-                inv = KeyIndex(packed_uniq).find(packed)
-        else:
-            packed_uniq, inv = np.unique(packed, return_inverse=True)
+        packed_uniq, inv = _factorize_repeated(packed)
         digits = (packed_uniq[:, None] // weights[None, :]) % 128
         strings = digits.astype(np.uint32).view(f"<U{width}").reshape(-1)
         return strings.astype(np.str_), inv.reshape(-1).astype(np.int64)
@@ -120,6 +113,41 @@ def factorize_strings(column: NDArray[np.str_]) -> tuple[StrArray, IntArray]:
     first = np.full(groups, n, dtype=np.int64)
     np.minimum.at(first, code, np.arange(n, dtype=np.int64))
     return col[first].astype(np.str_), code
+
+
+def _factorize_repeated(packed: IntArray) -> tuple[IntArray, IntArray]:
+    """Sorted distinct values of ``packed`` [n] and each row's index among them, for columns
+    whose values repeat (a file's firms, its accounts).
+
+    The distinct values of an evenly spaced sample of the rows are found first (a sort of the
+    sample, not of the column); every row is looked up among them (a binary search when there are
+    a few, a hash look-up otherwise), and only the rows the sample missed are sorted to find the
+    rest. Exact: every row is checked against its value. A column with too many distinct values
+    for this to pay goes to ``np.unique``.
+    """
+    n = packed.shape[0]
+    rows = packed[:: max(1, n // _SAMPLE_ROWS)]
+    sample = np.unique(rows)
+    if sample.shape[0] * _HASHED_SHARE >= rows.shape[0]:
+        uniq, inv = np.unique(packed, return_inverse=True)
+        return uniq, inv.reshape(-1).astype(np.int64)
+    if sample.shape[0] < _FEW_VALUES:
+        inv = np.minimum(np.searchsorted(sample, packed), sample.shape[0] - 1).astype(np.int64)
+        inv[sample[inv] != packed] = -1
+    else:
+        inv = KeyIndex(sample).find(packed)
+    missed = np.flatnonzero(inv < 0)
+    if missed.shape[0] == 0:
+        return sample, inv
+    if missed.shape[0] * _HASHED_SHARE >= n:
+        uniq, inv = np.unique(packed, return_inverse=True)
+        return uniq, inv.reshape(-1).astype(np.int64)
+    uniq = np.union1d(sample, packed[missed])
+    renumber = np.searchsorted(uniq, sample)
+    hit = inv >= 0
+    inv[hit] = renumber[inv[hit]]
+    inv[missed] = np.searchsorted(uniq, packed[missed])
+    return uniq, inv
 
 
 def search_sorted(haystack: NDArray[np.generic], needles: NDArray[np.generic]) -> IntArray:

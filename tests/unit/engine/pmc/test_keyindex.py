@@ -73,3 +73,23 @@ def test_pack_dates_distinct_and_refuses_other_strings() -> None:
     for odd in ("2026/01/02", "20260102", "2026-1-2", "\x00026-01-02"):
         assert pack_dates(np.asarray(["2026-01-02", odd], dtype="<U10")) is None
     assert pack_dates(np.asarray(["2026-01-02"], dtype="<U11")) is None
+
+
+def test_factorize_strings_finds_values_its_sample_missed() -> None:
+    """Large columns are factorised from a sample of their rows; values only on rows the
+    sample skipped (a third firm on one line, rare accounts, a column of nearly all distinct
+    values) still come out exactly as ``np.unique`` gives them."""
+    from engine.pmc.grouping import factorize_strings
+
+    rng = np.random.default_rng(5)
+    n = 200_000
+    firms = np.where(rng.random(n) < 0.5, "5", "161").astype("<U5")
+    firms[12_345] = "00042"  # not on the sample's stride
+    accounts = np.asarray([f"A{i}" for i in rng.integers(0, 500, n)], dtype="<U12")
+    rare = rng.choice(n, 300, replace=False)
+    accounts[rare] = [f"RARE{i}" for i in range(300)]
+    distinct = np.asarray([f"X{i}" for i in rng.permutation(n)], dtype="<U9")
+    for column in (firms, accounts, distinct):
+        got_u, got_i = factorize_strings(column)
+        want_u, want_i = np.unique(column, return_inverse=True)
+        assert np.array_equal(got_u, want_u) and np.array_equal(got_i, want_i.reshape(-1))
