@@ -313,14 +313,17 @@ def synthetic_market(n_series: int, seed: int = 3) -> MarketSnapshot:
 # runs
 
 
-def best_of(fn, repeat: int) -> tuple[float, float, object]:  # type: ignore[no-untyped-def]
-    """Best wall seconds, best CPU seconds (this process) and the last result of ``repeat`` runs.
+def best_of(fn, repeat: int, warmup: int = 0) -> tuple[float, float, object]:  # type: ignore[no-untyped-def]
+    """Best wall seconds, best CPU seconds (this process) and the last result of ``repeat`` runs,
+    after ``warmup`` runs that are not counted.
 
     The machine may be shared: CPU seconds are the fairer measure, wall seconds are shown too.
     """
     best = math.inf
     best_cpu = math.inf
     out = None
+    for _ in range(warmup):
+        fn()
     for _ in range(repeat):
         t0 = time.perf_counter()
         c0 = time.process_time()
