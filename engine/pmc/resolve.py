@@ -26,7 +26,6 @@ from engine.pmc.positions.model import (
 )
 from engine.pmc.theo.model import (
     ACCOUNT_TYPES,
-    POINTS,
     TheoSet,
     full_key,
     match_key,
@@ -45,8 +44,8 @@ class ResolvedPositions:
 
     ``theo_row`` is -1 for a stock not in the set. ``cg_code`` indexes ``cg_ids``/``cg_pgs``
     (the set's class groups followed by one per stock-not-in-set symbol); ``pg_code`` indexes the
-    set's product group table. ``unit_pnl`` [n, 10] (Fortran order), ``unit_value`` (price x
-    multiplier, or the given market value) and ``unit_min`` are per one long unit.
+    set's product group table. ``unit_pnl`` [n, 10], ``unit_value`` (price x multiplier, or the
+    given market value) and ``unit_min`` are per one long unit.
     """
 
     batch: PositionBatch
@@ -262,13 +261,7 @@ def resolve_positions(batch: PositionBatch, theo: TheoSet) -> ResolvedPositions:
     pg_k = pg_code if all_kept else pg_code[kept]
     # gather every row from the set, then patch the (few) stocks that are not in it
     safe_k = np.maximum(rows_k, 0)
-    # point by point from the set's Fortran-ordered ``pnl``: unit_pnl is [n, 10] in Fortran
-    # order too, so the sums by group read each point contiguously (no strided copies)
-    by_point = theo.pnl.T
-    unit_pnl_t = np.empty((POINTS, safe_k.shape[0]), dtype=np.float64)
-    for j in range(POINTS):
-        np.take(by_point[j], safe_k, out=unit_pnl_t[j])
-    unit_pnl = unit_pnl_t.T
+    unit_pnl = np.take(theo.pnl, safe_k, axis=0)  # row gather: ~10x faster than pnl[rows]
     unit_value = theo.theo_price[safe_k] * theo.multiplier[safe_k]
     unit_min = theo.min_charge[safe_k]
     out_k = np.flatnonzero(~found_k)

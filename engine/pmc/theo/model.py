@@ -5,8 +5,7 @@ written by ``engine.pmc.theo.write``; the column names and the 10 P&L points the
 defined here.
 
 Theory of operation. Instruments live in columnar arrays of length N (one row per instrument and
-account type) with the P&L at the 10 points in ``pnl`` of shape [N, 10] (-5..-1, +1..+5; kept in
-Fortran order, point by point). The
+account type) with the P&L at the 10 points in ``pnl`` of shape [N, 10] (-5..-1, +1..+5). The
 group tables are small arrays too, and every instrument row carries integer codes into them
 (``cg_code`` into class groups, ``pg_code`` into the (account type, product group) table), so the
 margin calculation never touches strings on its hot path. A 346 record finds its instrument by a
@@ -287,13 +286,6 @@ class TheoSet:
     exchange: StrArray = field(default_factory=lambda: np.zeros(0, dtype="<U1"))
     #: (account type, symbol) -> row of the future with the earliest series date (for 'X' spot)
     spot_future: Mapping[tuple[str, str], int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # ``pnl`` is kept point by point (Fortran order: each of the 10 points contiguous), so
-        # a whole file's rows are gathered one point at a time and every later sum by group
-        # reads contiguous columns; a row ``pnl[i]`` reads as before
-        if not self.pnl.flags.f_contiguous:
-            object.__setattr__(self, "pnl", np.asfortranarray(self.pnl, dtype=np.float64))
 
     @property
     def size(self) -> int:
