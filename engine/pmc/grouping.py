@@ -4,7 +4,8 @@ Theory of operation. Every level of the margin calculation is "give each row the
 group, then add rows up". ``factorize`` turns non-negative int64 keys into dense group indexes
 without sorting when the key space is small (mark, cumulative sum), ``factorize_strings`` does the
 same for ASCII string columns by packing 9 characters at a time into an int64 (base 128 keeps
-the lexicographic order, so results come out sorted like ``np.unique``) and never compares strings,
+the lexicographic order, so results come out sorted like ``np.unique``) and never compares strings
+(a long column's distinct values come from a sample of its rows plus a look-up of every row),
 and ``group_sum`` adds rows of [n] or [n, k] arrays with one ``np.bincount`` per column.
 """
 
@@ -47,6 +48,11 @@ def factorize(keys: IntArray, upper: int) -> tuple[IntArray, IntArray]:
         rank = np.empty(max(upper, 1), dtype=np.int32)
         rank[uniq] = np.arange(uniq.shape[0], dtype=np.int32)
         return uniq, rank[keys].astype(np.int64)
+    return _unique_inverse(keys)
+
+
+def _unique_inverse(keys: IntArray) -> tuple[IntArray, IntArray]:
+    """``np.unique(keys, return_inverse=True)`` as two flat int64 arrays [u], [n]."""
     uniq, inv = np.unique(keys, return_inverse=True)
     return uniq.astype(np.int64), inv.reshape(-1).astype(np.int64)
 
@@ -129,23 +135,21 @@ def _factorize_repeated(packed: IntArray) -> tuple[IntArray, IntArray]:
     rows = packed[:: max(1, n // _SAMPLE_ROWS)]
     sample = np.unique(rows)
     if sample.shape[0] * _HASHED_SHARE >= rows.shape[0]:
-        uniq, inv = np.unique(packed, return_inverse=True)
-        return uniq, inv.reshape(-1).astype(np.int64)
+        return _unique_inverse(packed)
     if sample.shape[0] < _FEW_VALUES:
         inv = np.minimum(np.searchsorted(sample, packed), sample.shape[0] - 1).astype(np.int64)
         inv[sample[inv] != packed] = -1
     else:
         inv = KeyIndex(sample).find(packed)
-    missed = np.flatnonzero(inv < 0)
+    lost = inv < 0
+    missed = np.flatnonzero(lost)
     if missed.shape[0] == 0:
         return sample, inv
     if missed.shape[0] * _HASHED_SHARE >= n:
-        uniq, inv = np.unique(packed, return_inverse=True)
-        return uniq, inv.reshape(-1).astype(np.int64)
+        return _unique_inverse(packed)
     uniq = np.union1d(sample, packed[missed])
-    renumber = np.searchsorted(uniq, sample)
-    hit = inv >= 0
-    inv[hit] = renumber[inv[hit]]
+    hit = ~lost
+    inv[hit] = np.searchsorted(uniq, sample)[inv[hit]]
     inv[missed] = np.searchsorted(uniq, packed[missed])
     return uniq, inv
 
